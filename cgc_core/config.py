@@ -1,0 +1,183 @@
+"""Every default of cgc in one place.
+
+The YAML file (`config/cgc.yaml`), the command line and the ROS parameters override these field by
+field (`load_config`, `apply_overrides`); nothing else in the code base holds a default of its own.
+Constants marked "paper" come from Silva et al., sections 3.2 and 4.2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class SegmenterConfig:
+    """Where 2D segments (the training signal) come from."""
+
+    kind: str = "auto"
+    """'sam', 'felzenszwalb', 'precomputed', or 'auto' (SAM when `sam_checkpoint` is set, else
+    felzenszwalb)."""
+    sam_checkpoint: str = ""
+    """Path to a segment-anything checkpoint (.pth). Nothing is downloaded."""
+    sam_model_type: str = "vit_h"
+    """'vit_h', 'vit_l' or 'vit_b'; must match the checkpoint. The paper uses ViT-H."""
+    sam_points_per_side: int = 32
+    """SAM automatic generator grid (SamAutomaticMaskGenerator default)."""
+    sam_pred_iou_thresh: float = 0.88
+    sam_stability_score_thresh: float = 0.95
+    sam_min_mask_region_area: int = 0
+    felzenszwalb_scale: float = 200.0
+    """Felzenszwalb graph-cut scale: larger gives larger segments."""
+    felzenszwalb_sigma: float = 0.8
+    felzenszwalb_min_size: int = 60
+    masks_dir: str = ""
+    """For kind='precomputed': a folder with one 8- or 16-bit PNG per image stem."""
+    device: str = "auto"
+
+
+@dataclass
+class RenderConfig:
+    """Rasterizer settings (see cgc_core.render)."""
+
+    backend: str = "auto"
+    """'auto' (gsplat on CUDA, else the native CPU kernel), 'gsplat', 'cpu', 'reference'."""
+    eps2d: float = 0.3
+    """Low-pass dilation added to every 2D covariance (3DGS / gsplat default)."""
+    near: float = 0.01
+    far: float = 1e10
+
+
+@dataclass
+class ModelConfig:
+    """The Gaussian model."""
+
+    feature_dim: int = 16
+    """Segmentation feature size per Gaussian (paper: 16)."""
+    sh_degree: int = 3
+    """Maximum SH degree of colour (3DGS: 3). Raised one degree every `sh_increase_every`."""
+    init_points: int = 20_000
+    """Random initialisation size when the scene has neither points nor depth."""
+    init_opacity: float = 0.1
+    max_gaussians: int = 200_000
+    """Densification stops adding Gaussians past this budget."""
+
+
+@dataclass
+class LossConfig:
+    """Loss terms and their constants (paper, Eq. 3-5)."""
+
+    ssim_lambda: float = 0.2
+    """Rendering loss (1 - l) * L1 + l * D-SSIM (3DGS)."""
+    clustering_weight: float = 1e-6
+    """lambda_clustering of Eq. 5 (paper: 1e-6, on the per-pixel sum of Eq. 3)."""
+    clustering_every: int = 50
+    """Apply the contrastive clustering loss every this many iterations (paper: 50)."""
+    min_cluster_pixels: int = 100
+    """Segments with this many pixels or fewer are ignored (paper: 100)."""
+    temperature_eps: float = 100.0
+    """epsilon in the per-cluster temperature sum ||f - mean|| / (N log(N + eps)) (paper: 100)."""
+    regularization_every: int = 100
+    """Apply the spatial-similarity regularizer every this many iterations (paper: 100)."""
+    regularization_samples: int = 2048
+    """M: Gaussians sampled per regularizer step."""
+    near_k: int = 2
+    """K nearest Gaussians pulled together (paper: 2)."""
+    far_l: int = 5
+    """L farthest Gaussians pushed apart (paper: 5)."""
+    near_weight: float = 0.05
+    """lambda_near (paper: 0.05)."""
+    far_weight: float = 0.15
+    """lambda_far (paper: 0.15)."""
+    use_similarity: bool = True
+    """Ablation switch: the near (similarity) half of Eq. 4."""
+    use_dissimilarity: bool = True
+    """Ablation switch: the far (dissimilarity) half of Eq. 4."""
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation schedule (3DGS defaults unless noted)."""
+
+    iterations: int = 30_000
+    """Paper: 30k on a GPU. `cgc train` picks a CPU default when no GPU is present."""
+    seed: int = 0
+    device: str = "auto"
+    lr_means: float = 1.6e-4
+    lr_means_final: float = 1.6e-6
+    lr_scales: float = 5e-3
+    lr_quats: float = 1e-3
+    lr_opacities: float = 5e-2
+    lr_sh0: float = 2.5e-3
+    lr_shN: float = 2.5e-3 / 20
+    lr_features: float = 2.5e-3
+    densify_from: int = 500
+    densify_until: int = 15_000
+    densify_every: int = 100
+    densify_grad_threshold: float = 2e-4
+    percent_dense: float = 0.01
+    opacity_reset_every: int = 3000
+    prune_opacity: float = 0.005
+    sh_increase_every: int = 1000
+    checkpoint_every: int = 0
+    """Write a resumable checkpoint every this many iterations (0: only at the end)."""
+    max_resolution: int = 0
+    """Downscale training views so the longer side is at most this (0: native)."""
+
+
+@dataclass
+class QueryConfig:
+    """Turning features into masks and objects."""
+
+    threshold: float = 0.7
+    """Cosine similarity threshold t of Eq. 6 (paper: 0.7)."""
+
+
+@dataclass
+class CGCConfig:
+    segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    query: QueryConfig = field(default_factory=QueryConfig)
+
+
+def apply_overrides(config: Any, overrides: dict[str, Any], prefix: str = "") -> Any:
+    """Set fields of a (nested) config dataclass from a (nested) dict; unknown keys are errors."""
+    names = {f.name: f for f in dataclasses.fields(config)}
+    for key, value in overrides.items():
+        if key not in names:
+            raise ValueError(f"unknown config key '{prefix}{key}'")
+        current = getattr(config, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ValueError(f"config key '{prefix}{key}' is a section, got {value!r}")
+            apply_overrides(current, value, prefix=f"{prefix}{key}.")
+        else:
+            if current is not None and not isinstance(value, type(current)):
+                if isinstance(current, float) and isinstance(value, int):
+                    value = float(value)
+                else:
+                    raise ValueError(f"config key '{prefix}{key}' wants {type(current).__name__}, "
+                                     f"got {value!r}")
+            setattr(config, key, value)
+    return config
+
+
+def load_config(path: str | Path | None = None) -> CGCConfig:
+    """Defaults, overridden by a YAML file when given."""
+    config = CGCConfig()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level")
+        apply_overrides(config, data)
+    return config
