@@ -1,0 +1,171 @@
+"""The `cgc` command: the engine offline, without ROS.
+
+    cgc synth OUT [--seed S]                          built-in synthetic scene
+    cgc train SCENE --out RUN [--masks DIR] [--iterations N] [--config YAML] [--resume]
+    cgc segment RUN --prompts PROMPTS.json --out DIR [--threshold T]
+    cgc eval RUN [--threshold T] [--json FILE]
+    cgc render RUN --frame NAME --out DIR
+    cgc demo OUT                                     synth -> train -> eval -> render
+
+Bad arguments, missing files and a scene without poses print one line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+EXIT_USAGE = 2
+
+
+def _config(args) -> "CGCConfig":
+    from cgc_core.config import apply_overrides, load_config
+    config = load_config(getattr(args, "config", None))
+    train = {}
+    if getattr(args, "iterations", None) is not None:
+        if args.iterations <= 0:
+            raise ValueError("--iterations must be positive")
+        train["iterations"] = args.iterations
+    if getattr(args, "seed", None) is not None:
+        train["seed"] = args.seed
+    if getattr(args, "device", None):
+        train["device"] = args.device
+    return apply_overrides(config, {"train": train})
+
+
+def _threshold(args, config) -> float:
+    t = config.query.threshold if args.threshold is None else args.threshold
+    if not -1.0 <= t <= 1.0:
+        raise ValueError(f"--threshold must lie in [-1, 1], got {t}")
+    return t
+
+
+def cmd_synth(args) -> None:
+    from cgc_core.data.synth import synth_command
+    synth_command(Path(args.out), seed=args.seed)
+
+
+def cmd_train(args) -> None:
+    from cgc_core.run import train_scene
+    masks = Path(args.masks) if args.masks else None
+    if masks is not None and not masks.is_dir():
+        raise FileNotFoundError(f"masks folder not found: {masks}")
+    train_scene(Path(args.scene), Path(args.out), config=_config(args), masks_dir=masks,
+                resume=args.resume, progress=not args.quiet)
+
+
+def cmd_segment(args) -> None:
+    from cgc_core.data.ground_truth import load_prompts
+    from cgc_core.evaluate import segment_prompts
+    from cgc_core.io import write_label_png
+    from cgc_core.run import load_run
+    run = load_run(Path(args.run))
+    prompts = load_prompts(Path(args.prompts))
+    for prompt in prompts:
+        if prompt.frame not in {c.name for c in run.scene.cameras}:
+            raise ValueError(f"{args.prompts}: prompt '{prompt.id}' names unknown frame "
+                             f"'{prompt.frame}'")
+    masks = segment_prompts(run.splats, run.scene, prompts, run.config.render,
+                            _threshold(args, run.config))
+    out = Path(args.out)
+    for prompt_id, mask in masks.items():
+        write_label_png(out / f"{prompt_id}.png", mask.astype(np.uint8) * 255)
+        print(f"{prompt_id}: {int(mask.sum())} pixels -> {out / (prompt_id + '.png')}")
+
+
+def cmd_eval(args) -> None:
+    from cgc_core.evaluate import evaluate_run
+    from cgc_core.io import write_json
+    from cgc_core.metrics import format_table
+    from cgc_core.run import load_run
+    run = load_run(Path(args.run))
+    results = evaluate_run(run.splats, run.scene, run.config.render, _threshold(args, run.config))
+    print(format_table(results))
+    if args.json:
+        write_json(Path(args.json), results)
+
+
+def cmd_render(args) -> None:
+    from cgc_core.render_outputs import write_frame_renders
+    from cgc_core.run import load_run
+    run = load_run(Path(args.run))
+    if args.frame not in {c.name for c in run.scene.cameras}:
+        known = ", ".join(c.name for c in run.scene.cameras[:5])
+        raise ValueError(f"unknown frame '{args.frame}' (frames look like: {known}, ...)")
+    for path in write_frame_renders(run, args.frame, Path(args.out)):
+        print(path)
+
+
+def cmd_demo(args) -> None:
+    from cgc_core.demo import run_demo
+    run_demo(Path(args.out), seed=args.seed, iterations=args.iterations)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cgc", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="write a built-in synthetic scene (pybullet, CPU, seconds)")
+    p.add_argument("out")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("train", help="train a CGC model on a posed scene")
+    p.add_argument("scene", help="folder with transforms.json or sparse/0, and images/")
+    p.add_argument("--out", required=True, help="run folder to write")
+    p.add_argument("--masks", help="precomputed segment PNGs (one per image stem); default: "
+                                   "run the configured mask source")
+    p.add_argument("--iterations", type=int, help="default: per device (see config)")
+    p.add_argument("--config", help="YAML overriding config/cgc.yaml defaults field by field")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("segment", help="masks for pixel prompts")
+    p.add_argument("run")
+    p.add_argument("--prompts", required=True, help='JSON list of {"id", "frame", "point": [u, v]}')
+    p.add_argument("--out", required=True)
+    p.add_argument("--threshold", type=float, help="cosine threshold t (default 0.7, Eq. 6)")
+    p.set_defaults(func=cmd_segment)
+
+    p = sub.add_parser("eval", help="mIoU / mBIoU on the scene's test_mask/")
+    p.add_argument("run")
+    p.add_argument("--threshold", type=float)
+    p.add_argument("--json", help="also write the results as JSON")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("render", help="colour, feature PCA and mask overlays of one frame")
+    p.add_argument("run")
+    p.add_argument("--frame", required=True, help="image stem of a scene frame")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("demo", help="the main job: synth -> train -> eval -> render, one folder")
+    p.add_argument("out")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--iterations", type=int)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from cgc_core.io import DataError
+    try:
+        args.func(args)
+    except (DataError, ValueError, FileNotFoundError, NotADirectoryError) as error:
+        print(f"cgc {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"cgc {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

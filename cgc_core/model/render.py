@@ -1,0 +1,58 @@
+"""Render a Gaussian model from a camera: colour (from SH) and, when asked, segmentation features.
+
+Colour and features go through the rasterizer in one pass (3 + D channels) so that the feature
+iterations of the paper's schedule cost one render, not two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from cgc_core.config import RenderConfig
+from cgc_core.model.sh import eval_sh
+from cgc_core.render import RenderOutput, rasterize
+
+
+@dataclass
+class ViewRender:
+    rgb: Tensor              # [H, W, 3]
+    features: Tensor | None  # [H, W, D] raw alpha-blended features (not normalised)
+    alphas: Tensor           # [H, W]
+    depths: Tensor | None    # [H, W] alpha-blended z
+    raw: RenderOutput        # means2d (for densification), radii
+
+
+def render_view(splats: torch.nn.ParameterDict, viewmat: Tensor, K: Tensor, width: int,
+                height: int, *, sh_degree: int, render: RenderConfig, with_rgb: bool = True,
+                with_features: bool = False, with_depth: bool = False,
+                background: Tensor | None = None) -> ViewRender:
+    """Rasterize the model.
+
+    Args:
+        viewmat: [4, 4] world-to-camera (OpenCV axes); K: [3, 3].
+        sh_degree: active SH degree for colour.
+        background: [3] colour background (features always use 0).
+    """
+    channels = []
+    if with_rgb:
+        cam_centre = torch.linalg.inv(viewmat)[:3, 3]
+        dirs = splats["means"] - cam_centre
+        coeffs = torch.cat([splats["sh0"], splats["shN"]], dim=1)
+        channels.append(eval_sh(sh_degree, coeffs, dirs))
+    if with_features:
+        channels.append(splats["features"])
+    colors = torch.cat(channels, dim=1)
+    bg = None
+    if background is not None and with_rgb:
+        bg = torch.cat([background.to(colors), colors.new_zeros(colors.shape[1] - 3)])
+    out = rasterize(
+        splats["means"], splats["quats"], splats["log_scales"].exp(),
+        torch.sigmoid(splats["opacities"]), colors, viewmat, K, width, height,
+        background=bg, render_depth=with_depth, near=render.near, far=render.far,
+        eps2d=render.eps2d, backend=render.backend)
+    rgb = out.colors[..., :3] if with_rgb else None
+    features = out.colors[..., (3 if with_rgb else 0):] if with_features else None
+    return ViewRender(rgb=rgb, features=features, alphas=out.alphas, depths=out.depths, raw=out)

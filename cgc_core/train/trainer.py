@@ -1,0 +1,247 @@
+"""The CGC trainer (supplementary Algorithm 1): render, compare, step, refine.
+
+One `Trainer.step()` is one iteration on one view, so the same engine serves the offline command
+line (`train()` loops) and a live node (a worker thread calls `step()` between frames). All model
+access goes through `self.lock`, so another thread may render or query between steps.
+
+Schedule (paper, section 4.2): the rendering loss every iteration; the contrastive clustering loss
+(Eq. 3) every `loss.clustering_every` iterations, on a feature map rendered in the same pass as the
+colour; the spatial-similarity regularizer (Eq. 4) every `loss.regularization_every` iterations.
+Features get gradients only on those iterations, and their optimizer steps only then.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from cgc_core.config import CGCConfig, apply_overrides
+from cgc_core.io import DataError
+from cgc_core.losses import contrastive_clustering_loss, rendering_loss, spatial_similarity_loss
+from cgc_core.model.densify import Densifier
+from cgc_core.model.gaussians import create_gaussians, sh_degree_of
+from cgc_core.model.render import render_view
+from cgc_core.train.views import TrainingView
+
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class StepStats:
+    step: int
+    loss: float
+    rendering: float
+    clustering: float | None
+    regularization: float | None
+    num_gaussians: int
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device '{name}' requested but CUDA is not available")
+    return torch.device(name)
+
+
+class Trainer:
+    def __init__(self, config: CGCConfig, views: list[TrainingView], *, points: np.ndarray,
+                 colors: np.ndarray | None, extent: float, iterations: int,
+                 device: torch.device | str = "cpu"):
+        """
+        Args:
+            views: training views (more may be added later with `add_view`).
+            points: [P, 3] initial point cloud; colors: [P, 3] uint8 or None.
+            extent: scene size (3DGS camera extent), scales the position learning rate and the
+                densification thresholds.
+            iterations: planned total, for the position learning-rate decay.
+        """
+        self.config = config
+        self.device = torch.device(device)
+        self.views = list(views)
+        self.extent = float(extent)
+        self.iterations = int(iterations)
+        self.lock = threading.RLock()
+        self.step_count = 0
+        self.generator = torch.Generator(device="cpu").manual_seed(config.train.seed)
+        self.view_rng = np.random.default_rng(config.train.seed)
+        self._view_queue: list[int] = []
+        self.splats = create_gaussians(
+            points, colors, feature_dim=config.model.feature_dim, sh_degree=config.model.sh_degree,
+            init_opacity=config.model.init_opacity, generator=self.generator, device=self.device)
+        self.optimizers = self._make_optimizers()
+        self.densifier = Densifier(config.train, config.model, self.extent, self.generator)
+        self.background = torch.zeros(3, device=self.device)
+
+    # ------------------------------------------------------------------ set-up
+
+    def _make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        t = self.config.train
+        rates = {"means": t.lr_means * self.extent, "quats": t.lr_quats, "log_scales": t.lr_scales,
+                 "opacities": t.lr_opacities, "sh0": t.lr_sh0, "shN": t.lr_shN,
+                 "features": t.lr_features}
+        # eps 1e-15 as 3DGS: tiny gradients (far Gaussians) must still move.
+        return {name: torch.optim.Adam([{"params": [self.splats[name]], "lr": lr, "name": name}],
+                                       eps=1e-15) for name, lr in rates.items()}
+
+    def add_view(self, view: TrainingView) -> None:
+        with self.lock:
+            self.views.append(view)
+
+    @property
+    def sh_degree(self) -> int:
+        every = self.config.train.sh_increase_every
+        active = self.step_count // every if every > 0 else sh_degree_of(self.splats)
+        return min(active, sh_degree_of(self.splats))
+
+    def _next_view(self) -> TrainingView:
+        # Views in a fresh random order every epoch, as 3DGS does.
+        if not self._view_queue:
+            self._view_queue = list(self.view_rng.permutation(len(self.views)))
+        return self.views[self._view_queue.pop()]
+
+    def _update_learning_rate(self) -> None:
+        t = self.config.train
+        progress = min(1.0, self.step_count / max(1, self.iterations))
+        lr = t.lr_means * self.extent * (t.lr_means_final / t.lr_means) ** progress
+        self.optimizers["means"].param_groups[0]["lr"] = lr
+
+    # ------------------------------------------------------------------ one iteration
+
+    def step(self) -> StepStats:
+        """One iteration on the next training view."""
+        if not self.views:
+            raise RuntimeError("no training views")
+        with self.lock:
+            self.step_count += 1
+            step, loss_cfg = self.step_count, self.config.loss
+            view = self._next_view()
+            self._update_learning_rate()
+            with_features = (loss_cfg.clustering_every > 0 and step % loss_cfg.clustering_every == 0
+                             and view.segments is not None and loss_cfg.clustering_weight > 0)
+            out = render_view(self.splats, view.viewmat, view.K, view.width, view.height,
+                              sh_degree=self.sh_degree, render=self.config.render,
+                              with_features=with_features, background=self.background)
+            out.raw.means2d.retain_grad()
+            rendering = rendering_loss(out.rgb, view.image, loss_cfg.ssim_lambda)
+            loss = rendering
+            clustering = regularization = None
+            if with_features:
+                clustering = contrastive_clustering_loss(
+                    out.features, view.segments, min_pixels=loss_cfg.min_cluster_pixels,
+                    temperature_eps=loss_cfg.temperature_eps, generator=self.generator)
+                loss = loss + loss_cfg.clustering_weight * clustering
+            regularize = (loss_cfg.regularization_every > 0
+                          and step % loss_cfg.regularization_every == 0
+                          and (loss_cfg.use_similarity or loss_cfg.use_dissimilarity))
+            if regularize:
+                regularization = spatial_similarity_loss(
+                    self.splats["means"], self.splats["features"],
+                    num_samples=loss_cfg.regularization_samples, near_k=loss_cfg.near_k,
+                    far_l=loss_cfg.far_l, near_weight=loss_cfg.near_weight,
+                    far_weight=loss_cfg.far_weight, use_similarity=loss_cfg.use_similarity,
+                    use_dissimilarity=loss_cfg.use_dissimilarity, generator=self.generator)
+                loss = loss + regularization
+            loss.backward()
+            if out.raw.means2d.grad is not None:
+                self.densifier.accumulate(out.raw.means2d.grad, out.raw.radii, view.width,
+                                          view.height)
+            for optimizer in self.optimizers.values():
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            self.densifier.step(step, self.splats, self.optimizers)
+            return StepStats(step=step, loss=float(loss), rendering=float(rendering),
+                             clustering=None if clustering is None else float(clustering),
+                             regularization=None if regularization is None else float(regularization),
+                             num_gaussians=int(self.splats["means"].shape[0]))
+
+    def train(self, until: int, *, progress: bool = True, checkpoint: Path | None = None,
+              checkpoint_every: int = 0, on_step=None) -> StepStats | None:
+        """Iterate until `step_count == until`, with a progress bar and periodic checkpoints."""
+        stats = None
+        bar = tqdm(total=until, initial=self.step_count, disable=not progress, unit="it",
+                   dynamic_ncols=True, desc="train")
+        last_cc = None
+        while self.step_count < until:
+            stats = self.step()
+            if stats.clustering is not None:
+                last_cc = stats.clustering
+            bar.update(1)
+            if stats.step % 10 == 0 or stats.step == until:
+                postfix = {"loss": f"{stats.rendering:.4f}", "gaussians": stats.num_gaussians}
+                if last_cc is not None:
+                    postfix["cc"] = f"{last_cc:.3g}"
+                bar.set_postfix(postfix, refresh=False)
+            if on_step is not None:
+                on_step(stats)
+            if checkpoint is not None and checkpoint_every > 0 and stats.step % checkpoint_every == 0:
+                self.save_checkpoint(checkpoint)
+        bar.close()
+        return stats
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict:
+        with self.lock:
+            return {
+                "version": CHECKPOINT_VERSION,
+                "step": self.step_count,
+                "iterations": self.iterations,
+                "extent": self.extent,
+                "config": dataclasses.asdict(self.config),
+                "splats": {k: v.detach().cpu() for k, v in self.splats.items()},
+                "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
+                "densify": {"grad_sum": self.densifier.state.grad_sum.cpu(),
+                            "count": self.densifier.state.count.cpu()},
+                "generator": self.generator.get_state(),
+                "view_rng": self.view_rng.bit_generator.state,
+                "view_queue": list(map(int, self._view_queue)),
+            }
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("version") != CHECKPOINT_VERSION:
+            raise DataError(f"checkpoint version {state.get('version')} is not supported")
+        with self.lock:
+            self.step_count = int(state["step"])
+            self.iterations = int(state["iterations"])
+            self.extent = float(state["extent"])
+            self.splats = torch.nn.ParameterDict(
+                {k: torch.nn.Parameter(v.to(self.device)) for k, v in state["splats"].items()})
+            self.optimizers = self._make_optimizers()
+            for name, opt_state in state["optimizers"].items():
+                self.optimizers[name].load_state_dict(opt_state)
+            self.densifier.extent = self.extent
+            self.densifier.state.grad_sum = state["densify"]["grad_sum"].to(self.device)
+            self.densifier.state.count = state["densify"]["count"].to(self.device)
+            self.generator.set_state(state["generator"])
+            self.view_rng.bit_generator.state = state["view_rng"]
+            self._view_queue = list(state["view_queue"])
+
+    def save_checkpoint(self, path: Path) -> None:
+        """Atomic: a crash mid-write leaves the previous checkpoint intact."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save(self.state_dict(), tmp)
+        tmp.replace(path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # torch raises many types for a bad file
+        raise DataError(f"cannot read checkpoint {path}: {error}") from None
+
+
+def config_from_checkpoint(state: dict) -> CGCConfig:
+    return apply_overrides(CGCConfig(), state["config"])
+

@@ -1,0 +1,72 @@
+"""Training views: a camera with its image and segment map as tensors at training resolution."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from cgc_core.cameras import Camera
+
+
+@dataclass
+class TrainingView:
+    camera: Camera           # at training resolution
+    image: Tensor            # [H, W, 3] float32 in [0, 1]
+    segments: Tensor | None  # [H, W] int64 segment ids (0 = unlabelled), view-local meaning
+    viewmat: Tensor          # [4, 4] world-to-camera
+    K: Tensor                # [3, 3]
+
+    @property
+    def width(self) -> int:
+        return self.camera.width
+
+    @property
+    def height(self) -> int:
+        return self.camera.height
+
+
+def training_scale(camera: Camera, max_resolution: int) -> float:
+    """Factor that brings the longer image side to at most max_resolution (0: keep native)."""
+    longest = max(camera.width, camera.height)
+    return 1.0 if max_resolution <= 0 or longest <= max_resolution else max_resolution / longest
+
+
+def make_training_view(camera: Camera, image: np.ndarray, segments: np.ndarray | None,
+                       max_resolution: int, device: torch.device | str = "cpu") -> TrainingView:
+    """Resize image (area) and segments (nearest: ids must not blend) to training resolution.
+
+    Args:
+        image: [H, W, 3] uint8 at the camera's native resolution.
+        segments: [H, W] int segment ids, or None.
+    """
+    if image.shape[:2] != (camera.height, camera.width):
+        raise ValueError(f"{camera.name}: image is {image.shape[1]}x{image.shape[0]}, camera says "
+                         f"{camera.width}x{camera.height}")
+    if segments is not None and segments.shape != image.shape[:2]:
+        raise ValueError(f"{camera.name}: segment map is {segments.shape[1]}x{segments.shape[0]}, "
+                         f"image is {image.shape[1]}x{image.shape[0]}")
+    scale = training_scale(camera, max_resolution)
+    cam = camera.scaled(scale) if scale != 1.0 else camera
+    if scale != 1.0:
+        image = np.asarray(Image.fromarray(image).resize((cam.width, cam.height), Image.BOX))
+        if segments is not None:
+            segments = np.asarray(Image.fromarray(segments.astype(np.int32)).resize(
+                (cam.width, cam.height), Image.NEAREST))
+    return TrainingView(
+        camera=cam,
+        image=torch.tensor(image, dtype=torch.float32, device=device) / 255.0,
+        segments=None if segments is None else torch.tensor(segments.astype(np.int64), device=device),
+        viewmat=torch.tensor(cam.world_to_cam, dtype=torch.float32, device=device),
+        K=torch.tensor(cam.K, dtype=torch.float32, device=device),
+    )
+
+
+def scene_extent(cameras: list[Camera]) -> float:
+    """3DGS's 'cameras extent': 1.1 x the largest camera distance from their mean centre."""
+    centres = np.stack([c.cam_to_world[:3, 3] for c in cameras])
+    radius = float(np.linalg.norm(centres - centres.mean(0), axis=1).max()) if len(centres) > 1 else 1.0
+    return 1.1 * max(radius, 1e-3)

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Set up everything cgc needs on a fresh Debian 12 machine, idempotently:
+#   Debian libraries -> venv -> pinned Python packages -> native CPU rasterizer -> ROS 2 package.
+# Each step is skipped when its inputs have not changed since it last succeeded, so a second run
+# takes seconds. Both README commands (scripts/run.sh, scripts/test.sh) call this first.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV=${VENV:-$ROOT/.venv}
+PYTHON_BIN=${PYTHON_BIN:-python3}
+export VENV
+cd "$ROOT"
+
+step() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+# A step's stamp holds the hash of its inputs; the step re-runs only when the hash changes.
+inputs_hash() { cat "$@" 2>/dev/null | sha256sum | cut -c1-16; }
+is_done() { [ -f "$VENV/.stamp-$1" ] && [ "$(cat "$VENV/.stamp-$1")" = "$2" ]; }
+mark_done() { echo "$2" > "$VENV/.stamp-$1"; }
+
+# 1. Debian libraries: open3d needs libusb at import time; cmake/g++ build the ROS interfaces
+#    and the C++ rasterizer.
+apt_packages=(libusb-1.0-0 cmake g++ git)
+missing=()
+for pkg in "${apt_packages[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  step "installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# 2. The virtual environment.
+if [ ! -x "$VENV/bin/python" ]; then
+  step "creating virtual environment in $VENV"
+  "$PYTHON_BIN" -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip wheel "setuptools<80"
+fi
+PY="$VENV/bin/python"
+
+# 3. Pinned Python packages (requirements.lock pins every transitive version).
+h=$(inputs_hash requirements.txt requirements.lock)
+if ! is_done deps "$h"; then
+  step "installing Python packages (first time: a few minutes; torch is large)"
+  "$PY" -m pip install -q -r requirements.txt -c requirements.lock
+  mark_done deps "$h"
+fi
+
+# 4. cgc_core and the `cgc` command, with the C++ rasterizer compiled against the venv's torch
+#    (no build isolation: an isolated build would fetch a second copy of torch).
+h=$(inputs_hash setup.py cgc_core/render/csrc/*.cpp)
+if ! is_done core "$h" || ! ls cgc_core/render/_raster_cpu*.so >/dev/null 2>&1; then
+  step "building cgc_core (C++ CPU rasterizer, about a minute)"
+  "$PY" -m pip install -q --no-build-isolation --no-deps -e .
+  mark_done core "$h"
+fi
+
+# 5. The ROS 2 package (interfaces + node modules) with colcon.
+step "building the ROS 2 package"
+"$ROOT/scripts/build_ros.sh"
+
+step "ready: $VENV"
