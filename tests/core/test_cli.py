@@ -1,0 +1,114 @@
+"""The `cgc` command end to end on a real tiny scene, and its one-line errors (exit code 2)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cgc_core.cli import main
+
+TRAIN_ARGS = ["--iterations", "40", "--quiet", "--device", "cpu"]
+
+
+def fast_config(tmp_path) -> str:
+    path = tmp_path / "fast.yaml"
+    path.write_text("model:\n  sh_degree: 1\nloss:\n  clustering_every: 2\n"
+                    "  regularization_every: 10\n  regularization_samples: 64\n"
+                    "  min_cluster_pixels: 20\ntrain:\n  densify_from: 20\n"
+                    "  densify_every: 20\n")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_scene, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("run")
+    run = tmp / "run"
+    code = main(["train", str(tiny_scene), "--out", str(run), "--masks",
+                 str(tiny_scene / "masks_inconsistent"), "--config", fast_config(tmp), *TRAIN_ARGS])
+    assert code == 0
+    return run
+
+
+def test_train_writes_a_run(trained_run):
+    assert (trained_run / "model.ply").is_file()
+    assert (trained_run / "checkpoint.pt").is_file()
+    info = json.loads((trained_run / "run.json").read_text())
+    assert info["iterations"] == 40 and info["num_gaussians"] > 0
+
+
+def test_segment_writes_one_mask_per_prompt(trained_run, tiny_scene, tmp_path):
+    prompts = json.loads((tiny_scene / "prompts.json").read_text())
+    assert main(["segment", str(trained_run), "--prompts", str(tiny_scene / "prompts.json"),
+                 "--out", str(tmp_path / "masks")]) == 0
+    for prompt in prompts:
+        mask = np.asarray(Image.open(tmp_path / "masks" / f"{prompt['id']}.png"))
+        assert mask.shape == (48, 64)
+        assert set(np.unique(mask)) <= {0, 255}
+        u, v = prompt["point"]
+        # The prompt pixel itself always has cosine 1 with its own feature.
+        assert mask[int(v), int(u)] == 255
+
+
+def test_eval_prints_a_table(trained_run, capsys):
+    assert main(["eval", str(trained_run)]) == 0
+    out = capsys.readouterr().out
+    assert "mIoU" in out and "mBIoU" in out
+
+
+def test_render_writes_pictures(trained_run, tiny_scene, tmp_path):
+    frame = json.loads((tiny_scene / "prompts.json").read_text())[0]["frame"]
+    assert main(["render", str(trained_run), "--frame", frame, "--out", str(tmp_path)]) == 0
+    for suffix in ("colour", "features_pca", "masks"):
+        image = Image.open(tmp_path / f"{frame}_{suffix}.png")
+        assert image.size == (64, 48) and image.mode == "RGB"
+
+
+def test_resume_continues_from_the_checkpoint(tiny_scene, tmp_path):
+    run = tmp_path / "run"
+    config = fast_config(tmp_path)
+    masks = str(tiny_scene / "masks_inconsistent")
+    assert main(["train", str(tiny_scene), "--out", str(run), "--masks", masks, "--config", config,
+                 "--iterations", "10", "--quiet"]) == 0
+    assert main(["train", str(tiny_scene), "--out", str(run), "--masks", masks, "--config", config,
+                 "--iterations", "20", "--quiet", "--resume"]) == 0
+    info = json.loads((run / "run.json").read_text())
+    assert info["iterations"] == 20
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "/no/such/scene", "--out", "{tmp}/r"], "/no/such/scene"),
+    (["train", "{scene}", "--out", "{tmp}/r", "--iterations", "0"], "--iterations"),
+    (["train", "{scene}", "--out", "{tmp}/r", "--masks", "{tmp}/nomasks"], "nomasks"),
+    (["train", "{scene}", "--out", "{tmp}/r", "--config", "{tmp}/missing.yaml"], "missing.yaml"),
+    (["segment", "{tmp}/norun", "--prompts", "{scene}/prompts.json", "--out", "{tmp}/o"], "run.json"),
+    (["render", "{run}", "--frame", "no_such_frame", "--out", "{tmp}/o"], "no_such_frame"),
+    (["eval", "{run}", "--threshold", "3"], "--threshold"),
+])
+def test_errors_are_one_line_and_exit_2(argv, message, tiny_scene, trained_run, tmp_path, capsys):
+    argv = [a.format(tmp=tmp_path, scene=tiny_scene, run=trained_run) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+
+
+def test_scene_without_poses_is_an_error(tmp_path, capsys):
+    scene = tmp_path / "scene"
+    (scene / "images").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(scene / "images" / "a.png")
+    (scene / "transforms.json").write_text(json.dumps(
+        {"fl_x": 10, "fl_y": 10, "cx": 4, "cy": 4, "w": 8, "h": 8,
+         "frames": [{"file_path": "images/a.png"}]}))
+    assert main(["train", str(scene), "--out", str(tmp_path / "r")]) == 2
+    assert "transforms.json" in capsys.readouterr().err
+
+
+def test_console_script_reports_usage_errors_with_code_2():
+    cgc = Path(sys.executable).parent / "cgc"
+    result = subprocess.run([str(cgc), "train"], capture_output=True, text=True,
+                            env={**os.environ}, timeout=120)
+    assert result.returncode == 2 and "--out" in result.stderr
