@@ -17,27 +17,54 @@ import yaml
 
 @dataclass
 class SegmenterConfig:
-    """Where 2D segments (the training signal) come from."""
+    """Where 2D segments (the training signal) come from (see cgc_core.segment)."""
 
     kind: str = "auto"
     """'sam', 'felzenszwalb', 'precomputed', or 'auto' (SAM when `sam_checkpoint` is set, else
     felzenszwalb)."""
     sam_checkpoint: str = ""
-    """Path to a segment-anything checkpoint (.pth). Nothing is downloaded."""
+    """Path to a segment-anything checkpoint (.pth, a plain state dict). Nothing is downloaded."""
     sam_model_type: str = "vit_h"
-    """'vit_h', 'vit_l' or 'vit_b'; must match the checkpoint. The paper uses ViT-H."""
+    """'vit_h', 'vit_l' or 'vit_b' (the released SAM architectures); must match the checkpoint.
+    The paper uses ViT-H. 'custom' builds the encoder from the four `sam_image_size` /
+    `sam_encoder_*` fields instead, for a SAM ViT checkpoint of another size (e.g. fine-tuned
+    at a lower input resolution)."""
+    sam_image_size: int = 0
+    """Only with sam_model_type 'custom': side of the encoder's square input in pixels, a
+    multiple of 16 (the released models: 1024). Must be 0 for the presets."""
+    sam_encoder_embed_dim: int = 0
+    """Only with sam_model_type 'custom': ViT width (vit_b 768, vit_l 1024, vit_h 1280)."""
+    sam_encoder_depth: int = 0
+    """Only with sam_model_type 'custom': ViT blocks (vit_b 12, vit_l 24, vit_h 32); the last
+    block of each quarter attends globally, as in every released SAM."""
+    sam_encoder_num_heads: int = 0
+    """Only with sam_model_type 'custom': attention heads (vit_b 12, vit_l and vit_h 16)."""
     sam_points_per_side: int = 32
-    """SAM automatic generator grid (SamAutomaticMaskGenerator default)."""
+    """SAM automatic generator grid: points_per_side**2 point prompts per image
+    (SamAutomaticMaskGenerator default)."""
+    sam_points_per_batch: int = 64
+    """Point prompts decoded at once; lower it to save GPU memory (SAM default)."""
     sam_pred_iou_thresh: float = 0.88
+    """Drop masks whose predicted IoU is below this (SAM default)."""
     sam_stability_score_thresh: float = 0.95
+    """Drop masks whose stability under a shifted binarisation cutoff is below this (SAM
+    default)."""
+    sam_box_nms_thresh: float = 0.7
+    """Box IoU above which a lower-scored duplicate mask is dropped (SAM default); 1.0 keeps
+    all masks."""
     sam_min_mask_region_area: int = 0
+    """If > 0, fill holes and remove islands smaller than this many pixels in every SAM mask
+    (done by cgc with scipy, so OpenCV is not needed)."""
     felzenszwalb_scale: float = 200.0
     """Felzenszwalb graph-cut scale: larger gives larger segments."""
     felzenszwalb_sigma: float = 0.8
+    """Width of the Gaussian blur applied before the graph cut, in pixels."""
     felzenszwalb_min_size: int = 60
+    """Smallest segment in pixels; smaller ones are merged into a neighbour."""
     masks_dir: str = ""
     """For kind='precomputed': a folder with one 8- or 16-bit PNG per image stem."""
     device: str = "auto"
+    """Torch device for SAM: 'auto' (cuda when available, else cpu), 'cpu', 'cuda', 'cuda:1'."""
 
 
 @dataclass

@@ -13,6 +13,7 @@ Features get gradients only on those iterations, and their optimizer steps only 
 from __future__ import annotations
 
 import dataclasses
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,17 +157,19 @@ class Trainer:
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
             self.densifier.step(step, self.splats, self.optimizers)
-            return StepStats(step=step, loss=float(loss), rendering=float(rendering),
-                             clustering=None if clustering is None else float(clustering),
-                             regularization=None if regularization is None else float(regularization),
+            return StepStats(step=step, loss=float(loss.detach()), rendering=float(rendering.detach()),
+                             clustering=None if clustering is None else float(clustering.detach()),
+                             regularization=None if regularization is None else float(regularization.detach()),
                              num_gaussians=int(self.splats["means"].shape[0]))
 
     def train(self, until: int, *, progress: bool = True, checkpoint: Path | None = None,
               checkpoint_every: int = 0, on_step=None) -> StepStats | None:
         """Iterate until `step_count == until`, with a progress bar and periodic checkpoints."""
         stats = None
+        # Redraw often on a terminal, rarely into a log file (CI, nohup) so it stays readable.
+        interactive = sys.stderr.isatty()
         bar = tqdm(total=until, initial=self.step_count, disable=not progress, unit="it",
-                   dynamic_ncols=True, desc="train")
+                   dynamic_ncols=True, desc="train", mininterval=0.5 if interactive else 15.0)
         last_cc = None
         while self.step_count < until:
             stats = self.step()

@@ -1,0 +1,6 @@
+"""Scene input: posed image folders (nerfstudio, COLMAP), ground truth and synthetic scenes."""
+
+from cgc_core.data.ground_truth import Prompt, load_gt_masks, load_prompts
+from cgc_core.data.scene import Scene, SceneError, load_scene
+
+__all__ = ["Prompt", "Scene", "SceneError", "load_gt_masks", "load_prompts", "load_scene"]
