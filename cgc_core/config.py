@@ -90,6 +90,9 @@ class ModelConfig:
     init_points: int = 20_000
     """Random initialisation size when the scene has neither points nor depth."""
     init_opacity: float = 0.1
+    feature_init_std: float = 0.1
+    """Standard deviation of the random initial segmentation features (paper: "randomly
+    initialized"; a small scale lets the first contrastive steps set their directions)."""
     max_gaussians: int = 200_000
     """Densification stops adding Gaussians past this budget."""
 
@@ -154,6 +157,14 @@ class TrainConfig:
     opacity_reset_every: int = 3000
     prune_opacity: float = 0.005
     sh_increase_every: int = 1000
+    scale_schedule: bool = True
+    """Scale every step-based setting (densification window and interval, opacity reset, SH
+    degree increase, and the contrastive / regularizer intervals of `LossConfig`) by
+    iterations / `schedule_reference_iterations`, as gsplat's `steps_scaler` does. A short CPU run
+    then makes as many feature updates as the paper's 30k-iteration run (e.g. 3000 iterations:
+    contrastive loss every 5, regularizer every 10). At 30k iterations nothing changes."""
+    schedule_reference_iterations: int = 30_000
+    """The iteration count the step-based defaults are written for (the paper's)."""
     checkpoint_every: int = 0
     """Write a resumable checkpoint every this many iterations (0: only at the end)."""
     max_resolution: int = -1

@@ -23,6 +23,7 @@ from cgc_core.data import Scene, load_scene
 from cgc_core.io import DataError, read_json, read_label_png, write_json, write_label_png
 from cgc_core.model.gaussians import load_ply, save_ply
 from cgc_core.segment import make_mask_source
+from cgc_core.train.schedule import scaled_schedule
 from cgc_core.train.trainer import Trainer, load_checkpoint, resolve_device
 from cgc_core.train.views import make_training_view, scene_extent
 
@@ -112,6 +113,7 @@ def train_scene(scene_path: Path, out: Path, *, config: CGCConfig, masks_dir: Pa
     device = resolve_device(config.train.device)
     iterations = planned_iterations(config, device)
     resolution = planned_resolution(config, device)
+    config = scaled_schedule(config, iterations)
     names = scene.train_names
     if not names:
         raise DataError(f"{scene_path}: the scene has no training views")

@@ -33,6 +33,7 @@ def _logit(p: float) -> float:
 
 def create_gaussians(points: np.ndarray, colors: np.ndarray | None, *, feature_dim: int,
                      sh_degree: int, init_opacity: float, generator: torch.Generator,
+                     feature_init_std: float = 1.0,
                      device: torch.device | str = "cpu") -> torch.nn.ParameterDict:
     """Gaussians centred on a point cloud (3DGS initialisation).
 
@@ -40,6 +41,7 @@ def create_gaussians(points: np.ndarray, colors: np.ndarray | None, *, feature_d
         points: [P, 3] world positions (COLMAP points, depth back-projection, or random).
         colors: [P, 3] uint8 RGB, or None for grey.
         generator: seeds the random segmentation features (the paper starts from random ones).
+        feature_init_std: their standard deviation.
     Scales start at the mean distance to the 3 nearest neighbours (isotropic), rotations at
     identity, opacity at `init_opacity`.
     """
@@ -58,7 +60,7 @@ def create_gaussians(points: np.ndarray, colors: np.ndarray | None, *, feature_d
     quats = torch.zeros(n, 4)
     quats[:, 0] = 1.0
     sh0 = rgb_to_sh0(torch.tensor(rgb, dtype=torch.float32)).unsqueeze(1)
-    features = torch.randn(n, feature_dim, generator=generator)
+    features = torch.randn(n, feature_dim, generator=generator) * feature_init_std
     params = {
         "means": torch.tensor(points, dtype=torch.float32),
         "quats": quats,

@@ -75,7 +75,8 @@ class Trainer:
         self._view_queue: list[int] = []
         self.splats = create_gaussians(
             points, colors, feature_dim=config.model.feature_dim, sh_degree=config.model.sh_degree,
-            init_opacity=config.model.init_opacity, generator=self.generator, device=self.device)
+            init_opacity=config.model.init_opacity, generator=self.generator,
+            feature_init_std=config.model.feature_init_std, device=self.device)
         self.optimizers = self._make_optimizers()
         self.densifier = Densifier(config.train, config.model, self.extent, self.generator)
         self.background = torch.zeros(3, device=self.device)
