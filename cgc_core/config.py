@@ -111,6 +111,11 @@ class LossConfig:
     """Segments with this many pixels or fewer are ignored (paper: 100)."""
     temperature_eps: float = 100.0
     """epsilon in the per-cluster temperature sum ||f - mean|| / (N log(N + eps)) (paper: 100)."""
+    temperature_min: float = 0.01
+    temperature_max: float = 0.1
+    """Clip of the per-cluster temperature phi (the authors' released code clips 10 * phi to
+    [0.1, 1]; the paper's formula alone lets tight clusters' logits explode). 1e-4 / inf gives
+    the bare formula."""
     regularization_every: int = 100
     """Apply the spatial-similarity regularizer every this many iterations (paper: 100)."""
     regularization_samples: int = 2048
