@@ -19,7 +19,7 @@ setup(
         CppExtension(
             name="cgc_core.render._raster_cpu",
             sources=["cgc_core/render/csrc/raster_cpu.cpp"],
-            extra_compile_args=["-O3", "-fopenmp", "-std=c++17"],
+            extra_compile_args=["-O3", "-fopenmp", "-std=c++20"],
             extra_link_args=["-fopenmp"],
         )
     ],

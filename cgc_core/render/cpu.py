@@ -1,0 +1,113 @@
+"""Fast CPU backend: the C++ extension `_raster_cpu` (OpenMP over tiles, hand-written backward).
+
+Same per-pixel rule as `reference.py` (see its docstring); the projection is shared
+(`project.py`, torch autograd), so only the rasterization below differs. float32 and float64.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .project import tile_grid
+
+try:
+    from . import _raster_cpu
+except ImportError as err:  # the .so is built, not shipped in git
+    _raster_cpu = None
+    _IMPORT_ERROR = err
+else:
+    _IMPORT_ERROR = None
+
+
+def is_available() -> bool:
+    """True when the C++ extension is built and importable."""
+    return _raster_cpu is not None
+
+
+def _extension():
+    if _raster_cpu is None:
+        raise RuntimeError(
+            "the CPU rasterizer extension cgc_core.render._raster_cpu is not built: run "
+            "scripts/setup.sh (or `python setup.py build_ext --inplace` in the repository root)"
+            f" [{_IMPORT_ERROR}]"
+        )
+    return _raster_cpu
+
+
+def bin_gaussians(depths: Tensor, rects: Tensor, width: int, height: int) -> tuple[Tensor, Tensor]:
+    """Per-tile Gaussian lists in front-to-back order (the rule of `project.depth_order`: by
+    depth, ties by index; sorted in C++ with a stable radix sort, faster than torch.sort).
+
+    Args:
+        depths: [N] camera-space z.
+        rects: [N, 4] int32 tile rects (`project.tile_rects`).
+        width, height: image size.
+
+    Returns:
+        tile_offsets [T + 1] int64 (tile t's list is tile_ids[offsets[t]:offsets[t + 1]], tiles
+        row-major) and tile_ids [n_isect] int32.
+    """
+    tiles_x, tiles_y = tile_grid(width, height)
+    return _extension().bin_gaussians(depths.detach().contiguous(), rects.contiguous(), tiles_x, tiles_y)
+
+
+class _RasterizeCPU(torch.autograd.Function):
+    """Autograd wrapper: forward saves final T and the last contributor per pixel (as 3DGS does)
+    and the tile lists; backward walks each pixel's contributors back to front."""
+
+    @staticmethod
+    def forward(ctx, means2d, conics, colors, opacities, background, tile_offsets, tile_ids, width, height):
+        out, final_t, n_contrib = _extension().rasterize_forward(
+            means2d, conics, colors, opacities, background, tile_offsets, tile_ids, width, height
+        )
+        ctx.save_for_backward(means2d, conics, colors, opacities, background, tile_offsets, tile_ids,
+                              final_t, n_contrib)
+        ctx.size = (width, height)
+        return out, 1.0 - final_t
+
+    @staticmethod
+    def backward(ctx, grad_out, grad_alpha):
+        (means2d, conics, colors, opacities, background, tile_offsets, tile_ids, final_t,
+         n_contrib) = ctx.saved_tensors
+        width, height = ctx.size
+        # An output that did not reach the loss comes as None: it contributes nothing.
+        if grad_out is None:
+            grad_out = colors.new_zeros(height, width, colors.shape[1])
+        if grad_alpha is None:
+            grad_alpha = torch.zeros_like(final_t)
+        grad_out, grad_alpha = grad_out.contiguous(), grad_alpha.contiguous()
+        g_means2d, g_conics, g_colors, g_opacities = _extension().rasterize_backward(
+            means2d, conics, colors, opacities, background, tile_offsets, tile_ids, final_t, n_contrib,
+            grad_out, grad_alpha, width, height,
+        )
+        # The background is seen through the final transmittance of every pixel.
+        g_background = (final_t[..., None] * grad_out).sum((0, 1)) if ctx.needs_input_grad[4] else None
+        return g_means2d, g_conics, g_colors, g_opacities, g_background, None, None, None, None
+
+
+def rasterize_cpu(
+    means2d: Tensor,  # [N, 2]
+    conics: Tensor,  # [N, 3]
+    colors: Tensor,  # [N, C]
+    opacities: Tensor,  # [N]
+    background: Tensor,  # [C]
+    depths: Tensor,  # [N]
+    rects: Tensor,  # [N, 4] int32
+    width: int,
+    height: int,
+) -> tuple[Tensor, Tensor]:
+    """Rasterizes projected Gaussians with the C++ kernel (arguments as `rasterize_reference`).
+
+    Returns:
+        colors [H, W, C] and alphas [H, W] (= 1 - final transmittance).
+    """
+    if means2d.device.type != "cpu":
+        raise ValueError(f"the cpu backend needs CPU tensors, got {means2d.device}")
+    dtype = means2d.dtype
+    tile_offsets, tile_ids = bin_gaussians(depths.to(dtype), rects, width, height)
+    return _RasterizeCPU.apply(
+        means2d.contiguous(), conics.contiguous().to(dtype), colors.contiguous().to(dtype),
+        opacities.contiguous().to(dtype), background.contiguous().to(dtype), tile_offsets, tile_ids,
+        width, height,
+    )

@@ -1,0 +1,62 @@
+"""Backend selection and argument checking of `cgc_core.render`, and the gsplat backend on CUDA."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cgc_core.render import available_backends, rasterize, resolve_backend
+from render_scenes import intrinsics, leaves, look_at_viewmat, random_scene
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+def test_cpu_backends_are_available_here():
+    names = available_backends()
+    assert "cpu" in names and "reference" in names
+    if not torch.cuda.is_available():
+        assert "gsplat" not in names, "gsplat cannot run without CUDA"
+    assert names[-1] == "reference", "the oracle runs everywhere"
+
+
+
+def test_resolve_backend():
+    assert resolve_backend("auto", "cpu") == "cpu"
+    assert resolve_backend("reference", torch.device("cpu")) == "reference"
+    with pytest.raises(ValueError, match="unknown render backend"):
+        resolve_backend("opengl", "cpu")
+    with pytest.raises(ValueError, match="needs CUDA"):
+        resolve_backend("gsplat", "cpu")
+
+
+def test_bad_shapes_are_rejected_with_the_argument_name():
+    scene = random_scene(5, 3, seed=0)
+    args = [scene[k] for k in ("means", "quats", "scales", "opacities", "colors")]
+    args[1] = args[1][:, :3]
+    with pytest.raises(ValueError, match="quats"):
+        rasterize(*args, look_at_viewmat(), intrinsics(32, 24), 32, 24)
+    with pytest.raises(ValueError, match="background"):
+        rasterize(*[scene[k] for k in ("means", "quats", "scales", "opacities", "colors")], look_at_viewmat(),
+                  intrinsics(32, 24), 32, 24, background=torch.zeros(4))
+
+
+@needs_cuda
+@pytest.mark.gpu
+@pytest.mark.parametrize("channels", [3, 19])
+def test_gsplat_matches_reference_on_cuda(channels):
+    """gsplat bins by its own box (see gsplat_backend), so pixels may differ by far tails only."""
+    width, height = 64, 48
+    scene = {k: v.detach().cuda().requires_grad_(True) for k, v in random_scene(300, channels, seed=2).items()}
+    results = {}
+    for backend in ("gsplat", "reference"):
+        for p in leaves(scene):
+            p.grad = None
+        out = rasterize(*leaves(scene), look_at_viewmat().cuda(),
+                        intrinsics(width, height).cuda(), width, height, backend=backend)
+        out.means2d.retain_grad()
+        (out.colors.sum() + out.depths.sum()).backward()
+        results[backend] = (out.colors.detach(), out.alphas.detach(), out.depths.detach(), out.means2d.grad.clone(),
+                            scene["colors"].grad.clone())
+    for got, want in zip(results["gsplat"], results["reference"]):
+        torch.testing.assert_close(got, want, rtol=2e-2, atol=2e-2)
+    assert results["gsplat"][1].max() > 0.5

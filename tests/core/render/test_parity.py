@@ -1,0 +1,180 @@
+"""The fast CPU backend against the pure-PyTorch reference: forward outputs and every gradient.
+
+The scenes mix ordinary Gaussians with the cases that break rasterizers: centres behind the camera
+or behind the near plane, far off-screen, huge (covering the image), tiny (sub-pixel, all
+dilation), and a stack of very opaque Gaussians that makes pixels stop early. The image size is
+not a multiple of the tile size, so partial tiles are covered too.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cgc_core.render import rasterize
+from render_scenes import intrinsics, leaves, look_at_viewmat, random_scene
+
+WIDTH, HEIGHT = 70, 45  # 5 x 3 tiles, the last column and row partial
+
+
+def hard_scene(channels: int, dtype: torch.dtype, seed: int) -> dict:
+    """Random Gaussians plus the edge cases of the module docstring, three Gaussians at one depth
+    (their blend depends on the tie rule) and two whose alpha hits the 0.99 clamp, as leaf tensors."""
+    base = random_scene(120, channels, seed, torch.float64)
+    view = look_at_viewmat(torch.float64)
+    gen = torch.Generator().manual_seed(seed + 100)
+
+    def cam_to_world(points):
+        return (points - view[:3, 3]) @ view[:3, :3]
+
+    def block(cam_points, log_scale, opacity):
+        n = cam_points.shape[0]
+        return {
+            "means": cam_to_world(cam_points),
+            "quats": torch.randn((n, 4), generator=gen, dtype=torch.float64),
+            "scales": torch.full((n, 3), log_scale, dtype=torch.float64).exp(),
+            "opacities": torch.full((n,), opacity, dtype=torch.float64),
+            "colors": torch.rand((n, channels), generator=gen, dtype=torch.float64),
+        }
+
+    jitter = lambda n, s: s * torch.randn((n, 3), generator=gen, dtype=torch.float64)  # noqa: E731
+    blocks = [
+        {k: v.detach() for k, v in base.items()},
+        block(torch.tensor([[0.1, 0.0, -2.0], [0.0, 0.2, -0.5], [0.0, 0.0, 0.005]]), -2.5, 0.8),  # behind / near
+        block(torch.tensor([[30.0, 0.0, 2.0], [-25.0, 5.0, 2.0], [0.0, -40.0, 3.0]]), -3.0, 0.8),  # off-screen
+        block(torch.tensor([[0.0, 0.0, 3.0], [0.3, -0.2, 5.0]]), 0.7, 0.3),  # huge
+        block(torch.tensor([[0.05, 0.02, 2.0]]) + jitter(6, 0.3), -9.0, 0.9),  # tiny
+        block(torch.tensor([[0.0, 0.0, 1.5]]) + jitter(25, 0.04) * torch.tensor([1.0, 1.0, 4.0]), -2.3, 0.97),  # stack
+        block(torch.tensor([[-0.3, 0.2, 2.0]]).expand(3, 3), -2.5, 0.6),  # equal depths: index order decides
+        block(torch.tensor([[0.4, 0.1, 1.2], [-0.1, -0.3, 1.1]]), -1.5, 0.995),  # alpha clamped at 0.99
+    ]
+    scene = {k: torch.cat([b[k] for b in blocks]) for k in blocks[0]}
+    return {k: v.to(dtype).requires_grad_(True) for k, v in scene.items()}
+
+
+def render_with_grads(scene: dict, backend: str, dtype: torch.dtype, *, render_depth: bool = True, seed: int = 7):
+    """Renders, back-propagates a random linear function of every output; returns outputs + grads."""
+    for p in leaves(scene):
+        p.grad = None
+    channels = scene["colors"].shape[1]
+    background = torch.linspace(0.1, 0.9, channels, dtype=dtype)
+    out = rasterize(scene["means"], scene["quats"], scene["scales"], scene["opacities"], scene["colors"],
+                    look_at_viewmat(dtype), intrinsics(WIDTH, HEIGHT, dtype), WIDTH, HEIGHT,
+                    background=background, render_depth=render_depth, backend=backend)
+    out.means2d.retain_grad()
+    gen = torch.Generator().manual_seed(seed)
+    loss = (out.colors * torch.randn(out.colors.shape, generator=gen, dtype=dtype)).sum()
+    loss = loss + (out.alphas * torch.randn(out.alphas.shape, generator=gen, dtype=dtype)).sum()
+    if render_depth:
+        loss = loss + (out.depths * torch.randn(out.depths.shape, generator=gen, dtype=dtype)).sum()
+    loss.backward()
+    result = {"colors": out.colors.detach(), "alphas": out.alphas.detach(), "radii": out.radii,
+              "means2d.grad": out.means2d.grad.clone()}
+    if render_depth:
+        result["depths"] = out.depths.detach()
+    for name in ("means", "quats", "scales", "opacities", "colors"):
+        result[f"{name}.grad"] = scene[name].grad.clone()
+    return result
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol: float, atol: float, name: str) -> None:
+    """|a - e| <= atol * max(1, max|e|) + rtol |e|: atol is relative to the tensor's scale, since
+    gradients reach the hundreds and float32 round-off is relative to that."""
+    scale = max(1.0, expected.abs().max().item()) if expected.numel() else 1.0
+    err = (actual - expected).abs() - rtol * expected.abs()
+    worst = err.max().item() if err.numel() else 0.0
+    assert worst <= atol * scale, f"{name}: worst excess {worst:.3e} > {atol * scale:.3e}"
+
+
+TOLERANCES = {torch.float32: (1e-4, 1e-5), torch.float64: (1e-9, 1e-11)}
+
+
+@pytest.mark.parametrize("channels", [1, 3, 19])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cpu_matches_reference_on_hard_scenes(channels, dtype):
+    scene = hard_scene(channels, dtype, seed=channels)
+    expected = render_with_grads(scene, "reference", dtype)
+    actual = render_with_grads(scene, "cpu", dtype)
+    rtol, atol = TOLERANCES[dtype]
+    for name, value in expected.items():
+        assert_close(actual[name].to(value.dtype), value, rtol, atol, name)
+    # The scene really exercises what it claims to.
+    radii = expected["radii"]
+    assert (radii[120:123] == 0).all(), "behind-camera / near-plane Gaussians must be culled"
+    assert (radii[123:126] == 0).all(), "off-screen Gaussians must be culled"
+    assert (radii[126:128] > max(WIDTH, HEIGHT)).all(), "huge Gaussians must cover the image"
+    assert expected["alphas"].max() > 0.9999 - 1e-6, "the opaque stack must stop some pixels early"
+    assert expected["colors.grad"][126:128].abs().sum() > 0, "huge Gaussians must get gradients"
+    assert (expected["means.grad"][120:126] == 0).all(), "culled Gaussians get no gradient"
+
+
+def test_cpu_matches_reference_without_depth():
+    scene = hard_scene(3, torch.float64, seed=5)
+    expected = render_with_grads(scene, "reference", torch.float64, render_depth=False)
+    actual = render_with_grads(scene, "cpu", torch.float64, render_depth=False)
+    assert "depths" not in actual
+    for name, value in expected.items():
+        assert_close(actual[name].to(value.dtype), value, 1e-9, 1e-11, name)
+
+
+def test_cpu_matches_reference_on_a_dense_room_scene():
+    """Many Gaussians per tile, as in real use (float32, the training dtype)."""
+    scene = random_scene(1500, 4, seed=11, depth=(1.0, 3.0), log_scale=(-4.0, -2.5))
+    expected = render_with_grads(scene, "reference", torch.float32)
+    actual = render_with_grads(scene, "cpu", torch.float32)
+    for name, value in expected.items():
+        assert_close(actual[name].to(value.dtype), value, 1e-4, 1e-5, name)
+    assert (expected["alphas"] > 0.5).float().mean() > 0.9, "the scene should cover the view"
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_empty_scene_renders_background(backend):
+    channels = 19
+    empty = lambda *shape: torch.zeros(shape, requires_grad=True)  # noqa: E731
+    means, quats, scales, opacities, colors = empty(0, 3), empty(0, 4), empty(0, 3), empty(0), empty(0, channels)
+    background = torch.arange(channels, dtype=torch.float32) / channels
+    out = rasterize(means, quats, scales, opacities, colors, look_at_viewmat(), intrinsics(WIDTH, HEIGHT),
+                    WIDTH, HEIGHT, background=background, backend=backend)
+    assert out.colors.shape == (HEIGHT, WIDTH, channels)
+    assert torch.equal(out.colors, background.expand(HEIGHT, WIDTH, channels))
+    assert torch.equal(out.alphas, torch.zeros(HEIGHT, WIDTH))
+    assert torch.equal(out.depths, torch.zeros(HEIGHT, WIDTH))
+    assert out.means2d.shape == (0, 2) and out.radii.shape == (0,) and out.radii.dtype == torch.int32
+    out.means2d.retain_grad()
+    (out.colors.sum() + out.alphas.sum()).backward()
+    assert means.grad is not None and means.grad.shape == (0, 3)
+
+
+@pytest.mark.parametrize("output", ["colors", "alphas"])
+def test_gradients_when_only_one_output_is_used_and_background_learns(output):
+    """An unused output reaches backward as None; the background gets d loss / d bg = sum T_N g."""
+    grads = {}
+    for backend in ("reference", "cpu"):
+        scene = hard_scene(3, torch.float64, seed=9)
+        background = torch.tensor([0.3, 0.6, 0.9], dtype=torch.float64, requires_grad=True)
+        out = rasterize(*leaves(scene), look_at_viewmat(torch.float64), intrinsics(WIDTH, HEIGHT, torch.float64),
+                        WIDTH, HEIGHT, background=background, render_depth=False, backend=backend)
+        getattr(out, output).square().sum().backward()
+        grads[backend] = [p.grad for p in leaves(scene)] + [background.grad]
+    for got, want in zip(grads["cpu"], grads["reference"]):
+        if want is None:  # alphas do not depend on colours or the background
+            assert got is None or torch.all(got == 0)
+        else:
+            assert_close(got, want, 1e-9, 1e-11, output)
+    assert (grads["reference"][-1] is None) == (output == "alphas")
+
+
+def test_cpu_backend_is_deterministic_across_thread_counts():
+    """Per-intersection gradient rows (see raster_cpu.cpp) make the result independent of which
+    thread took which tile: 1 and 2 threads must agree bit for bit."""
+    scene = random_scene(800, 5, seed=4)
+    before = torch.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            runs.append(render_with_grads(scene, "cpu", torch.float32))
+    finally:
+        torch.set_num_threads(before)
+    for name, value in runs[0].items():
+        assert torch.equal(runs[1][name], value), name
