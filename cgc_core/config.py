@@ -111,11 +111,13 @@ class LossConfig:
     """Segments with this many pixels or fewer are ignored (paper: 100)."""
     temperature_eps: float = 100.0
     """epsilon in the per-cluster temperature sum ||f - mean|| / (N log(N + eps)) (paper: 100)."""
-    temperature_min: float = 0.01
-    temperature_max: float = 0.1
-    """Clip of the per-cluster temperature phi (the authors' released code clips 10 * phi to
-    [0.1, 1]; the paper's formula alone lets tight clusters' logits explode). 1e-4 / inf gives
-    the bare formula."""
+    temperature_scale: float = 10.0
+    temperature_min: float = 0.1
+    temperature_max: float = 1.0
+    """The temperature divided into the logits is clip(scale * phi, min, max), as in the
+    authors' released code (clip(10 phi, 0.1, 1)). The bare formula of the paper (scale 1, no
+    clip) saturates the softmax while clusters are still spread out, so t = 0.7 masks fall apart,
+    and lets tight clusters' logits explode. Scale 1, min 1e-4, max inf gives the bare formula."""
     regularization_every: int = 100
     """Apply the spatial-similarity regularizer every this many iterations (paper: 100)."""
     regularization_samples: int = 2048
@@ -163,8 +165,8 @@ class TrainConfig:
     prune_opacity: float = 0.005
     sh_increase_every: int = 1000
     scale_schedule: bool = True
-    """Scale every step-based setting (densification window and interval, opacity reset, SH
-    degree increase, and the contrastive / regularizer intervals of `LossConfig`) by
+    """Scale the step-based settings (densification window, opacity reset, SH degree increase,
+    and the contrastive / regularizer intervals of `LossConfig`) by
     iterations / `schedule_reference_iterations`, as gsplat's `steps_scaler` does. A short CPU run
     then makes as many feature updates as the paper's 30k-iteration run (e.g. 3000 iterations:
     contrastive loss every 5, regularizer every 10). At 30k iterations nothing changes."""

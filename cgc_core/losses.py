@@ -144,6 +144,7 @@ def contrastive_clustering(
     max_pixels_per_segment: int | None = None,
     generator: torch.Generator | None = None,
     temperature_range: tuple[float, float] = (_MIN_TEMPERATURE, float("inf")),
+    temperature_scale: float = 1.0,
 ) -> ContrastiveClusteringResult:
     """Contrastive clustering loss of Eq. 3 with the per-cluster temperature, plus statistics.
 
@@ -160,10 +161,12 @@ def contrastive_clustering(
     - The temperature phi_p is detached (a constant per step, like the concentration estimate of
       prototypical contrastive learning that this temperature comes from, and as the authors'
       released code does). It is floored at 1e-4 for the degenerate case of a cluster whose
-      features all coincide. `temperature_range` clips phi further: the authors' released code
-      clips 10 * phi to [0.1, 1], i.e. phi to [0.01, 0.1], which `LossConfig` adopts because the
-      bare formula lets a tight cluster's logits explode (f.c / 1e-4) and one step's loss reach
-      1e7; the default here is the bare formula.
+      features all coincide. `temperature_scale` and `temperature_range` turn it into the
+      temperature the authors' released code divides by: clip(10 * phi, 0.1, 1). `LossConfig`
+      adopts that: with the bare formula (phi ~ 0.08 on our scenes) the softmax saturates while
+      clusters are still spread out (pixels of one object at cosine ~0.55 to each other), so the
+      paper's mask threshold t = 0.7 cuts objects into pieces; the bare formula also lets a
+      tight cluster's logits explode. The defaults here are the bare formula.
     - Segment ids <= 0 are unlabelled and ignored (0 is cgc's "unlabelled"; negative ids, which
       some tools use for "ignore", are ignored too). A segment takes part only with MORE than
       `min_pixels` pixels (paper: "clusters composed by more than 100 features").
@@ -219,7 +222,7 @@ def contrastive_clustering(
     with torch.no_grad():
         spread = torch.zeros_like(n_p).index_add(
             0, pixel_cluster, (f - centroids[pixel_cluster]).norm(dim=-1))
-        phi = spread / (n_p * torch.log(n_p + temperature_eps))
+        phi = temperature_scale * spread / (n_p * torch.log(n_p + temperature_eps))
         phi = phi.clamp(min=max(temperature_range[0], _MIN_TEMPERATURE),
                         max=temperature_range[1])  # [N_k]
 
@@ -276,6 +279,7 @@ def contrastive_clustering_loss(
     max_pixels_per_segment: int | None = None,
     generator: torch.Generator | None = None,
     temperature_range: tuple[float, float] = (_MIN_TEMPERATURE, float("inf")),
+    temperature_scale: float = 1.0,
 ) -> Tensor:
     """Eq. 3: `contrastive_clustering(...).loss` (see there for every choice).
 
@@ -286,7 +290,8 @@ def contrastive_clustering_loss(
         [] scalar.
     """
     return contrastive_clustering(features, segments, min_pixels, temperature_eps,
-                                  max_pixels_per_segment, generator, temperature_range).loss
+                                  max_pixels_per_segment, generator, temperature_range,
+                                  temperature_scale).loss
 
 
 # --------------------------------------------------------------- spatial-similarity (Eq. 4)

@@ -91,7 +91,7 @@ class PlacedObject:
 def make_synthetic_scene(out_dir: str | Path, seed: int = 0, width: int = 320, height: int = 240,
                          n_train: int = 40, n_test: int = 8, n_objects: int = 6,
                          fov_deg: float = 60.0, radius: tuple[float, float] = (0.7, 1.0),
-                         elevation: tuple[float, float] = (0.3, 0.7),
+                         elevation: tuple[float, float] = (0.6, 0.9),
                          min_gt_pixels: int = 100, n_cloud_views: int = 6,
                          max_cloud_points: int = 20_000, shadows: bool = True,
                          progress=None) -> Path:
@@ -233,7 +233,7 @@ def _free_spot(rng: np.random.Generator, half_size: np.ndarray,
 def orbit_cameras(out_dir: str | Path, seed: int = 0, width: int = 320, height: int = 240,
                   n_train: int = 40, n_test: int = 8, fov_deg: float = 60.0,
                   radius: tuple[float, float] = (0.7, 1.0),
-                  elevation: tuple[float, float] = (0.3, 0.7), max_roll_deg: float = 4.0
+                  elevation: tuple[float, float] = (0.6, 0.9), max_roll_deg: float = 4.0
                   ) -> tuple[list[Camera], list[str]]:
     """The cameras `make_synthetic_scene` renders with the same arguments, and the test names.
 

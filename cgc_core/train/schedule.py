@@ -6,9 +6,10 @@ import copy
 
 from cgc_core.config import CGCConfig
 
-# Step-based settings and the section they live in.
-_TRAIN_STEPS = ("densify_from", "densify_until", "densify_every", "opacity_reset_every",
-                "sh_increase_every")
+# Step-based settings and the section they live in. `densify_every` is not among them: it sets
+# how many views' gradients are averaged before a densification decision, a statistic that must
+# not shrink with the run (densifying every 10 views makes the model grow far too fast).
+_TRAIN_STEPS = ("densify_from", "densify_until", "opacity_reset_every", "sh_increase_every")
 _LOSS_STEPS = ("clustering_every", "regularization_every")
 
 

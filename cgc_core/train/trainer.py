@@ -138,7 +138,8 @@ class Trainer:
                 clustering = contrastive_clustering_loss(
                     out.features, view.segments, min_pixels=loss_cfg.min_cluster_pixels,
                     temperature_eps=loss_cfg.temperature_eps, generator=self.generator,
-                    temperature_range=(loss_cfg.temperature_min, loss_cfg.temperature_max))
+                    temperature_range=(loss_cfg.temperature_min, loss_cfg.temperature_max),
+                    temperature_scale=loss_cfg.temperature_scale)
                 loss = loss + loss_cfg.clustering_weight * clustering
             regularize = (loss_cfg.regularization_every > 0
                           and step % loss_cfg.regularization_every == 0
