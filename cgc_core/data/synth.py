@@ -106,7 +106,10 @@ def make_synthetic_scene(out_dir: str | Path, seed: int = 0, width: int = 320, h
         n_objects: objects on the table, drawn without repetition from CATALOGUE.
         fov_deg: horizontal field of view; fx = fy (square pixels), principal point at the centre.
         radius: (min, max) horizontal distance of the cameras from the table centre, metres.
-        elevation: (min, max) camera height above the table top, metres.
+        elevation: (min, max) camera height above the table top, metres. The default keeps every
+            camera pitched at least ~30 degrees down, so no view sees the sky: a background at
+            infinite depth has no place in a Gaussian model and turns into floaters that fog
+            novel views.
         min_gt_pixels: an object gets a test mask in a test view only with at least this many
             visible pixels.
         n_cloud_views: train views whose depth maps are back-projected into `points3d.ply`.
