@@ -108,7 +108,8 @@ class LossConfig:
     clustering_every: int = 50
     """Apply the contrastive clustering loss every this many iterations (paper: 50)."""
     min_cluster_pixels: int = 100
-    """Segments with this many pixels or fewer are ignored (paper: 100)."""
+    """Segments with this many pixels or fewer are ignored (paper: 100), counted at the images'
+    native resolution (scaled down with the training resolution)."""
     temperature_eps: float = 100.0
     """epsilon in the per-cluster temperature sum ||f - mean|| / (N log(N + eps)) (paper: 100)."""
     temperature_scale: float = 10.0

@@ -40,7 +40,7 @@ fi
 PY="$VENV/bin/python"
 
 # 3. Pinned Python packages (requirements.lock pins every transitive version).
-h=$(inputs_hash requirements.txt requirements.lock)
+h=$(inputs_hash requirements.txt requirements-ros.txt requirements.lock)
 if ! is_done deps "$h"; then
   step "installing Python packages (first time: a few minutes; torch is large)"
   "$PY" -m pip install -q -r requirements.txt -c requirements.lock

@@ -135,8 +135,11 @@ class Trainer:
             loss = rendering
             clustering = regularization = None
             if with_features:
+                # The paper's 100-pixel minimum is meant at the images' own resolution: a view
+                # trained at a quarter of the pixels keeps segments of more than 25.
+                min_pixels = max(1, round(loss_cfg.min_cluster_pixels * view.area_scale))
                 clustering = contrastive_clustering_loss(
-                    out.features, view.segments, min_pixels=loss_cfg.min_cluster_pixels,
+                    out.features, view.segments, min_pixels=min_pixels,
                     temperature_eps=loss_cfg.temperature_eps, generator=self.generator,
                     temperature_range=(loss_cfg.temperature_min, loss_cfg.temperature_max),
                     temperature_scale=loss_cfg.temperature_scale)

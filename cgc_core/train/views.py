@@ -19,6 +19,7 @@ class TrainingView:
     segments: Tensor | None  # [H, W] int64 segment ids (0 = unlabelled), view-local meaning
     viewmat: Tensor          # [4, 4] world-to-camera
     K: Tensor                # [3, 3]
+    area_scale: float = 1.0  # training pixels / native pixels (pixel-count thresholds scale by it)
 
     @property
     def width(self) -> int:
@@ -62,6 +63,7 @@ def make_training_view(camera: Camera, image: np.ndarray, segments: np.ndarray |
         segments=None if segments is None else torch.tensor(segments.astype(np.int64), device=device),
         viewmat=torch.tensor(cam.world_to_cam, dtype=torch.float32, device=device),
         K=torch.tensor(cam.K, dtype=torch.float32, device=device),
+        area_scale=(cam.width * cam.height) / (camera.width * camera.height),
     )
 
 
