@@ -37,11 +37,13 @@ from cgc_core.io import read_label_png  # noqa: E402
 from cgc_core.metrics import evaluate_masks  # noqa: E402
 from cgc_core.run import train_scene  # noqa: E402
 
+# Each variant sets both switches, so the table does not depend on the config's defaults
+# (the default is "no_dissimilarity", see LossConfig.use_dissimilarity).
 VARIANTS = {
     "no_3d_loss": {"loss": {"use_similarity": False, "use_dissimilarity": False}},
-    "no_similarity": {"loss": {"use_similarity": False}},
-    "no_dissimilarity": {"loss": {"use_dissimilarity": False}},
-    "complete": {},
+    "no_similarity": {"loss": {"use_similarity": False, "use_dissimilarity": True}},
+    "no_dissimilarity": {"loss": {"use_similarity": True, "use_dissimilarity": False}},
+    "complete": {"loss": {"use_similarity": True, "use_dissimilarity": True}},
 }
 
 
