@@ -10,7 +10,8 @@ import torch
 from cgc_core.io import write_rgb
 from cgc_core.model.gaussians import sh_degree_of
 from cgc_core.model.render import render_view
-from cgc_core.query import camera_tensors, feature_at, mask_from_feature, render_feature_map
+from cgc_core.evaluate import FeatureCache, prompt_features
+from cgc_core.query import camera_tensors, mask_from_feature, render_feature_map
 
 # Distinct overlay colours (RGB) for up to 10 prompts, then cycled.
 PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
@@ -50,9 +51,10 @@ def write_frame_renders(run, frame: str, out: Path) -> list[Path]:
     prompts_file = run.scene.root / "prompts.json"
     if prompts_file.is_file():
         image = colour
-        for i, prompt in enumerate(load_prompts(prompts_file)):
-            source = render_feature_map(run.splats, run.scene.camera(prompt.frame), run.config.render)
-            feature = feature_at(source, prompt.point[0], prompt.point[1])
+        cache = FeatureCache(run.splats, run.scene, run.config.render)
+        cache.maps[frame] = features
+        discriminative = prompt_features(load_prompts(prompts_file), cache)
+        for i, feature in enumerate(discriminative.values()):
             mask = mask_from_feature(features, feature, run.config.query.threshold).cpu().numpy()
             image = overlay(image, mask, PALETTE[i % len(PALETTE)])
         written.append(out / f"{frame}_masks.png")
