@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cgc_core.config import CGCConfig, apply_overrides
+from cgc_core.config import CGCConfig
 from cgc_core.io import DataError
 from cgc_core.losses import contrastive_clustering_loss, rendering_loss, spatial_similarity_loss
 from cgc_core.model.densify import Densifier
@@ -249,8 +249,3 @@ def load_checkpoint(path: Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:  # torch raises many types for a bad file
         raise DataError(f"cannot read checkpoint {path}: {error}") from None
-
-
-def config_from_checkpoint(state: dict) -> CGCConfig:
-    return apply_overrides(CGCConfig(), state["config"])
-
