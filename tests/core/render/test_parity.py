@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from cgc_core.render import rasterize
+from cgc_core.render.project import project_gaussians
 from render_scenes import intrinsics, leaves, look_at_viewmat, random_scene
 
 WIDTH, HEIGHT = 70, 45  # 5 x 3 tiles, the last column and row partial
@@ -178,3 +179,28 @@ def test_cpu_backend_is_deterministic_across_thread_counts():
         torch.set_num_threads(before)
     for name, value in runs[0].items():
         assert torch.equal(runs[1][name], value), name
+
+
+def test_cpu_float32_alpha_is_exact_to_an_ulp_or_two():
+    """The kernel's own vectorised exp (splat_exp in raster_cpu.cpp) against float64 truth: one
+    wide Gaussian over a black background, so each pixel's colour is exactly its alpha =
+    opacity * exp(-sigma), sigma over its whole range. Truth uses the same float32 sigma (the rule
+    in reference.py's docstring), so what is left is the exp's rounding; torch.exp, in the
+    float32 reference backend, is held to the same bound."""
+    opacity = 0.8
+    scene = [torch.tensor([[0.02, -0.01, 2.0]]), torch.tensor([[0.9, 0.1, -0.2, 0.3]]),
+             torch.tensor([[0.25, 0.15, 0.2]]), torch.tensor([opacity]), torch.ones(1, 1)]
+    viewmat, K = look_at_viewmat(), intrinsics(WIDTH, HEIGHT)
+    proj = project_gaussians(scene[0], scene[1], scene[2], viewmat, K, WIDTH, HEIGHT)
+    rows, cols = torch.meshgrid(torch.arange(HEIGHT), torch.arange(WIDTH), indexing="ij")
+    dx, dy = proj.means2d[0, 0] - (cols + 0.5), proj.means2d[0, 1] - (rows + 0.5)
+    a, b, c = proj.conics[0]
+    sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy  # float32, as the kernels compute it
+    truth = opacity * torch.exp(-sigma.double())
+    covered = truth > 1.01 / 255  # away from the cut-off, where rounding may flip the decision
+    assert covered.float().mean() > 0.2 and truth.max() > 0.75 and truth[covered].min() < 0.01
+    ulp = torch.finfo(torch.float32).eps
+    for backend in ("cpu", "reference"):
+        colors = rasterize(*scene, viewmat, K, WIDTH, HEIGHT, render_depth=False, backend=backend).colors[..., 0]
+        relative_error = ((colors.double() - truth).abs() / truth)[covered]
+        assert relative_error.max() <= 2 * ulp, (backend, relative_error.max().item() / ulp)
