@@ -39,7 +39,7 @@ setup(
     ext_modules=[
         CppExtension(
             name="cgc_core.render._raster_cpu",
-            sources=["cgc_core/render/csrc/raster_cpu.cpp"],
+            sources=["cgc_core/render/csrc/raster_cpu.cpp", "cgc_core/render/csrc/project_cpu.cpp"],
             extra_compile_args=COMPILE_ARGS + native_arch_flags(),
             extra_link_args=["-fopenmp"],
         )

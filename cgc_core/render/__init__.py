@@ -147,7 +147,11 @@ def rasterize(
                                 background=background, render_depth=render_depth, near=near, far=far,
                                 eps2d=eps2d)
 
-    proj = project_gaussians(means, quats, scales, viewmat, K, width, height, near, far, eps2d)
+    geometry_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (means, quats, scales))
+    if name == "cpu" and not geometry_grad:  # same projection, fused in C++ (queries, evaluation)
+        proj = cpu.project_cpu(means, quats, scales, viewmat, K, width, height, near, far, eps2d)
+    else:
+        proj = project_gaussians(means, quats, scales, viewmat, K, width, height, near, far, eps2d)
     feats, bg = colors, background
     if render_depth:  # depth is one more channel, with a zero background
         feats = torch.cat([colors, proj.depths[:, None].to(colors.dtype)], dim=1)

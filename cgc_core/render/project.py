@@ -35,6 +35,8 @@ ALPHA_MAX = 0.99
 """Alpha is clamped to this so that 1 - alpha never reaches 0 (the backward divides by it)."""
 T_MIN = 1e-4
 """A pixel stops before the Gaussian that would bring its transmittance to or below this."""
+MAX_RADIUS = 2**30
+"""Pixel radii are clamped to this so that they always fit the int32 `radii`."""
 
 
 @dataclass
@@ -146,9 +148,11 @@ def project_gaussians(
         mid = 0.5 * (a + c)
         lambda_max = mid + torch.sqrt(torch.clamp(mid * mid - det, min=0.01))
         radius = torch.ceil(3.0 * torch.sqrt(lambda_max))
+        finite = torch.isfinite(radius)
+        radius = radius.clamp(max=MAX_RADIUS)
         mx, my = means2d[:, 0], means2d[:, 1]
         on_screen = (mx + radius > 0) & (mx - radius < width) & (my + radius > 0) & (my - radius < height)
-        visible = in_range & det_ok & on_screen & torch.isfinite(radius)
+        visible = in_range & det_ok & on_screen & finite
         radii = torch.where(visible, radius, torch.zeros_like(radius)).to(torch.int32)
     return Projection(means2d=means2d, conics=conics, depths=tz, radii=radii)
 

@@ -599,10 +599,17 @@ std::vector<torch::Tensor> rasterize_backward(
 
 }  // namespace
 
+// project_cpu.cpp
+std::vector<torch::Tensor> project_forward(torch::Tensor means, torch::Tensor quats,
+                                           torch::Tensor scales, torch::Tensor viewmat,
+                                           torch::Tensor K, int64_t width, int64_t height,
+                                           double near, double far, double eps2d);
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "cgc CPU Gaussian rasterizer (see cgc_core/render/cpu.py)";
   m.def("bin_gaussians", &bin_gaussians, "per-tile depth-ordered Gaussian lists",
         py::arg("depths"), py::arg("rects"), py::arg("tiles_x"), py::arg("tiles_y"));
   m.def("rasterize_forward", &rasterize_forward, "forward rasterization");
   m.def("rasterize_backward", &rasterize_backward, "backward rasterization");
+  m.def("project_forward", &project_forward, "EWA projection without gradients");
 }

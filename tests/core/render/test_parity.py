@@ -13,44 +13,7 @@ import torch
 
 from cgc_core.render import rasterize
 from cgc_core.render.project import project_gaussians
-from render_scenes import intrinsics, leaves, look_at_viewmat, random_scene
-
-WIDTH, HEIGHT = 70, 45  # 5 x 3 tiles, the last column and row partial
-
-
-def hard_scene(channels: int, dtype: torch.dtype, seed: int) -> dict:
-    """Random Gaussians plus the edge cases of the module docstring, three Gaussians at one depth
-    (their blend depends on the tie rule) and two whose alpha hits the 0.99 clamp, as leaf tensors."""
-    base = random_scene(120, channels, seed, torch.float64)
-    view = look_at_viewmat(torch.float64)
-    gen = torch.Generator().manual_seed(seed + 100)
-
-    def cam_to_world(points):
-        return (points - view[:3, 3]) @ view[:3, :3]
-
-    def block(cam_points, log_scale, opacity):
-        n = cam_points.shape[0]
-        return {
-            "means": cam_to_world(cam_points),
-            "quats": torch.randn((n, 4), generator=gen, dtype=torch.float64),
-            "scales": torch.full((n, 3), log_scale, dtype=torch.float64).exp(),
-            "opacities": torch.full((n,), opacity, dtype=torch.float64),
-            "colors": torch.rand((n, channels), generator=gen, dtype=torch.float64),
-        }
-
-    jitter = lambda n, s: s * torch.randn((n, 3), generator=gen, dtype=torch.float64)  # noqa: E731
-    blocks = [
-        {k: v.detach() for k, v in base.items()},
-        block(torch.tensor([[0.1, 0.0, -2.0], [0.0, 0.2, -0.5], [0.0, 0.0, 0.005]]), -2.5, 0.8),  # behind / near
-        block(torch.tensor([[30.0, 0.0, 2.0], [-25.0, 5.0, 2.0], [0.0, -40.0, 3.0]]), -3.0, 0.8),  # off-screen
-        block(torch.tensor([[0.0, 0.0, 3.0], [0.3, -0.2, 5.0]]), 0.7, 0.3),  # huge
-        block(torch.tensor([[0.05, 0.02, 2.0]]) + jitter(6, 0.3), -9.0, 0.9),  # tiny
-        block(torch.tensor([[0.0, 0.0, 1.5]]) + jitter(25, 0.04) * torch.tensor([1.0, 1.0, 4.0]), -2.3, 0.97),  # stack
-        block(torch.tensor([[-0.3, 0.2, 2.0]]).expand(3, 3), -2.5, 0.6),  # equal depths: index order decides
-        block(torch.tensor([[0.4, 0.1, 1.2], [-0.1, -0.3, 1.1]]), -1.5, 0.995),  # alpha clamped at 0.99
-    ]
-    scene = {k: torch.cat([b[k] for b in blocks]) for k in blocks[0]}
-    return {k: v.to(dtype).requires_grad_(True) for k, v in scene.items()}
+from render_scenes import HEIGHT, WIDTH, hard_scene, intrinsics, leaves, look_at_viewmat, random_scene
 
 
 def render_with_grads(scene: dict, backend: str, dtype: torch.dtype, *, render_depth: bool = True, seed: int = 7):
