@@ -19,7 +19,10 @@ The scene: Gaussians at camera depth 1.5-5 m spread over the whole view (a littl
 scales log-uniform in 0.005-0.05 m per axis, random rotations, opacities uniform in 0.05-0.95,
 colours / features uniform in [0, 1].
 
-    .venv/bin/python bench/bench_render.py [--repeats 5] [--warmup 1] [--figures a,b,c,query]
+    .venv/bin/python bench/bench_render.py [--repeats 5] [--warmup 1] [--figures a,b,c,query] [--portable]
+
+--portable also builds the CPU kernel for baseline x86-64 (SSE2, CGC_PORTABLE_BUILD=1) into
+build/portable and times it as a column "cpu-portable": what -march=native is worth here.
 
 Prints the table and writes bench/results/render.md.
 """
@@ -88,10 +91,38 @@ def _rss_kib(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
+PORTABLE_BUILD = ROOT / "build" / "portable"
+"""Where --portable puts a second build of the CPU extension, compiled without -march=native."""
+
+
+def build_portable() -> None:
+    """Builds the CPU extension again for the baseline x86-64 target (SSE2 only, no AVX2)."""
+    env = {**os.environ, "CGC_PORTABLE_BUILD": "1"}
+    subprocess.run([sys.executable, "setup.py", "build_ext", "--build-lib", str(PORTABLE_BUILD),
+                    "--build-temp", str(PORTABLE_BUILD / "temp")], cwd=ROOT, env=env, check=True,
+                   capture_output=True)
+
+
+def use_portable_extension() -> None:
+    """Makes the cpu backend run on the portable build (backend "cpu-portable")."""
+    import importlib.util
+
+    from cgc_core.render import cpu
+
+    (path,) = (PORTABLE_BUILD / "cgc_core" / "render").glob("_raster_cpu*.so")
+    spec = importlib.util.spec_from_file_location("_raster_cpu", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cpu._raster_cpu = module
+
+
 def measure_one(figure: str, backend: str, repeats: int, warmup: int) -> dict:
     """Times one (figure, backend) in this process; returns median seconds and peak bytes."""
     n, width, height, channels, backward, depth = FIGURES[figure]
     device = "cuda" if backend == "gsplat" else "cpu"
+    if backend == "cpu-portable":
+        use_portable_extension()
+        backend = "cpu"
     scene = room_scene(n, width, height, channels, device)
     params = [scene[k] for k in ("means", "quats", "scales", "opacities", "colors")]
 
@@ -168,6 +199,8 @@ def table(results: dict, backends: list[str]) -> str:
         ratio = "-"
         if "cpu" in per_backend and "reference" in per_backend:
             ratio = f"{per_backend['reference']['median_s'] / per_backend['cpu']['median_s']:.1f}x"
+        if "cpu-portable" in per_backend:
+            ratio += f"; vs cpu-portable {per_backend['cpu-portable']['median_s'] / per_backend['cpu']['median_s']:.2f}x"
         rows.append(f"| {DESCRIPTIONS[fig]} | " + " | ".join(cells) + f" | {ratio} |")
     return "\n".join(rows)
 
@@ -178,6 +211,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--figures", default=",".join(FIGURES))
     parser.add_argument("--backends", default=",".join(available_backends()))
+    parser.add_argument("--portable", action="store_true",
+                        help="also build the CPU kernel without -march=native and time it as cpu-portable")
     parser.add_argument("--one", nargs=2, metavar=("FIGURE", "BACKEND"), help=argparse.SUPPRESS)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "render.md"))
     args = parser.parse_args()
@@ -186,6 +221,10 @@ def main() -> None:
         return
 
     backends = args.backends.split(",")
+    if args.portable:
+        print("building the portable CPU extension ...", flush=True)
+        build_portable()
+        backends.insert(backends.index("cpu") + 1, "cpu-portable")
     load_before = os.getloadavg()[0]
     results = {}
     for fig in args.figures.split(","):

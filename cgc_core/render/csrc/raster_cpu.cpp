@@ -1,8 +1,9 @@
 // Tiled Gaussian-splatting rasterizer for the CPU: binning, forward and hand-written backward.
 //
 // The semantics are exactly those of cgc_core/render/reference.py (the oracle); see its module
-// docstring. Projection (means2d, conics, depths, radii, tile rects) happens in torch before this
-// is called, so this file only sees screen-space Gaussians.
+// docstring. Projection (means2d, conics, depths, radii, tile rects) happens before this is called
+// (project.py in torch, or project_cpu.cpp for renders without gradients), so this file only
+// sees screen-space Gaussians.
 //
 // Layout: every pass walks tiles (16 x 16 pixels) in parallel with OpenMP (as many threads as
 // torch.get_num_threads()), dynamic schedule because tile costs vary by orders of magnitude
