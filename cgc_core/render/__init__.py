@@ -147,8 +147,8 @@ def rasterize(
                                 background=background, render_depth=render_depth, near=near, far=far,
                                 eps2d=eps2d)
 
-    geometry_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (means, quats, scales))
-    if name == "cpu" and not geometry_grad:  # same projection, fused in C++ (queries, evaluation)
+    camera_grad = viewmat.requires_grad or K.requires_grad
+    if name == "cpu" and not camera_grad:  # the same projection, fused in C++
         proj = cpu.project_cpu(means, quats, scales, viewmat, K, width, height, near, far, eps2d)
     else:
         proj = project_gaussians(means, quats, scales, viewmat, K, width, height, near, far, eps2d)

@@ -35,6 +35,30 @@ def _extension():
     return _raster_cpu
 
 
+class _ProjectCPU(torch.autograd.Function):
+    """Autograd wrapper of the fused projection (project_cpu.cpp): gradients for means, quats and
+    scales; radii are not differentiable; the camera gets none (see `project_cpu`)."""
+
+    @staticmethod
+    def forward(ctx, means, quats, scales, viewmat, K, width, height, near, far, eps2d):
+        means2d, conics, depths, radii = _extension().project_forward(
+            means, quats, scales, viewmat, K, width, height, near, far, eps2d)
+        ctx.save_for_backward(means, quats, scales, viewmat, K)
+        ctx.camera = (width, height, near, far, eps2d)
+        ctx.mark_non_differentiable(radii)
+        return means2d, conics, depths, radii
+
+    @staticmethod
+    def backward(ctx, g_means2d, g_conics, g_depths, _g_radii):
+        means, quats, scales, viewmat, K = ctx.saved_tensors
+        zeros = lambda t, *shape: t if t is not None else means.new_zeros(shape)  # noqa: E731
+        n = means.shape[0]
+        g_means, g_quats, g_scales = _extension().project_backward(
+            means, quats, scales, viewmat, K, *ctx.camera,
+            zeros(g_means2d, n, 2).contiguous(), zeros(g_conics, n, 3).contiguous(), zeros(g_depths, n).contiguous())
+        return g_means, g_quats, g_scales, None, None, None, None, None, None, None
+
+
 def project_cpu(
     means: Tensor,  # [N, 3]
     quats: Tensor,  # [N, 4]
@@ -47,14 +71,17 @@ def project_cpu(
     far: float = 1e10,
     eps2d: float = 0.3,
 ) -> Projection:
-    """`project.project_gaussians` without gradients, fused in C++ (~20x faster at N = 100k).
+    """`project.project_gaussians` fused in C++ with a hand-written backward (~15x faster).
 
-    For renders nobody differentiates (queries, evaluation); the result matches the torch version
-    to float rounding (tests/core/render/test_project.py). Arguments as `project_gaussians`.
+    Same arguments and result, to float rounding (tests/core/render/test_project.py);
+    differentiable w.r.t. means, quats and scales. The camera (viewmat, K) gets no gradient:
+    raises ValueError if it requires one (use `project_gaussians` for that).
     """
+    if viewmat.requires_grad or K.requires_grad:
+        raise ValueError("project_cpu gives the camera no gradient; use project.project_gaussians")
     dtype = means.dtype
-    means2d, conics, depths, radii = _extension().project_forward(
-        means.detach().contiguous(), quats.detach().to(dtype).contiguous(), scales.detach().to(dtype).contiguous(),
+    means2d, conics, depths, radii = _ProjectCPU.apply(
+        means.contiguous(), quats.to(dtype).contiguous(), scales.to(dtype).contiguous(),
         viewmat.detach().to(dtype).contiguous(), K.detach().to(dtype).contiguous(), width, height,
         float(near), float(far), float(eps2d),
     )

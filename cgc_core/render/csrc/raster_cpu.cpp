@@ -605,6 +605,12 @@ std::vector<torch::Tensor> project_forward(torch::Tensor means, torch::Tensor qu
                                            torch::Tensor scales, torch::Tensor viewmat,
                                            torch::Tensor K, int64_t width, int64_t height,
                                            double near, double far, double eps2d);
+std::vector<torch::Tensor> project_backward(torch::Tensor means, torch::Tensor quats,
+                                            torch::Tensor scales, torch::Tensor viewmat,
+                                            torch::Tensor K, int64_t width, int64_t height,
+                                            double near, double far, double eps2d,
+                                            torch::Tensor g_means2d, torch::Tensor g_conics,
+                                            torch::Tensor g_depths);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "cgc CPU Gaussian rasterizer (see cgc_core/render/cpu.py)";
@@ -612,5 +618,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("depths"), py::arg("rects"), py::arg("tiles_x"), py::arg("tiles_y"));
   m.def("rasterize_forward", &rasterize_forward, "forward rasterization");
   m.def("rasterize_backward", &rasterize_backward, "backward rasterization");
-  m.def("project_forward", &project_forward, "EWA projection without gradients");
+  m.def("project_forward", &project_forward, "EWA projection");
+  m.def("project_backward", &project_backward, "gradients of the EWA projection");
 }
