@@ -1,7 +1,9 @@
-"""Fast CPU backend: the C++ extension `_raster_cpu` (OpenMP over tiles, hand-written backward).
+"""Fast CPU backend: the C++ extension `_raster_cpu` (OpenMP, hand-written backwards).
 
-Same per-pixel rule as `reference.py` (see its docstring); the projection is shared
-(`project.py`, torch autograd), so only the rasterization below differs. float32 and float64.
+Two autograd functions: the projection (`project_cpu`, the maths of `project.py` fused into one
+pass) and the rasterization (`rasterize_cpu`, the per-pixel rule of `reference.py`'s docstring,
+16-pixel SIMD rows over 16 x 16 tiles). float32 and float64. Sources: csrc/project_cpu.cpp and
+csrc/raster_cpu.cpp, whose header comments explain the design.
 """
 
 from __future__ import annotations
