@@ -112,3 +112,20 @@ def test_console_script_reports_usage_errors_with_code_2():
     result = subprocess.run([str(cgc), "train"], capture_output=True, text=True,
                             env={**os.environ}, timeout=120)
     assert result.returncode == 2 and "--out" in result.stderr
+
+
+def test_training_is_reproducible_across_processes(tiny_scene, tmp_path):
+    """Same scene, seed and config in two fresh processes (with different hash seeds, so that any
+    dependence on set or dict-of-str order would show) -> byte-identical models."""
+    cgc = Path(sys.executable).parent / "cgc"
+    config = fast_config(tmp_path)
+    models = []
+    for run, hash_seed in (("a", "1"), ("b", "2")):
+        out = tmp_path / run
+        result = subprocess.run(
+            [str(cgc), "train", str(tiny_scene), "--out", str(out), "--masks", str(tiny_scene / "masks_inconsistent"),
+             "--config", config, *TRAIN_ARGS],
+            capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": hash_seed}, timeout=300)
+        assert result.returncode == 0, result.stderr
+        models.append((out / "model.ply").read_bytes())
+    assert models[0] == models[1]
