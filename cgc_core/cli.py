@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--prompts", required=True, help='JSON list of {"id", "frame", "point": [u, v]}')
     p.add_argument("--out", required=True)
-    p.add_argument("--threshold", type=float, help="cosine threshold t (default 0.7, Eq. 6)")
+    p.add_argument("--threshold", type=float, help="cosine threshold t of Eq. 6 (default: query.threshold, 0.75; paper 0.7)")
     p.set_defaults(func=cmd_segment)
 
     p = sub.add_parser("eval", help="mIoU / mBIoU on the scene's test_mask/")
