@@ -3,6 +3,8 @@
 The paper uses t = 0.7. This evaluates already trained runs of bench_train.py (default config,
 one synthetic scene per seed) at several thresholds side by side, all on the held-out test views
 of each run's scene. The threshold is only applied at query time, so no retraining is needed.
+Runs of other variants found in the work folder (e.g. no_3d_loss) are listed too, at the same
+thresholds, for comparison.
 To keep the choice honest, the seeds are split: --choose seeds pick the threshold (best mean
 mIoU), --check seeds were not looked at when choosing and show whether the choice holds.
 
@@ -28,9 +30,21 @@ from cgc_core.run import load_run  # noqa: E402
 THRESHOLDS = (0.6, 0.7, 0.75, 0.8, 0.85, 0.9)
 
 
-def evaluate_seed(work: Path, seed: int) -> dict[float, dict]:
-    run = load_run(work / f"run_no_dissimilarity_seed{seed}", device="cpu")
+def evaluate_seed(work: Path, seed: int, variant: str = "no_dissimilarity") -> dict[float, dict]:
+    run = load_run(work / f"run_{variant}_seed{seed}", device="cpu")
     return {t: evaluate_run(run.splats, run.scene, run.config.render, t) for t in THRESHOLDS}
+
+
+def other_variants(work: Path, seeds: list[int]) -> dict[tuple[int, str], dict[float, dict]]:
+    """Runs of the other bench_train variants found in `work` for these seeds (for comparison;
+    they play no part in the choice)."""
+    found = {}
+    for seed in seeds:
+        for path in sorted(work.glob(f"run_*_seed{seed}")):
+            variant = path.name[len("run_"):-len(f"_seed{seed}")]
+            if variant != "no_dissimilarity" and (path / "model.ply").is_file():
+                found[(seed, variant)] = evaluate_seed(work, seed, variant)
+    return found
 
 
 def mean(values: list[float]) -> float:
@@ -50,6 +64,7 @@ def main() -> None:
     results = {seed: evaluate_seed(work, seed) for seed in choose + check}
     best = max(THRESHOLDS, key=lambda t: mean([results[s][t]["mIoU"] for s in choose]))
 
+    others = other_variants(work, choose + check)
     header = "| scene seed | role | " + " | ".join(f"t = {t}" for t in THRESHOLDS) + " |"
     lines = [
         "# Mask threshold: mIoU / mBIoU on held-out views, default config", "",
@@ -67,6 +82,13 @@ def main() -> None:
             cells = [f"{mean([results[s][t]['mIoU'] for s in seeds]):.1f} / "
                      f"{mean([results[s][t]['mBIoU'] for s in seeds]):.1f}" for t in THRESHOLDS]
             lines.append(f"| mean | {role} | " + " | ".join(cells) + " |")
+    if others:
+        lines += ["", "Other variants of bench_train.py found for these seeds (not used to choose t):", "",
+                  "| scene seed | variant | " + " | ".join(f"t = {t}" for t in THRESHOLDS) + " |",
+                  "|---|---|" + "---|" * len(THRESHOLDS)]
+        for (seed, variant), per_t in others.items():
+            cells = [f"{per_t[t]['mIoU']:.1f} / {per_t[t]['mBIoU']:.1f}" for t in THRESHOLDS]
+            lines.append(f"| {seed} | {variant} | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     print(text)
     Path(args.results).parent.mkdir(parents=True, exist_ok=True)
