@@ -39,64 +39,94 @@ inline void quat_rotation(const T* q, T qn[4], T& norm, T rot[3][3]) {
     for (int j = 0; j < 3; ++j) rot[i][j] = r[i][j];
 }
 
+// What every Gaussian of one call shares: intrinsics, the Jacobian's clamp limits (x/z and y/z
+// within 1.3x the frustum) and the rows of the world-to-camera matrix.
+template <typename T>
+struct ProjectionCamera {
+  T fx, fy, cx, cy, lim_x_pos, lim_x_neg, lim_y_pos, lim_y_neg;
+  const T* w[3];  // rows of viewmat: rotation | translation
+
+  ProjectionCamera(const T* viewmat, const T* K, int64_t width, int64_t height)
+      : fx(K[0]), fy(K[4]), cx(K[2]), cy(K[5]), w{viewmat, viewmat + 4, viewmat + 8} {
+    const T tan_fovx = T(0.5) * T(width) / fx, tan_fovy = T(0.5) * T(height) / fy;
+    lim_x_pos = (T(width) - cx) / fx + T(0.3) * tan_fovx;
+    lim_x_neg = cx / fx + T(0.3) * tan_fovx;
+    lim_y_pos = (T(height) - cy) / fy + T(0.3) * tan_fovy;
+    lim_y_neg = cy / fy + T(0.3) * tan_fovy;
+  }
+};
+
+// One Gaussian's forward intermediates, in project.py's operation order; the backward recomputes
+// them rather than storing them.
+template <typename T>
+struct Footprint {
+  T t[3];            // camera-space centre
+  bool in_range;     // near <= t.z <= far
+  T z, xr, yr;       // safe depth (1 when culled) and the unclamped t.x / z, t.y / z
+  T x_z, y_z, inv_z; // clamped ratios of the Jacobian, 1 / z
+  T jw[2][3];        // rows of J W
+  T qn[4], norm, rot[3][3];  // normalised quaternion, |q|, its rotation
+  T mr[2][3], v[2][3];       // M = J W R and V = M diag(s): cov2d = V V^T + eps2d I
+  T a, b, c, det;            // cov2d = [[a, b], [b, c]]
+};
+
+template <typename T>
+inline Footprint<T> footprint(const ProjectionCamera<T>& cam, const T* m, const T* q, const T* s,
+                              T near, T far, T eps2d) {
+  Footprint<T> f;
+  for (int r = 0; r < 3; ++r)
+    f.t[r] = m[0] * cam.w[r][0] + m[1] * cam.w[r][1] + m[2] * cam.w[r][2] + cam.w[r][3];
+  f.in_range = f.t[2] >= near && f.t[2] <= far;
+  f.z = f.in_range ? f.t[2] : T(1);
+  f.xr = f.t[0] / f.z;
+  f.yr = f.t[1] / f.z;
+  f.x_z = std::max(std::min(f.xr, cam.lim_x_pos), -cam.lim_x_neg);
+  f.y_z = std::max(std::min(f.yr, cam.lim_y_pos), -cam.lim_y_neg);
+  f.inv_z = T(1) / f.z;
+  const T k0 = cam.fx * f.inv_z, k1 = cam.fy * f.inv_z;
+  for (int k = 0; k < 3; ++k) {
+    f.jw[0][k] = k0 * (cam.w[0][k] - f.x_z * cam.w[2][k]);
+    f.jw[1][k] = k1 * (cam.w[1][k] - f.y_z * cam.w[2][k]);
+  }
+  quat_rotation(q, f.qn, f.norm, f.rot);
+  for (int r = 0; r < 2; ++r)
+    for (int col = 0; col < 3; ++col) {
+      f.mr[r][col] = f.jw[r][0] * f.rot[0][col] + f.jw[r][1] * f.rot[1][col] + f.jw[r][2] * f.rot[2][col];
+      f.v[r][col] = f.mr[r][col] * s[col];
+    }
+  const auto& v = f.v;
+  f.a = v[0][0] * v[0][0] + v[0][1] * v[0][1] + v[0][2] * v[0][2] + eps2d;
+  f.b = v[0][0] * v[1][0] + v[0][1] * v[1][1] + v[0][2] * v[1][2];
+  f.c = v[1][0] * v[1][0] + v[1][1] * v[1][1] + v[1][2] * v[1][2] + eps2d;
+  f.det = f.a * f.c - f.b * f.b;
+  return f;
+}
+
 template <typename T>
 void project_impl(const T* means, const T* quats, const T* scales, const T* viewmat, const T* K,
                   int64_t n, int64_t width, int64_t height, T near, T far, T eps2d, T* means2d,
                   T* conics, T* depths, int32_t* radii) {
-  const T fx = K[0], fy = K[4], cx = K[2], cy = K[5];
-  const T tan_fovx = T(0.5) * T(width) / fx, tan_fovy = T(0.5) * T(height) / fy;
-  const T lim_x_pos = (T(width) - cx) / fx + T(0.3) * tan_fovx, lim_x_neg = cx / fx + T(0.3) * tan_fovx;
-  const T lim_y_pos = (T(height) - cy) / fy + T(0.3) * tan_fovy, lim_y_neg = cy / fy + T(0.3) * tan_fovy;
-  // viewmat rows: rotation world -> camera and translation.
-  const T* r0 = viewmat;
-  const T* r1 = viewmat + 4;
-  const T* r2 = viewmat + 8;
+  const ProjectionCamera<T> cam(viewmat, K, width, height);
 #pragma omp parallel for num_threads(std::max(1, at::get_num_threads())) schedule(static)
   for (int64_t g = 0; g < n; ++g) {
-    const T* m = means + 3 * g;
-    // t = W mean + t_cw
-    const T tx = m[0] * r0[0] + m[1] * r0[1] + m[2] * r0[2] + r0[3];
-    const T ty = m[0] * r1[0] + m[1] * r1[1] + m[2] * r1[2] + r1[3];
-    const T tz = m[0] * r2[0] + m[1] * r2[1] + m[2] * r2[2] + r2[3];
-    const bool in_range = tz >= near && tz <= far;
-    const T z = in_range ? tz : T(1);
-    const T x_z = std::max(std::min(tx / z, lim_x_pos), -lim_x_neg);
-    const T y_z = std::max(std::min(ty / z, lim_y_pos), -lim_y_neg);
-    const T inv_z = T(1) / z;
-    // Rows of J W.
-    T jw[2][3];
-    for (int k = 0; k < 3; ++k) {
-      jw[0][k] = (fx * inv_z) * (r0[k] - x_z * r2[k]);
-      jw[1][k] = (fy * inv_z) * (r1[k] - y_z * r2[k]);
-    }
-    T qn[4], norm, rot[3][3];
-    quat_rotation(quats + 4 * g, qn, norm, rot);
-    // V = J W R S: cov2d = V V^T.
-    const T* s = scales + 3 * g;
-    T v[2][3];
-    for (int row = 0; row < 2; ++row)
-      for (int col = 0; col < 3; ++col)
-        v[row][col] = (jw[row][0] * rot[0][col] + jw[row][1] * rot[1][col] + jw[row][2] * rot[2][col]) * s[col];
-    const T a = v[0][0] * v[0][0] + v[0][1] * v[0][1] + v[0][2] * v[0][2] + eps2d;
-    const T b = v[0][0] * v[1][0] + v[0][1] * v[1][1] + v[0][2] * v[1][2];
-    const T c = v[1][0] * v[1][0] + v[1][1] * v[1][1] + v[1][2] * v[1][2] + eps2d;
-    const T det = a * c - b * b;
+    const Footprint<T> f = footprint(cam, means + 3 * g, quats + 4 * g, scales + 3 * g, near, far, eps2d);
+    const T a = f.a, b = f.b, c = f.c, det = f.det;
     const bool det_ok = det > 0;
     const T safe_det = det_ok ? det : T(1);
     conics[3 * g] = c / safe_det;
     conics[3 * g + 1] = -b / safe_det;
     conics[3 * g + 2] = a / safe_det;
-    const T mx = fx * tx * inv_z + cx, my = fy * ty * inv_z + cy;
+    const T mx = cam.fx * f.t[0] * f.inv_z + cam.cx, my = cam.fy * f.t[1] * f.inv_z + cam.cy;
     means2d[2 * g] = mx;
     means2d[2 * g + 1] = my;
-    depths[g] = tz;
+    depths[g] = f.t[2];
     const T mid = T(0.5) * (a + c);
     const T lambda_max = mid + std::sqrt(std::max(mid * mid - det, T(0.01)));
     const T unclamped = std::ceil(T(3) * std::sqrt(lambda_max));
     const T radius = std::min(unclamped, T(kMaxRadius));
     const bool on_screen = (mx + radius > 0) && (mx - radius < T(width)) && (my + radius > 0) &&
                            (my - radius < T(height));
-    const bool visible = in_range && det_ok && on_screen && std::isfinite(unclamped);
+    const bool visible = f.in_range && det_ok && on_screen && std::isfinite(unclamped);
     radii[g] = visible ? int32_t(radius) : 0;
   }
 }
@@ -106,42 +136,17 @@ void project_backward_impl(const T* means, const T* quats, const T* scales, cons
                            const T* K, int64_t n, int64_t width, int64_t height, T near, T far,
                            T eps2d, const T* g_means2d, const T* g_conics, const T* g_depths,
                            T* g_means, T* g_quats, T* g_scales) {
-  const T fx = K[0], fy = K[4], cx = K[2], cy = K[5];
-  const T tan_fovx = T(0.5) * T(width) / fx, tan_fovy = T(0.5) * T(height) / fy;
-  const T lim_x_pos = (T(width) - cx) / fx + T(0.3) * tan_fovx, lim_x_neg = cx / fx + T(0.3) * tan_fovx;
-  const T lim_y_pos = (T(height) - cy) / fy + T(0.3) * tan_fovy, lim_y_neg = cy / fy + T(0.3) * tan_fovy;
-  const T* wr[3] = {viewmat, viewmat + 4, viewmat + 8};
+  const ProjectionCamera<T> cam(viewmat, K, width, height);
+  const T fx = cam.fx, fy = cam.fy;
+  const T* const* wr = cam.w;
 #pragma omp parallel for num_threads(std::max(1, at::get_num_threads())) schedule(static)
   for (int64_t g = 0; g < n; ++g) {
-    // Recompute the forward's intermediates.
-    const T* m = means + 3 * g;
-    T t[3];
-    for (int r = 0; r < 3; ++r) t[r] = m[0] * wr[r][0] + m[1] * wr[r][1] + m[2] * wr[r][2] + wr[r][3];
-    const bool in_range = t[2] >= near && t[2] <= far;
-    const T z = in_range ? t[2] : T(1);
-    const T xr = t[0] / z, yr = t[1] / z;
-    const T x_z = std::max(std::min(xr, lim_x_pos), -lim_x_neg);
-    const T y_z = std::max(std::min(yr, lim_y_pos), -lim_y_neg);
-    const T inv_z = T(1) / z;
-    const T k0 = fx * inv_z, k1 = fy * inv_z;
-    T jw[2][3];
-    for (int k = 0; k < 3; ++k) {
-      jw[0][k] = k0 * (wr[0][k] - x_z * wr[2][k]);
-      jw[1][k] = k1 * (wr[1][k] - y_z * wr[2][k]);
-    }
-    T qn[4], norm, rot[3][3];
-    quat_rotation(quats + 4 * g, qn, norm, rot);
+    const Footprint<T> f = footprint(cam, means + 3 * g, quats + 4 * g, scales + 3 * g, near, far, eps2d);
     const T* s = scales + 3 * g;
-    T mr[2][3], v[2][3];  // M = J W R, V = M diag(s)
-    for (int r = 0; r < 2; ++r)
-      for (int c = 0; c < 3; ++c) {
-        mr[r][c] = jw[r][0] * rot[0][c] + jw[r][1] * rot[1][c] + jw[r][2] * rot[2][c];
-        v[r][c] = mr[r][c] * s[c];
-      }
-    const T a = v[0][0] * v[0][0] + v[0][1] * v[0][1] + v[0][2] * v[0][2] + eps2d;
-    const T b = v[0][0] * v[1][0] + v[0][1] * v[1][1] + v[0][2] * v[1][2];
-    const T c = v[1][0] * v[1][0] + v[1][1] * v[1][1] + v[1][2] * v[1][2] + eps2d;
-    const T det = a * c - b * b;
+    const T a = f.a, b = f.b, c = f.c, det = f.det, z = f.z, xr = f.xr, yr = f.yr;
+    const T x_z = f.x_z, y_z = f.y_z, inv_z = f.inv_z, norm = f.norm;
+    const T k0 = fx * inv_z, k1 = fy * inv_z;
+    const auto &t = f.t, &jw = f.jw, &qn = f.qn, &rot = f.rot, &mr = f.mr, &v = f.v;
 
     // conic = (c, -b, a) / D with D = det where det > 0, else the constant 1.
     const T* gcon = g_conics + 3 * g;
@@ -203,14 +208,14 @@ void project_backward_impl(const T* means, const T* quats, const T* scales, cons
       g_yz -= gjw[1][k] * k1 * wr[2][k];
     }
     // The clamp passes the gradient only inside the limits.
-    if (!(xr < lim_x_pos && xr > -lim_x_neg)) g_xz = 0;
-    if (!(yr < lim_y_pos && yr > -lim_y_neg)) g_yz = 0;
+    if (!(xr < cam.lim_x_pos && xr > -cam.lim_x_neg)) g_xz = 0;
+    if (!(yr < cam.lim_y_pos && yr > -cam.lim_y_neg)) g_yz = 0;
     // means2d = f t_r inv_z + c.
     const T* gm2 = g_means2d + 2 * g;
     T g_inv_z = fx * g_k0 + fy * g_k1 + gm2[0] * fx * t[0] + gm2[1] * fy * t[1];
     T gt[3] = {gm2[0] * fx * inv_z + g_xz / z, gm2[1] * fy * inv_z + g_yz / z, g_depths[g]};
     const T g_z = -g_inv_z * inv_z * inv_z - (g_xz * xr + g_yz * yr) / z;
-    if (in_range) gt[2] += g_z;
+    if (f.in_range) gt[2] += g_z;
     // t = W mean + t_cw.
     T* gmean = g_means + 3 * g;
     for (int k = 0; k < 3; ++k) gmean[k] = wr[0][k] * gt[0] + wr[1][k] * gt[1] + wr[2][k] * gt[2];
