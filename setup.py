@@ -27,23 +27,30 @@ def native_arch_flags() -> list[str]:
 # flag or errno). -ffp-contract=off keeps GCC from fusing a * b + c into an FMA, which rounds
 # differently: forward and backward must make bit-identical skip decisions, and the kernel must
 # round like the reference. -ffast-math is deliberately absent for the same reason.
-COMPILE_ARGS = ["-O3", "-fopenmp", "-std=c++20", "-fno-trapping-math", "-fno-math-errno", "-ffp-contract=off"]
+COMPILE_ARGS = [
+    "-O3", "-fopenmp", "-std=c++20", "-fno-trapping-math", "-fno-math-errno", "-ffp-contract=off"
+]
 
 setup(
     name="cgc",
     version="0.1.0",
-    description="Contrastive Gaussian Clustering: 3D instance segmentation from inconsistent 2D masks",
+    description=(
+        "Contrastive Gaussian Clustering: 3D instance segmentation from inconsistent 2D masks"
+    ),
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["cgc_core", "cgc_core.*"]),
     ext_modules=[
         CppExtension(
             name="cgc_core.render._raster_cpu",
-            sources=["cgc_core/render/csrc/raster_cpu.cpp", "cgc_core/render/csrc/project_cpu.cpp"],
+            sources=[
+                f"cgc_core/render/csrc/{name}.cpp"
+                for name in ("bin_cpu", "forward_cpu", "backward_cpu", "project_cpu", "bindings")
+            ],
             extra_compile_args=COMPILE_ARGS + native_arch_flags(),
             extra_link_args=["-fopenmp"],
         )
     ],
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
-    entry_points={"console_scripts": ["cgc = cgc_core.cli:main"]},
+    entry_points={"console_scripts": ["cgc = cgc_core.app.cli:main"]},
 )

@@ -65,8 +65,11 @@ def main() -> None:
     for limit in (None, 512):
         def step():
             features.grad = None
-            result = contrastive_clustering(features, segments, cfg.min_cluster_pixels,
-                                            cfg.temperature_eps, max_pixels_per_segment=limit)
+            result = contrastive_clustering(
+                features, segments, min_pixels=cfg.min_cluster_pixels,
+                temperature_eps=cfg.temperature_eps, temperature_scale=cfg.temperature_scale,
+                temperature_range=(cfg.temperature_min, cfg.temperature_max),
+                max_pixels_per_segment=limit)
             result.loss.backward()
         seconds = timed(step, args.repeats)
         print(f"contrastive {w}x{h}x{d}, 30 segments, max_pixels_per_segment={limit}: "
@@ -83,8 +86,10 @@ def main() -> None:
 
         def step():
             feats.grad = None
-            loss = spatial_similarity_loss(means, feats, args.m, cfg.near_k, cfg.far_l,
-                                           cfg.near_weight, cfg.far_weight, generator=generator)
+            loss = spatial_similarity_loss(
+                means, feats, num_samples=args.m, near_k=cfg.near_k, far_l=cfg.far_l,
+                near_weight=cfg.near_weight, far_weight=cfg.far_weight,
+                use_similarity=True, use_dissimilarity=True, generator=generator)
             loss.backward()
         seconds = timed(step, args.repeats)
         start = time.perf_counter()

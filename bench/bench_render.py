@@ -19,7 +19,8 @@ The scene: Gaussians at camera depth 1.5-5 m spread over the whole view (a littl
 scales log-uniform in 0.005-0.05 m per axis, random rotations, opacities uniform in 0.05-0.95,
 colours / features uniform in [0, 1].
 
-    .venv/bin/python bench/bench_render.py [--repeats 5] [--warmup 1] [--figures a,b,c,query] [--portable]
+    .venv/bin/python bench/bench_render.py [--repeats 5] [--warmup 1] [--figures a,b,c,query]
+                                           [--portable]
 
 --portable also builds the CPU kernel for baseline x86-64 (SSE2, CGC_PORTABLE_BUILD=1) into
 build/portable and times it as a column "cpu-portable": what -march=native is worth here.
@@ -64,7 +65,7 @@ DESCRIPTIONS = {
 
 
 def room_scene(n: int, width: int, height: int, channels: int, device: str, seed: int = 0) -> dict:
-    """Random Gaussians filling the view of a pinhole camera at the origin (see module docstring)."""
+    """Random Gaussians filling the view of a pinhole camera at the origin (module docstring)."""
     gen = torch.Generator().manual_seed(seed)
     fx = fy = 0.9 * width  # ~58 degree horizontal field of view
     z = 1.5 + 3.5 * torch.rand(n, generator=gen)
@@ -74,7 +75,9 @@ def room_scene(n: int, width: int, height: int, channels: int, device: str, seed
     scene = {
         "means": means,
         "quats": torch.randn(n, 4, generator=gen),
-        "scales": torch.exp(math.log(0.005) + (math.log(0.05) - math.log(0.005)) * torch.rand(n, 3, generator=gen)),
+        "scales": torch.exp(
+            math.log(0.005) + (math.log(0.05) - math.log(0.005)) * torch.rand(n, 3, generator=gen)
+        ),
         "opacities": 0.05 + 0.9 * torch.rand(n, generator=gen),
         "colors": torch.rand(n, channels, generator=gen),
     }
@@ -98,9 +101,21 @@ PORTABLE_BUILD = ROOT / "build" / "portable"
 def build_portable() -> None:
     """Builds the CPU extension again for the baseline x86-64 target (SSE2 only, no AVX2)."""
     env = {**os.environ, "CGC_PORTABLE_BUILD": "1"}
-    subprocess.run([sys.executable, "setup.py", "build_ext", "--build-lib", str(PORTABLE_BUILD),
-                    "--build-temp", str(PORTABLE_BUILD / "temp")], cwd=ROOT, env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "setup.py",
+            "build_ext",
+            "--build-lib",
+            str(PORTABLE_BUILD),
+            "--build-temp",
+            str(PORTABLE_BUILD / "temp"),
+        ],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
 
 
 def use_portable_extension() -> None:
@@ -128,8 +143,19 @@ def measure_one(figure: str, backend: str, repeats: int, warmup: int) -> dict:
 
     def step():
         with torch.set_grad_enabled(backward):
-            out = rasterize(scene["means"], scene["quats"], scene["scales"], scene["opacities"], scene["colors"],
-                            scene["viewmat"], scene["K"], width, height, render_depth=depth, backend=backend)
+            out = rasterize(
+                scene["means"],
+                scene["quats"],
+                scene["scales"],
+                scene["opacities"],
+                scene["colors"],
+                scene["viewmat"],
+                scene["K"],
+                width,
+                height,
+                render_depth=depth,
+                backend=backend,
+            )
             if backward:
                 out.means2d.retain_grad()
                 loss = out.colors.square().sum() + out.alphas.sum()
@@ -159,8 +185,12 @@ def measure_one(figure: str, backend: str, repeats: int, warmup: int) -> dict:
         times.append(time.perf_counter() - start)
         cpu_times.append(time.process_time() - cpu_start)
     peak = torch.cuda.max_memory_allocated() if device == "cuda" else _rss_kib("VmHWM") * 1024
-    return {"median_s": statistics.median(times), "min_s": min(times),
-            "cpu_median_s": statistics.median(cpu_times), "peak_bytes": peak - base}
+    return {
+        "median_s": statistics.median(times),
+        "min_s": min(times),
+        "cpu_median_s": statistics.median(cpu_times),
+        "peak_bytes": peak - base,
+    }
 
 
 def cpu_name() -> str:
@@ -172,7 +202,17 @@ def cpu_name() -> str:
 
 def run_isolated(figure: str, backend: str, repeats: int, warmup: int) -> dict:
     """measure_one in a fresh interpreter, so that memory figures do not see earlier runs."""
-    cmd = [sys.executable, __file__, "--one", figure, backend, "--repeats", str(repeats), "--warmup", str(warmup)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--one",
+        figure,
+        backend,
+        "--repeats",
+        str(repeats),
+        "--warmup",
+        str(warmup),
+    ]
     # Idle OpenMP threads sleep instead of spinning: on a shared machine (other processes on the
     # cores), spinning threads of torch's many short parallel regions made 2-thread runs up to 20x
     # slower than 1-thread ones. Set OMP_WAIT_POLICY yourself to measure otherwise.
@@ -186,33 +226,48 @@ def fmt_ms(s: float) -> str:
 
 
 def table(results: dict, backends: list[str]) -> str:
-    head = ("| figure | " + " | ".join(f"{b} ms (cpu-time ms) | {b} peak MiB" for b in backends)
-            + " | cpu speed-up vs reference |")
+    head = (
+        "| figure | "
+        + " | ".join(f"{b} ms (cpu-time ms) | {b} peak MiB" for b in backends)
+        + " | cpu speed-up vs reference |"
+    )
     sep = "|---" * (1 + 2 * len(backends) + 1) + "|"
     rows = [head, sep]
     for fig, per_backend in results.items():
         cells = []
         for b in backends:
             r = per_backend.get(b)
-            cells += ([f"{fmt_ms(r['median_s'])} ({fmt_ms(r['cpu_median_s'])})", f"{r['peak_bytes'] / 2**20:.0f}"]
-                      if r else ["-", "-"])
+            cells += (
+                [
+                    f"{fmt_ms(r['median_s'])} ({fmt_ms(r['cpu_median_s'])})",
+                    f"{r['peak_bytes'] / 2**20:.0f}",
+                ]
+                if r
+                else ["-", "-"]
+            )
         ratio = "-"
         if "cpu" in per_backend and "reference" in per_backend:
             ratio = f"{per_backend['reference']['median_s'] / per_backend['cpu']['median_s']:.1f}x"
         if "cpu-portable" in per_backend:
-            ratio += f"; vs cpu-portable {per_backend['cpu-portable']['median_s'] / per_backend['cpu']['median_s']:.2f}x"
+            portable = per_backend["cpu-portable"]["median_s"] / per_backend["cpu"]["median_s"]
+            ratio += f"; vs cpu-portable {portable:.2f}x"
         rows.append(f"| {DESCRIPTIONS[fig]} | " + " | ".join(cells) + f" | {ratio} |")
     return "\n".join(rows)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--figures", default=",".join(FIGURES))
     parser.add_argument("--backends", default=",".join(available_backends()))
-    parser.add_argument("--portable", action="store_true",
-                        help="also build the CPU kernel without -march=native and time it as cpu-portable")
+    parser.add_argument(
+        "--portable",
+        action="store_true",
+        help="also build the CPU kernel without -march=native and time it as cpu-portable",
+    )
     parser.add_argument("--one", nargs=2, metavar=("FIGURE", "BACKEND"), help=argparse.SUPPRESS)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "render.md"))
     args = parser.parse_args()
@@ -232,12 +287,18 @@ def main() -> None:
         for backend in backends:
             results[fig][backend] = run_isolated(fig, backend, args.repeats, args.warmup)
             r = results[fig][backend]
-            print(f"{fig:6s} {backend:10s} median {fmt_ms(r['median_s'])} ms  min {fmt_ms(r['min_s'])} ms  "
-                  f"cpu-time {fmt_ms(r['cpu_median_s'])} ms  "
-                  f"peak +{r['peak_bytes'] / 2**20:.0f} MiB", flush=True)
+            print(
+                f"{fig:6s} {backend:10s} median {fmt_ms(r['median_s'])} ms  "
+                f"min {fmt_ms(r['min_s'])} ms  "
+                f"cpu-time {fmt_ms(r['cpu_median_s'])} ms  "
+                f"peak +{r['peak_bytes'] / 2**20:.0f} MiB",
+                flush=True,
+            )
     text = table(results, backends)
-    machine = (f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-               f"{torch.get_num_threads()} torch threads")
+    machine = (
+        f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} torch threads"
+    )
     command = "`" + " ".join([".venv/bin/python", "bench/bench_render.py", *sys.argv[1:]]) + "`"
     doc = (
         "# Render backends: speed and memory\n\n"
@@ -245,14 +306,16 @@ def main() -> None:
         f"Machine: {machine}  \nCommand: {command}  \n"
         f"Load average (1 min) at start / end: {load_before:.1f} / {os.getloadavg()[0]:.1f} "
         "(above ~0.5, other processes shared the cores and wall times are inflated)\n\n"
-        f"Median of {args.repeats} runs after {args.warmup} warm-up, wall clock and, in brackets, process CPU time "
-        "(all threads; equal to the wall time means the run effectively had one core). Peak = process peak RSS "
-        "minus RSS before the first run, warm-up included (CPU; VmHWM reset through /proc/self/clear_refs), "
-        "torch.cuda.max_memory_allocated (CUDA). Each figure and backend runs in a fresh process with "
-        "OMP_WAIT_POLICY=PASSIVE. "
-        "Scenes: Gaussians 1.5-5 m in front of the camera filling the view, scales log-uniform 0.005-0.05 m, "
+        f"Median of {args.repeats} runs after {args.warmup} warm-up, wall clock and, in brackets, "
+        "process CPU time (all threads; equal to the wall time means the run effectively had one "
+        "core). Peak = process peak RSS minus RSS before the first run, warm-up included (CPU; "
+        "VmHWM reset through /proc/self/clear_refs), torch.cuda.max_memory_allocated (CUDA). Each "
+        "figure and backend runs in a fresh process with OMP_WAIT_POLICY=PASSIVE. "
+        "Scenes: Gaussians 1.5-5 m in front of the camera filling the view, scales log-uniform "
+        "0.005-0.05 m, "
         "opacities uniform 0.05-0.95. Loss = sum(colors^2) + sum(alphas) + sum(depths).\n\n"
-        + text + "\n"
+        + text
+        + "\n"
     )
     print("\n" + text)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -24,8 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cgc_core.evaluate import evaluate_run  # noqa: E402
-from cgc_core.run import load_run  # noqa: E402
+from cgc_core.app.evaluate import evaluate_run  # noqa: E402
+from cgc_core.app.run_folder import load_run  # noqa: E402
 
 THRESHOLDS = (0.6, 0.7, 0.75, 0.8, 0.85, 0.9)
 
@@ -67,25 +67,38 @@ def main() -> None:
     others = other_variants(work, choose + check)
     header = "| scene seed | role | " + " | ".join(f"t = {t}" for t in THRESHOLDS) + " |"
     lines = [
-        "# Mask threshold: mIoU / mBIoU on held-out views, default config", "",
+        "# Mask threshold: mIoU / mBIoU on held-out views, default config",
+        "",
         f"- command: `.venv/bin/python bench/bench_threshold.py {' '.join(sys.argv[1:])}`".rstrip(),
         f"- date: {datetime.date.today().isoformat()}; runs from bench_train.py in {work}",
-        f"- chosen on seeds {args.choose} (best mean mIoU): **t = {best}**; checked on seeds {args.check}",
-        "", header, "|---|---|" + "---|" * len(THRESHOLDS),
+        f"- chosen on seeds {args.choose} (best mean mIoU): **t = {best}**; "
+        f"checked on seeds {args.check}",
+        "",
+        header,
+        "|---|---|" + "---|" * len(THRESHOLDS),
     ]
     for seed in choose + check:
         role = "choose" if seed in choose else "check"
-        cells = [f"{results[seed][t]['mIoU']:.1f} / {results[seed][t]['mBIoU']:.1f}" for t in THRESHOLDS]
+        cells = [
+            f"{results[seed][t]['mIoU']:.1f} / {results[seed][t]['mBIoU']:.1f}" for t in THRESHOLDS
+        ]
         lines.append(f"| {seed} | {role} | " + " | ".join(cells) + " |")
     for role, seeds in (("choose", choose), ("check", check)):
         if seeds:
-            cells = [f"{mean([results[s][t]['mIoU'] for s in seeds]):.1f} / "
-                     f"{mean([results[s][t]['mBIoU'] for s in seeds]):.1f}" for t in THRESHOLDS]
+            cells = [
+                f"{mean([results[s][t]['mIoU'] for s in seeds]):.1f} / "
+                f"{mean([results[s][t]['mBIoU'] for s in seeds]):.1f}"
+                for t in THRESHOLDS
+            ]
             lines.append(f"| mean | {role} | " + " | ".join(cells) + " |")
     if others:
-        lines += ["", "Other variants of bench_train.py found for these seeds (not used to choose t):", "",
-                  "| scene seed | variant | " + " | ".join(f"t = {t}" for t in THRESHOLDS) + " |",
-                  "|---|---|" + "---|" * len(THRESHOLDS)]
+        lines += [
+            "",
+            "Other variants of bench_train.py found for these seeds (not used to choose t):",
+            "",
+            "| scene seed | variant | " + " | ".join(f"t = {t}" for t in THRESHOLDS) + " |",
+            "|---|---|" + "---|" * len(THRESHOLDS),
+        ]
         for (seed, variant), per_t in others.items():
             cells = [f"{per_t[t]['mIoU']:.1f} / {per_t[t]['mBIoU']:.1f}" for t in THRESHOLDS]
             lines.append(f"| {seed} | {variant} | " + " | ".join(cells) + " |")

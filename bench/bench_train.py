@@ -8,7 +8,8 @@ with the "no 3D" baseline: the same inconsistent masks used view by view, where 
 the segment under the object's most interior ground-truth pixel is taken as the prediction (an
 oracle choice that favours the baseline).
 
-    .venv/bin/python bench/bench_train.py [--seed 0] [--variants complete,no_3d,...] [--iterations N]
+    .venv/bin/python bench/bench_train.py [--seed 0] [--variants complete,no_3d,...]
+                                          [--iterations N]
 
 Prints and writes bench/results/train.md.
 """
@@ -28,14 +29,14 @@ from scipy.ndimage import distance_transform_edt
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cgc_core.config import load_config, apply_overrides  # noqa: E402
+from cgc_core.app.evaluate import evaluate_run  # noqa: E402
+from cgc_core.app.run_folder import train_scene  # noqa: E402
+from cgc_core.config import apply_overrides, load_config  # noqa: E402
 from cgc_core.data import load_scene  # noqa: E402
 from cgc_core.data.ground_truth import load_gt_masks  # noqa: E402
 from cgc_core.data.synth import make_synthetic_scene  # noqa: E402
-from cgc_core.evaluate import evaluate_run  # noqa: E402
 from cgc_core.io import read_label_png  # noqa: E402
 from cgc_core.metrics import evaluate_masks  # noqa: E402
-from cgc_core.run import train_scene  # noqa: E402
 
 # Each variant sets both switches, so the table does not depend on the config's defaults
 # (the default is "no_dissimilarity", see LossConfig.use_dissimilarity).
@@ -68,7 +69,9 @@ def per_view_baseline(scene_dir: Path) -> dict:
             inside = distance_transform_edt(mask)
             row, col = np.unravel_index(np.argmax(inside), mask.shape)
             segment = segments[row, col]
-            predictions[(frame, name)] = (segments == segment) if segment > 0 else np.zeros_like(mask)
+            predictions[(frame, name)] = (
+                (segments == segment) if segment > 0 else np.zeros_like(mask)
+            )
     return evaluate_masks(predictions, pairs)
 
 
@@ -93,30 +96,42 @@ def main() -> None:
         config = apply_overrides(load_config(), VARIANTS[name])
         if args.iterations:
             apply_overrides(config, {"train": {"iterations": args.iterations}})
-        run = train_scene(scene_dir, work / f"run_{name}_seed{args.seed}", config=config,
-                          masks_dir=scene_dir / "masks_inconsistent", progress=False)
+        run = train_scene(
+            scene_dir,
+            work / f"run_{name}_seed{args.seed}",
+            config=config,
+            masks_dir=scene_dir / "masks_inconsistent",
+            progress=False,
+        )
         results = evaluate_run(run.splats, run.scene, config.render, config.query.threshold)
         rows.append((name, results, run.info["train_seconds"], run.info["num_gaussians"]))
-        print(f"{name}: mIoU {results['mIoU']:.1f} mBIoU {results['mBIoU']:.1f} "
-              f"in {run.info['train_seconds']:.0f} s", flush=True)
+        print(
+            f"{name}: mIoU {results['mIoU']:.1f} mBIoU {results['mBIoU']:.1f} "
+            f"in {run.info['train_seconds']:.0f} s",
+            flush=True,
+        )
     info = rows[-1][1]
     train_res = f"{scene.cameras[0].width}x{scene.cameras[0].height}"
     lines = [
-        "# CGC training benchmark (synthetic scene, inconsistent masks)", "",
+        "# CGC training benchmark (synthetic scene, inconsistent masks)",
+        "",
         f"- command: `.venv/bin/python bench/bench_train.py {' '.join(sys.argv[1:])}`".rstrip(),
         f"- machine: {cpu_name()}, {__import__('os').cpu_count()} cores, no GPU",
         f"- date: {datetime.date.today().isoformat()}",
         f"- scene: `cgc synth --seed {args.seed}`: {len(scene.train_names)} train / "
         f"{len(scene.test_names)} test views at {train_res}, made in {synth_seconds:.1f} s; "
         f"{len(info.get('per_object', {}))} objects evaluated",
-        "", "| method | mIoU | mBIoU | train time (s) | Gaussians | mIoU vs per-view |",
+        "",
+        "| method | mIoU | mBIoU | train time (s) | Gaussians | mIoU vs per-view |",
         "|---|---|---|---|---|---|",
     ]
     for name, results, seconds, count in rows:
         gain = results["mIoU"] - baseline["mIoU"]
-        lines.append(f"| {name} | {results['mIoU']:.1f} | {results['mBIoU']:.1f} | "
-                     f"{'' if seconds is None else f'{seconds:.0f}'} | "
-                     f"{'' if count is None else count} | {gain:+.1f} |")
+        lines.append(
+            f"| {name} | {results['mIoU']:.1f} | {results['mBIoU']:.1f} | "
+            f"{'' if seconds is None else f'{seconds:.0f}'} | "
+            f"{'' if count is None else count} | {gain:+.1f} |"
+        )
     text = "\n".join(lines) + "\n"
     print(text)
     out = Path(args.results)

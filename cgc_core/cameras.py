@@ -1,8 +1,8 @@
 """The one camera type of cgc_core.
 
-Conventions (see DESIGN.md): OpenCV / ROS optical axes (x right, y down, z forward), camera-to-world
-4x4 matrices, pixel (u, v) = (column, row) with pixel centres at integer + 0.5, depth in metres
-along the optical axis (0 or non-finite = invalid).
+Conventions (README, "Conventions"): OpenCV / ROS optical axes (x right, y down, z forward),
+camera-to-world 4x4 matrices, pixel (u, v) = (column, row) with pixel centres at integer + 0.5,
+depth in metres along the optical axis (0 or non-finite = invalid).
 """
 
 from __future__ import annotations
@@ -44,9 +44,19 @@ class Camera:
         """[4, 4] world-to-camera (the 'view matrix')."""
         return np.linalg.inv(self.cam_to_world)
 
-    def scaled(self, factor: float) -> "Camera":
+    def scaled(self, factor: float) -> Camera:
         """The same camera at `factor` times the resolution (intrinsics scaled to match)."""
         w, h = max(1, round(self.width * factor)), max(1, round(self.height * factor))
         sx, sy = w / self.width, h / self.height
-        return Camera(self.name, w, h, self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy,
-                      self.cam_to_world.copy(), self.image_path, self.depth_path)
+        return Camera(
+            self.name,
+            w,
+            h,
+            self.fx * sx,
+            self.fy * sy,
+            self.cx * sx,
+            self.cy * sy,
+            self.cam_to_world.copy(),
+            self.image_path,
+            self.depth_path,
+        )

@@ -1,30 +1,48 @@
 """Every default of cgc in one place.
 
 The YAML file (`config/cgc.yaml`), the command line and the ROS parameters override these field by
-field (`load_config`, `apply_overrides`); nothing else in the code base holds a default of its own.
-Constants marked "paper" come from Silva et al., sections 3.2 and 4.2.
+field (`load_config`, `apply_overrides`), which also check each value's type and choices. No
+function of the engine holds a default of its own for a value that lives here: those functions
+take it as a required keyword argument, so a default cannot contradict this file.
+
+Constants marked "paper" come from Silva et al., sections 3.2 and 4.2; "3DGS" from Kerbl et al.
+Where a default departs from the paper, its docstring says so and points to the measurement in
+`bench/results/` (figures are kept there and in the README, not here, so they cannot drift).
+
+Conventions: a value chosen per device or per scene is spelled "auto" (a string, also for integer
+fields); a disabled interval is 0.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Union
 
 import yaml
+
+AUTO = "auto"
+"""The one spelling of "chosen for you" in every field that allows it."""
+
+SegmenterKind = Literal["auto", "sam", "felzenszwalb", "precomputed"]
+SamModelType = Literal["vit_h", "vit_l", "vit_b", "custom"]
+RenderBackend = Literal["auto", "gsplat", "cpu", "reference"]
+Auto = Literal["auto"]
 
 
 @dataclass
 class SegmenterConfig:
     """Where 2D segments (the training signal) come from (see cgc_core.segment)."""
 
-    kind: str = "auto"
+    kind: SegmenterKind = "auto"
     """'sam', 'felzenszwalb', 'precomputed', or 'auto' (SAM when `sam_checkpoint` is set, else
     felzenszwalb)."""
     sam_checkpoint: str = ""
     """Path to a segment-anything checkpoint (.pth, a plain state dict). Nothing is downloaded."""
-    sam_model_type: str = "vit_h"
+    sam_model_type: SamModelType = "vit_h"
     """'vit_h', 'vit_l' or 'vit_b' (the released SAM architectures); must match the checkpoint.
     The paper uses ViT-H. 'custom' builds the encoder from the four `sam_image_size` /
     `sam_encoder_*` fields instead, for a SAM ViT checkpoint of another size (e.g. fine-tuned
@@ -71,12 +89,14 @@ class SegmenterConfig:
 class RenderConfig:
     """Rasterizer settings (see cgc_core.render)."""
 
-    backend: str = "auto"
+    backend: RenderBackend = "auto"
     """'auto' (gsplat on CUDA, else the native CPU kernel), 'gsplat', 'cpu', 'reference'."""
     eps2d: float = 0.3
     """Low-pass dilation added to every 2D covariance (3DGS / gsplat default)."""
     near: float = 0.01
+    """Gaussians closer to the camera than this (camera z, metres) are culled."""
     far: float = 1e10
+    """Gaussians farther than this (camera z, metres) are culled."""
 
 
 @dataclass
@@ -90,6 +110,7 @@ class ModelConfig:
     init_points: int = 20_000
     """Random initialisation size when the scene has neither points nor depth."""
     init_opacity: float = 0.1
+    """Opacity of every Gaussian at initialisation (3DGS: 0.1)."""
     feature_init_std: float = 0.1
     """Standard deviation of the random initial segmentation features (paper: "randomly
     initialized"; a small scale lets the first contrastive steps set their directions)."""
@@ -113,12 +134,15 @@ class LossConfig:
     temperature_eps: float = 100.0
     """epsilon in the per-cluster temperature sum ||f - mean|| / (N log(N + eps)) (paper: 100)."""
     temperature_scale: float = 10.0
-    temperature_min: float = 0.1
-    temperature_max: float = 1.0
     """The temperature divided into the logits is clip(scale * phi, min, max), as in the
     authors' released code (clip(10 phi, 0.1, 1)). The bare formula of the paper (scale 1, no
     clip) saturates the softmax while clusters are still spread out, so t = 0.7 masks fall apart,
-    and lets tight clusters' logits explode. Scale 1, min 1e-4, max inf gives the bare formula."""
+    and lets tight clusters' logits explode (README, "departures"). Scale 1, min 1e-4, max inf
+    gives the bare formula."""
+    temperature_min: float = 0.1
+    """Lower clip of the temperature (authors' code: 0.1; the bare formula: 1e-4)."""
+    temperature_max: float = 1.0
+    """Upper clip of the temperature (authors' code: 1; the bare formula: inf)."""
     regularization_every: int = 100
     """Apply the spatial-similarity regularizer every this many iterations (paper: 100)."""
     regularization_samples: int = 2048
@@ -132,45 +156,76 @@ class LossConfig:
     far_weight: float = 0.15
     """lambda_far (paper: 0.15)."""
     use_similarity: bool = True
-    """The near (similarity) half of Eq. 4, on as in the paper. In 2000-iteration CPU runs on
-    four built-in scenes, training without it scored 0.7-10 mIoU higher on every one
-    (bench/results/threshold.md); not measured at the paper's GPU scale, so it stays on."""
+    """The near (similarity) half of Eq. 4, on as in the paper. CPU-budget runs on the built-in
+    scenes scored higher without it (bench/results/threshold.md); not measured at the paper's
+    GPU scale, so it stays on."""
     use_dissimilarity: bool = False
     """The far (dissimilarity) half of Eq. 4; True gives the paper's complete model. Off by
     default because on our scenes it hurts (bench/results/train.md): the L farthest Gaussians of
     almost every sample are the same few hull points, so the term pushes all features away from
-    one direction and objects' features drift together (mIoU 92 without it, 67 with it). The
-    paper's own ablation (Table 3) credits it with +0.8 mIoU only."""
+    one direction and objects' features drift together."""
 
 
 @dataclass
 class TrainConfig:
     """Optimisation schedule (3DGS defaults unless noted)."""
 
-    iterations: int = 0
-    """Iterations to train; 0 picks per device: `gpu_iterations` on CUDA, `cpu_iterations` else."""
+    iterations: int | Auto = "auto"
+    """Iterations to train; "auto" picks per device: `gpu_iterations` on CUDA, `cpu_iterations`
+    else."""
     gpu_iterations: int = 30_000
     """Paper: 30k iterations (about 20 minutes on an RTX 4090)."""
     cpu_iterations: int = 2000
     """Default on a CPU: about 5 minutes for the built-in 40-view scene on 2 cores (README)."""
     seed: int = 0
+    """Seeds everything random in training (initial features, view order, splits, samples):
+    the same seed, config and data give the same model."""
     device: str = "auto"
+    """Torch device to train on: 'auto' (cuda when available, else cpu), 'cpu', 'cuda',
+    'cuda:1'."""
     lr_means: float = 1.6e-4
+    """Adam learning rate of the Gaussian centres at the start, times the scene extent (3DGS)."""
     lr_means_final: float = 1.6e-6
+    """Centre learning rate at the last planned iteration; it decays exponentially (3DGS)."""
     lr_scales: float = 5e-3
+    """Learning rate of the log-scales (3DGS)."""
     lr_quats: float = 1e-3
+    """Learning rate of the rotations (3DGS)."""
     lr_opacities: float = 5e-2
+    """Learning rate of the opacity logits (3DGS)."""
     lr_sh0: float = 2.5e-3
+    """Learning rate of the base colour (3DGS)."""
     lr_shN: float = 2.5e-3 / 20
+    """Learning rate of the higher SH bands: 1/20 of the base colour's (3DGS)."""
     lr_features: float = 2.5e-3
+    """Learning rate of the segmentation features (the colour's, as the authors' code)."""
+    adam_eps: float = 1e-15
+    """Adam's epsilon for every parameter (3DGS): tiny gradients of far Gaussians must still
+    move them."""
     densify_from: int = 500
+    """First iteration that may clone or split Gaussians (3DGS)."""
     densify_until: int = 15_000
+    """Densification and opacity resets stop at this iteration (3DGS)."""
     densify_every: int = 100
+    """Views whose gradients are averaged before each densification decision (3DGS)."""
     densify_grad_threshold: float = 2e-4
+    """Mean view-space positional gradient (in NDC units) above which a Gaussian is cloned
+    (small) or split (large) (3DGS)."""
     percent_dense: float = 0.01
+    """A Gaussian larger than this fraction of the scene extent is split, a smaller one cloned
+    (3DGS)."""
+    split_scale_divisor: float = 1.6
+    """The two halves of a split Gaussian get the parent's scales divided by this (3DGS)."""
+    prune_max_scale: float = 0.1
+    """After the first opacity reset, Gaussians larger than this fraction of the scene extent are
+    pruned (3DGS)."""
     opacity_reset_every: int = 3000
+    """Clamp all opacities to 2 x `prune_opacity` every this many iterations (3DGS); 0: never."""
     prune_opacity: float = 0.005
+    """Gaussians less opaque than this are pruned at each densification (3DGS)."""
     sh_increase_every: int = 1000
+    """Raise the active SH degree by one every this many iterations (3DGS); 0: full degree from
+    the start."""
     scale_schedule: bool = True
     """Scale the step-based settings (densification window, opacity reset, SH degree increase,
     and the contrastive / regularizer intervals of `LossConfig`) by
@@ -181,11 +236,11 @@ class TrainConfig:
     """The iteration count the step-based defaults are written for (the paper's)."""
     checkpoint_every: int = 0
     """Write a resumable checkpoint every this many iterations (0: only at the end)."""
-    max_resolution: int = -1
-    """Downscale training views so the longer side is at most this; 0 keeps the native size and
-    -1 picks per device (native on CUDA, `cpu_max_resolution` on a CPU)."""
+    max_resolution: int | Auto = "auto"
+    """Downscale training views so the longer side is at most this many pixels; 0 keeps the
+    native size and "auto" picks per device (native on CUDA, `cpu_max_resolution` on a CPU)."""
     cpu_max_resolution: int = 160
-    """Training resolution cap on a CPU when `max_resolution` is -1 (0: native): 160x120 for
+    """Training resolution cap on a CPU when `max_resolution` is "auto" (0: native): 160x120 for
     the built-in 320x240 scenes; queries and evaluation still render at full resolution."""
 
 
@@ -194,24 +249,75 @@ class QueryConfig:
     """Turning features into masks and objects."""
 
     threshold: float = 0.75
-    """Cosine similarity threshold t of Eq. 6 (paper: 0.7). 0.75 was chosen on three built-in
-    scenes (seeds 0-2) and beat 0.7 by 4.7 mIoU on two scenes it was not chosen on (seeds 3-4);
-    see bench/results/threshold.md. Query time only: no retraining to change it."""
+    """Cosine similarity threshold t of Eq. 6 (paper: 0.7). Chosen on built-in scenes of seeds
+    0-2 and checked on seeds 3-4 (bench/results/threshold.md). Query time only: no retraining
+    to change it."""
 
 
 @dataclass
 class CGCConfig:
+    """The whole configuration, one section per part of the engine."""
+
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
+    """Where the 2D training segments come from."""
     render: RenderConfig = field(default_factory=RenderConfig)
+    """Rasterizer backend and projection constants."""
     model: ModelConfig = field(default_factory=ModelConfig)
+    """The Gaussian model's size and initialisation."""
     loss: LossConfig = field(default_factory=LossConfig)
+    """Loss terms and their constants."""
     train: TrainConfig = field(default_factory=TrainConfig)
+    """Optimisation schedule."""
     query: QueryConfig = field(default_factory=QueryConfig)
+    """Turning features into masks."""
+
+
+def _describe(hint: Any) -> str:
+    """A type hint as a user reads it: int, float, 'auto' or int, one of 'a', 'b'."""
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(choice) for choice in typing.get_args(hint))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(arm) for arm in typing.get_args(hint))
+    return getattr(hint, "__name__", str(hint))
+
+
+def _coerce(hint: Any, value: Any) -> Any:
+    """`value` as a valid value of the field type `hint`; ValueError when it is not one.
+
+    An int is accepted for a float field (YAML writes 1e-3 as a float but 2 as an int); a bool is
+    never accepted for a number, nor a number for a bool.
+    """
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        if any(value == choice and type(value) is type(choice) for choice in typing.get_args(hint)):
+            return value
+        raise ValueError
+    if origin in (Union, types.UnionType):
+        for arm in typing.get_args(hint):
+            try:
+                return _coerce(arm, value)
+            except ValueError:
+                continue
+        raise ValueError
+    if hint is float and type(value) is int:
+        return float(value)
+    if type(value) is not hint:
+        raise ValueError
+    return value
 
 
 def apply_overrides(config: Any, overrides: dict[str, Any], prefix: str = "") -> Any:
-    """Set fields of a (nested) config dataclass from a (nested) dict; unknown keys are errors."""
-    names = {f.name: f for f in dataclasses.fields(config)}
+    """Set fields of a (nested) config dataclass from a (nested) dict, in place.
+
+    Raises ValueError naming the dotted key for an unknown key, a value of the wrong type, or a
+    value outside a field's choices; nothing is changed for that key.
+    """
+    if not isinstance(overrides, dict):
+        raise ValueError(f"config section '{prefix.rstrip('.') or '(top level)'}' must be a "
+                         f"mapping, got {overrides!r}")
+    hints = typing.get_type_hints(type(config))
+    names = {f.name for f in dataclasses.fields(config)}
     for key, value in overrides.items():
         if key not in names:
             raise ValueError(f"unknown config key '{prefix}{key}'")
@@ -220,14 +326,13 @@ def apply_overrides(config: Any, overrides: dict[str, Any], prefix: str = "") ->
             if not isinstance(value, dict):
                 raise ValueError(f"config key '{prefix}{key}' is a section, got {value!r}")
             apply_overrides(current, value, prefix=f"{prefix}{key}.")
-        else:
-            if current is not None and not isinstance(value, type(current)):
-                if isinstance(current, float) and isinstance(value, int):
-                    value = float(value)
-                else:
-                    raise ValueError(f"config key '{prefix}{key}' wants {type(current).__name__}, "
-                                     f"got {value!r}")
-            setattr(config, key, value)
+            continue
+        try:
+            value = _coerce(hints[key], value)
+        except ValueError:
+            raise ValueError(f"config key '{prefix}{key}' wants {_describe(hints[key])}, "
+                             f"got {value!r}") from None
+        setattr(config, key, value)
     return config
 
 

@@ -1,15 +1,18 @@
 """Reading and writing the files cgc works with, with one clear error per bad file.
 
 Every reader raises `DataError` (a ValueError) whose message names the offending file, so the
-command line can print it as a one-line error. Writers are atomic: they write a temporary file
-beside the target and rename it, so a crash never leaves a half-written file behind.
+command line can print it as a one-line error. Every writer of cgc goes through `atomic_path`: it
+writes a temporary file beside the target, fsyncs it, renames it and fsyncs the folder, so a crash
+never leaves a half-written file behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +51,9 @@ def read_label_png(path: str | Path) -> np.ndarray:
         return np.asarray(image).astype(np.int32)
     if image.mode == "1":
         return np.asarray(image).astype(np.int32)
-    raise DataError(f"{path}: expected a single-channel 8- or 16-bit label PNG, got mode {image.mode}")
+    raise DataError(
+        f"{path}: expected a single-channel 8- or 16-bit label PNG, got mode {image.mode}"
+    )
 
 
 def write_label_png(path: str | Path, labels: np.ndarray) -> None:
@@ -109,25 +114,62 @@ def write_json(path: str | Path, data: Any) -> None:
     atomic_write_bytes(Path(path), (json.dumps(data, indent=2) + "\n").encode())
 
 
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside `path` to write to; on success it replaces `path` atomically.
+
+    The temporary file has the target's suffix (so writers that pick the format by suffix work)
+    and gets the permissions an ordinary new file would (0666 less the umask; mkstemp's 0600
+    would hide outputs from other users). After the writer returns, the file is fsynced, renamed
+    over `path`, and the folder is fsynced, so a crash or power loss at any moment leaves either
+    the old file or the new one, never a torn one. If the writer raises, the temporary file is
+    removed and `path` is untouched.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}"
+    )
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in `folder` durable (a no-op where folders cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
+    """Write `payload` to `path` atomically and durably (`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(payload)
 
 
 def _atomic_save_image(path: Path, image: Image.Image) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         image.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

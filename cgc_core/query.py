@@ -14,7 +14,7 @@ from torch import Tensor
 
 from cgc_core.cameras import Camera
 from cgc_core.config import RenderConfig
-from cgc_core.model.render import render_view
+from cgc_core.model.view import render_view
 
 
 def camera_tensors(camera: Camera, device) -> tuple[Tensor, Tensor]:

@@ -48,8 +48,11 @@ if ! is_done deps "$h"; then
 fi
 
 # 4. cgc_core and the `cgc` command, with the C++ rasterizer compiled against the venv's torch
-#    (no build isolation: an isolated build would fetch a second copy of torch).
-h=$(inputs_hash setup.py cgc_core/render/csrc/*.cpp)
+#    (no build isolation: an isolated build would fetch a second copy of torch). The stamp also
+#    records CGC_PORTABLE_BUILD (setup.py's switch off -march=native), so that switching it
+#    rebuilds; unset, empty and "0" all mean the native build, as in setup.py.
+portable=1; [ "${CGC_PORTABLE_BUILD:-0}" = 0 ] && portable=0
+h="$(inputs_hash setup.py cgc_core/render/csrc/*) portable=$portable"
 if ! is_done core "$h" || ! ls cgc_core/render/_raster_cpu*.so >/dev/null 2>&1; then
   step "building cgc_core (C++ CPU rasterizer, about a minute)"
   "$PY" -m pip install -q --no-build-isolation --no-deps -e .

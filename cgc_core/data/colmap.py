@@ -22,8 +22,13 @@ import numpy as np
 import pycolmap
 
 from cgc_core.cameras import Camera
-from cgc_core.data.scene import (Scene, SceneError, check_images_exist, check_unique_names,
-                                 default_split)
+from cgc_core.data.scene import (
+    Scene,
+    SceneError,
+    check_images_exist,
+    check_unique_names,
+    default_split,
+)
 
 EXACT_MODELS = {"PINHOLE", "SIMPLE_PINHOLE"}
 DISTORTED_PINHOLE_MODELS = {"SIMPLE_RADIAL", "RADIAL", "OPENCV", "FULL_OPENCV"}
@@ -74,7 +79,7 @@ def read_colmap_scene(root: str | Path, images_dir: str = IMAGES_DIR) -> Scene:
     return Scene(root, cameras, train, test, points, colors)
 
 
-def _pinhole(cam: "pycolmap.Camera", model_dir: Path) -> tuple[int, int, float, float, float,
+def _pinhole(cam: pycolmap.Camera, model_dir: Path) -> tuple[int, int, float, float, float,
                                                                  float]:
     """(width, height, fx, fy, cx, cy) of a COLMAP camera, under the policy in the module doc."""
     model = cam.model.name

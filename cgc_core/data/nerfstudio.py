@@ -25,8 +25,15 @@ import numpy as np
 from plyfile import PlyData, PlyElement
 
 from cgc_core.cameras import OPENGL_TO_OPENCV, Camera
-from cgc_core.data.scene import (TRANSFORMS_FILE, Scene, SceneError, check_images_exist,
-                                 check_unique_names, default_split, read_json_or_scene_error)
+from cgc_core.data.scene import (
+    TRANSFORMS_FILE,
+    Scene,
+    SceneError,
+    check_images_exist,
+    check_unique_names,
+    default_split,
+    read_json_or_scene_error,
+)
 from cgc_core.io import atomic_write_bytes, write_json
 
 PINHOLE_MODELS = {"PINHOLE", "SIMPLE_PINHOLE", "OPENCV", "SIMPLE_RADIAL", "RADIAL"}

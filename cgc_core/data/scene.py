@@ -1,6 +1,7 @@
-"""A posed image collection on disk: the one `Scene` type every reader returns.
+"""A posed image collection on disk: the one `Scene` type every reader returns, and what the
+readers share (split rules, checks). `cgc_core.data.load.load_scene` picks the reader.
 
-Two layouts are recognised by `load_scene`:
+Two layouts are recognised:
 
 - nerfstudio / Blender: `transforms.json` in the scene root (see `cgc_core.data.nerfstudio`);
 - COLMAP: a model in `sparse/0/` or `sparse/` (text or binary) with the images in `images/`
@@ -101,30 +102,6 @@ class Scene:
             raise SceneError(f"{cam.depth_path}: depth is {depth.shape[1]}x{depth.shape[0]}, "
                              f"its camera says {cam.width}x{cam.height}")
         return depth
-
-
-def load_scene(path: str | Path) -> Scene:
-    """Load a scene folder, detecting its layout (nerfstudio first, then COLMAP).
-
-    `path` may also point at a `transforms.json` file directly. Raises SceneError (one line, naming
-    the file) for a missing scene, missing poses, missing image files, bad JSON or an unsupported
-    camera model.
-    """
-    # Imported here: both readers import this module for Scene and SceneError.
-    from cgc_core.data.colmap import find_colmap_model, read_colmap_scene
-    from cgc_core.data.nerfstudio import read_nerfstudio_scene
-
-    path = Path(path)
-    if path.is_file() and path.suffix == ".json":
-        return read_nerfstudio_scene(path.parent, transforms_path=path)
-    if not path.is_dir():
-        raise SceneError(f"scene folder not found: {path}")
-    if (path / TRANSFORMS_FILE).exists():
-        return read_nerfstudio_scene(path)
-    if find_colmap_model(path) is not None:
-        return read_colmap_scene(path)
-    raise SceneError(f"no scene found in {path}: expected {TRANSFORMS_FILE} or a COLMAP model in "
-                     "sparse/0/ or sparse/")
 
 
 def read_json_or_scene_error(path: Path):

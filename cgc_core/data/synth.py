@@ -40,6 +40,7 @@ from cgc_core.data.ground_truth import Prompt, write_gt_mask, write_prompts
 from cgc_core.data.inconsistent import make_inconsistent_masks
 from cgc_core.data.nerfstudio import write_nerfstudio_scene, write_point_ply
 from cgc_core.data.scene import SPLIT_FILE
+from cgc_core.geometry import backproject
 from cgc_core.io import write_depth_png, write_json, write_label_png, write_rgb
 
 BACKGROUND_ID, FLOOR_ID, TABLE_ID, FIRST_OBJECT_ID = 0, 1, 2, 3
@@ -343,14 +344,10 @@ def _instances_from_segmentation(seg: np.ndarray, body_to_instance: dict[int, in
     return lookup[seg + 1]
 
 
-def backproject(cam: Camera, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Valid depth pixels → ([N, 3] world points, [N] flat pixel indices); pixel centres +0.5."""
+def backproject_valid(cam: Camera, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Valid depth pixels → ([N, 3] world points, [N] flat pixel indices)."""
     rows, cols = np.nonzero(depth > 0)
-    z = depth[rows, cols].astype(np.float64)
-    x = (cols + 0.5 - cam.cx) / cam.fx * z
-    y = (rows + 0.5 - cam.cy) / cam.fy * z
-    world = np.stack([x, y, z], axis=1) @ cam.cam_to_world[:3, :3].T + cam.cam_to_world[:3, 3]
-    return world, rows * cam.width + cols
+    return backproject(cam, depth, rows, cols), rows * cam.width + cols
 
 
 def project(cam: Camera, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -375,7 +372,7 @@ def _point_cloud(cameras: list[Camera], renders: dict, max_points: int,
     points, colors = [], []
     for cam in cameras:
         rgb, depth, _ = renders[cam.name]
-        world, flat = backproject(cam, depth)
+        world, flat = backproject_valid(cam, depth)
         # The floor plane is infinite; keep what a model of the room around the table needs.
         keep = np.linalg.norm(world[:, :2], axis=1) < 3.0
         points.append(world[keep])
@@ -430,7 +427,7 @@ def synth_command(out: Path, seed: int = 0, **kwargs) -> Path:
     start = time.perf_counter()
     root = make_synthetic_scene(out, seed=seed, progress=lambda m: print(f"  {m}", flush=True),
                                 **kwargs)
-    from cgc_core.data.scene import load_scene
+    from cgc_core.data.load import load_scene
     from cgc_core.io import read_json
 
     scene = load_scene(root)

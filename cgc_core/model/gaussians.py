@@ -19,9 +19,8 @@ import numpy as np
 import torch
 from plyfile import PlyData, PlyElement
 from scipy.spatial import cKDTree
-from torch import Tensor
 
-from cgc_core.io import DataError
+from cgc_core.io import DataError, atomic_path
 from cgc_core.model.sh import num_sh_bases, rgb_to_sh0
 
 PARAM_NAMES = ("means", "quats", "log_scales", "opacities", "sh0", "shN", "features")
@@ -31,10 +30,17 @@ def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
-def create_gaussians(points: np.ndarray, colors: np.ndarray | None, *, feature_dim: int,
-                     sh_degree: int, init_opacity: float, generator: torch.Generator,
-                     feature_init_std: float = 1.0,
-                     device: torch.device | str = "cpu") -> torch.nn.ParameterDict:
+def create_gaussians(
+    points: np.ndarray,
+    colors: np.ndarray | None,
+    *,
+    feature_dim: int,
+    sh_degree: int,
+    init_opacity: float,
+    feature_init_std: float,
+    generator: torch.Generator,
+    device: torch.device | str = "cpu",
+) -> torch.nn.ParameterDict:
     """Gaussians centred on a point cloud (3DGS initialisation).
 
     Args:
@@ -56,7 +62,7 @@ def create_gaussians(points: np.ndarray, colors: np.ndarray | None, *, feature_d
         mean_dist = np.maximum(mean_dist, 1e-7)
     else:
         mean_dist = np.full(1, 0.01)
-    rgb = (np.full((n, 3), 0.5) if colors is None else np.asarray(colors, np.float64) / 255.0)
+    rgb = np.full((n, 3), 0.5) if colors is None else np.asarray(colors, np.float64) / 255.0
     quats = torch.zeros(n, 4)
     quats[:, 0] = 1.0
     sh0 = rgb_to_sh0(torch.tensor(rgb, dtype=torch.float32)).unsqueeze(1)
@@ -71,7 +77,8 @@ def create_gaussians(points: np.ndarray, colors: np.ndarray | None, *, feature_d
         "features": features,
     }
     return torch.nn.ParameterDict(
-        {name: torch.nn.Parameter(value.to(device)) for name, value in params.items()})
+        {name: torch.nn.Parameter(value.to(device)) for name, value in params.items()}
+    )
 
 
 def sh_degree_of(splats: torch.nn.ParameterDict) -> int:
@@ -79,6 +86,7 @@ def sh_degree_of(splats: torch.nn.ParameterDict) -> int:
 
 
 # ---------------------------------------------------------------- PLY (3DGS layout + f_seg_*)
+
 
 def save_ply(splats: torch.nn.ParameterDict, path: str | Path) -> None:
     """Write the standard 3DGS PLY (so splat viewers open it) plus `f_seg_0..D-1` properties.
@@ -90,8 +98,12 @@ def save_ply(splats: torch.nn.ParameterDict, path: str | Path) -> None:
         n = len(means)
         sh_rest = splats["shN"].detach().cpu().transpose(1, 2).reshape(n, -1).numpy()
         columns = {
-            "x": means[:, 0], "y": means[:, 1], "z": means[:, 2],
-            "nx": np.zeros(n), "ny": np.zeros(n), "nz": np.zeros(n),
+            "x": means[:, 0],
+            "y": means[:, 1],
+            "z": means[:, 2],
+            "nx": np.zeros(n),
+            "ny": np.zeros(n),
+            "nz": np.zeros(n),
         }
         sh0 = splats["sh0"].detach().cpu().reshape(n, 3).numpy()
         for i in range(3):
@@ -111,11 +123,8 @@ def save_ply(splats: torch.nn.ParameterDict, path: str | Path) -> None:
     vertex = np.empty(n, dtype=[(name, "f4") for name in columns])
     for name, values in columns.items():
         vertex[name] = values
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    PlyData([PlyElement.describe(vertex, "vertex")]).write(str(tmp))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        PlyData([PlyElement.describe(vertex, "vertex")]).write(str(tmp))
 
 
 def load_ply(path: str | Path, device: torch.device | str = "cpu") -> torch.nn.ParameterDict:
@@ -128,16 +137,36 @@ def load_ply(path: str | Path, device: torch.device | str = "cpu") -> torch.nn.P
     except Exception as error:  # plyfile raises several unrelated types on bad input
         raise DataError(f"cannot read Gaussian PLY {path}: {error}") from None
     names = vertex.dtype.names
-    required = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity",
-                "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
+    required = [
+        "x",
+        "y",
+        "z",
+        "f_dc_0",
+        "f_dc_1",
+        "f_dc_2",
+        "opacity",
+        "scale_0",
+        "scale_1",
+        "scale_2",
+        "rot_0",
+        "rot_1",
+        "rot_2",
+        "rot_3",
+    ]
     missing = [name for name in required if name not in names]
     if missing:
         raise DataError(f"{path}: not a 3DGS PLY (missing {', '.join(missing)})")
 
     def stack(prefix: str) -> np.ndarray:
-        cols = sorted((name for name in names if name.startswith(prefix)),
-                      key=lambda name: int(name[len(prefix):]))
-        return np.stack([vertex[name] for name in cols], axis=1) if cols else np.zeros((len(vertex), 0))
+        cols = sorted(
+            (name for name in names if name.startswith(prefix)),
+            key=lambda name: int(name[len(prefix) :]),
+        )
+        return (
+            np.stack([vertex[name] for name in cols], axis=1)
+            if cols
+            else np.zeros((len(vertex), 0))
+        )
 
     n = len(vertex)
     rest = stack("f_rest_")
@@ -152,4 +181,5 @@ def load_ply(path: str | Path, device: torch.device | str = "cpu") -> torch.nn.P
         "features": torch.tensor(stack("f_seg_")),
     }
     return torch.nn.ParameterDict(
-        {k: torch.nn.Parameter(v.to(torch.float32).to(device)) for k, v in params.items()})
+        {k: torch.nn.Parameter(v.to(torch.float32).to(device)) for k, v in params.items()}
+    )

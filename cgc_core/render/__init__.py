@@ -15,10 +15,13 @@ pixel (u, v) = (column, row) has its centre at (u + 0.5, v + 0.5).
 from __future__ import annotations
 
 import importlib.util
+import typing
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from cgc_core.config import RenderBackend, RenderConfig
 
 from . import cpu
 from .project import project_gaussians, tile_rects
@@ -26,7 +29,7 @@ from .reference import rasterize_reference
 
 __all__ = ["RenderOutput", "rasterize", "available_backends", "resolve_backend"]
 
-BACKENDS = ("gsplat", "cpu", "reference")
+BACKENDS = tuple(b for b in typing.get_args(RenderBackend) if b != "auto")
 
 
 @dataclass
@@ -74,7 +77,9 @@ def resolve_backend(name: str, device: torch.device | str) -> str:
         if device.type != "cuda":
             raise ValueError(f"the gsplat backend needs CUDA tensors, got device {device}")
         if not _gsplat_importable():
-            raise ValueError("the gsplat backend needs the gsplat package (pip install gsplat==1.5.3)")
+            raise ValueError(
+                "the gsplat backend needs the gsplat package (pip install gsplat==1.5.3)"
+            )
     if name == "cpu":
         if device.type != "cpu":
             raise ValueError(f"the cpu backend needs CPU tensors, got device {device}")
@@ -85,15 +90,23 @@ def resolve_backend(name: str, device: torch.device | str) -> str:
 
 def _check_inputs(means, quats, scales, opacities, colors, viewmat, K, background) -> None:
     n = means.shape[0]
-    expected = {"means": (means, (n, 3)), "quats": (quats, (n, 4)), "scales": (scales, (n, 3)),
-                "opacities": (opacities, (n,)), "viewmat": (viewmat, (4, 4)), "K": (K, (3, 3))}
+    expected = {
+        "means": (means, (n, 3)),
+        "quats": (quats, (n, 4)),
+        "scales": (scales, (n, 3)),
+        "opacities": (opacities, (n,)),
+        "viewmat": (viewmat, (4, 4)),
+        "K": (K, (3, 3)),
+    }
     for name, (tensor, shape) in expected.items():
         if tuple(tensor.shape) != shape:
             raise ValueError(f"{name} must have shape {list(shape)}, got {list(tensor.shape)}")
     if colors.dim() != 2 or colors.shape[0] != n or colors.shape[1] < 1:
         raise ValueError(f"colors must have shape [{n}, C] with C >= 1, got {list(colors.shape)}")
     if background is not None and tuple(background.shape) != (colors.shape[1],):
-        raise ValueError(f"background must have shape [{colors.shape[1]}], got {list(background.shape)}")
+        raise ValueError(
+            f"background must have shape [{colors.shape[1]}], got {list(background.shape)}"
+        )
 
 
 def rasterize(
@@ -109,10 +122,10 @@ def rasterize(
     *,
     background: Tensor | None = None,  # [C]
     render_depth: bool = True,
-    near: float = 0.01,
-    far: float = 1e10,
-    eps2d: float = 0.3,
-    backend: str = "auto",
+    near: float = RenderConfig.near,
+    far: float = RenderConfig.far,
+    eps2d: float = RenderConfig.eps2d,
+    backend: str = RenderConfig.backend,
 ) -> RenderOutput:
     """Renders Gaussians into one pinhole camera; differentiable w.r.t. every Gaussian parameter.
 
@@ -143,9 +156,22 @@ def rasterize(
     if name == "gsplat":
         from .gsplat_backend import rasterize_gsplat
 
-        return rasterize_gsplat(means, quats, scales, opacities, colors, viewmat, K, width, height,
-                                background=background, render_depth=render_depth, near=near, far=far,
-                                eps2d=eps2d)
+        return rasterize_gsplat(
+            means,
+            quats,
+            scales,
+            opacities,
+            colors,
+            viewmat,
+            K,
+            width,
+            height,
+            background=background,
+            render_depth=render_depth,
+            near=near,
+            far=far,
+            eps2d=eps2d,
+        )
 
     camera_grad = viewmat.requires_grad or K.requires_grad
     if name == "cpu" and not camera_grad:  # the same projection, fused in C++
@@ -158,7 +184,9 @@ def rasterize(
         bg = torch.cat([background, background.new_zeros(1)])
     rects = tile_rects(proj.means2d, proj.radii, width, height)
     raster = cpu.rasterize_cpu if name == "cpu" else rasterize_reference
-    image, alphas = raster(proj.means2d, proj.conics, feats, opacities, bg, proj.depths, rects, width, height)
+    image, alphas = raster(
+        proj.means2d, proj.conics, feats, opacities, bg, proj.depths, rects, width, height
+    )
     return RenderOutput(
         colors=image[..., :channels],
         alphas=alphas,

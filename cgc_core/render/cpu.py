@@ -2,14 +2,17 @@
 
 Two autograd functions: the projection (`project_cpu`, the maths of `project.py` fused into one
 pass) and the rasterization (`rasterize_cpu`, the per-pixel rule of `reference.py`'s docstring,
-16-pixel SIMD rows over 16 x 16 tiles). float32 and float64. Sources: csrc/project_cpu.cpp and
-csrc/raster_cpu.cpp, whose header comments explain the design.
+16-pixel SIMD rows over 16 x 16 tiles). float32 and float64. Sources in csrc/: raster_cpu.h (the
+design, shared pieces and every declaration), bin_cpu.cpp, forward_cpu.cpp, backward_cpu.cpp,
+project_cpu.cpp and bindings.cpp.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from cgc_core.config import RenderConfig
 
 from .project import Projection, tile_grid
 
@@ -56,8 +59,16 @@ class _ProjectCPU(torch.autograd.Function):
         zeros = lambda t, *shape: t if t is not None else means.new_zeros(shape)  # noqa: E731
         n = means.shape[0]
         g_means, g_quats, g_scales = _extension().project_backward(
-            means, quats, scales, viewmat, K, *ctx.camera,
-            zeros(g_means2d, n, 2).contiguous(), zeros(g_conics, n, 3).contiguous(), zeros(g_depths, n).contiguous())
+            means,
+            quats,
+            scales,
+            viewmat,
+            K,
+            *ctx.camera,
+            zeros(g_means2d, n, 2).contiguous(),
+            zeros(g_conics, n, 3).contiguous(),
+            zeros(g_depths, n).contiguous(),
+        )
         return g_means, g_quats, g_scales, None, None, None, None, None, None, None
 
 
@@ -69,9 +80,9 @@ def project_cpu(
     K: Tensor,  # [3, 3]
     width: int,
     height: int,
-    near: float = 0.01,
-    far: float = 1e10,
-    eps2d: float = 0.3,
+    near: float = RenderConfig.near,
+    far: float = RenderConfig.far,
+    eps2d: float = RenderConfig.eps2d,
 ) -> Projection:
     """`project.project_gaussians` fused in C++ with a hand-written backward (~15x faster).
 
@@ -83,9 +94,16 @@ def project_cpu(
         raise ValueError("project_cpu gives the camera no gradient; use project.project_gaussians")
     dtype = means.dtype
     means2d, conics, depths, radii = _ProjectCPU.apply(
-        means.contiguous(), quats.to(dtype).contiguous(), scales.to(dtype).contiguous(),
-        viewmat.detach().to(dtype).contiguous(), K.detach().to(dtype).contiguous(), width, height,
-        float(near), float(far), float(eps2d),
+        means.contiguous(),
+        quats.to(dtype).contiguous(),
+        scales.to(dtype).contiguous(),
+        viewmat.detach().to(dtype).contiguous(),
+        K.detach().to(dtype).contiguous(),
+        width,
+        height,
+        float(near),
+        float(far),
+        float(eps2d),
     )
     return Projection(means2d=means2d, conics=conics, depths=depths, radii=radii)
 
@@ -104,7 +122,9 @@ def bin_gaussians(depths: Tensor, rects: Tensor, width: int, height: int) -> tup
         row-major) and tile_ids [n_isect] int32.
     """
     tiles_x, tiles_y = tile_grid(width, height)
-    return _extension().bin_gaussians(depths.detach().contiguous(), rects.contiguous(), tiles_x, tiles_y)
+    return _extension().bin_gaussians(
+        depths.detach().contiguous(), rects.contiguous(), tiles_x, tiles_y
+    )
 
 
 class _RasterizeCPU(torch.autograd.Function):
@@ -112,19 +132,39 @@ class _RasterizeCPU(torch.autograd.Function):
     and the tile lists; backward walks each pixel's contributors back to front."""
 
     @staticmethod
-    def forward(ctx, means2d, conics, colors, opacities, background, tile_offsets, tile_ids, width, height):
+    def forward(
+        ctx, means2d, conics, colors, opacities, background, tile_offsets, tile_ids, width, height
+    ):
         out, final_t, n_contrib = _extension().rasterize_forward(
             means2d, conics, colors, opacities, background, tile_offsets, tile_ids, width, height
         )
-        ctx.save_for_backward(means2d, conics, colors, opacities, background, tile_offsets, tile_ids,
-                              final_t, n_contrib)
+        ctx.save_for_backward(
+            means2d,
+            conics,
+            colors,
+            opacities,
+            background,
+            tile_offsets,
+            tile_ids,
+            final_t,
+            n_contrib,
+        )
         ctx.size = (width, height)
         return out, 1.0 - final_t
 
     @staticmethod
     def backward(ctx, grad_out, grad_alpha):
-        (means2d, conics, colors, opacities, background, tile_offsets, tile_ids, final_t,
-         n_contrib) = ctx.saved_tensors
+        (
+            means2d,
+            conics,
+            colors,
+            opacities,
+            background,
+            tile_offsets,
+            tile_ids,
+            final_t,
+            n_contrib,
+        ) = ctx.saved_tensors
         width, height = ctx.size
         # An output that did not reach the loss comes as None: it contributes nothing.
         if grad_out is None:
@@ -133,11 +173,24 @@ class _RasterizeCPU(torch.autograd.Function):
             grad_alpha = torch.zeros_like(final_t)
         grad_out, grad_alpha = grad_out.contiguous(), grad_alpha.contiguous()
         g_means2d, g_conics, g_colors, g_opacities = _extension().rasterize_backward(
-            means2d, conics, colors, opacities, background, tile_offsets, tile_ids, final_t, n_contrib,
-            grad_out, grad_alpha, width, height,
+            means2d,
+            conics,
+            colors,
+            opacities,
+            background,
+            tile_offsets,
+            tile_ids,
+            final_t,
+            n_contrib,
+            grad_out,
+            grad_alpha,
+            width,
+            height,
         )
         # The background is seen through the final transmittance of every pixel.
-        g_background = (final_t[..., None] * grad_out).sum((0, 1)) if ctx.needs_input_grad[4] else None
+        g_background = (
+            (final_t[..., None] * grad_out).sum((0, 1)) if ctx.needs_input_grad[4] else None
+        )
         return g_means2d, g_conics, g_colors, g_opacities, g_background, None, None, None, None
 
 
@@ -162,7 +215,13 @@ def rasterize_cpu(
     dtype = means2d.dtype
     tile_offsets, tile_ids = bin_gaussians(depths.to(dtype), rects, width, height)
     return _RasterizeCPU.apply(
-        means2d.contiguous(), conics.contiguous().to(dtype), colors.contiguous().to(dtype),
-        opacities.contiguous().to(dtype), background.contiguous().to(dtype), tile_offsets, tile_ids,
-        width, height,
+        means2d.contiguous(),
+        conics.contiguous().to(dtype),
+        colors.contiguous().to(dtype),
+        opacities.contiguous().to(dtype),
+        background.contiguous().to(dtype),
+        tile_offsets,
+        tile_ids,
+        width,
+        height,
     )

@@ -23,7 +23,9 @@ import math
 import torch
 from torch import Tensor
 
-TILE_SIZE = 16
+from cgc_core.config import RenderConfig
+
+from .project import TILE_SIZE
 
 
 def rasterize_gsplat(
@@ -39,9 +41,9 @@ def rasterize_gsplat(
     *,
     background: Tensor,  # [C]
     render_depth: bool = True,
-    near: float = 0.01,
-    far: float = 1e10,
-    eps2d: float = 0.3,
+    near: float = RenderConfig.near,
+    far: float = RenderConfig.far,
+    eps2d: float = RenderConfig.eps2d,
 ):
     """Renders with gsplat on CUDA; arguments and result as `cgc_core.render.rasterize`."""
     from gsplat.cuda._wrapper import (
@@ -73,18 +75,28 @@ def rasterize_gsplat(
         means, None, quats, scales, viewmats, Ks, width, height,
         eps2d=eps2d, near_plane=near, far_plane=far, packed=False,
     )
-    means2d = means2d_b[0]  # [N, 2]: returned and consumed below, so retain_grad() sees the gradient
+    # [N, 2]: returned and consumed below, so retain_grad() sees the gradient
+    means2d = means2d_b[0]
     feats, bg = colors, background
     if render_depth:  # as gsplat's "RGB+D": z as one more channel with a zero background
         feats = torch.cat([colors, depths_b[0][:, None]], dim=1)
         bg = torch.cat([background, background.new_zeros(1)])
     tiles_x, tiles_y = math.ceil(width / TILE_SIZE), math.ceil(height / TILE_SIZE)
-    _, isect_ids, flatten_ids = isect_tiles(means2d[None], radii, depths_b, TILE_SIZE, tiles_x, tiles_y,
-                                            packed=False)
+    _, isect_ids, flatten_ids = isect_tiles(
+        means2d[None], radii, depths_b, TILE_SIZE, tiles_x, tiles_y, packed=False
+    )
     offsets = isect_offset_encode(isect_ids, 1, tiles_x, tiles_y)
     image, alphas = rasterize_to_pixels(
-        means2d[None], conics_b, feats[None], opacities[None], width, height, TILE_SIZE, offsets,
-        flatten_ids, backgrounds=bg[None],
+        means2d[None],
+        conics_b,
+        feats[None],
+        opacities[None],
+        width,
+        height,
+        TILE_SIZE,
+        offsets,
+        flatten_ids,
+        backgrounds=bg[None],
     )
     image, alphas = image[0], alphas[0, ..., 0]
     return RenderOutput(

@@ -27,6 +27,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from cgc_core.config import RenderConfig
+from cgc_core.geometry import quat_to_rotmat
+
 TILE_SIZE = 16
 """Tiles are TILE_SIZE x TILE_SIZE pixels; every backend bins Gaussians into them."""
 ALPHA_MIN = 1.0 / 255.0
@@ -47,24 +50,6 @@ class Projection:
     conics: Tensor  # [N, 3] inverse 2D covariance (a, b, c) (in the autograd graph)
     depths: Tensor  # [N]    camera-space z of the centre (in the autograd graph)
     radii: Tensor  # [N]    int32 pixel radius, 0 = culled
-
-
-def quat_to_rotmat(quats: Tensor) -> Tensor:
-    """Rotation matrices of quaternions.
-
-    Args:
-        quats: [N, 4] (w, x, y, z), not necessarily normalised (normalised here).
-
-    Returns:
-        [N, 3, 3] rotation matrices.
-    """
-    w, x, y, z = (quats / quats.norm(dim=-1, keepdim=True)).unbind(-1)
-    rows = [
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ]
-    return torch.stack(rows, dim=-1).reshape(-1, 3, 3)
 
 
 def covariance_3d(quats: Tensor, scales: Tensor) -> Tensor:
@@ -89,9 +74,9 @@ def project_gaussians(
     K: Tensor,  # [3, 3]
     width: int,
     height: int,
-    near: float = 0.01,
-    far: float = 1e10,
-    eps2d: float = 0.3,
+    near: float = RenderConfig.near,
+    far: float = RenderConfig.far,
+    eps2d: float = RenderConfig.eps2d,
 ) -> Projection:
     """Projects Gaussians to one pinhole camera (EWA splatting, see the module docstring).
 
@@ -151,7 +136,8 @@ def project_gaussians(
         finite = torch.isfinite(radius)
         radius = radius.clamp(max=MAX_RADIUS)
         mx, my = means2d[:, 0], means2d[:, 1]
-        on_screen = (mx + radius > 0) & (mx - radius < width) & (my + radius > 0) & (my - radius < height)
+        on_screen = ((mx + radius > 0) & (mx - radius < width)
+                     & (my + radius > 0) & (my - radius < height))
         visible = in_range & det_ok & on_screen & finite
         radii = torch.where(visible, radius, torch.zeros_like(radius)).to(torch.int32)
     return Projection(means2d=means2d, conics=conics, depths=tz, radii=radii)

@@ -97,7 +97,9 @@ def rasterize_reference(
                 indexing="ij",
             )
             px, py = uu.reshape(-1) + 0.5, vv.reshape(-1) + 0.5
-            out, t_final = _blend_tile(px, py, means2d[ids], conics[ids], colors[ids], opacities[ids], background)
+            out, t_final = _blend_tile(
+                px, py, means2d[ids], conics[ids], colors[ids], opacities[ids], background
+            )
             tiles.append(out.reshape(v1 - v0, u1 - u0, -1))
             alpha_tiles.append((1.0 - t_final).reshape(v1 - v0, u1 - u0))
         rows.append(torch.cat(tiles, dim=1))

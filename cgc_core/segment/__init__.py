@@ -15,15 +15,28 @@ A missing or corrupt checkpoint or mask file raises `cgc_core.io.DataError` nami
 
 from __future__ import annotations
 
-from cgc_core.config import SegmenterConfig
-from cgc_core.segment.base import (MaskSource, check_image, paint_masks, relabel_consecutive,
-                                   segment_image_file)
+import typing
+
+from cgc_core.config import SegmenterConfig, SegmenterKind
+from cgc_core.segment.base import (
+    MaskSource,
+    check_image,
+    paint_masks,
+    relabel_consecutive,
+    segment_image_file,
+)
 from cgc_core.segment.classical import FelzenszwalbMaskSource
 from cgc_core.segment.precomputed import PrecomputedMaskSource
-from cgc_core.segment.sam import (SAM_PRESETS, SamArchitecture, SamMaskSource, build_sam,
-                                  load_sam, sam_architecture)
+from cgc_core.segment.sam import (
+    SAM_PRESETS,
+    SamArchitecture,
+    SamMaskSource,
+    build_sam,
+    load_sam,
+    sam_architecture,
+)
 
-KINDS = ("auto", "sam", "felzenszwalb", "precomputed")
+KINDS = typing.get_args(SegmenterKind)
 """Accepted values of `SegmenterConfig.kind`."""
 
 

@@ -19,6 +19,7 @@ import torch
 from scipy import ndimage
 
 from cgc_core.config import SegmenterConfig
+from cgc_core.devices import resolve_device
 from cgc_core.io import DataError
 from cgc_core.segment.base import check_image, paint_masks
 
@@ -54,7 +55,7 @@ class SamArchitecture:
         return (f"image_size {self.image_size}, embed_dim {self.embed_dim}, depth {self.depth}, "
                 f"num_heads {self.num_heads}")
 
-    def validate(self) -> "SamArchitecture":
+    def validate(self) -> SamArchitecture:
         """Raise ValueError if the sizes cannot build a model."""
         if min(self.image_size, self.embed_dim, self.depth, self.num_heads) <= 0:
             raise ValueError(f"SAM architecture needs positive sizes, got {self.describe()}")
@@ -100,8 +101,13 @@ def build_sam(arch: SamArchitecture):
 
     Build it under `with torch.device("meta"):` to get the parameter shapes without allocating.
     """
-    from segment_anything.modeling import (ImageEncoderViT, MaskDecoder, PromptEncoder, Sam,
-                                           TwoWayTransformer)
+    from segment_anything.modeling import (
+        ImageEncoderViT,
+        MaskDecoder,
+        PromptEncoder,
+        Sam,
+        TwoWayTransformer,
+    )
     arch.validate()
     grid = arch.image_size // PATCH_SIZE
     sam = Sam(
@@ -210,19 +216,6 @@ def load_sam(path: str | Path, arch: SamArchitecture, device: torch.device,
     return sam.to(device).eval().requires_grad_(False)
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu; anything else must be a usable torch device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"segmenter.device '{name}' is not a torch device") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"segmenter.device '{name}' but CUDA is not available here")
-    return device
-
-
 def clean_mask(mask: np.ndarray, min_area: int) -> np.ndarray:
     """Fill holes and drop islands smaller than `min_area` pixels (8-connected), as SAM's own
     `min_mask_region_area` post-processing does, without its OpenCV dependency. If every island
@@ -266,7 +259,7 @@ class SamMaskSource:
             raise DataError(f"SAM checkpoint not found: {self.checkpoint}")
         self.model_type = config.sam_model_type
         self.arch = sam_architecture(config)
-        self.device = resolve_device(config.device)
+        self.device = resolve_device(config.device, "segmenter.device")
         if config.sam_points_per_side <= 0 or config.sam_points_per_batch <= 0:
             raise ValueError("segmenter.sam_points_per_side and sam_points_per_batch must be > 0")
         self.min_region_area = int(config.sam_min_mask_region_area)

@@ -1,10 +1,13 @@
-"""Scaling the step-based schedule to the planned iteration count (gsplat's `steps_scaler`)."""
+"""The training schedule: iterations and resolution planned per device, and the step-based
+settings scaled to the planned iteration count (gsplat's `steps_scaler`)."""
 
 from __future__ import annotations
 
 import copy
 
-from cgc_core.config import CGCConfig
+import torch
+
+from cgc_core.config import AUTO, CGCConfig
 
 # Step-based settings and the section they live in. `densify_every` is not among them: it sets
 # how many views' gradients are averaged before a densification decision, a statistic that must
@@ -29,3 +32,19 @@ def scaled_schedule(config: CGCConfig, iterations: int) -> CGCConfig:
             if value > 0:
                 setattr(section, name, max(1, round(value * factor)))
     return scaled
+
+
+def planned_iterations(config: CGCConfig, device: torch.device) -> int:
+    """`train.iterations`, or per device when it is "auto" (the paper's count on CUDA)."""
+    t = config.train
+    if t.iterations != AUTO:
+        return t.iterations
+    return t.gpu_iterations if device.type == "cuda" else t.cpu_iterations
+
+
+def planned_resolution(config: CGCConfig, device: torch.device) -> int:
+    """Longest training image side (0: native): `train.max_resolution`, or per device."""
+    t = config.train
+    if t.max_resolution != AUTO:
+        return t.max_resolution
+    return 0 if device.type == "cuda" else t.cpu_max_resolution

@@ -23,11 +23,11 @@ import torch
 from tqdm import tqdm
 
 from cgc_core.config import CGCConfig
-from cgc_core.io import DataError
+from cgc_core.io import DataError, atomic_path
 from cgc_core.losses import contrastive_clustering_loss, rendering_loss, spatial_similarity_loss
-from cgc_core.model.densify import Densifier
 from cgc_core.model.gaussians import create_gaussians, sh_degree_of
-from cgc_core.model.render import render_view
+from cgc_core.model.view import render_view
+from cgc_core.train.densify import Densifier
 from cgc_core.train.views import TrainingView
 
 CHECKPOINT_VERSION = 1
@@ -41,14 +41,6 @@ class StepStats:
     clustering: float | None
     regularization: float | None
     num_gaussians: int
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device '{name}' requested but CUDA is not available")
-    return torch.device(name)
 
 
 class Trainer:
@@ -88,9 +80,8 @@ class Trainer:
         rates = {"means": t.lr_means * self.extent, "quats": t.lr_quats, "log_scales": t.lr_scales,
                  "opacities": t.lr_opacities, "sh0": t.lr_sh0, "shN": t.lr_shN,
                  "features": t.lr_features}
-        # eps 1e-15 as 3DGS: tiny gradients (far Gaussians) must still move.
         return {name: torch.optim.Adam([{"params": [self.splats[name]], "lr": lr, "name": name}],
-                                       eps=1e-15) for name, lr in rates.items()}
+                                       eps=t.adam_eps) for name, lr in rates.items()}
 
     def add_view(self, view: TrainingView) -> None:
         with self.lock:
@@ -163,19 +154,37 @@ class Trainer:
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
             self.densifier.step(step, self.splats, self.optimizers)
-            return StepStats(step=step, loss=float(loss.detach()), rendering=float(rendering.detach()),
-                             clustering=None if clustering is None else float(clustering.detach()),
-                             regularization=None if regularization is None else float(regularization.detach()),
-                             num_gaussians=int(self.splats["means"].shape[0]))
+            return StepStats(
+                step=step,
+                loss=float(loss.detach()),
+                rendering=float(rendering.detach()),
+                clustering=None if clustering is None else float(clustering.detach()),
+                regularization=None if regularization is None else float(regularization.detach()),
+                num_gaussians=int(self.splats["means"].shape[0]),
+            )
 
-    def train(self, until: int, *, progress: bool = True, checkpoint: Path | None = None,
-              checkpoint_every: int = 0, on_step=None) -> StepStats | None:
+    def train(
+        self,
+        until: int,
+        *,
+        progress: bool = True,
+        checkpoint: Path | None = None,
+        checkpoint_every: int = 0,
+        on_step=None,
+    ) -> StepStats | None:
         """Iterate until `step_count == until`, with a progress bar and periodic checkpoints."""
         stats = None
         # Redraw often on a terminal, rarely into a log file (CI, nohup) so it stays readable.
         interactive = sys.stderr.isatty()
-        bar = tqdm(total=until, initial=self.step_count, disable=not progress, unit="it",
-                   dynamic_ncols=True, desc="train", mininterval=0.5 if interactive else 15.0)
+        bar = tqdm(
+            total=until,
+            initial=self.step_count,
+            disable=not progress,
+            unit="it",
+            dynamic_ncols=True,
+            desc="train",
+            mininterval=0.5 if interactive else 15.0,
+        )
         last_cc = None
         while self.step_count < until:
             stats = self.step()
@@ -189,7 +198,11 @@ class Trainer:
                 bar.set_postfix(postfix, refresh=False)
             if on_step is not None:
                 on_step(stats)
-            if checkpoint is not None and checkpoint_every > 0 and stats.step % checkpoint_every == 0:
+            if (
+                checkpoint is not None
+                and checkpoint_every > 0
+                and stats.step % checkpoint_every == 0
+            ):
                 self.save_checkpoint(checkpoint)
         bar.close()
         return stats
@@ -206,8 +219,10 @@ class Trainer:
                 "config": dataclasses.asdict(self.config),
                 "splats": {k: v.detach().cpu() for k, v in self.splats.items()},
                 "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
-                "densify": {"grad_sum": self.densifier.state.grad_sum.cpu(),
-                            "count": self.densifier.state.count.cpu()},
+                "densify": {
+                    "grad_sum": self.densifier.state.grad_sum.cpu(),
+                    "count": self.densifier.state.count.cpu(),
+                },
                 "generator": self.generator.get_state(),
                 "view_rng": self.view_rng.bit_generator.state,
                 "view_queue": list(map(int, self._view_queue)),
@@ -221,7 +236,8 @@ class Trainer:
             self.iterations = int(state["iterations"])
             self.extent = float(state["extent"])
             self.splats = torch.nn.ParameterDict(
-                {k: torch.nn.Parameter(v.to(self.device)) for k, v in state["splats"].items()})
+                {k: torch.nn.Parameter(v.to(self.device)) for k, v in state["splats"].items()}
+            )
             self.optimizers = self._make_optimizers()
             for name, opt_state in state["optimizers"].items():
                 self.optimizers[name].load_state_dict(opt_state)
@@ -234,11 +250,8 @@ class Trainer:
 
     def save_checkpoint(self, path: Path) -> None:
         """Atomic: a crash mid-write leaves the previous checkpoint intact."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(self.state_dict(), tmp)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            torch.save(self.state_dict(), tmp)
 
 
 def load_checkpoint(path: Path) -> dict:

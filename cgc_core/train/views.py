@@ -60,7 +60,9 @@ def make_training_view(camera: Camera, image: np.ndarray, segments: np.ndarray |
     return TrainingView(
         camera=cam,
         image=torch.tensor(image, dtype=torch.float32, device=device) / 255.0,
-        segments=None if segments is None else torch.tensor(segments.astype(np.int64), device=device),
+        segments=None
+        if segments is None
+        else torch.tensor(segments.astype(np.int64), device=device),
         viewmat=torch.tensor(cam.world_to_cam, dtype=torch.float32, device=device),
         K=torch.tensor(cam.K, dtype=torch.float32, device=device),
         area_scale=(cam.width * cam.height) / (camera.width * camera.height),
@@ -70,5 +72,7 @@ def make_training_view(camera: Camera, image: np.ndarray, segments: np.ndarray |
 def scene_extent(cameras: list[Camera]) -> float:
     """3DGS's 'cameras extent': 1.1 x the largest camera distance from their mean centre."""
     centres = np.stack([c.cam_to_world[:3, 3] for c in cameras])
-    radius = float(np.linalg.norm(centres - centres.mean(0), axis=1).max()) if len(centres) > 1 else 1.0
+    radius = (
+        float(np.linalg.norm(centres - centres.mean(0), axis=1).max()) if len(centres) > 1 else 1.0
+    )
     return 1.1 * max(radius, 1e-3)

@@ -14,7 +14,8 @@ def two_blobs():
     left = rng.normal([-0.5, 0, 3], 0.08, size=(200, 3))
     right = rng.normal([0.5, 0, 3], 0.08, size=(200, 3))
     splats = create_gaussians(np.concatenate([left, right]), None, feature_dim=4, sh_degree=0,
-                              init_opacity=0.9, generator=torch.Generator().manual_seed(0))
+                              init_opacity=0.9, feature_init_std=1.0,
+                              generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         splats["features"][:200] = torch.tensor([1.0, 0, 0, 0])
         splats["features"][200:] = torch.tensor([0, 1.0, 0, 0])

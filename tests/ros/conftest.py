@@ -37,14 +37,21 @@ def ros_env(tmp_path_factory) -> dict[str, str]:
     share one definition of the environment.
     """
     if not (INSTALL / "share" / "cgc_ros" / "package.xml").is_file():
-        pytest.fail(f"cgc_ros is not built ({INSTALL} missing): run scripts/setup.sh", pytrace=False)
+        pytest.fail(
+            f"cgc_ros is not built ({INSTALL} missing): run scripts/setup.sh", pytrace=False
+        )
     done = subprocess.run(
-        ["bash", "-c", 'source scripts/ros_env.sh >&2 && env -0'],
-        cwd=ROOT, capture_output=True, timeout=30, check=False,
+        ["bash", "-c", "source scripts/ros_env.sh >&2 && env -0"],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=30,
+        check=False,
     )
     if done.returncode != 0:
-        pytest.fail(f"sourcing scripts/ros_env.sh failed: {done.stderr.decode(errors='replace')}",
-                    pytrace=False)
+        pytest.fail(
+            f"sourcing scripts/ros_env.sh failed: {done.stderr.decode(errors='replace')}",
+            pytrace=False,
+        )
     env = dict(item.split("=", 1) for item in done.stdout.decode().split("\0") if "=" in item)
     # A random domain per test run keeps concurrent runs on this machine (and other ROS graphs)
     # out of each other's way; 1..101 are the ids Fast DDS maps to valid ports on Linux.
@@ -70,15 +77,23 @@ def ros_namespace() -> str:
     return f"/cgc_test_{uuid.uuid4().hex[:12]}"
 
 
-def run_ros_script(python: str, env: dict[str, str], script: str, *args: str,
-                   timeout: float = 30.0) -> dict:
+def run_ros_script(
+    python: str, env: dict[str, str], script: str, *args: str, timeout: float = 30.0
+) -> dict:
     """Run tests/ros/<script> to completion and return the JSON object it prints last."""
     done = subprocess.run(
         [python, str(HERE / script), *args],
-        cwd=HERE, env=env, capture_output=True, text=True, timeout=timeout, check=False,
+        cwd=HERE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     assert done.returncode == 0, (
-        f"{script} exited with {done.returncode}\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}")
+        f"{script} exited with {done.returncode}\n--- stdout\n{done.stdout}\n"
+        f"--- stderr\n{done.stderr}"
+    )
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     assert lines, f"{script} printed no JSON\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
     return json.loads(lines[-1])
@@ -87,10 +102,11 @@ def run_ros_script(python: str, env: dict[str, str], script: str, *args: str,
 @pytest.fixture(scope="session")
 def run_script(ros_python, ros_env):
     """run_script('x.py', *args, timeout=...) -> the JSON object x.py printed."""
+
     def run(script: str, *args: str, timeout: float = 30.0) -> dict:
         return run_ros_script(ros_python, ros_env, script, *args, timeout=timeout)
-    return run
 
+    return run
 
 
 @pytest.fixture
@@ -107,8 +123,13 @@ def ros_process(ros_python, ros_env):
     def start(script, *args: str, ready: str = "READY", timeout: float = 15.0) -> subprocess.Popen:
         argv = [ros_python, str(HERE / script)] if isinstance(script, str) else list(script)
         proc = subprocess.Popen(
-            [*argv, *args], cwd=HERE, env=ros_env, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, start_new_session=True,
+            [*argv, *args],
+            cwd=HERE,
+            env=ros_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
         )
         started.append(proc)
         deadline = time.monotonic() + timeout
@@ -119,8 +140,11 @@ def ros_process(ros_python, ros_env):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         _, err = proc.communicate(timeout=5)
-        pytest.fail(f"{' '.join(argv)} did not print {ready!r} within {timeout} s "
-                    f"(exit code {proc.returncode}):\n{err}", pytrace=False)
+        pytest.fail(
+            f"{' '.join(argv)} did not print {ready!r} within {timeout} s "
+            f"(exit code {proc.returncode}):\n{err}",
+            pytrace=False,
+        )
 
     yield start
     for proc in started:

@@ -8,11 +8,12 @@ check, so that failures show up as readable assertions in the pytest process.
 import json
 import sys
 
+from ament_index_python.packages import get_package_prefix, get_package_share_directory
+from rclpy.serialization import deserialize_message, serialize_message
+
 import cgc_ros
 import cgc_ros.msg
 import cgc_ros.srv
-from ament_index_python.packages import get_package_prefix, get_package_share_directory
-from rclpy.serialization import deserialize_message, serialize_message
 
 
 def fields(cls) -> dict:
@@ -55,7 +56,9 @@ def main() -> int:
 
     info = cgc_ros.msg.ObjectInfo(id=7, label="mug", point_count=42)
     info.box_size.x = 0.1
-    listed = cgc_ros.srv.ListObjects.Response(success=True, objects=[info, cgc_ros.msg.ObjectInfo(id=8)])
+    listed = cgc_ros.srv.ListObjects.Response(
+        success=True, objects=[info, cgc_ros.msg.ObjectInfo(id=8)]
+    )
     back = deserialize_message(serialize_message(listed), cgc_ros.srv.ListObjects.Response)
     report["list_roundtrip"] = [[o.id, o.label, o.point_count, o.box_size.x] for o in back.objects]
 

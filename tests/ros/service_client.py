@@ -12,8 +12,9 @@ import struct
 import sys
 
 import rclpy
-from cgc_ros.srv import ListObjects, SegmentObject
 from rclpy.node import Node
+
+from cgc_ros.srv import ListObjects, SegmentObject
 
 
 def call(node: Node, client, request, timeout: float):

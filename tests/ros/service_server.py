@@ -14,11 +14,12 @@ import struct
 import sys
 
 import rclpy
-from cgc_ros.msg import ObjectInfo
-from cgc_ros.srv import ListObjects, SegmentObject
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import Image, PointField
+
+from cgc_ros.msg import ObjectInfo
+from cgc_ros.srv import ListObjects, SegmentObject
 
 
 def make_object(object_id: int, label: str, points: int) -> ObjectInfo:

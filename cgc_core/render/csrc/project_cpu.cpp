@@ -14,19 +14,23 @@
 //   t = W mean + t_cw  ->  gmean = W^T gt
 // The camera gets no gradient (training does not refine poses).
 
-#include <torch/extension.h>
-
 #include <cmath>
 #include <cstdint>
 #include <vector>
 
+#include "raster_cpu.h"
+
+namespace cgc::render {
 namespace {
 
 constexpr double kMaxRadius = 1 << 30;  // project.MAX_RADIUS: keeps the int32 cast defined
 
 // The rotation of the normalised quaternion (w, x, y, z), shared by forward and backward.
 template <typename T>
-inline void quat_rotation(const T* q, T qn[4], T& norm, T rot[3][3]) {
+inline void quat_rotation(const T* q,     // [4] (w, x, y, z)
+                          T qn[4],        // out: q / |q|
+                          T& norm,        // out: |q|
+                          T rot[3][3]) {  // out: rotation matrix of qn
   norm = std::sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]);
   for (int k = 0; k < 4; ++k) qn[k] = q[k] / norm;
   const T w = qn[0], x = qn[1], y = qn[2], z = qn[3];
@@ -46,7 +50,9 @@ struct ProjectionCamera {
   T fx, fy, cx, cy, lim_x_pos, lim_x_neg, lim_y_pos, lim_y_neg;
   const T* w[3];  // rows of viewmat: rotation | translation
 
-  ProjectionCamera(const T* viewmat, const T* K, int64_t width, int64_t height)
+  ProjectionCamera(const T* viewmat,  // [4, 4] world-to-camera
+                   const T* K,        // [3, 3]
+                   int64_t width, int64_t height)
       : fx(K[0]), fy(K[4]), cx(K[2]), cy(K[5]), w{viewmat, viewmat + 4, viewmat + 8} {
     const T tan_fovx = T(0.5) * T(width) / fx, tan_fovy = T(0.5) * T(height) / fy;
     lim_x_pos = (T(width) - cx) / fx + T(0.3) * tan_fovx;
@@ -60,18 +66,21 @@ struct ProjectionCamera {
 // them rather than storing them.
 template <typename T>
 struct Footprint {
-  T t[3];            // camera-space centre
-  bool in_range;     // near <= t.z <= far
-  T z, xr, yr;       // safe depth (1 when culled) and the unclamped t.x / z, t.y / z
-  T x_z, y_z, inv_z; // clamped ratios of the Jacobian, 1 / z
-  T jw[2][3];        // rows of J W
+  T t[3];                    // camera-space centre
+  bool in_range;             // near <= t.z <= far
+  T z, xr, yr;               // safe depth (1 when culled) and the unclamped t.x / z, t.y / z
+  T x_z, y_z, inv_z;         // clamped ratios of the Jacobian, 1 / z
+  T jw[2][3];                // rows of J W
   T qn[4], norm, rot[3][3];  // normalised quaternion, |q|, its rotation
   T mr[2][3], v[2][3];       // M = J W R and V = M diag(s): cov2d = V V^T + eps2d I
   T a, b, c, det;            // cov2d = [[a, b], [b, c]]
 };
 
 template <typename T>
-inline Footprint<T> footprint(const ProjectionCamera<T>& cam, const T* m, const T* q, const T* s,
+inline Footprint<T> footprint(const ProjectionCamera<T>& cam,
+                              const T* m,  // [3] world-space centre
+                              const T* q,  // [4] quaternion (w, x, y, z)
+                              const T* s,  // [3] scales
                               T near, T far, T eps2d) {
   Footprint<T> f;
   for (int r = 0; r < 3; ++r)
@@ -91,7 +100,8 @@ inline Footprint<T> footprint(const ProjectionCamera<T>& cam, const T* m, const 
   quat_rotation(q, f.qn, f.norm, f.rot);
   for (int r = 0; r < 2; ++r)
     for (int col = 0; col < 3; ++col) {
-      f.mr[r][col] = f.jw[r][0] * f.rot[0][col] + f.jw[r][1] * f.rot[1][col] + f.jw[r][2] * f.rot[2][col];
+      f.mr[r][col] =
+          f.jw[r][0] * f.rot[0][col] + f.jw[r][1] * f.rot[1][col] + f.jw[r][2] * f.rot[2][col];
       f.v[r][col] = f.mr[r][col] * s[col];
     }
   const auto& v = f.v;
@@ -103,13 +113,21 @@ inline Footprint<T> footprint(const ProjectionCamera<T>& cam, const T* m, const 
 }
 
 template <typename T>
-void project_impl(const T* means, const T* quats, const T* scales, const T* viewmat, const T* K,
-                  int64_t n, int64_t width, int64_t height, T near, T far, T eps2d, T* means2d,
-                  T* conics, T* depths, int32_t* radii) {
+void project_impl(const T* means,    // [N, 3]
+                  const T* quats,    // [N, 4]
+                  const T* scales,   // [N, 3]
+                  const T* viewmat,  // [4, 4]
+                  const T* K,        // [3, 3]
+                  int64_t n, int64_t width, int64_t height, T near, T far, T eps2d,
+                  T* means2d,        // [N, 2] out
+                  T* conics,         // [N, 3] out
+                  T* depths,         // [N] out
+                  int32_t* radii) {  // [N] out
   const ProjectionCamera<T> cam(viewmat, K, width, height);
-#pragma omp parallel for num_threads(std::max(1, at::get_num_threads())) schedule(static)
+#pragma omp parallel for num_threads(num_threads()) schedule(static)
   for (int64_t g = 0; g < n; ++g) {
-    const Footprint<T> f = footprint(cam, means + 3 * g, quats + 4 * g, scales + 3 * g, near, far, eps2d);
+    const Footprint<T> f =
+        footprint(cam, means + 3 * g, quats + 4 * g, scales + 3 * g, near, far, eps2d);
     const T a = f.a, b = f.b, c = f.c, det = f.det;
     const bool det_ok = det > 0;
     const T safe_det = det_ok ? det : T(1);
@@ -132,16 +150,25 @@ void project_impl(const T* means, const T* quats, const T* scales, const T* view
 }
 
 template <typename T>
-void project_backward_impl(const T* means, const T* quats, const T* scales, const T* viewmat,
-                           const T* K, int64_t n, int64_t width, int64_t height, T near, T far,
-                           T eps2d, const T* g_means2d, const T* g_conics, const T* g_depths,
-                           T* g_means, T* g_quats, T* g_scales) {
+void project_backward_impl(const T* means,    // [N, 3]
+                           const T* quats,    // [N, 4]
+                           const T* scales,   // [N, 3]
+                           const T* viewmat,  // [4, 4]
+                           const T* K,        // [3, 3]
+                           int64_t n, int64_t width, int64_t height, T near, T far, T eps2d,
+                           const T* g_means2d,  // [N, 2]
+                           const T* g_conics,   // [N, 3]
+                           const T* g_depths,   // [N]
+                           T* g_means,          // [N, 3] out
+                           T* g_quats,          // [N, 4] out
+                           T* g_scales) {       // [N, 3] out
   const ProjectionCamera<T> cam(viewmat, K, width, height);
   const T fx = cam.fx, fy = cam.fy;
   const T* const* wr = cam.w;
-#pragma omp parallel for num_threads(std::max(1, at::get_num_threads())) schedule(static)
+#pragma omp parallel for num_threads(num_threads()) schedule(static)
   for (int64_t g = 0; g < n; ++g) {
-    const Footprint<T> f = footprint(cam, means + 3 * g, quats + 4 * g, scales + 3 * g, near, far, eps2d);
+    const Footprint<T> f =
+        footprint(cam, means + 3 * g, quats + 4 * g, scales + 3 * g, near, far, eps2d);
     const T* s = scales + 3 * g;
     const T a = f.a, b = f.b, c = f.c, det = f.det, z = f.z, xr = f.xr, yr = f.yr;
     const T x_z = f.x_z, y_z = f.y_z, inv_z = f.inv_z, norm = f.norm;
@@ -224,14 +251,19 @@ void project_backward_impl(const T* means, const T* quats, const T* scales, cons
 
 }  // namespace
 
-std::vector<torch::Tensor> project_backward(torch::Tensor means, torch::Tensor quats,
-                                            torch::Tensor scales, torch::Tensor viewmat,
-                                            torch::Tensor K, int64_t width, int64_t height,
-                                            double near, double far, double eps2d,
-                                            torch::Tensor g_means2d, torch::Tensor g_conics,
-                                            torch::Tensor g_depths) {
+std::vector<torch::Tensor> project_backward(torch::Tensor means,    // [N, 3]
+                                            torch::Tensor quats,    // [N, 4] (w, x, y, z)
+                                            torch::Tensor scales,   // [N, 3]
+                                            torch::Tensor viewmat,  // [4, 4] world-to-camera
+                                            torch::Tensor K,        // [3, 3]
+                                            int64_t width, int64_t height, double near, double far,
+                                            double eps2d,
+                                            torch::Tensor g_means2d,   // [N, 2]
+                                            torch::Tensor g_conics,    // [N, 3]
+                                            torch::Tensor g_depths) {  // [N]
   for (const auto& t : {means, quats, scales, viewmat, K, g_means2d, g_conics, g_depths}) {
-    TORCH_CHECK(t.device().is_cpu() && t.is_contiguous(), "project_backward needs contiguous CPU tensors");
+    TORCH_CHECK(t.device().is_cpu() && t.is_contiguous(),
+                "project_backward needs contiguous CPU tensors");
     TORCH_CHECK(t.scalar_type() == means.scalar_type(), "project_backward needs one dtype");
   }
   const int64_t n = means.size(0);
@@ -243,18 +275,22 @@ std::vector<torch::Tensor> project_backward(torch::Tensor means, torch::Tensor q
         means.data_ptr<scalar_t>(), quats.data_ptr<scalar_t>(), scales.data_ptr<scalar_t>(),
         viewmat.data_ptr<scalar_t>(), K.data_ptr<scalar_t>(), n, width, height, scalar_t(near),
         scalar_t(far), scalar_t(eps2d), g_means2d.data_ptr<scalar_t>(),
-        g_conics.data_ptr<scalar_t>(), g_depths.data_ptr<scalar_t>(),
-        g_means.data_ptr<scalar_t>(), g_quats.data_ptr<scalar_t>(), g_scales.data_ptr<scalar_t>());
+        g_conics.data_ptr<scalar_t>(), g_depths.data_ptr<scalar_t>(), g_means.data_ptr<scalar_t>(),
+        g_quats.data_ptr<scalar_t>(), g_scales.data_ptr<scalar_t>());
   });
   return {g_means, g_quats, g_scales};
 }
 
-std::vector<torch::Tensor> project_forward(torch::Tensor means, torch::Tensor quats,
-                                           torch::Tensor scales, torch::Tensor viewmat,
-                                           torch::Tensor K, int64_t width, int64_t height,
-                                           double near, double far, double eps2d) {
+std::vector<torch::Tensor> project_forward(torch::Tensor means,    // [N, 3]
+                                           torch::Tensor quats,    // [N, 4] (w, x, y, z)
+                                           torch::Tensor scales,   // [N, 3]
+                                           torch::Tensor viewmat,  // [4, 4] world-to-camera
+                                           torch::Tensor K,        // [3, 3]
+                                           int64_t width, int64_t height, double near, double far,
+                                           double eps2d) {
   for (const auto& t : {means, quats, scales, viewmat, K}) {
-    TORCH_CHECK(t.device().is_cpu() && t.is_contiguous(), "project_forward needs contiguous CPU tensors");
+    TORCH_CHECK(t.device().is_cpu() && t.is_contiguous(),
+                "project_forward needs contiguous CPU tensors");
     TORCH_CHECK(t.scalar_type() == means.scalar_type(), "project_forward needs one dtype");
   }
   const int64_t n = means.size(0);
@@ -263,12 +299,13 @@ std::vector<torch::Tensor> project_forward(torch::Tensor means, torch::Tensor qu
   auto depths = torch::empty({n}, means.options());
   auto radii = torch::empty({n}, means.options().dtype(torch::kInt32));
   AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "project_forward", [&] {
-    project_impl<scalar_t>(means.data_ptr<scalar_t>(), quats.data_ptr<scalar_t>(),
-                           scales.data_ptr<scalar_t>(), viewmat.data_ptr<scalar_t>(),
-                           K.data_ptr<scalar_t>(), n, width, height, scalar_t(near),
-                           scalar_t(far), scalar_t(eps2d), means2d.data_ptr<scalar_t>(),
-                           conics.data_ptr<scalar_t>(), depths.data_ptr<scalar_t>(),
-                           radii.data_ptr<int32_t>());
+    project_impl<scalar_t>(
+        means.data_ptr<scalar_t>(), quats.data_ptr<scalar_t>(), scales.data_ptr<scalar_t>(),
+        viewmat.data_ptr<scalar_t>(), K.data_ptr<scalar_t>(), n, width, height, scalar_t(near),
+        scalar_t(far), scalar_t(eps2d), means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(),
+        depths.data_ptr<scalar_t>(), radii.data_ptr<int32_t>());
   });
   return {means2d, conics, depths, radii};
 }
+
+}  // namespace cgc::render

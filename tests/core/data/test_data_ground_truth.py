@@ -6,9 +6,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cgc_core.data.ground_truth import (Prompt, check_prompts, load_gt_masks, load_prompts,
-                                        read_binary_mask, write_gt_mask, write_prompts)
-from cgc_core.data.scene import SceneError, load_scene
+from cgc_core.data import SceneError, load_scene
+from cgc_core.data.ground_truth import (
+    Prompt,
+    check_prompts,
+    load_gt_masks,
+    load_prompts,
+    read_binary_mask,
+    write_gt_mask,
+    write_prompts,
+)
 
 
 def test_masks_round_trip_in_both_encodings(tmp_path):

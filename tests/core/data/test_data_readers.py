@@ -6,9 +6,9 @@ import warnings
 import numpy as np
 import pytest
 
+from cgc_core.data import SceneError, load_scene
 from cgc_core.data.colmap import read_colmap_scene
 from cgc_core.data.nerfstudio import write_point_ply
-from cgc_core.data.scene import SceneError, load_scene
 from cgc_core.data.synth import project
 from cgc_core.io import DataError, write_depth_png, write_rgb
 

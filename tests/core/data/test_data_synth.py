@@ -6,12 +6,20 @@ import time
 import numpy as np
 import pytest
 
+from cgc_core.data import load_scene
 from cgc_core.data.colmap import read_colmap_scene, write_colmap_model
 from cgc_core.data.nerfstudio import read_nerfstudio_scene
-from cgc_core.data.scene import load_scene
-from cgc_core.data.synth import (FIRST_OBJECT_ID, TABLE_HALF_EXTENT, TABLE_ID, TABLE_TOP_Z,
-                                 backproject, make_synthetic_scene, orbit_cameras, project,
-                                 synth_command)
+from cgc_core.data.synth import (
+    FIRST_OBJECT_ID,
+    TABLE_HALF_EXTENT,
+    TABLE_ID,
+    TABLE_TOP_Z,
+    backproject_valid,
+    make_synthetic_scene,
+    orbit_cameras,
+    project,
+    synth_command,
+)
 from cgc_core.io import read_label_png, read_rgb
 
 ORBIT_KEYS = ("seed", "width", "height", "n_train", "n_test")
@@ -79,7 +87,7 @@ def test_depth_of_flat_surfaces_lands_on_their_planes(synth_root):
     for cam in scene.cameras:
         depth = scene.load_depth(cam)
         instances = read_label_png(synth_root / "instances" / f"{cam.name}.png")
-        world, flat = backproject(cam, depth)
+        world, flat = backproject_valid(cam, depth)
         label = instances.ravel()[flat]
         floor_z = world[label == 1, 2]
         # Table pixels include its legs (far below the top) and its 5 cm edge faces, which lie
@@ -101,7 +109,7 @@ def test_object_depth_projects_onto_the_same_object_in_other_views(synth_root):
         inst_a = read_label_png(synth_root / "instances" / f"{a.name}.png")
         inst_b = read_label_png(synth_root / "instances" / f"{b.name}.png")
         depth_b = scene.load_depth(b)
-        world, flat = backproject(a, scene.load_depth(a))
+        world, flat = backproject_valid(a, scene.load_depth(a))
         label = inst_a.ravel()[flat]
         keep = label >= FIRST_OBJECT_ID
         uv, z = project(b, world[keep])

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from render_scenes import intrinsics, leaves, look_at_viewmat, random_scene
 
 from cgc_core.render import available_backends, rasterize, resolve_backend
-from render_scenes import intrinsics, leaves, look_at_viewmat, random_scene
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -36,8 +36,14 @@ def test_bad_shapes_are_rejected_with_the_argument_name():
     with pytest.raises(ValueError, match="quats"):
         rasterize(*args, look_at_viewmat(), intrinsics(32, 24), 32, 24)
     with pytest.raises(ValueError, match="background"):
-        rasterize(*[scene[k] for k in ("means", "quats", "scales", "opacities", "colors")], look_at_viewmat(),
-                  intrinsics(32, 24), 32, 24, background=torch.zeros(4))
+        rasterize(
+            *[scene[k] for k in ("means", "quats", "scales", "opacities", "colors")],
+            look_at_viewmat(),
+            intrinsics(32, 24),
+            32,
+            24,
+            background=torch.zeros(4),
+        )
 
 
 @needs_cuda
@@ -46,17 +52,31 @@ def test_bad_shapes_are_rejected_with_the_argument_name():
 def test_gsplat_matches_reference_on_cuda(channels):
     """gsplat bins by its own box (see gsplat_backend), so pixels may differ by far tails only."""
     width, height = 64, 48
-    scene = {k: v.detach().cuda().requires_grad_(True) for k, v in random_scene(300, channels, seed=2).items()}
+    scene = {
+        k: v.detach().cuda().requires_grad_(True)
+        for k, v in random_scene(300, channels, seed=2).items()
+    }
     results = {}
     for backend in ("gsplat", "reference"):
         for p in leaves(scene):
             p.grad = None
-        out = rasterize(*leaves(scene), look_at_viewmat().cuda(),
-                        intrinsics(width, height).cuda(), width, height, backend=backend)
+        out = rasterize(
+            *leaves(scene),
+            look_at_viewmat().cuda(),
+            intrinsics(width, height).cuda(),
+            width,
+            height,
+            backend=backend,
+        )
         out.means2d.retain_grad()
         (out.colors.sum() + out.depths.sum()).backward()
-        results[backend] = (out.colors.detach(), out.alphas.detach(), out.depths.detach(), out.means2d.grad.clone(),
-                            scene["colors"].grad.clone())
+        results[backend] = (
+            out.colors.detach(),
+            out.alphas.detach(),
+            out.depths.detach(),
+            out.means2d.grad.clone(),
+            scene["colors"].grad.clone(),
+        )
     for got, want in zip(results["gsplat"], results["reference"]):
         torch.testing.assert_close(got, want, rtol=2e-2, atol=2e-2)
     assert results["gsplat"][1].max() > 0.5

@@ -10,21 +10,43 @@ from __future__ import annotations
 
 import pytest
 import torch
+from render_scenes import (
+    HEIGHT,
+    WIDTH,
+    hard_scene,
+    intrinsics,
+    leaves,
+    look_at_viewmat,
+    random_scene,
+)
 
 from cgc_core.render import rasterize
 from cgc_core.render.project import project_gaussians
-from render_scenes import HEIGHT, WIDTH, hard_scene, intrinsics, leaves, look_at_viewmat, random_scene
 
 
-def render_with_grads(scene: dict, backend: str, dtype: torch.dtype, *, render_depth: bool = True, seed: int = 7):
-    """Renders, back-propagates a random linear function of every output; returns outputs + grads."""
+def render_with_grads(
+    scene: dict, backend: str, dtype: torch.dtype, *, render_depth: bool = True, seed: int = 7
+):
+    """Renders, back-propagates a random linear function of every output; returns outputs and
+    gradients."""
     for p in leaves(scene):
         p.grad = None
     channels = scene["colors"].shape[1]
     background = torch.linspace(0.1, 0.9, channels, dtype=dtype)
-    out = rasterize(scene["means"], scene["quats"], scene["scales"], scene["opacities"], scene["colors"],
-                    look_at_viewmat(dtype), intrinsics(WIDTH, HEIGHT, dtype), WIDTH, HEIGHT,
-                    background=background, render_depth=render_depth, backend=backend)
+    out = rasterize(
+        scene["means"],
+        scene["quats"],
+        scene["scales"],
+        scene["opacities"],
+        scene["colors"],
+        look_at_viewmat(dtype),
+        intrinsics(WIDTH, HEIGHT, dtype),
+        WIDTH,
+        HEIGHT,
+        background=background,
+        render_depth=render_depth,
+        backend=backend,
+    )
     out.means2d.retain_grad()
     gen = torch.Generator().manual_seed(seed)
     loss = (out.colors * torch.randn(out.colors.shape, generator=gen, dtype=dtype)).sum()
@@ -32,8 +54,12 @@ def render_with_grads(scene: dict, backend: str, dtype: torch.dtype, *, render_d
     if render_depth:
         loss = loss + (out.depths * torch.randn(out.depths.shape, generator=gen, dtype=dtype)).sum()
     loss.backward()
-    result = {"colors": out.colors.detach(), "alphas": out.alphas.detach(), "radii": out.radii,
-              "means2d.grad": out.means2d.grad.clone()}
+    result = {
+        "colors": out.colors.detach(),
+        "alphas": out.alphas.detach(),
+        "radii": out.radii,
+        "means2d.grad": out.means2d.grad.clone(),
+    }
     if render_depth:
         result["depths"] = out.depths.detach()
     for name in ("means", "quats", "scales", "opacities", "colors"):
@@ -41,7 +67,9 @@ def render_with_grads(scene: dict, backend: str, dtype: torch.dtype, *, render_d
     return result
 
 
-def assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol: float, atol: float, name: str) -> None:
+def assert_close(
+    actual: torch.Tensor, expected: torch.Tensor, rtol: float, atol: float, name: str
+) -> None:
     """|a - e| <= atol * max(1, max|e|) + rtol |e|: atol is relative to the tensor's scale, since
     gradients reach the hundreds and float32 round-off is relative to that."""
     scale = max(1.0, expected.abs().max().item()) if expected.numel() else 1.0
@@ -95,15 +123,34 @@ def test_cpu_matches_reference_on_a_dense_room_scene():
 def test_empty_scene_renders_background(backend):
     channels = 19
     empty = lambda *shape: torch.zeros(shape, requires_grad=True)  # noqa: E731
-    means, quats, scales, opacities, colors = empty(0, 3), empty(0, 4), empty(0, 3), empty(0), empty(0, channels)
+    means, quats, scales, opacities, colors = (
+        empty(0, 3),
+        empty(0, 4),
+        empty(0, 3),
+        empty(0),
+        empty(0, channels),
+    )
     background = torch.arange(channels, dtype=torch.float32) / channels
-    out = rasterize(means, quats, scales, opacities, colors, look_at_viewmat(), intrinsics(WIDTH, HEIGHT),
-                    WIDTH, HEIGHT, background=background, backend=backend)
+    out = rasterize(
+        means,
+        quats,
+        scales,
+        opacities,
+        colors,
+        look_at_viewmat(),
+        intrinsics(WIDTH, HEIGHT),
+        WIDTH,
+        HEIGHT,
+        background=background,
+        backend=backend,
+    )
     assert out.colors.shape == (HEIGHT, WIDTH, channels)
     assert torch.equal(out.colors, background.expand(HEIGHT, WIDTH, channels))
     assert torch.equal(out.alphas, torch.zeros(HEIGHT, WIDTH))
     assert torch.equal(out.depths, torch.zeros(HEIGHT, WIDTH))
-    assert out.means2d.shape == (0, 2) and out.radii.shape == (0,) and out.radii.dtype == torch.int32
+    assert (
+        out.means2d.shape == (0, 2) and out.radii.shape == (0,) and out.radii.dtype == torch.int32
+    )
     out.means2d.retain_grad()
     (out.colors.sum() + out.alphas.sum()).backward()
     assert means.grad is not None and means.grad.shape == (0, 3)
@@ -116,8 +163,16 @@ def test_gradients_when_only_one_output_is_used_and_background_learns(output):
     for backend in ("reference", "cpu"):
         scene = hard_scene(3, torch.float64, seed=9)
         background = torch.tensor([0.3, 0.6, 0.9], dtype=torch.float64, requires_grad=True)
-        out = rasterize(*leaves(scene), look_at_viewmat(torch.float64), intrinsics(WIDTH, HEIGHT, torch.float64),
-                        WIDTH, HEIGHT, background=background, render_depth=False, backend=backend)
+        out = rasterize(
+            *leaves(scene),
+            look_at_viewmat(torch.float64),
+            intrinsics(WIDTH, HEIGHT, torch.float64),
+            WIDTH,
+            HEIGHT,
+            background=background,
+            render_depth=False,
+            backend=backend,
+        )
         getattr(out, output).square().sum().backward()
         grads[backend] = [p.grad for p in leaves(scene)] + [background.grad]
     for got, want in zip(grads["cpu"], grads["reference"]):
@@ -129,8 +184,8 @@ def test_gradients_when_only_one_output_is_used_and_background_learns(output):
 
 
 def test_cpu_backend_is_deterministic_across_thread_counts():
-    """Per-intersection gradient rows (see raster_cpu.cpp) make the result independent of which
-    thread took which tile: 1 and 2 threads must agree bit for bit."""
+    """Per-intersection gradient rows (see csrc/backward_cpu.cpp) make the result independent of
+    which thread took which tile: 1 and 2 threads must agree bit for bit."""
     scene = random_scene(800, 5, seed=4)
     before = torch.get_num_threads()
     try:
@@ -145,14 +200,19 @@ def test_cpu_backend_is_deterministic_across_thread_counts():
 
 
 def test_cpu_float32_alpha_is_exact_to_an_ulp_or_two():
-    """The kernel's own vectorised exp (splat_exp in raster_cpu.cpp) against float64 truth: one
+    """The kernel's own vectorised exp (splat_exp in csrc/raster_cpu.h) against float64 truth: one
     wide Gaussian over a black background, so each pixel's colour is exactly its alpha =
     opacity * exp(-sigma), sigma over its whole range. Truth uses the same float32 sigma (the rule
     in reference.py's docstring), so what is left is the exp's rounding; torch.exp, in the
     float32 reference backend, is held to the same bound."""
     opacity = 0.8
-    scene = [torch.tensor([[0.02, -0.01, 2.0]]), torch.tensor([[0.9, 0.1, -0.2, 0.3]]),
-             torch.tensor([[0.25, 0.15, 0.2]]), torch.tensor([opacity]), torch.ones(1, 1)]
+    scene = [
+        torch.tensor([[0.02, -0.01, 2.0]]),
+        torch.tensor([[0.9, 0.1, -0.2, 0.3]]),
+        torch.tensor([[0.25, 0.15, 0.2]]),
+        torch.tensor([opacity]),
+        torch.ones(1, 1),
+    ]
     viewmat, K = look_at_viewmat(), intrinsics(WIDTH, HEIGHT)
     proj = project_gaussians(scene[0], scene[1], scene[2], viewmat, K, WIDTH, HEIGHT)
     rows, cols = torch.meshgrid(torch.arange(HEIGHT), torch.arange(WIDTH), indexing="ij")
@@ -164,6 +224,8 @@ def test_cpu_float32_alpha_is_exact_to_an_ulp_or_two():
     assert covered.float().mean() > 0.2 and truth.max() > 0.75 and truth[covered].min() < 0.01
     ulp = torch.finfo(torch.float32).eps
     for backend in ("cpu", "reference"):
-        colors = rasterize(*scene, viewmat, K, WIDTH, HEIGHT, render_depth=False, backend=backend).colors[..., 0]
+        colors = rasterize(
+            *scene, viewmat, K, WIDTH, HEIGHT, render_depth=False, backend=backend
+        ).colors[..., 0]
         relative_error = ((colors.double() - truth).abs() / truth)[covered]
         assert relative_error.max() <= 2 * ulp, (backend, relative_error.max().item() / ulp)

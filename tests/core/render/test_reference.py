@@ -13,10 +13,16 @@ from cgc_core.render import rasterize
 
 def tiny_scene(dtype=torch.float64):
     """Four well-separated, partly overlapping Gaussians 2-3 m in front of an identity camera."""
-    means = torch.tensor([[0.0, 0.0, 2.0], [0.15, 0.1, 2.5], [-0.2, 0.05, 3.0], [0.05, -0.15, 2.2]], dtype=dtype)
-    quats = torch.tensor([[1.0, 0.1, -0.2, 0.3], [0.9, 0.3, 0.1, 0.0], [0.5, 0.5, -0.5, 0.2], [1.0, 0.0, 0.0, 0.4]],
-                         dtype=dtype)
-    scales = torch.tensor([[0.08, 0.05, 0.04], [0.06, 0.09, 0.05], [0.1, 0.07, 0.08], [0.05, 0.05, 0.07]], dtype=dtype)
+    means = torch.tensor(
+        [[0.0, 0.0, 2.0], [0.15, 0.1, 2.5], [-0.2, 0.05, 3.0], [0.05, -0.15, 2.2]], dtype=dtype
+    )
+    quats = torch.tensor(
+        [[1.0, 0.1, -0.2, 0.3], [0.9, 0.3, 0.1, 0.0], [0.5, 0.5, -0.5, 0.2], [1.0, 0.0, 0.0, 0.4]],
+        dtype=dtype,
+    )
+    scales = torch.tensor(
+        [[0.08, 0.05, 0.04], [0.06, 0.09, 0.05], [0.1, 0.07, 0.08], [0.05, 0.05, 0.07]], dtype=dtype
+    )
     opacities = torch.tensor([0.7, 0.5, 0.9, 0.6], dtype=dtype)
     colors = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5], [0.1, 0.3]], dtype=dtype)
     return [t.clone().requires_grad_(True) for t in (means, quats, scales, opacities, colors)]
@@ -35,8 +41,19 @@ def test_gradients_match_finite_differences(backend):
     probe = torch.randn(n_out, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
 
     def render(means, quats, scales, opacities, colors):
-        out = rasterize(means, quats, scales, opacities, colors, view, K, width, height,
-                        background=background, backend=backend)
+        out = rasterize(
+            means,
+            quats,
+            scales,
+            opacities,
+            colors,
+            view,
+            K,
+            width,
+            height,
+            background=background,
+            backend=backend,
+        )
         flat = torch.cat([out.colors.reshape(-1), out.alphas.reshape(-1), out.depths.reshape(-1)])
         return flat @ probe
 
@@ -67,11 +84,19 @@ def test_single_gaussian_matches_closed_form(backend):
     assert expected_radius > 2 * width, "the footprint must cover every tile for this closed form"
 
     dt = torch.float64
-    out = rasterize(torch.tensor([[x0, y0, z0]], dtype=dt), torch.tensor([[0.3, 0.2, -0.5, 0.1]], dtype=dt),
-                    torch.full((1, 3), s, dtype=dt), torch.tensor([opacity], dtype=dt),
-                    torch.tensor(color[None], dtype=dt), torch.eye(4, dtype=dt),
-                    torch.tensor([[f, 0, cx], [0, f, cy], [0, 0, 1]], dtype=dt), width, height,
-                    background=torch.tensor(background, dtype=dt), backend=backend)
+    out = rasterize(
+        torch.tensor([[x0, y0, z0]], dtype=dt),
+        torch.tensor([[0.3, 0.2, -0.5, 0.1]], dtype=dt),
+        torch.full((1, 3), s, dtype=dt),
+        torch.tensor([opacity], dtype=dt),
+        torch.tensor(color[None], dtype=dt),
+        torch.eye(4, dtype=dt),
+        torch.tensor([[f, 0, cx], [0, f, cy], [0, 0, 1]], dtype=dt),
+        width,
+        height,
+        background=torch.tensor(background, dtype=dt),
+        backend=backend,
+    )
     np.testing.assert_allclose(out.colors.detach().numpy(), expected_colors, rtol=0, atol=1e-12)
     np.testing.assert_allclose(out.alphas.detach().numpy(), alpha, rtol=0, atol=1e-12)
     np.testing.assert_allclose(out.depths.detach().numpy(), alpha * z0, rtol=0, atol=1e-12)
@@ -89,7 +114,9 @@ def test_means2d_grad_is_the_view_space_gradient(backend):
     params[0][4] = torch.tensor([0.0, 0.0, -1.0])
     means, quats, scales, opacities, colors = [t.requires_grad_(True) for t in params]
     K = torch.tensor([[30.0, 0, 10.0], [0, 30.0, 9.0], [0, 0, 1]])
-    out = rasterize(means, quats, scales, opacities, colors, torch.eye(4), K, 20, 18, backend=backend)
+    out = rasterize(
+        means, quats, scales, opacities, colors, torch.eye(4), K, 20, 18, backend=backend
+    )
     assert not out.means2d.is_leaf
     out.means2d.retain_grad()
     out.colors[..., 0].sum().backward()

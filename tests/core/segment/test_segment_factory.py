@@ -3,8 +3,13 @@
 import pytest
 
 from cgc_core.config import SegmenterConfig
-from cgc_core.segment import (FelzenszwalbMaskSource, MaskSource, PrecomputedMaskSource,
-                              make_mask_source, resolve_kind)
+from cgc_core.segment import (
+    FelzenszwalbMaskSource,
+    MaskSource,
+    PrecomputedMaskSource,
+    make_mask_source,
+    resolve_kind,
+)
 
 
 def test_auto_without_checkpoint_is_the_fallback():

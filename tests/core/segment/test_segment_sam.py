@@ -10,8 +10,13 @@ import torch
 from cgc_core.config import SegmenterConfig
 from cgc_core.io import DataError
 from cgc_core.segment import SAM_PRESETS, SamArchitecture, SamMaskSource, make_mask_source
-from cgc_core.segment.sam import (build_sam, clean_mask, guess_architecture, load_sam,
-                                  resolve_device, sam_architecture)
+from cgc_core.segment.sam import (
+    build_sam,
+    clean_mask,
+    guess_architecture,
+    load_sam,
+    sam_architecture,
+)
 
 TINY = SamArchitecture(image_size=64, embed_dim=32, depth=1, num_heads=2)
 """4x4 image embedding: the standard decoder on it costs ~10 ms per point on a CPU."""
@@ -169,14 +174,3 @@ def test_architecture_config_is_validated(tiny_checkpoint):
         sam_architecture(tiny_config(tiny_checkpoint, sam_image_size=60))
     with pytest.raises(ValueError, match="divisible"):
         sam_architecture(tiny_config(tiny_checkpoint, sam_encoder_num_heads=3))
-
-
-def test_device_resolution():
-    assert resolve_device("cpu") == torch.device("cpu")
-    expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert resolve_device("auto").type == expected
-    with pytest.raises(ValueError, match="not a torch device"):
-        resolve_device("gpu0")
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="CUDA is not available"):
-            resolve_device("cuda")

@@ -10,7 +10,11 @@ def test_paper_schedule_is_kept_at_30k_and_scaled_for_short_runs():
     short = scaled_schedule(config, 3000)
     # 600 contrastive and 300 regularizer steps, as in the paper's 30k-iteration run
     assert short.loss.clustering_every == 5 and short.loss.regularization_every == 10
-    assert (short.train.densify_from, short.train.densify_until, short.train.densify_every) == (50, 1500, 100)
+    assert (short.train.densify_from, short.train.densify_until, short.train.densify_every) == (
+        50,
+        1500,
+        100,
+    )
     assert short.train.opacity_reset_every == 300
     assert config.loss.clustering_every == 50  # the input is not modified
 

@@ -1,5 +1,7 @@
 """The trainer on a real (tiny) synthetic scene: it learns, it is deterministic, it resumes."""
 
+import dataclasses
+
 import numpy as np
 import torch
 
@@ -7,9 +9,8 @@ from cgc_core.config import CGCConfig, apply_overrides
 from cgc_core.data import load_scene
 from cgc_core.io import read_label_png
 from cgc_core.losses import contrastive_clustering_loss, rendering_loss
-from cgc_core.model.render import render_view
-from cgc_core.train.trainer import Trainer
-from cgc_core.train.views import make_training_view, scene_extent
+from cgc_core.model.view import render_view
+from cgc_core.train.from_scene import trainer_from_scene
 
 
 def small_config(**loss):
@@ -18,25 +19,23 @@ def small_config(**loss):
         "model": {"sh_degree": 1},
         "loss": {"clustering_every": 5, "regularization_every": 10, "regularization_samples": 64,
                  "min_cluster_pixels": 20, **loss},
-        "train": {"densify_from": 20, "densify_every": 20, "densify_until": 60,
+        "train": {"iterations": 60, "max_resolution": 0, "scale_schedule": False,
+                  "densify_from": 20, "densify_every": 20, "densify_until": 60,
                   "opacity_reset_every": 1000, "sh_increase_every": 50},
     })
     return config
 
 
-def make_trainer(scene_dir, config, iterations=60):
+def make_trainer(scene_dir, config):
+    """The same set-up as `cgc train` (trainer_from_scene), on 1500 of the scene's points."""
     scene = load_scene(scene_dir)
-    views = []
-    for name in scene.train_names:
-        cam = scene.camera(name)
-        segments = read_label_png(scene_dir / "masks_inconsistent" / f"{name}.png")
-        views.append(make_training_view(cam, scene.load_image(cam), segments, 0))
-    cams = [scene.camera(n) for n in scene.train_names]
-    rng = np.random.default_rng(0)
-    points = scene.points[rng.choice(len(scene.points), size=min(1500, len(scene.points)),
-                                     replace=False)]
-    return Trainer(config, views, points=points, colors=None, extent=scene_extent(cams),
-                   iterations=iterations)
+    segments = {name: read_label_png(scene_dir / "masks_inconsistent" / f"{name}.png")
+                for name in scene.train_names}
+    pick = np.random.default_rng(0).choice(len(scene.points), size=min(1500, len(scene.points)),
+                                           replace=False)
+    scene = dataclasses.replace(scene, points=scene.points[pick],
+                                point_colors=scene.point_colors[pick])
+    return trainer_from_scene(scene, segments, config, torch.device("cpu"))
 
 
 def losses_on(trainer):

@@ -18,10 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
+from cgc_core.config import CGCConfig
+
 EXIT_USAGE = 2
 
 
-def _config(args) -> "CGCConfig":
+def _config(args) -> CGCConfig:
     from cgc_core.config import apply_overrides, load_config
     config = load_config(getattr(args, "config", None))
     train = {}
@@ -49,7 +51,7 @@ def cmd_synth(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from cgc_core.run import train_scene
+    from cgc_core.app.run_folder import train_scene
     masks = Path(args.masks) if args.masks else None
     if masks is not None and not masks.is_dir():
         raise FileNotFoundError(f"masks folder not found: {masks}")
@@ -58,10 +60,10 @@ def cmd_train(args) -> None:
 
 
 def cmd_segment(args) -> None:
+    from cgc_core.app.prompts import segment_prompts
+    from cgc_core.app.run_folder import load_run
     from cgc_core.data.ground_truth import load_prompts
-    from cgc_core.evaluate import segment_prompts
     from cgc_core.io import write_label_png
-    from cgc_core.run import load_run
     run = load_run(Path(args.run))
     prompts = load_prompts(Path(args.prompts))
     for prompt in prompts:
@@ -77,10 +79,10 @@ def cmd_segment(args) -> None:
 
 
 def cmd_eval(args) -> None:
-    from cgc_core.evaluate import evaluate_run
+    from cgc_core.app.evaluate import evaluate_run
+    from cgc_core.app.run_folder import load_run
     from cgc_core.io import write_json
     from cgc_core.metrics import format_table
-    from cgc_core.run import load_run
     run = load_run(Path(args.run))
     results = evaluate_run(run.splats, run.scene, run.config.render, _threshold(args, run.config))
     print(format_table(results))
@@ -89,8 +91,8 @@ def cmd_eval(args) -> None:
 
 
 def cmd_render(args) -> None:
-    from cgc_core.render_outputs import write_frame_renders
-    from cgc_core.run import load_run
+    from cgc_core.app.pictures import write_frame_renders
+    from cgc_core.app.run_folder import load_run
     run = load_run(Path(args.run))
     if args.frame not in {c.name for c in run.scene.cameras}:
         known = ", ".join(c.name for c in run.scene.cameras[:5])
@@ -100,7 +102,7 @@ def cmd_render(args) -> None:
 
 
 def cmd_demo(args) -> None:
-    from cgc_core.demo import run_demo
+    from cgc_core.app.demo import run_demo
     run_demo(Path(args.out), seed=args.seed, iterations=args.iterations)
 
 
@@ -130,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--prompts", required=True, help='JSON list of {"id", "frame", "point": [u, v]}')
     p.add_argument("--out", required=True)
-    p.add_argument("--threshold", type=float, help="cosine threshold t of Eq. 6 (default: query.threshold, 0.75; paper 0.7)")
+    p.add_argument("--threshold", type=float,
+                   help="cosine threshold t of Eq. 6 (default: query.threshold; paper 0.7)")
     p.set_defaults(func=cmd_segment)
 
     p = sub.add_parser("eval", help="mIoU / mBIoU on the scene's test_mask/")

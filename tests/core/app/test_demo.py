@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from cgc_core.demo import run_demo
+from cgc_core.app.demo import run_demo
 
 
 @pytest.mark.slow

@@ -3,19 +3,36 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from cgc_core.app.prompts import FeatureCache, prompt_features
+from cgc_core.data.ground_truth import load_prompts
 from cgc_core.io import write_rgb
 from cgc_core.model.gaussians import sh_degree_of
-from cgc_core.model.render import render_view
-from cgc_core.evaluate import FeatureCache, prompt_features
+from cgc_core.model.view import render_view
 from cgc_core.query import camera_tensors, mask_from_feature, render_feature_map
 
+if TYPE_CHECKING:
+    from cgc_core.app.run_folder import Run
+
 # Distinct overlay colours (RGB) for up to 10 prompts, then cycled.
-PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
-                    [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 190]])
+PALETTE = np.array(
+    [
+        [230, 25, 75],
+        [60, 180, 75],
+        [255, 225, 25],
+        [0, 130, 200],
+        [245, 130, 48],
+        [145, 30, 180],
+        [70, 240, 240],
+        [240, 50, 230],
+        [210, 245, 60],
+        [250, 190, 190],
+    ]
+)
 
 
 def feature_pca_image(feature_map: torch.Tensor) -> np.ndarray:
@@ -29,20 +46,29 @@ def feature_pca_image(feature_map: torch.Tensor) -> np.ndarray:
     return ((proj - lo) / (hi - lo).clamp_min(1e-8) * 255).reshape(h, w, 3).byte().cpu().numpy()
 
 
-def overlay(image: np.ndarray, mask: np.ndarray, color: np.ndarray, strength: float = 0.55) -> np.ndarray:
+def overlay(
+    image: np.ndarray, mask: np.ndarray, color: np.ndarray, strength: float = 0.55
+) -> np.ndarray:
+    """[H, W, 3] uint8 `image` with `color` [3] blended in where `mask` [H, W] is set."""
     out = image.astype(np.float32).copy()
     out[mask] = (1 - strength) * out[mask] + strength * color
     return out.clip(0, 255).astype(np.uint8)
 
 
 @torch.no_grad()
-def write_frame_renders(run, frame: str, out: Path) -> list[Path]:
+def write_frame_renders(run: Run, frame: str, out: Path) -> list[Path]:
     """Write colour.png, features_pca.png and (when the scene has prompts) masks.png."""
-    from cgc_core.data.ground_truth import load_prompts
     camera = run.scene.camera(frame)
     viewmat, K = camera_tensors(camera, run.splats["means"].device)
-    colour = render_view(run.splats, viewmat, K, camera.width, camera.height,
-                         sh_degree=sh_degree_of(run.splats), render=run.config.render).rgb
+    colour = render_view(
+        run.splats,
+        viewmat,
+        K,
+        camera.width,
+        camera.height,
+        sh_degree=sh_degree_of(run.splats),
+        render=run.config.render,
+    ).rgb
     colour = (colour.clamp(0, 1) * 255).byte().cpu().numpy()
     features = render_feature_map(run.splats, camera, run.config.render)
     written = [out / f"{frame}_colour.png", out / f"{frame}_features_pca.png"]
@@ -52,7 +78,7 @@ def write_frame_renders(run, frame: str, out: Path) -> list[Path]:
     if prompts_file.is_file():
         image = colour
         cache = FeatureCache(run.splats, run.scene, run.config.render)
-        cache.maps[frame] = features
+        cache.add(frame, features)
         discriminative = prompt_features(load_prompts(prompts_file), cache)
         for i, feature in enumerate(discriminative.values()):
             mask = mask_from_feature(features, feature, run.config.query.threshold).cpu().numpy()

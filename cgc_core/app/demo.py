@@ -10,12 +10,12 @@ from cgc_core.config import apply_overrides, load_config
 
 
 def run_demo(out: Path, *, seed: int = 0, iterations: int | None = None, log=print) -> dict:
+    from cgc_core.app.evaluate import evaluate_run
+    from cgc_core.app.pictures import write_frame_renders
+    from cgc_core.app.run_folder import train_scene
     from cgc_core.data.synth import synth_command
-    from cgc_core.evaluate import evaluate_run
     from cgc_core.io import write_json
     from cgc_core.metrics import format_table
-    from cgc_core.render_outputs import write_frame_renders
-    from cgc_core.run import train_scene
 
     start = time.perf_counter()
     out = Path(out)

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from cgc_core.config import ModelConfig, TrainConfig
+from cgc_core.geometry import quat_to_rotmat
 
 
 def _edit_params(splats: torch.nn.ParameterDict, optimizers: dict[str, torch.optim.Optimizer],
@@ -46,16 +47,6 @@ def append_gaussians(splats, optimizers, new_values: dict[str, Tensor]) -> None:
         return torch.cat([moment, moment.new_zeros((n_new, *moment.shape[1:]))])
     _edit_params(splats, optimizers, lambda name, p: torch.cat([p, new_values[name].to(p)]),
                  grow_state)
-
-
-def _quat_to_rotmat(quats: Tensor) -> Tensor:
-    """[N, 4] wxyz -> [N, 3, 3]."""
-    w, x, y, z = torch.nn.functional.normalize(quats, dim=-1).unbind(-1)
-    return torch.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ], -1).reshape(-1, 3, 3)
 
 
 @dataclass
@@ -116,7 +107,8 @@ class Densifier:
         # Respect the Gaussian budget: keep only the strongest candidates when over it.
         room = max(0, self.max_gaussians - n)
         if int(high.sum()) > room:
-            top = torch.topk(avg_grad, room).indices if room > 0 else avg_grad.new_zeros(0, dtype=torch.long)
+            top = (torch.topk(avg_grad, room).indices if room > 0
+                   else avg_grad.new_zeros(0, dtype=torch.long))
             high = torch.zeros_like(high)
             high[top] = True
         max_scale = splats["log_scales"].exp().max(dim=-1).values
@@ -125,29 +117,34 @@ class Densifier:
 
         # Clone: an exact copy (features included) that the optimizer then moves apart.
         cloned = {name: p[clone] for name, p in splats.items()}
-        # Split: two samples from the parent Gaussian, scales shrunk by 1.6 (3DGS).
+        # Split: two samples from the parent Gaussian, scales shrunk (3DGS: by 1.6).
         parents = {name: p[split] for name, p in splats.items()}
         n_split = int(split.sum())
         if n_split:
             scales = parents["log_scales"].exp()
-            rot = _quat_to_rotmat(parents["quats"])
+            rot = quat_to_rotmat(parents["quats"])
             samples = torch.randn(2, n_split, 3, generator=self.generator).to(scales) * scales
             offsets = torch.einsum("nij,bnj->bni", rot, samples)
             children = {name: torch.cat([p, p]) for name, p in parents.items()}
             children["means"] = (parents["means"][None] + offsets).reshape(-1, 3)
-            children["log_scales"] = torch.cat([parents["log_scales"]] * 2) - math.log(1.6)
+            children["log_scales"] = torch.cat([parents["log_scales"]] * 2) - math.log(
+                cfg.split_scale_divisor
+            )
         else:
             children = {name: p[:0] for name, p in parents.items()}
         # Remove split parents, then append clones and children.
         remove_gaussians(splats, optimizers, ~split)
-        append_gaussians(splats, optimizers,
-                         {name: torch.cat([cloned[name], children[name]]) for name in splats})
+        append_gaussians(
+            splats, optimizers, {name: torch.cat([cloned[name], children[name]]) for name in splats}
+        )
 
         # Prune: nearly transparent, or (after the first opacity reset) too large in the world.
         opacity = torch.sigmoid(splats["opacities"])
         prune = opacity < cfg.prune_opacity
         if step > cfg.opacity_reset_every:
-            prune |= splats["log_scales"].exp().max(dim=-1).values > 0.1 * self.extent
+            prune |= (
+                splats["log_scales"].exp().max(dim=-1).values > cfg.prune_max_scale * self.extent
+            )
         if bool(prune.all()):  # never prune the whole model away
             prune[:] = False
         remove_gaussians(splats, optimizers, ~prune)
@@ -158,9 +155,9 @@ class Densifier:
         """Clamp opacities to 2x the prune threshold so floaters must earn their opacity back."""
         ceiling = math.log((2 * self.cfg.prune_opacity) / (1 - 2 * self.cfg.prune_opacity))
         new = splats["opacities"].clamp(max=ceiling)
-        _edit_params(splats, optimizers,
-                     lambda name, p: new if name == "opacities" else p,
-                     lambda s: s)
+        _edit_params(
+            splats, optimizers, lambda name, p: new if name == "opacities" else p, lambda s: s
+        )
         # Adam moments of the opacity restart (3DGS resets them too).
         state = optimizers["opacities"].state.get(splats["opacities"])
         if state:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cgc_core.cli import main
+from cgc_core.app.cli import main
 
 TRAIN_ARGS = ["--iterations", "40", "--quiet", "--device", "cpu"]
 
@@ -80,15 +80,24 @@ def test_resume_continues_from_the_checkpoint(tiny_scene, tmp_path):
     assert info["iterations"] == 20
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["train", "/no/such/scene", "--out", "{tmp}/r"], "/no/such/scene"),
-    (["train", "{scene}", "--out", "{tmp}/r", "--iterations", "0"], "--iterations"),
-    (["train", "{scene}", "--out", "{tmp}/r", "--masks", "{tmp}/nomasks"], "nomasks"),
-    (["train", "{scene}", "--out", "{tmp}/r", "--config", "{tmp}/missing.yaml"], "missing.yaml"),
-    (["segment", "{tmp}/norun", "--prompts", "{scene}/prompts.json", "--out", "{tmp}/o"], "run.json"),
-    (["render", "{run}", "--frame", "no_such_frame", "--out", "{tmp}/o"], "no_such_frame"),
-    (["eval", "{run}", "--threshold", "3"], "--threshold"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "/no/such/scene", "--out", "{tmp}/r"], "/no/such/scene"),
+        (["train", "{scene}", "--out", "{tmp}/r", "--iterations", "0"], "--iterations"),
+        (["train", "{scene}", "--out", "{tmp}/r", "--masks", "{tmp}/nomasks"], "nomasks"),
+        (
+            ["train", "{scene}", "--out", "{tmp}/r", "--config", "{tmp}/missing.yaml"],
+            "missing.yaml",
+        ),
+        (
+            ["segment", "{tmp}/norun", "--prompts", "{scene}/prompts.json", "--out", "{tmp}/o"],
+            "run.json",
+        ),
+        (["render", "{run}", "--frame", "no_such_frame", "--out", "{tmp}/o"], "no_such_frame"),
+        (["eval", "{run}", "--threshold", "3"], "--threshold"),
+    ],
+)
 def test_errors_are_one_line_and_exit_2(argv, message, tiny_scene, trained_run, tmp_path, capsys):
     argv = [a.format(tmp=tmp_path, scene=tiny_scene, run=trained_run) for a in argv]
     assert main(argv) == 2
@@ -100,17 +109,28 @@ def test_scene_without_poses_is_an_error(tmp_path, capsys):
     scene = tmp_path / "scene"
     (scene / "images").mkdir(parents=True)
     Image.new("RGB", (8, 8)).save(scene / "images" / "a.png")
-    (scene / "transforms.json").write_text(json.dumps(
-        {"fl_x": 10, "fl_y": 10, "cx": 4, "cy": 4, "w": 8, "h": 8,
-         "frames": [{"file_path": "images/a.png"}]}))
+    (scene / "transforms.json").write_text(
+        json.dumps(
+            {
+                "fl_x": 10,
+                "fl_y": 10,
+                "cx": 4,
+                "cy": 4,
+                "w": 8,
+                "h": 8,
+                "frames": [{"file_path": "images/a.png"}],
+            }
+        )
+    )
     assert main(["train", str(scene), "--out", str(tmp_path / "r")]) == 2
     assert "transforms.json" in capsys.readouterr().err
 
 
 def test_console_script_reports_usage_errors_with_code_2():
     cgc = Path(sys.executable).parent / "cgc"
-    result = subprocess.run([str(cgc), "train"], capture_output=True, text=True,
-                            env={**os.environ}, timeout=120)
+    result = subprocess.run(
+        [str(cgc), "train"], capture_output=True, text=True, env={**os.environ}, timeout=120
+    )
     assert result.returncode == 2 and "--out" in result.stderr
 
 
@@ -123,9 +143,23 @@ def test_training_is_reproducible_across_processes(tiny_scene, tmp_path):
     for run, hash_seed in (("a", "1"), ("b", "2")):
         out = tmp_path / run
         result = subprocess.run(
-            [str(cgc), "train", str(tiny_scene), "--out", str(out), "--masks", str(tiny_scene / "masks_inconsistent"),
-             "--config", config, *TRAIN_ARGS],
-            capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": hash_seed}, timeout=300)
+            [
+                str(cgc),
+                "train",
+                str(tiny_scene),
+                "--out",
+                str(out),
+                "--masks",
+                str(tiny_scene / "masks_inconsistent"),
+                "--config",
+                config,
+                *TRAIN_ARGS,
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+            timeout=300,
+        )
         assert result.returncode == 0, result.stderr
         models.append((out / "model.ply").read_bytes())
     assert models[0] == models[1]

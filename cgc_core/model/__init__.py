@@ -1,0 +1,1 @@
+"""The Gaussian model: parameters, SH colour, PLY files, and rendering it from a camera."""
