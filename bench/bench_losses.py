@@ -69,7 +69,7 @@ def main() -> None:
                 features, segments, min_pixels=cfg.min_cluster_pixels,
                 temperature_eps=cfg.temperature_eps, temperature_scale=cfg.temperature_scale,
                 temperature_range=(cfg.temperature_min, cfg.temperature_max),
-                max_pixels_per_segment=limit)
+                cluster_balance=cfg.cluster_balance, max_pixels_per_segment=limit)
             result.loss.backward()
         seconds = timed(step, args.repeats)
         print(f"contrastive {w}x{h}x{d}, 30 segments, max_pixels_per_segment={limit}: "

@@ -143,6 +143,10 @@ class LossConfig:
     """Lower clip of the temperature (authors' code: 0.1; the bare formula: 1e-4)."""
     temperature_max: float = 1.0
     """Upper clip of the temperature (authors' code: 1; the bare formula: inf)."""
+    cluster_balance: float = 0.0
+    """alpha in [0, 1]: weight each cluster's pixels in Eq. 3 by N^-alpha (rescaled so the loss
+    keeps its size). 0 is the paper's plain sum over pixels, where floor and table outweigh small
+    objects; 1 gives every segment the same total weight (see `contrastive_clustering`)."""
     regularization_every: int = 100
     """Apply the spatial-similarity regularizer every this many iterations (paper: 100)."""
     regularization_samples: int = 2048
@@ -252,6 +256,16 @@ class QueryConfig:
     """Cosine similarity threshold t of Eq. 6 (paper: 0.7). Chosen on built-in scenes of seeds
     0-2 and checked on seeds 3-4 (bench/results/threshold.md). Query time only: no retraining
     to change it."""
+    spatial_filter: bool = False
+    """Split a prompt's selection (Gaussians with cosine >= t) into the spatially connected part
+    that holds the prompt's surface point and the rest, and drop from each view's mask the pixels
+    the rest explains more. Separates objects apart that share a feature; Eq. 6 alone cannot."""
+    connect_radius_scale: float = 1.0
+    """Two selected Gaussians are connected when their centres are closer than this times the sum
+    of their largest standard deviations (`spatial_filter`)."""
+    selection_min_opacity: float = 0.1
+    """Gaussians less opaque than this never join a selection (`spatial_filter`): floaters would
+    bridge separate objects."""
 
 
 @dataclass

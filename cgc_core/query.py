@@ -3,18 +3,27 @@
 pixel prompt -> the rendered feature at that pixel (the "discriminative feature") -> a 2D mask in
 any view where the cosine similarity is at least t (Eq. 6), and the 3D Gaussians of the object
 (features with cosine >= t; optionally everything inside their convex hull, as the supplementary).
+
+What Eq. 6 leaves open, and cgc adds (`QueryConfig.spatial_filter`): objects apart may share a
+feature, so the selected Gaussians are split into the spatially connected part that holds the
+prompt's surface point (`connected_part`) and the rest, and a view's mask drops the pixels that
+the rest explains more than the part does (`selection_shares`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.spatial import Delaunay, QhullError
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import Delaunay, QhullError, cKDTree
 from torch import Tensor
 
 from cgc_core.cameras import Camera
 from cgc_core.config import RenderConfig
+from cgc_core.geometry import backproject
 from cgc_core.model.view import render_view
+from cgc_core.render import rasterize
 
 
 def camera_tensors(camera: Camera, device) -> tuple[Tensor, Tensor]:
@@ -69,3 +78,86 @@ def select_gaussians(splats, feature: Tensor, threshold: float, *, hull: bool = 
         except QhullError:
             pass
     return selected
+
+
+@torch.no_grad()
+def surface_point(splats, camera: Camera, u: float, v: float,
+                  render: RenderConfig) -> np.ndarray | None:
+    """[3] world point of the rendered surface under pixel (u = column, v = row), or None where
+    the model renders (almost) nothing there (alpha < 0.5)."""
+    viewmat, K = camera_tensors(camera, splats["means"].device)
+    out = render_view(splats, viewmat, K, camera.width, camera.height, sh_degree=0, render=render,
+                      with_rgb=True, with_depth=True)
+    col, row = int(u), int(v)
+    alpha = float(out.alphas[row, col])
+    if alpha < 0.5:
+        return None
+    depth = np.zeros((camera.height, camera.width), dtype=np.float64)
+    depth[row, col] = float(out.depths[row, col]) / alpha  # blended z of the visible surface
+    return backproject(camera, depth, np.array([row]), np.array([col]))[0]
+
+
+def connected_part(means: np.ndarray, extents: np.ndarray, selected: np.ndarray,
+                   seed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The spatially connected part of a selection of Gaussians that holds a seed point.
+
+    Two selected Gaussians are linked when their centres are closer than the sum of their
+    extents: Gaussians that render one surface overlap, while objects apart leave a gap. The
+    part is the largest connected component among those of the selected Gaussians near `seed`
+    (within the nearest one's distance plus twice its extent: the single nearest may be a stray
+    Gaussian in a component of its own). Components with fewer than 5 % as many Gaussians as the
+    part are strays, not objects: each of their Gaussians joins the object nearest to it.
+
+    Args:
+        means: [N, 3] Gaussian centres.
+        extents: [N] linking radius of each Gaussian (`QueryConfig.connect_radius_scale` times
+            its largest standard deviation).
+        selected: [N] bool.
+        seed: [3] world point (e.g. `surface_point` under the prompt pixel).
+
+    Returns:
+        ([N] bool the part, [N] bool the others), disjoint subsets of `selected`.
+    """
+    index = np.flatnonzero(selected)
+    if len(index) < 2:
+        return selected.copy(), np.zeros_like(selected)
+    points, radii = means[index], extents[index]
+    tree = cKDTree(points)
+    pairs = tree.query_pairs(2.0 * float(radii.max()), output_type="ndarray")
+    gap = np.linalg.norm(points[pairs[:, 0]] - points[pairs[:, 1]], axis=1)
+    pairs = pairs[gap < radii[pairs[:, 0]] + radii[pairs[:, 1]]]
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])),
+                       shape=(len(index), len(index)))
+    _, labels = connected_components(graph, directed=False)
+    distance, nearest = tree.query(seed)
+    near = tree.query_ball_point(seed, distance + 2.0 * radii[nearest])
+    candidates = np.unique(labels[np.asarray(near + [nearest], dtype=np.int64)])
+    sizes = np.bincount(labels)
+    chosen = candidates[np.argmax(sizes[candidates])]
+    # Components under 5 % of the part's size are strays, not objects: each of their Gaussians
+    # joins the object whose nearest Gaussian is closest.
+    is_object = sizes >= 0.05 * sizes[chosen]
+    in_object = is_object[labels]
+    if not in_object.all():
+        _, closest = cKDTree(points[in_object]).query(points[~in_object])
+        labels = labels.copy()
+        labels[~in_object] = labels[in_object][closest]
+    part = np.zeros_like(selected)
+    part[index[labels == chosen]] = True
+    others = np.zeros_like(selected)
+    others[index[labels != chosen]] = True
+    return part, others
+
+
+@torch.no_grad()
+def selection_shares(splats, selections: Tensor, camera: Camera, render: RenderConfig) -> Tensor:
+    """[H, W, S] the share of each pixel's rendered opacity that comes from each of S selections
+    of Gaussians, `selections` [N, S] bool (occlusion by all Gaussians included); 0 where the
+    pixel is empty."""
+    viewmat, K = camera_tensors(camera, splats["means"].device)
+    colors = selections.to(splats["means"].dtype)
+    out = rasterize(splats["means"], splats["quats"], splats["log_scales"].exp(),
+                    torch.sigmoid(splats["opacities"]), colors, viewmat, K, camera.width,
+                    camera.height, render_depth=False, near=render.near, far=render.far,
+                    eps2d=render.eps2d, backend=render.backend)
+    return out.colors / out.alphas[..., None].clamp_min(1e-6)

@@ -1,6 +1,6 @@
 """The `cgc` command: the engine offline, without ROS.
 
-    cgc synth OUT [--seed S]                          built-in synthetic scene
+    cgc synth OUT [--seed S]                          built-in synthetic scene (S // 100: family)
     cgc train SCENE --out RUN [--masks DIR] [--iterations N] [--config YAML] [--resume]
     cgc segment RUN --prompts PROMPTS.json --out DIR [--threshold T]
     cgc eval RUN [--threshold T] [--json FILE]
@@ -70,7 +70,7 @@ def cmd_segment(args) -> None:
         if prompt.frame not in {c.name for c in run.scene.cameras}:
             raise ValueError(f"{args.prompts}: prompt '{prompt.id}' names unknown frame "
                              f"'{prompt.frame}'")
-    masks = segment_prompts(run.splats, run.scene, prompts, run.config.render,
+    masks = segment_prompts(run.splats, run.scene, prompts, run.config.render, run.config.query,
                             _threshold(args, run.config))
     out = Path(args.out)
     for prompt_id, mask in masks.items():
@@ -84,7 +84,8 @@ def cmd_eval(args) -> None:
     from cgc_core.io import write_json
     from cgc_core.metrics import format_table
     run = load_run(Path(args.run))
-    results = evaluate_run(run.splats, run.scene, run.config.render, _threshold(args, run.config))
+    results = evaluate_run(run.splats, run.scene, run.config.render, _threshold(args, run.config),
+                           run.config.query)
     print(format_table(results))
     if args.json:
         write_json(Path(args.json), results)
@@ -110,9 +111,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cgc", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("synth", help="write a built-in synthetic scene (pybullet, CPU, seconds)")
+    p = sub.add_parser(
+        "synth", help="write a built-in synthetic scene (pybullet, CPU, seconds)",
+        description="Write a built-in synthetic scene (pybullet, CPU, seconds). The seed picks "
+                    "the scene family (seed // 100): 0-99 tabletop, 100-199 small objects, "
+                    "200-299 wide views of a room, 300-399 objects the masks always split, "
+                    "400-499 crowded objects the masks often merge.")
     p.add_argument("out")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="0-499; family = seed // 100: 0 tabletop, 1 small, 2 wide, 3 split, "
+                        "4 merges (default 0)")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("train", help="train a CGC model on a posed scene")

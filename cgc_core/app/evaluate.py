@@ -4,26 +4,31 @@ from __future__ import annotations
 
 import torch
 
-from cgc_core.app.prompts import FeatureCache, prompt_features
-from cgc_core.config import RenderConfig
+from cgc_core.app.prompts import FeatureCache, object_mask, prompted_objects
+from cgc_core.config import QueryConfig, RenderConfig
 from cgc_core.data import Scene
 from cgc_core.data.ground_truth import load_gt_masks, load_prompts
 from cgc_core.metrics import evaluate_masks
-from cgc_core.query import mask_from_feature
 
 
 def evaluate_run(splats: torch.nn.ParameterDict, scene: Scene, render: RenderConfig,
-                 threshold: float) -> dict:
-    """mIoU / mBIoU over every (test view, object) pair of the scene's `test_mask/`."""
+                 threshold: float, query: QueryConfig | None = None) -> dict:
+    """mIoU / mBIoU over every (test view, object) pair of the scene's `test_mask/`.
+
+    Args:
+        threshold: the cosine threshold t (usually `query.threshold`).
+        query: the query settings (spatial filter); None = the defaults of `QueryConfig`.
+    """
+    query = QueryConfig() if query is None else query
     gt = load_gt_masks(scene.root)
     prompts = load_prompts(scene.root / "prompts.json")
     features = FeatureCache(splats, scene, render)
-    discriminative = prompt_features(prompts, features)
+    objects = {obj.id: obj for obj in prompted_objects(prompts, features, query, threshold)}
     gt_pairs, predictions = {}, {}
-    for frame, objects in gt.items():
-        for name, mask in objects.items():
+    for frame, frame_objects in gt.items():
+        for name, mask in frame_objects.items():
             gt_pairs[(frame, name)] = mask
-            if name in discriminative:
-                predictions[(frame, name)] = mask_from_feature(
-                    features(frame), discriminative[name], threshold).cpu().numpy()
+            if name in objects:
+                predictions[(frame, name)] = object_mask(objects[name], frame, features, query,
+                                                         threshold)
     return evaluate_masks(predictions, gt_pairs)

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from cgc_core.app.prompts import FeatureCache, prompt_features
+from cgc_core.app.prompts import FeatureCache, object_mask, prompted_objects
 from cgc_core.data.ground_truth import load_prompts
 from cgc_core.io import write_rgb
 from cgc_core.model.gaussians import sh_degree_of
 from cgc_core.model.view import render_view
-from cgc_core.query import camera_tensors, mask_from_feature, render_feature_map
+from cgc_core.query import camera_tensors, render_feature_map
 
 if TYPE_CHECKING:
     from cgc_core.app.run_folder import Run
@@ -79,9 +79,10 @@ def write_frame_renders(run: Run, frame: str, out: Path) -> list[Path]:
         image = colour
         cache = FeatureCache(run.splats, run.scene, run.config.render)
         cache.add(frame, features)
-        discriminative = prompt_features(load_prompts(prompts_file), cache)
-        for i, feature in enumerate(discriminative.values()):
-            mask = mask_from_feature(features, feature, run.config.query.threshold).cpu().numpy()
+        query = run.config.query
+        objects = prompted_objects(load_prompts(prompts_file), cache, query, query.threshold)
+        for i, obj in enumerate(objects):
+            mask = object_mask(obj, frame, cache, query, query.threshold)
             image = overlay(image, mask, PALETTE[i % len(PALETTE)])
         written.append(out / f"{frame}_masks.png")
         write_rgb(written[-1], image)

@@ -1,13 +1,22 @@
-"""Pixel prompts on a trained model: the feature under each prompt, and its mask (Eq. 6)."""
+"""Pixel prompts on a trained model: the feature under each prompt, and its mask in any view."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from cgc_core.config import RenderConfig
+from cgc_core.config import QueryConfig, RenderConfig
 from cgc_core.data import Prompt, Scene
-from cgc_core.query import feature_at, mask_from_feature, render_feature_map
+from cgc_core.query import (
+    connected_part,
+    feature_at,
+    mask_from_feature,
+    render_feature_map,
+    selection_shares,
+    surface_point,
+)
 
 
 class FeatureCache:
@@ -28,14 +37,66 @@ class FeatureCache:
         self._maps[frame] = feature_map
 
 
-def prompt_features(prompts: list[Prompt], features: FeatureCache) -> dict[str, torch.Tensor]:
-    """{prompt id: discriminative feature [D]} from each prompt's pixel in its frame."""
-    return {p.id: feature_at(features(p.frame), p.point[0], p.point[1]) for p in prompts}
+@dataclass
+class PromptedObject:
+    """What a pixel prompt selects: its feature and, with the spatial filter, its Gaussians."""
+
+    id: str
+    feature: torch.Tensor
+    """[D] the discriminative feature under the prompt pixel."""
+    part: torch.Tensor | None
+    """[N] bool, the connected part of the selection that holds the prompt's surface point;
+    None without `QueryConfig.spatial_filter` (or where the prompt pixel shows nothing)."""
+    rest: torch.Tensor | None
+    """[N] bool, the selected Gaussians of other objects apart from it (`connected_part`)."""
+
+
+def prompted_objects(prompts: list[Prompt], features: FeatureCache, query: QueryConfig,
+                     threshold: float) -> list[PromptedObject]:
+    """One `PromptedObject` per prompt, in order."""
+    splats, scene, render = features.splats, features.scene, features.render
+    objects = []
+    for p in prompts:
+        feature = feature_at(features(p.frame), p.point[0], p.point[1])
+        part = rest = None
+        if query.spatial_filter:
+            seed = surface_point(splats, scene.camera(p.frame), p.point[0], p.point[1], render)
+            if seed is not None:
+                unit = torch.nn.functional.normalize(splats["features"], dim=-1, eps=1e-8)
+                selected = ((unit @ feature >= threshold)
+                            & (torch.sigmoid(splats["opacities"]) >= query.selection_min_opacity))
+                means = splats["means"].detach().cpu().numpy()
+                extents = (query.connect_radius_scale
+                           * splats["log_scales"].detach().exp().amax(dim=-1).cpu().numpy())
+                part, rest = connected_part(means, extents, selected.cpu().numpy(), seed)
+                if rest.any():
+                    part = torch.from_numpy(part).to(selected.device)
+                    rest = torch.from_numpy(rest).to(selected.device)
+                else:
+                    part = rest = None
+        objects.append(PromptedObject(p.id, feature, part, rest))
+    return objects
+
+
+def object_mask(obj: PromptedObject, frame: str, features: FeatureCache, query: QueryConfig,
+                threshold: float) -> np.ndarray:
+    """[H, W] bool mask of `obj` in `frame`: Eq. 6, less (spatial filter) the pixels that
+    selected Gaussians of other objects apart explain mostly (at least half of the colour, and
+    more than the prompted object)."""
+    mask = mask_from_feature(features(frame), obj.feature, threshold)
+    if obj.part is not None:
+        shares = selection_shares(features.splats, torch.stack([obj.part, obj.rest], dim=1),
+                                  features.scene.camera(frame), features.render)
+        other = (shares[..., 1] >= 0.5) & (shares[..., 1] > shares[..., 0])
+        mask &= ~other
+    return mask.cpu().numpy()
 
 
 def segment_prompts(splats: torch.nn.ParameterDict, scene: Scene, prompts: list[Prompt],
-                    render: RenderConfig, threshold: float) -> dict[str, np.ndarray]:
+                    render: RenderConfig, query: QueryConfig,
+                    threshold: float) -> dict[str, np.ndarray]:
     """{prompt id: [H, W] bool mask in the prompt's own frame}."""
     features = FeatureCache(splats, scene, render)
-    return {p.id: mask_from_feature(features(p.frame), feature, threshold).cpu().numpy()
-            for p, feature in zip(prompts, prompt_features(prompts, features).values())}
+    objects = prompted_objects(prompts, features, query, threshold)
+    return {obj.id: object_mask(obj, p.frame, features, query, threshold)
+            for p, obj in zip(prompts, objects)}

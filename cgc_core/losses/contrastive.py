@@ -35,6 +35,7 @@ def contrastive_clustering(
     temperature_eps: float,
     temperature_scale: float,
     temperature_range: tuple[float, float],
+    cluster_balance: float,
     max_pixels_per_segment: int | None = None,
     generator: torch.Generator | None = None,
 ) -> ContrastiveClusteringResult:
@@ -67,6 +68,12 @@ def contrastive_clustering(
       single entry, so Eq. 3 is identically 0; with none the sum is empty). The zero is
       connected to `features` so that `backward()` still works and gives zero gradients.
 
+    Deviation knob `cluster_balance` (alpha): each pixel's term is weighted by a weight w_p of its
+    cluster, w_p proportional to N_p^-alpha and scaled so that the weights sum to the number of
+    pixels Q (so the loss keeps the paper's scale). alpha = 0 is the paper's plain sum over
+    pixels, where a table or floor segment of thousands of pixels outweighs a small object of a
+    few dozen; alpha = 1 gives every cluster the same total weight.
+
     Deviation knob: `max_pixels_per_segment` keeps at most that many random pixels of each
     segment in the sum over q (centroids and temperatures still use every pixel, they are cheap);
     the kept pixels' terms are scaled by N_p / kept so the result is an unbiased estimate of the
@@ -81,6 +88,8 @@ def contrastive_clustering(
         temperature_scale: the temperature is clip(scale * phi, *range)
             (`LossConfig.temperature_scale`).
         temperature_range: (min, max) of that clip (`LossConfig.temperature_min`, `_max`).
+        cluster_balance: alpha in [0, 1] of the cluster weights below (`LossConfig.cluster_balance`;
+            the paper: 0).
         max_pixels_per_segment: see above; None = all pixels.
         generator: random source for the subsampling (any device).
     Returns:
@@ -123,11 +132,15 @@ def contrastive_clustering(
                         max=temperature_range[1])  # [N_k]
 
     weights = None
+    if cluster_balance != 0.0:
+        balance = n_p.pow(-cluster_balance)
+        weights = balance * (n_p.sum() / (balance * n_p).sum())  # [N_k], sum_q w = Q
     if max_pixels_per_segment is not None:
-        sample, weights = _subsample_per_cluster(
+        sample, subsample_weights = _subsample_per_cluster(
             pixel_cluster, counts[keep_cluster], max_pixels_per_segment, generator)
         if sample is not None:
             f, pixel_cluster = f[sample], pixel_cluster[sample]
+            weights = subsample_weights if weights is None else weights * subsample_weights
 
     # [Q, N_k] logits: column s is divided by its own cluster's temperature phi_s.
     logits = (f @ centroids.T) / phi[None, :]
@@ -175,6 +188,7 @@ def contrastive_clustering_loss(
     temperature_eps: float,
     temperature_scale: float,
     temperature_range: tuple[float, float],
+    cluster_balance: float,
     max_pixels_per_segment: int | None = None,
     generator: torch.Generator | None = None,
 ) -> Tensor:
@@ -189,4 +203,5 @@ def contrastive_clustering_loss(
     return contrastive_clustering(
         features, segments, min_pixels=min_pixels, temperature_eps=temperature_eps,
         temperature_scale=temperature_scale, temperature_range=temperature_range,
-        max_pixels_per_segment=max_pixels_per_segment, generator=generator).loss
+        cluster_balance=cluster_balance, max_pixels_per_segment=max_pixels_per_segment,
+        generator=generator).loss

@@ -133,7 +133,8 @@ class Trainer:
                     out.features, view.segments, min_pixels=min_pixels,
                     temperature_eps=loss_cfg.temperature_eps, generator=self.generator,
                     temperature_range=(loss_cfg.temperature_min, loss_cfg.temperature_max),
-                    temperature_scale=loss_cfg.temperature_scale)
+                    temperature_scale=loss_cfg.temperature_scale,
+                    cluster_balance=loss_cfg.cluster_balance)
                 loss = loss + loss_cfg.clustering_weight * clustering
             regularize = (loss_cfg.regularization_every > 0
                           and step % loss_cfg.regularization_every == 0

@@ -1,12 +1,20 @@
 """Queries on a hand-built model: two objects with orthogonal features, seen by one camera."""
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from cgc_core.cameras import Camera
 from cgc_core.config import RenderConfig
 from cgc_core.model.gaussians import create_gaussians
-from cgc_core.query import feature_at, mask_from_feature, render_feature_map, select_gaussians
+from cgc_core.query import (
+    connected_part,
+    feature_at,
+    mask_from_feature,
+    render_feature_map,
+    select_gaussians,
+)
 
 
 def two_blobs():
@@ -46,3 +54,44 @@ def test_feature_selects_the_gaussians_of_one_object():
         splats["means"][399] = splats["means"][:200].mean(0)
     hull = select_gaussians(splats, torch.tensor([1.0, 0, 0, 0]), 0.7, hull=True)
     assert hull[399] and hull[:200].all() and not hull[200:399].any()
+
+
+def test_spatial_filter_separates_look_alike_objects_apart():
+    """Two blobs with the SAME feature: Eq. 6 alone masks both; the connected part of the
+    selection that holds the prompt's surface point masks only the prompted one."""
+    from cgc_core.app.prompts import FeatureCache, object_mask, prompted_objects
+    from cgc_core.config import QueryConfig
+    from cgc_core.data import Prompt, Scene
+
+    splats, camera = two_blobs()
+    with torch.no_grad():
+        splats["features"][:] = torch.tensor([1.0, 0, 0, 0])
+    scene = Scene(root=camera.image_path or Path("."), cameras=[camera], train_names=["view"],
+                  test_names=[])
+    render = RenderConfig(backend="reference")
+    prompt = [Prompt("left", "view", (25.3, 24.0))]
+    cache = FeatureCache(splats, scene, render)
+    plain = object_mask(prompted_objects(prompt, cache, QueryConfig(), 0.7)[0], "view", cache,
+                        QueryConfig(), 0.7)
+    assert plain[24, 25] and plain[24, 38]  # both blobs: they share the feature
+    spatial = QueryConfig(spatial_filter=True)
+    (obj,) = prompted_objects(prompt, cache, spatial, 0.7)
+    assert obj.part[:200].sum() > 180 and not obj.part[200:].any()
+    assert obj.rest[200:].sum() > 180 and not obj.rest[:200].any()
+    filtered = object_mask(obj, "view", cache, spatial, 0.7)
+    assert filtered[24, 25] and not filtered[24, 38]
+    assert np.nonzero(filtered)[1].max() < 32
+    assert filtered.sum() > 0.8 * plain[:, :32].sum()  # the prompted blob is kept whole
+
+
+def test_connected_part_links_overlapping_gaussians_only():
+    # A chain of points 1 apart with extent 0.6 (linked), then a gap of 3 (not linked).
+    means = np.array([[0, 0, 0], [1, 0, 0], [2, 0, 0], [5, 0, 0], [6, 0, 0]], dtype=float)
+    extents = np.full(5, 0.6)
+    selected = np.array([True, True, True, True, False])
+    part, others = connected_part(means, extents, selected, seed=np.array([0.9, 0.1, 0]))
+    assert part.tolist() == [True, True, True, False, False]
+    assert others.tolist() == [False, False, False, True, False]
+    part, others = connected_part(means, extents, selected, seed=np.array([5.2, 0, 0]))
+    assert part.tolist() == [False, False, False, True, False]
+    assert others.tolist() == [True, True, True, False, False]

@@ -12,7 +12,8 @@ from cgc_core.losses import contrastive_clustering, contrastive_clustering_loss
 from cgc_core.losses.contrastive import MIN_TEMPERATURE
 
 # The paper's bare temperature (no scale, no clip): the hand-worked values below use it.
-BARE = {"temperature_scale": 1.0, "temperature_range": (MIN_TEMPERATURE, math.inf)}
+BARE = {"temperature_scale": 1.0, "temperature_range": (MIN_TEMPERATURE, math.inf),
+        "cluster_balance": 0.0}
 
 
 def log_softmax_of(own: float, others: list[float]) -> float:
@@ -66,6 +67,19 @@ def test_contrastive_two_segments_by_hand():
     assert result.segment_ids.tolist() == [1, 2]
     assert result.temperatures.tolist() == pytest.approx([phi1, phi2], rel=1e-5)
     assert result.loss.item() == pytest.approx(expected, rel=1e-5)
+    # cluster_balance = alpha: cluster weights N^-alpha scaled to sum to Q = 5 over the pixels.
+    # alpha = 1: 2 pixels at 5 / (2 * 2) = 1.25 and 3 pixels at 5 / (2 * 3); alpha = 0.5: weights
+    # proportional to 1/sqrt(2) and 1/sqrt(3), with 2/sqrt(2) + 3/sqrt(3) = sqrt(2) + sqrt(3).
+    for alpha, (w1, w2) in {
+        1.0: (1.25, 5 / 6),
+        0.5: (5 / math.sqrt(2) / (math.sqrt(2) + math.sqrt(3)),
+              5 / math.sqrt(3) / (math.sqrt(2) + math.sqrt(3))),
+    }.items():
+        balanced = contrastive_clustering(
+            features, segments, min_pixels=0, temperature_eps=LOG_EPS,
+            **{**BARE, "cluster_balance": alpha})
+        by_hand = -(w1 * (terms[0] + terms[1]) + w2 * (terms[2] + terms[3])) / 2
+        assert balanced.loss.item() == pytest.approx(by_hand, rel=1e-5)
 
 
 def test_contrastive_three_segments_by_hand():

@@ -52,7 +52,8 @@ def losses_on(trainer):
                 out.features, view.segments, min_pixels=loss_cfg.min_cluster_pixels,
                 temperature_eps=loss_cfg.temperature_eps,
                 temperature_range=(loss_cfg.temperature_min, loss_cfg.temperature_max),
-                temperature_scale=loss_cfg.temperature_scale))
+                temperature_scale=loss_cfg.temperature_scale,
+                cluster_balance=loss_cfg.cluster_balance))
     return rgb / len(trainer.views), cc / len(trainer.views)
 
 
