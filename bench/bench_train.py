@@ -11,7 +11,8 @@ oracle choice that favours the baseline).
     .venv/bin/python bench/bench_train.py [--seed 0] [--variants complete,no_3d,...]
                                           [--iterations N]
 
-Prints and writes bench/results/train.md.
+Prints and writes bench/results/train.md. For the default training across the scene families
+(small objects, wide views, split and merged masks), one row per scene, see bench_scenes.py.
 """
 
 from __future__ import annotations
@@ -103,7 +104,8 @@ def main() -> None:
             masks_dir=scene_dir / "masks_inconsistent",
             progress=False,
         )
-        results = evaluate_run(run.splats, run.scene, config.render, config.query.threshold)
+        results = evaluate_run(run.splats, run.scene, config.render, config.query.threshold,
+                               query=config.query)
         rows.append((name, results, run.info["train_seconds"], run.info["num_gaussians"]))
         print(
             f"{name}: mIoU {results['mIoU']:.1f} mBIoU {results['mBIoU']:.1f} "

@@ -9,6 +9,8 @@ contrastive features recover consistent 3D objects anyway.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 from scipy import ndimage
 
@@ -19,6 +21,8 @@ def make_inconsistent_masks(
     *,
     split_prob: float = 0.2,
     merge_prob: float = 0.1,
+    merge_with: str = "any",
+    merge_reach_px: int = 2,
     jitter_prob: float = 0.3,
     jitter_px: int = 2,
     large_fraction: float = 0.1,
@@ -26,6 +30,7 @@ def make_inconsistent_masks(
     large_max_pieces: int = 4,
     drop_prob: float = 0.02,
     gap_prob: float = 0.3,
+    keep_apart: Iterable[Iterable[int]] = (),
 ) -> np.ndarray:
     """A SAM-like segment map of one view from its exact instance map.
 
@@ -35,6 +40,10 @@ def make_inconsistent_masks(
         rng: the only source of randomness: the same generator state gives the same output.
         split_prob: per object, probability of being cut in two by a random line through it.
         merge_prob: per object, probability of being merged with its most-touching neighbour.
+        merge_with: "any": that neighbour may be anything (on a table, mostly the table);
+            "objects": only another object's segment (never a large surface, nor a piece cut off
+            the object itself), so a merge joins neighbouring objects; no merge without one.
+        merge_reach_px: how far (pixels) from the object a neighbour may lie to be merged with.
         jitter_prob: per segment, probability that its boundary is dilated or eroded.
         jitter_px: the largest dilation / erosion, in pixels (eroded rims become unlabelled).
         large_fraction: regions covering at least this fraction of the image count as large
@@ -43,6 +52,9 @@ def make_inconsistent_masks(
             pieces (nearest-seed cells around random seed pixels).
         drop_prob: per segment, probability that it is missed entirely (left unlabelled).
         gap_prob: probability that a pixel on the boundary between two segments is unlabelled.
+        keep_apart: groups of instance ids (e.g. the parts of one object that SAM always
+            separates) that stay separate segments: their regions (and pieces cut off them) are
+            never merged into a neighbour nor dropped (other corruptions still apply).
 
     Returns:
         [H, W] int32 segment ids, 0 = unlabelled, others 1..K in a random order.
@@ -50,27 +62,45 @@ def make_inconsistent_masks(
     instances = np.asarray(instances)
     if instances.ndim != 2:
         raise ValueError(f"instances must be [H, W], got shape {instances.shape}")
+    if merge_with not in ("any", "objects"):
+        raise ValueError(f"merge_with must be 'any' or 'objects', got {merge_with!r}")
     # Shift by one so the background is a region too and 0 is free to mean "unlabelled".
-    labels = instances.astype(np.int64) - int(instances.min(initial=0)) + 1
+    offset = 1 - int(instances.min(initial=0))
+    labels = instances.astype(np.int64) + offset
+    protected = {int(i) + offset for group in keep_apart for i in group}
     fresh = _IdSource(int(labels.max(initial=0)) + 1)
     ids, areas = np.unique(labels, return_counts=True)
     is_large = areas >= large_fraction * labels.size
     large_ids, object_ids = ids[is_large], ids[~is_large]
+    uncut = labels.copy() if merge_with == "objects" else None
 
     for region in large_ids:
         if rng.random() < large_cut_prob:
+            before = fresh.next
             _cut_into_cells(labels, region, int(rng.integers(2, large_max_pieces + 1)), rng, fresh)
+            if int(region) in protected:
+                protected |= set(range(before, fresh.next))
+    # Segments of the large surfaces (after cutting) and the pieces cut off each object: what
+    # merge_with="objects" must not merge with.
+    surfaces = (set() if uncut is None else
+                set(np.unique(labels[np.isin(uncut, large_ids)]).tolist()))
+    pieces: dict[int, set[int]] = {}
     for region in object_ids:
         if rng.random() < split_prob:
+            before = fresh.next
             _split_by_line(labels, region, rng, fresh)
+            pieces[int(region)] = set(range(before, fresh.next))
+            if int(region) in protected:
+                protected |= pieces[int(region)]
     for region in object_ids:
-        if rng.random() < merge_prob:
-            _merge_with_neighbour(labels, region)
+        if rng.random() < merge_prob and int(region) not in protected:
+            own = pieces.get(int(region), set()) if merge_with == "objects" else set()
+            _merge_with_neighbour(labels, region, merge_reach_px, surfaces | own)
     for region in np.unique(labels[labels > 0]):
         if rng.random() < jitter_prob:
             _jitter_boundary(labels, region, int(rng.integers(1, jitter_px + 1)), rng)
     for region in np.unique(labels[labels > 0]):
-        if rng.random() < drop_prob:
+        if rng.random() < drop_prob and int(region) not in protected:
             labels[labels == region] = 0
     _open_boundary_gaps(labels, gap_prob, rng)
     return _shuffle_ids(labels, rng)
@@ -116,14 +146,20 @@ def _split_by_line(labels: np.ndarray, region: int, rng: np.random.Generator,
         labels[rows[side], cols[side]] = fresh()
 
 
-def _merge_with_neighbour(labels: np.ndarray, region: int) -> None:
-    """Give a region the id of the labelled neighbour it shares most boundary with."""
+def _merge_with_neighbour(labels: np.ndarray, region: int, reach: int = 2,
+                          exclude: set[int] = frozenset()) -> None:
+    """Give a region the id of the labelled neighbour it shares most boundary with.
+
+    Neighbours are the segments within `reach` pixels, except those in `exclude`.
+    """
     mask = labels == region
     if not mask.any():
         return
-    ring = ndimage.binary_dilation(mask, iterations=2) & ~mask
+    ring = ndimage.binary_dilation(mask, iterations=reach) & ~mask
     neighbours = labels[ring]
     neighbours = neighbours[neighbours > 0]
+    if exclude:
+        neighbours = neighbours[~np.isin(neighbours, list(exclude))]
     if neighbours.size:
         values, counts = np.unique(neighbours, return_counts=True)
         labels[mask] = values[np.argmax(counts)]

@@ -2,7 +2,23 @@
 
 `make_synthetic_scene` places a few distinct `pybullet_data` models on a table (seeded, without
 overlap), renders views on an orbit around the table with pybullet's CPU TinyRenderer and writes
-a complete scene folder that both readers load:
+a complete scene folder that both readers load.
+
+The seed also picks a scene family (`FAMILIES`, family = seed // 100), each a failure class a
+user meets; all write the same layout:
+
+    0-99     tabletop  six normal objects spread over the table (the original generator; these
+                       scenes are unchanged)
+    100-199  small     1-2 normal objects and 4-10 cm small ones (scaled-down models, coloured
+                       primitives), two pairs 3-10 cm apart, the rest spread over the table
+    200-299  wide      cameras 20-60 degrees above the table that see the floor and a room around
+                       it (walls 2.5-3 m away, furniture boxes)
+    300-399  split     1-2 two-part objects (lid on a tin, two-tone block) whose parts the masks
+                       always give as separate segments, as SAM does; ground truth is the whole
+    400-499  merges    objects packed 1 cm apart; the masks merge an object with a neighbouring
+                       object (never the table) with probability 0.4 instead of 0.1
+
+Layout:
 
     images/<frame>.png              RGB
     depth/<frame>.png               16-bit z-depth in millimetres (0 = sky)
@@ -16,8 +32,9 @@ a complete scene folder that both readers load:
     prompts.json                    one pixel prompt per object, in a train view
     objects.json                    {instance id: name}; synth.json: generator parameters
 
-Instance ids: 0 = background (sky), 1 = floor, 2 = table, 3.. = the objects. Floor and table are
-kept as ids so every pixel is explained, but only the objects get test masks and prompts.
+Instance ids: 0 = background (sky), 1 = floor, 2 = table, 3.. = the objects, then (wide family)
+the room's walls and furniture ("scenery" in synth.json). Floor, table and scenery are kept as ids
+so every pixel is explained, but only the objects get test masks and prompts.
 
 Projection is exact: the OpenGL projection matrix handed to pybullet is built from fx, fy, cx, cy
 so that rendered pixel (col, row) samples the ray through (col + 0.5, row + 0.5), the cgc
@@ -27,8 +44,9 @@ back-projecting the depth of an oblique plane (the tests check it the same way).
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -79,40 +97,196 @@ CATALOGUE = (
 """Distinct shapes and colours; names double as ground-truth object names and prompt ids."""
 
 
+@dataclass(frozen=True)
+class Part:
+    """A coloured primitive: "box" (size = half extents), "cylinder" (radius, height) or
+    "sphere" (radius,); `bottom` is its lowest point above the object's base and `offset` its
+    horizontal offset from the object's axis (object frame), metres."""
+
+    name: str
+    shape: str
+    size: tuple[float, ...]
+    rgba: tuple[float, float, float, float]
+    bottom: float = 0.0
+    offset: tuple[float, float] = (0.0, 0.0)
+
+    @property
+    def height(self) -> float:
+        return {"box": 2 * self.size[-1], "cylinder": self.size[-1],
+                "sphere": 2 * self.size[0]}[self.shape]
+
+
+@dataclass(frozen=True)
+class PrimitiveSpec:
+    """An object built from primitives (pybullet bodies, one per part, all yawed together).
+
+    Part sizes and offsets are multiplied by `scale`: the split family uses them as they are
+    (metres, scale 1), the small family's are for a longest side of 1 and get scaled to it.
+    """
+
+    name: str
+    parts: tuple[Part, ...]
+    scale: float = 1.0
+
+
+def _primitive(name: str, shape: str, size: tuple[float, ...], rgba) -> PrimitiveSpec:
+    return PrimitiveSpec(name, (Part(name, shape, size, (*rgba, 1.0)),))
+
+
+SMALL_PRIMITIVES = (
+    _primitive("green_box", "box", (0.5, 0.35, 0.3), (0.15, 0.65, 0.2)),
+    _primitive("yellow_can", "cylinder", (0.3, 1.0), (0.95, 0.8, 0.1)),
+    _primitive("purple_ball", "sphere", (0.5,), (0.55, 0.2, 0.75)),
+    _primitive("orange_box", "box", (0.5, 0.5, 0.25), (0.95, 0.45, 0.05)),
+    _primitive("cyan_puck", "cylinder", (0.5, 0.45), (0.1, 0.75, 0.8)),
+    _primitive("pink_ball", "sphere", (0.5,), (0.95, 0.45, 0.65)),
+    _primitive("black_box", "box", (0.5, 0.25, 0.25), (0.12, 0.12, 0.12)),
+)
+"""Small-family primitives, sized by their longest side (scaled to 4-10 cm)."""
+
+SPLIT_CATALOGUE = (
+    PrimitiveSpec("tin", (
+        Part("tin_body", "cylinder", (0.045, 0.1), (0.8, 0.12, 0.12, 1.0)),
+        Part("tin_lid", "cylinder", (0.048, 0.02), (0.95, 0.85, 0.2, 1.0), bottom=0.1))),
+    PrimitiveSpec("crate", (
+        Part("crate_body", "box", (0.07, 0.05, 0.045), (0.2, 0.45, 0.25, 1.0)),
+        Part("crate_lid", "box", (0.075, 0.055, 0.0125), (0.55, 0.8, 0.45, 1.0), bottom=0.09))),
+    PrimitiveSpec("two_tone_block", (
+        Part("block_blue", "box", (0.03, 0.05, 0.04), (0.15, 0.3, 0.85, 1.0),
+             offset=(-0.03, 0.0)),
+        Part("block_orange", "box", (0.03, 0.05, 0.04), (0.95, 0.5, 0.1, 1.0),
+             offset=(0.03, 0.0)))),
+)
+"""Split-family objects: two parts that the masks always give as separate segments (the lid
+and the side of a tin or a crate, the halves of a block painted in two colours)."""
+
+FURNITURE = (
+    ("cabinet", (0.25, 0.2, 0.45), (0.9, 0.9, 0.85)),
+    ("bookshelf", (0.45, 0.15, 0.9), (0.45, 0.3, 0.18)),
+    ("sofa", (0.8, 0.25, 0.4), (0.2, 0.25, 0.5)),
+    ("armchair", (0.35, 0.25, 0.45), (0.8, 0.6, 0.15)),
+    ("crates", (0.3, 0.2, 0.3), (0.6, 0.45, 0.3)),
+)
+"""Wide-family furniture: (name, half extents, colour); stands against a wall."""
+WALL_COLOURS = ((0.85, 0.82, 0.75), (0.7, 0.78, 0.85), (0.78, 0.85, 0.72), (0.88, 0.72, 0.66))
+WALL_HEIGHT = 2.6
+
+
+@dataclass(frozen=True)
+class Family:
+    """How the scenes of one seed range (family = seed // 100) are built; recorded in synth.json.
+
+    Every family keeps the output layout; the fields say what differs from the tabletop.
+    """
+
+    name: str
+    n_objects: int = 6
+    """Objects on the table (the default of make_synthetic_scene's n_objects)."""
+    radius: tuple[float, float] = (0.7, 1.0)
+    elevation: tuple[float, float] = (0.6, 0.9)
+    """Camera distance from the table axis and height above the table top (m); see orbit_cameras."""
+    elevation_deg: tuple[float, float] | None = None
+    distance: tuple[float, float] | None = None
+    """When set (wide): cameras at these elevation angles (degrees, seen from the table centre)
+    and distances (m), instead of radius / elevation."""
+    min_gt_pixels: int = 100
+    gap: float = 0.03
+    """Least clearance between object footprints (m)."""
+    spread: float = 0.7
+    """Objects stay within this fraction of the table's half extents."""
+    n_normal: tuple[int, int] | None = None
+    """Small: (min, max) catalogue objects at their normal size; the others are small."""
+    small_size: tuple[float, float] = (0.05, 0.09)
+    """Small: target longest side of the small objects (m)."""
+    n_pairs: int = 0
+    pair_gap: tuple[float, float] = (0.03, 0.10)
+    """Small: pairs of small objects placed with this footprint clearance (m)."""
+    single_spread: float = 0.85
+    """Small: spread of the unpaired small objects (most of the table)."""
+    n_split: tuple[int, int] = (0, 0)
+    """Split: (min, max) objects from SPLIT_CATALOGUE."""
+    room: bool = False
+    """Wide: four walls at `wall_distance` and `n_furniture` boxes against them."""
+    wall_distance: tuple[float, float] = (2.5, 3.0)
+    n_furniture: tuple[int, int] = (0, 0)
+    cloud_radius: float = 3.0
+    """points3d.ply keeps points within this horizontal distance of the table centre."""
+    masks: dict = field(default_factory=dict)
+    """make_inconsistent_masks arguments that differ from its defaults."""
+    merge_reach: float | None = None
+    """Merges: merge_reach_px as a fraction of the image width."""
+
+
+FAMILIES = (
+    Family("tabletop"),
+    Family("small", n_objects=7, n_normal=(1, 2), n_pairs=2, min_gt_pixels=40),
+    Family("wide", elevation_deg=(20.0, 60.0), distance=(1.3, 1.9), room=True,
+           n_furniture=(2, 3), cloud_radius=4.5),
+    Family("split", n_split=(1, 2)),
+    Family("merges", gap=0.01, spread=0.45, masks={"merge_prob": 0.4, "merge_with": "objects"},
+           merge_reach=0.02),
+)
+FAMILY_SEEDS = 100
+"""Seeds per family: seed // FAMILY_SEEDS indexes FAMILIES."""
+
+
+def scene_family(seed: int) -> Family:
+    """The family of scenes that `seed` belongs to (seed // 100)."""
+    index = seed // FAMILY_SEEDS
+    if seed < 0 or index >= len(FAMILIES):
+        ranges = ", ".join(f"{k * FAMILY_SEEDS}-{(k + 1) * FAMILY_SEEDS - 1} {f.name}"
+                           for k, f in enumerate(FAMILIES))
+        raise ValueError(f"seed must lie in 0..{len(FAMILIES) * FAMILY_SEEDS - 1} ({ranges}), "
+                         f"got {seed}")
+    return FAMILIES[index]
+
+
 @dataclass
 class PlacedObject:
     instance_id: int
-    spec: ModelSpec
+    spec: ModelSpec | PrimitiveSpec
     body: int
     position: np.ndarray
-    """[3] world position of the body base after placement."""
+    """[3] pybullet base position (its centre-of-mass frame) after placement; of the first part
+    for primitive objects."""
     yaw: float
+    bodies: tuple[int, ...] = ()
+    """Every pybullet body of the object (primitive objects: one per part)."""
+    aabb: tuple[list[float], list[float]] | None = None
+    """World (min, max) corners after placement."""
+    size: float | None = None
+    """Longest side of the unrotated object (m); recorded for scaled objects."""
+    centres: tuple[list[float], ...] = ()
+    """World centre of each body (primitive objects: of each part)."""
 
 
 def make_synthetic_scene(out_dir: str | Path, seed: int = 0, width: int = 320, height: int = 240,
-                         n_train: int = 40, n_test: int = 8, n_objects: int = 6,
-                         fov_deg: float = 60.0, radius: tuple[float, float] = (0.7, 1.0),
-                         elevation: tuple[float, float] = (0.6, 0.9),
-                         min_gt_pixels: int = 100, n_cloud_views: int = 6,
+                         n_train: int = 40, n_test: int = 8, n_objects: int | None = None,
+                         fov_deg: float = 60.0, radius: tuple[float, float] | None = None,
+                         elevation: tuple[float, float] | None = None,
+                         min_gt_pixels: int | None = None, n_cloud_views: int = 6,
                          max_cloud_points: int = 20_000, shadows: bool = True,
                          progress=None) -> Path:
-    """Generate a synthetic tabletop scene folder (layout in the module docstring).
+    """Generate a synthetic scene folder of the seed's family (layout in the module docstring).
 
     Args:
         out_dir: the scene root (created; existing files with the same names are overwritten).
-        seed: seeds object choice, placement, camera jitter and mask corruption.
+        seed: picks the family (seed // 100, `FAMILIES`) and seeds object choice, placement,
+            camera jitter and mask corruption.
         width, height: image size in pixels.
         n_train, n_test: number of views; test views are interleaved between train views on
             the orbit (never at a train pose).
-        n_objects: objects on the table, drawn without repetition from CATALOGUE.
+        n_objects: objects on the table (default: the family's; tabletop 6), drawn without
+            repetition from CATALOGUE (and the family's own objects).
         fov_deg: horizontal field of view; fx = fy (square pixels), principal point at the centre.
-        radius: (min, max) horizontal distance of the cameras from the table centre, metres.
-        elevation: (min, max) camera height above the table top, metres. The default keeps every
-            camera pitched at least ~30 degrees down, so no view sees the sky: a background at
-            infinite depth has no place in a Gaussian model and turns into floaters that fog
-            novel views.
+        radius: (min, max) horizontal distance of the cameras from the table centre, metres
+            (default: the family's, see orbit_cameras).
+        elevation: (min, max) camera height above the table top, metres. The tabletop default
+            keeps every camera pitched at least ~30 degrees down, so no view sees the sky: a
+            background at infinite depth has no place in a Gaussian model and turns into
+            floaters that fog novel views. (The wide family's lower cameras see walls instead.)
         min_gt_pixels: an object gets a test mask in a test view only with at least this many
-            visible pixels.
+            visible pixels (default: the family's; 100, small family 40).
         n_cloud_views: train views whose depth maps are back-projected into `points3d.ply`.
         max_cloud_points: random subsample size of that point cloud.
         shadows: render cast shadows (about twice the render time; view-consistent shading
@@ -125,30 +299,42 @@ def make_synthetic_scene(out_dir: str | Path, seed: int = 0, width: int = 320, h
     import pybullet
     import pybullet_data
 
+    family = scene_family(seed)
+    n_objects = family.n_objects if n_objects is None else n_objects
+    min_gt_pixels = family.min_gt_pixels if min_gt_pixels is None else min_gt_pixels
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     say = progress or (lambda message: None)
     # Independent streams per stage, so the cameras can be re-derived without pybullet
     # (`orbit_cameras`) and changing one stage's draws leaves the others as they were.
     object_rng, cloud_rng = np.random.default_rng([seed, 0]), np.random.default_rng([seed, 2])
-    if not 1 <= n_objects <= len(CATALOGUE):
+    if family.name == "tabletop" and not 1 <= n_objects <= len(CATALOGUE):
         raise ValueError(f"n_objects must lie in 1..{len(CATALOGUE)}, got {n_objects}")
     client = pybullet.connect(pybullet.DIRECT)
     try:
         pybullet.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=client)
-        body_to_instance, objects = _build_world(pybullet, client, object_rng, n_objects)
+        world = _build_world(pybullet, client, object_rng, n_objects, family,
+                             np.random.default_rng([seed, 4]))
         cameras, test_list = orbit_cameras(out, seed, width, height, n_train, n_test, fov_deg,
                                            radius, elevation)
-        say(f"rendering {len(cameras)} views at {width}x{height}")
-        renders = {}
+        say(f"rendering {len(cameras)} views at {width}x{height} ({family.name} scene)")
+        renders, truths = {}, {}
         for cam in cameras:
             rgb, depth, seg = _render(pybullet, client, cam, shadows)
-            instances = _instances_from_segmentation(seg, body_to_instance)
+            instances = _instances_from_segmentation(seg, world.body_to_instance)
             depth[instances == BACKGROUND_ID] = 0.0  # sky: no surface, invalid depth
             renders[cam.name] = (rgb, depth, instances)
+            # What the masks are made from: the instances, with split objects' parts apart.
+            truths[cam.name] = (_instances_from_segmentation(seg, world.body_to_part)
+                                if world.part_groups else instances)
     finally:
         pybullet.disconnect(physicsClientId=client)
 
+    mask_args = dict(family.masks)
+    if family.merge_reach is not None:
+        mask_args["merge_reach_px"] = max(2, round(family.merge_reach * width))
+    if world.part_groups:
+        mask_args["keep_apart"] = world.part_groups
     say("writing images, depth, instances and corrupted masks")
     for index, cam in enumerate(cameras):
         rgb, depth, instances = renders[cam.name]
@@ -158,75 +344,401 @@ def make_synthetic_scene(out_dir: str | Path, seed: int = 0, width: int = 320, h
         # One generator per view, derived from (seed, view): any view can be regenerated alone.
         view_rng = np.random.default_rng([seed, 1, index])
         write_label_png(out / "masks_inconsistent" / f"{cam.name}.png",
-                        make_inconsistent_masks(instances, view_rng))
+                        make_inconsistent_masks(truths[cam.name], view_rng, **mask_args))
 
+    objects = world.objects
     names = {BACKGROUND_ID: "background", FLOOR_ID: "floor", TABLE_ID: "table"}
     names.update({o.instance_id: o.spec.name for o in objects})
+    names.update({s["id"]: s["name"] for s in world.scenery})
+    object_names = {o.instance_id: o.spec.name for o in objects}
     train_names = [c.name for c in cameras if c.name not in test_list]
 
     say("writing point cloud, transforms.json, COLMAP model and ground truth")
     cloud_views = [cameras[i] for i in _spread([cameras.index(c) for c in cameras
                                                 if c.name in train_names], n_cloud_views)]
-    points, colors = _point_cloud(cloud_views, renders, max_cloud_points, cloud_rng)
+    points, colors = _point_cloud(cloud_views, renders, max_cloud_points, cloud_rng,
+                                  family.cloud_radius)
     write_point_ply(out / "points3d.ply", points, colors)
     write_nerfstudio_scene(out, cameras, train_names, test_list, ply_file="points3d.ply")
     write_colmap_model(out / "sparse" / "0", cameras, points, colors, binary=True)
     write_json(out / SPLIT_FILE, {"train": train_names, "test": test_list})
     write_json(out / "objects.json", {str(k): v for k, v in sorted(names.items())})
-    gt_count = _write_test_masks(out, test_list, renders, names, min_gt_pixels)
-    prompts = _best_prompts(train_names, renders, names)
+    gt_count = _write_test_masks(out, test_list, renders, object_names, min_gt_pixels)
+    prompts = _best_prompts(train_names, renders, object_names)
     write_prompts(out / "prompts.json", prompts)
+    unprompted = sorted(set(object_names.values()) - {p.id for p in prompts})
+    if unprompted:
+        say(f"warning: no train view shows {', '.join(unprompted)}: no prompt")
     write_json(out / "synth.json", {
         "seed": seed, "width": width, "height": height, "near": NEAR, "far": FAR,
-        "objects": [{"id": o.instance_id, "name": o.spec.name, "urdf": o.spec.urdf,
-                     "scale": o.spec.scale, "position": o.position.tolist(), "yaw": o.yaw}
-                    for o in objects],
-        "test_masks": gt_count, "prompts": len(prompts),
+        "family": family.name,
+        "family_params": dataclasses.asdict(family),
+        "masks": {k: v for k, v in mask_args.items() if k != "keep_apart"},
+        "min_gt_pixels": min_gt_pixels,
+        "objects": [_object_record(o) for o in objects],
+        **world.extra,
+        "test_masks": gt_count, "prompts": len(prompts), "unprompted": unprompted,
     })
     return out
 
 
-def _build_world(pybullet, client: int, rng: np.random.Generator, n_objects: int
-                 ) -> tuple[dict[int, int], list[PlacedObject]]:
-    """Floor, table and `n_objects` non-overlapping objects; returns body → instance id."""
+def _object_record(o: PlacedObject) -> dict:
+    record = {"id": o.instance_id, "name": o.spec.name}
+    if isinstance(o.spec, ModelSpec):
+        record["urdf"] = o.spec.urdf
+    else:
+        record["parts"] = [{"name": p.name, "shape": p.shape,
+                            "size": [v * o.spec.scale for v in p.size], "rgba": list(p.rgba),
+                            "centre": list(centre)}
+                           for p, centre in zip(o.spec.parts, o.centres)]
+    record.update({"scale": o.spec.scale, "position": o.position.tolist(), "yaw": o.yaw})
+    if o.aabb is not None:
+        record["aabb"] = [list(o.aabb[0]), list(o.aabb[1])]
+    if o.size is not None:
+        record["size"] = o.size
+    return record
+
+
+@dataclass
+class _World:
+    """What _build_world made: pybullet body → instance id (and → mask part id), the objects."""
+
+    body_to_instance: dict[int, int]
+    objects: list[PlacedObject]
+    body_to_part: dict[int, int] = field(default_factory=dict)
+    part_groups: list[list[int]] = field(default_factory=list)
+    """Split family: per split object, the part ids the masks keep apart (first = its id)."""
+    scenery: list[dict] = field(default_factory=list)
+    """Wide family: walls and furniture ({"id", "name", "half_extents", "position", "rgba"})."""
+    extra: dict = field(default_factory=dict)
+    """Family-specific records for synth.json."""
+
+
+def _build_world(pybullet, client: int, rng: np.random.Generator, n_objects: int,
+                 family: Family | None = None, scenery_rng: np.random.Generator | None = None
+                 ) -> _World:
+    """Floor, table and `n_objects` non-overlapping objects of the family (default tabletop)."""
+    family = family or FAMILIES[0]
     floor = pybullet.loadURDF("plane.urdf", physicsClientId=client)
     table = pybullet.loadURDF("table/table.urdf", physicsClientId=client)
-    body_to_instance = {floor: FLOOR_ID, table: TABLE_ID}
-    chosen = rng.choice(len(CATALOGUE), size=n_objects, replace=False)
-    placed: list[tuple[np.ndarray, np.ndarray]] = []  # (xy centre, [2] footprint half-size)
-    objects = []
-    for k, spec_index in enumerate(chosen):
+    world = _World({floor: FLOOR_ID, table: TABLE_ID}, [])
+    placer = _Placer(pybullet, client, rng, family)
+    if family.name == "small":
+        _small_objects(placer, world, n_objects)
+    elif family.name == "split":
+        n_split = int(rng.integers(family.n_split[0], family.n_split[1] + 1))
+        if not 1 <= n_objects - n_split <= len(CATALOGUE):
+            raise ValueError(f"n_objects must lie in {n_split + 1}..{len(CATALOGUE) + n_split} "
+                             f"for the split family, got {n_objects}")
+        _catalogue_objects(placer, world, n_objects - n_split)
+        for index in rng.choice(len(SPLIT_CATALOGUE), size=n_split, replace=False):
+            placer.place_primitive(world, SPLIT_CATALOGUE[index], float(rng.uniform(0, 2 * np.pi)))
+    else:
+        if not 1 <= n_objects <= len(CATALOGUE):
+            raise ValueError(f"n_objects must lie in 1..{len(CATALOGUE)}, got {n_objects}")
+        _catalogue_objects(placer, world, n_objects)
+    if family.room:
+        _build_room(pybullet, client, scenery_rng or rng, family, world)
+    world.body_to_part = dict(world.body_to_instance)
+    next_id = max(world.body_to_instance.values()) + 1
+    for obj in world.objects:
+        if len(obj.bodies) > 1:  # split: the parts after the first get ids of their own
+            group = [obj.instance_id]
+            for body in obj.bodies[1:]:
+                world.body_to_part[body] = next_id
+                group.append(next_id)
+                next_id += 1
+            world.part_groups.append(group)
+    return world
+
+
+def _catalogue_objects(placer: _Placer, world: _World, count: int) -> None:
+    """`count` CATALOGUE models at their normal size (the tabletop generator, draw for draw)."""
+    rng = placer.rng
+    chosen = rng.choice(len(CATALOGUE), size=count, replace=False)
+    for spec_index in chosen:
         spec = CATALOGUE[spec_index]
         yaw = float(rng.uniform(0, 2 * np.pi))
-        orientation = pybullet.getQuaternionFromEuler([0, 0, yaw])
-        body = pybullet.loadURDF(spec.urdf, basePosition=[0, 0, 0], baseOrientation=orientation,
-                                 globalScaling=spec.scale, useFixedBase=True,
-                                 physicsClientId=client)
-        lo, hi = (np.array(v) for v in pybullet.getAABB(body, physicsClientId=client))
-        centre_offset = (lo[:2] + hi[:2]) / 2
-        half_size = (hi[:2] - lo[:2]) / 2
-        xy = _free_spot(rng, half_size, placed)
-        placed.append((xy, half_size))
-        # Put the AABB's centre at xy and its bottom on the table top.
-        position = np.array([xy[0] - centre_offset[0], xy[1] - centre_offset[1],
-                             TABLE_TOP_Z - lo[2]])
-        pybullet.resetBasePositionAndOrientation(body, position.tolist(), orientation,
-                                                 physicsClientId=client)
-        body_to_instance[body] = FIRST_OBJECT_ID + k
-        objects.append(PlacedObject(FIRST_OBJECT_ID + k, spec, body, position, yaw))
-    return body_to_instance, objects
+        body, lo, hi = placer.load_model(spec, yaw)
+        placer.place(world, spec, body, lo, hi, yaw)
+
+
+def _small_objects(placer: _Placer, world: _World, n_objects: int) -> None:
+    """1-2 normal objects, then small ones: `n_pairs` close pairs and the rest spread out."""
+    family, rng = placer.family, placer.rng
+    n_normal = int(rng.integers(family.n_normal[0], family.n_normal[1] + 1))
+    n_small = n_objects - n_normal
+    if n_small < 1:
+        raise ValueError(f"n_objects must exceed {n_normal} for the small family, got {n_objects}")
+    normal = rng.choice(len(CATALOGUE), size=n_normal, replace=False)
+    pool: list[ModelSpec | PrimitiveSpec] = [
+        ModelSpec(f"mini_{spec.name}", spec.urdf, spec.scale) for k, spec in enumerate(CATALOGUE)
+        if k not in normal and spec.name != "tray"] + list(SMALL_PRIMITIVES)
+    if n_small > len(pool):
+        raise ValueError(f"at most {n_normal + len(pool)} objects for the small family")
+    small = [pool[k] for k in rng.choice(len(pool), size=n_small, replace=False)]
+    for k in normal:
+        spec = CATALOGUE[k]
+        yaw = float(rng.uniform(0, 2 * np.pi))
+        body, lo, hi = placer.load_model(spec, yaw)
+        placer.place(world, spec, body, lo, hi, yaw)
+    loaded = [placer.load_small(spec, float(rng.uniform(*family.small_size)),
+                                float(rng.uniform(0, 2 * np.pi))) for spec in small]
+    pairs = []
+    n_pairs = min(family.n_pairs, n_small // 2)
+    for k in range(n_pairs):
+        a, b = loaded[2 * k], loaded[2 * k + 1]
+        gap = placer.place_pair(world, a, b)
+        pairs.append({"objects": [a[0].name, b[0].name], "gap": gap})
+    for item in loaded[2 * n_pairs:]:
+        placer.place_loaded(world, item, spread=family.single_spread)
+    world.extra["pairs"] = pairs
+
+
+class _Placer:
+    """Loads objects and puts them on the table without overlap (footprint boxes with a gap)."""
+
+    def __init__(self, pybullet, client: int, rng: np.random.Generator, family: Family) -> None:
+        self.pb, self.client, self.rng, self.family = pybullet, client, rng, family
+        self.placed: list[tuple[np.ndarray, np.ndarray]] = []  # (xy centre, [2] half-size)
+
+    def load_model(self, spec: ModelSpec, yaw: float, scale: float | None = None
+                   ) -> tuple[int, np.ndarray, np.ndarray]:
+        orientation = self.pb.getQuaternionFromEuler([0, 0, yaw])
+        body = self.pb.loadURDF(spec.urdf, basePosition=[0, 0, 0], baseOrientation=orientation,
+                                globalScaling=spec.scale if scale is None else scale,
+                                useFixedBase=True, physicsClientId=self.client)
+        lo, hi = (np.array(v) for v in self.pb.getAABB(body, physicsClientId=self.client))
+        return body, lo, hi
+
+    def make_primitive(self, spec: PrimitiveSpec, yaw: float) -> tuple[list[int], np.ndarray,
+                                                                       np.ndarray]:
+        """Bodies of the parts around the origin (base at z = 0), yawed about the z axis; their
+        union AABB."""
+        pb, orientation = self.pb, self.pb.getQuaternionFromEuler([0, 0, yaw])
+        bodies, los, his = [], [], []
+        for part in spec.parts:
+            size = [v * spec.scale for v in part.size]
+            if part.shape == "box":
+                shape = dict(shapeType=pb.GEOM_BOX, halfExtents=size)
+                visual, collision = shape, shape
+            elif part.shape == "cylinder":
+                visual = dict(shapeType=pb.GEOM_CYLINDER, radius=size[0], length=size[1])
+                collision = dict(shapeType=pb.GEOM_CYLINDER, radius=size[0], height=size[1])
+            else:
+                visual = collision = dict(shapeType=pb.GEOM_SPHERE, radius=size[0])
+            vis = pb.createVisualShape(rgbaColor=list(part.rgba), physicsClientId=self.client,
+                                       **visual)
+            col = pb.createCollisionShape(physicsClientId=self.client, **collision)
+            c, s = np.cos(yaw), np.sin(yaw)
+            x, y = part.offset
+            centre = [(c * x - s * y) * spec.scale, (s * x + c * y) * spec.scale,
+                      (part.bottom + part.height / 2) * spec.scale]
+            body = pb.createMultiBody(0, col, vis, basePosition=centre,
+                                      baseOrientation=orientation, physicsClientId=self.client)
+            lo, hi = (np.array(v) for v in pb.getAABB(body, physicsClientId=self.client))
+            bodies.append(body)
+            los.append(lo)
+            his.append(hi)
+        return bodies, np.min(los, axis=0), np.max(his, axis=0)
+
+    def load_small(self, spec: ModelSpec | PrimitiveSpec, size: float, yaw: float):
+        """A spec scaled so its longest unrotated side is about `size` metres; the loaded
+        (spec, bodies, lo, hi, yaw, measured size)."""
+        if isinstance(spec, ModelSpec):
+            body, lo, hi = self.load_model(spec, 0.0)
+            scale = spec.scale * size / float(np.max(hi - lo))
+            self.pb.removeBody(body, physicsClientId=self.client)
+            spec = ModelSpec(spec.name, spec.urdf, scale)
+            body, lo, hi = self.load_model(spec, 0.0)
+            bodies = [body]
+        else:
+            spec = dataclasses.replace(spec, scale=size)
+            bodies, lo, hi = self.make_primitive(spec, 0.0)
+        measured = float(np.max(hi - lo))
+        self._turn(bodies, yaw)
+        lo, hi = self._aabb(bodies)
+        return spec, bodies, lo, hi, yaw, measured
+
+    def place(self, world: _World, spec, body: int, lo: np.ndarray, hi: np.ndarray, yaw: float,
+              spread: float | None = None, size: float | None = None) -> None:
+        """A free spot for a loaded model (footprint from its AABB), then move it there."""
+        xy = self.free_spot((hi[:2] - lo[:2]) / 2, spread)
+        self.put(world, spec, [body], lo, hi, yaw, xy, size)
+
+    def place_loaded(self, world: _World, item, spread: float | None = None) -> None:
+        spec, bodies, lo, hi, yaw, size = item
+        xy = self.free_spot((hi[:2] - lo[:2]) / 2, spread)
+        self.put(world, spec, bodies, lo, hi, yaw, xy, size)
+
+    def place_primitive(self, world: _World, spec: PrimitiveSpec, yaw: float) -> None:
+        bodies, lo, hi = self.make_primitive(spec, yaw)
+        xy = self.free_spot((hi[:2] - lo[:2]) / 2)
+        self.put(world, spec, bodies, lo, hi, yaw, xy)
+
+    def place_pair(self, world: _World, a, b, tries: int = 500) -> float:
+        """Place two loaded objects side by side with a footprint clearance drawn from
+        family.pair_gap, clear of the others by family.gap; returns that clearance."""
+        family, rng = self.family, self.rng
+        half_a = (a[3][:2] - a[2][:2]) / 2
+        half_b = (b[3][:2] - b[2][:2]) / 2
+        limit = np.array(TABLE_HALF_EXTENT) * family.spread - half_b
+        for _ in range(tries):
+            xy_a = self.free_spot(half_a)
+            gap = float(rng.uniform(*family.pair_gap))
+            axis = int(rng.integers(2))
+            xy_b = xy_a.copy()
+            xy_b[axis] += rng.choice([-1.0, 1.0]) * (half_a[axis] + half_b[axis] + gap)
+            # Overlapping on the other axis, so the footprints' distance is exactly `gap`.
+            slack = min(half_a[1 - axis], half_b[1 - axis])
+            xy_b[1 - axis] += rng.uniform(-slack, slack)
+            if np.all(np.abs(xy_b) <= limit) and self._clear(xy_b, half_b):
+                self.put(world, *_without_size(a), xy_a, a[5])
+                self.put(world, *_without_size(b), xy_b, b[5])
+                return gap
+        raise RuntimeError("could not place a close pair of small objects; use fewer objects")
+
+    def free_spot(self, half_size: np.ndarray, spread: float | None = None) -> np.ndarray:
+        """_free_spot at the family's gap and spread; crowded families (merges) widen the
+        spread step by step before giving up."""
+        family = self.family
+        spread = family.spread if spread is None else spread
+        if family.name == "tabletop":
+            return _free_spot(self.rng, half_size, self.placed)
+        while True:
+            try:
+                return _free_spot(self.rng, half_size, self.placed, family.gap, spread=spread)
+            except RuntimeError:
+                if spread >= 0.9:
+                    raise
+                spread = min(spread + 0.1, 0.9)
+
+    def put(self, world: _World, spec, bodies: list[int], lo: np.ndarray, hi: np.ndarray,
+            yaw: float, xy: np.ndarray, size: float | None = None) -> None:
+        """Move the bodies so the AABB's centre is at xy and its bottom on the table top."""
+        self.placed.append((xy, (hi[:2] - lo[:2]) / 2))
+        shift = np.array([xy[0] - (lo[0] + hi[0]) / 2, xy[1] - (lo[1] + hi[1]) / 2,
+                          TABLE_TOP_Z - lo[2]])
+        orientation = self.pb.getQuaternionFromEuler([0, 0, yaw])
+        instance_id = FIRST_OBJECT_ID + len(world.objects)
+        position = None
+        for body in bodies:
+            if self.family.name == "tabletop":
+                # The original placement, kept so tabletop scenes stay byte for byte the same.
+                # It sets the base (centre of mass) frame as if it were the URDF origin, so the
+                # duck and the teddy, whose inertial origin is offset, land off their spot (the
+                # teddy about 15 cm aside and 5 cm into the table top).
+                target = shift
+            else:
+                # pybullet reports and resets the centre-of-mass frame: move it by the shift.
+                start = np.array(self.pb.getBasePositionAndOrientation(
+                    body, physicsClientId=self.client)[0])
+                target = start + shift
+            if position is None:
+                position = target
+            self.pb.resetBasePositionAndOrientation(body, target.tolist(), orientation,
+                                                    physicsClientId=self.client)
+            world.body_to_instance[body] = instance_id
+        aabb = self._aabb(bodies)
+        centres = tuple(list(self.pb.getBasePositionAndOrientation(
+            body, physicsClientId=self.client)[0]) for body in bodies)
+        world.objects.append(PlacedObject(instance_id, spec, bodies[0], position, yaw,
+                                          tuple(bodies), (aabb[0].tolist(), aabb[1].tolist()),
+                                          size, centres))
+
+    def _clear(self, xy: np.ndarray, half_size: np.ndarray) -> bool:
+        return all(np.any(np.abs(xy - c) >= half_size + h + self.family.gap)
+                   for c, h in self.placed)
+
+    def _turn(self, bodies: list[int], yaw: float) -> None:
+        """Rotate bodies built unrotated around the origin by `yaw` about the z axis."""
+        orientation = self.pb.getQuaternionFromEuler([0, 0, yaw])
+        c, s = np.cos(yaw), np.sin(yaw)
+        for body in bodies:
+            x, y, z = self.pb.getBasePositionAndOrientation(body, physicsClientId=self.client)[0]
+            self.pb.resetBasePositionAndOrientation(body, [c * x - s * y, s * x + c * y, z],
+                                                    orientation, physicsClientId=self.client)
+
+    def _aabb(self, bodies: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        boxes = [np.array(self.pb.getAABB(b, physicsClientId=self.client)) for b in bodies]
+        return np.min([b[0] for b in boxes], axis=0), np.max([b[1] for b in boxes], axis=0)
+
+
+def _without_size(item):
+    spec, bodies, lo, hi, yaw, _ = item
+    return spec, bodies, lo, hi, yaw
+
+
+def _build_room(pybullet, client: int, rng: np.random.Generator, family: Family,
+                world: _World) -> None:
+    """Four walls around the table and furniture boxes against them (wide family).
+
+    Furniture keeps clear of the camera orbit (its nearest point is farther from the table axis
+    than any camera) so no camera ends up inside it.
+    """
+    next_id = max(world.body_to_instance.values()) + 1
+    # Distances of the walls at +x, -x, +y, -y from the table centre.
+    dist = rng.uniform(*family.wall_distance, size=4)
+    colours = rng.permutation(len(WALL_COLOURS))
+    thickness = 0.05
+    walls = [
+        ("wall_east", (thickness, (dist[2] + dist[3]) / 2 + thickness, WALL_HEIGHT / 2),
+         (dist[0] + thickness, (dist[2] - dist[3]) / 2)),
+        ("wall_west", (thickness, (dist[2] + dist[3]) / 2 + thickness, WALL_HEIGHT / 2),
+         (-dist[1] - thickness, (dist[2] - dist[3]) / 2)),
+        ("wall_north", ((dist[0] + dist[1]) / 2 + thickness, thickness, WALL_HEIGHT / 2),
+         ((dist[0] - dist[1]) / 2, dist[2] + thickness)),
+        ("wall_south", ((dist[0] + dist[1]) / 2 + thickness, thickness, WALL_HEIGHT / 2),
+         ((dist[0] - dist[1]) / 2, -dist[3] - thickness)),
+    ]
+    boxes = [(name, half, (x, y, WALL_HEIGHT / 2), WALL_COLOURS[colours[k]])
+             for k, (name, half, (x, y)) in enumerate(walls)]
+    far = max(family.distance) * np.cos(np.radians(min(family.elevation_deg))) + 0.25
+    n_furniture = int(rng.integers(family.n_furniture[0], family.n_furniture[1] + 1))
+    footprints: list[tuple[np.ndarray, np.ndarray]] = []
+    for index in rng.choice(len(FURNITURE), size=n_furniture, replace=False):
+        name, half, colour = FURNITURE[index]
+        for _ in range(100):
+            side = int(rng.integers(4))
+            along = 1 if side < 2 else 0  # the axis the wall runs along
+            half_xy = np.array(half[:2]) if along == 1 else np.array([half[1], half[0]])
+            centre = np.zeros(2)
+            sign = 1.0 if side % 2 == 0 else -1.0
+            centre[1 - along] = sign * (dist[side] - half_xy[1 - along])
+            lo_wall = -dist[3] if along == 1 else -dist[1]
+            hi_wall = dist[2] if along == 1 else dist[0]
+            centre[along] = rng.uniform(lo_wall + half_xy[along], hi_wall - half_xy[along])
+            nearest = np.linalg.norm(np.maximum(np.abs(centre) - half_xy, 0.0))
+            if nearest > far and all(np.any(np.abs(centre - c) >= half_xy + h + 0.05)
+                                     for c, h in footprints):
+                footprints.append((centre, half_xy))
+                boxes.append((name, (*half_xy, half[2]), (*centre, half[2]), colour))
+                break
+    for name, half, centre, colour in boxes:
+        visual = pybullet.createVisualShape(pybullet.GEOM_BOX, halfExtents=list(half),
+                                            rgbaColor=[*colour, 1.0], physicsClientId=client)
+        collision = pybullet.createCollisionShape(pybullet.GEOM_BOX, halfExtents=list(half),
+                                                  physicsClientId=client)
+        body = pybullet.createMultiBody(0, collision, visual, basePosition=list(centre),
+                                        physicsClientId=client)
+        world.body_to_instance[body] = next_id
+        world.scenery.append({"id": next_id, "name": name, "half_extents": list(half),
+                              "position": list(centre), "rgba": [*colour, 1.0]})
+        next_id += 1
+    world.extra["scenery"] = world.scenery
+    world.extra["wall_distance"] = dist.tolist()
 
 
 def _free_spot(rng: np.random.Generator, half_size: np.ndarray,
                placed: list[tuple[np.ndarray, np.ndarray]], gap: float = 0.03,
-               tries: int = 5000) -> np.ndarray:
+               tries: int = 5000, spread: float = 0.7) -> np.ndarray:
     """A random table position whose footprint box clears the placed ones by `gap` metres.
 
     Footprints are the yawed objects' axis-aligned boxes (`half_size` [2]), so boxes that clear
-    each other guarantee the objects do. Objects stay in the middle 70% of the table so the
-    orbit keeps them in view.
+    each other guarantee the objects do. Objects stay in the middle `spread` (70%) of the table
+    so the orbit keeps them in view.
     """
-    limit = np.array(TABLE_HALF_EXTENT) * 0.7 - half_size
+    limit = np.array(TABLE_HALF_EXTENT) * spread - half_size
     for _ in range(tries):
         xy = rng.uniform(-limit, limit)
         if all(np.any(np.abs(xy - c) >= half_size + h + gap) for c, h in placed):
@@ -236,8 +748,8 @@ def _free_spot(rng: np.random.Generator, half_size: np.ndarray,
 
 def orbit_cameras(out_dir: str | Path, seed: int = 0, width: int = 320, height: int = 240,
                   n_train: int = 40, n_test: int = 8, fov_deg: float = 60.0,
-                  radius: tuple[float, float] = (0.7, 1.0),
-                  elevation: tuple[float, float] = (0.6, 0.9), max_roll_deg: float = 4.0
+                  radius: tuple[float, float] | None = None,
+                  elevation: tuple[float, float] | None = None, max_roll_deg: float = 4.0
                   ) -> tuple[list[Camera], list[str]]:
     """The cameras `make_synthetic_scene` renders with the same arguments, and the test names.
 
@@ -247,7 +759,17 @@ def orbit_cameras(out_dir: str | Path, seed: int = 0, width: int = 320, height: 
     Views are spread evenly in azimuth; height and distance sweep their ranges twice per orbit
     (plus jitter), so consecutive views differ in all three and test poses are never train poses.
     A small random roll (up to `max_roll_deg`) makes them less perfectly level, as hand-held ones.
+
+    `radius` (horizontal distance from the table centre) and `elevation` (height above the table
+    top), in metres, default to the seed's family's (tabletop (0.7, 1.0) and (0.6, 0.9)). The
+    wide family instead sweeps the elevation angle seen from the table centre over
+    `Family.elevation_deg` and the distance over `Family.distance` (far when low), unless
+    radius or elevation is given.
     """
+    family = scene_family(seed)
+    angles = family.elevation_deg is not None and radius is None and elevation is None
+    radius = family.radius if radius is None else radius
+    elevation = family.elevation if elevation is None else elevation
     rng = np.random.default_rng([seed, 3])
     out = Path(out_dir)
     total = n_train + n_test
@@ -261,8 +783,14 @@ def orbit_cameras(out_dir: str | Path, seed: int = 0, width: int = 320, height: 
         phase = 2 * np.pi * k / total
         azimuth = phase + rng.uniform(-0.3, 0.3) * np.pi / total
         wave = 0.5 + 0.5 * np.sin(2 * phase + rng.uniform(-0.3, 0.3))
-        r = radius[0] + (radius[1] - radius[0]) * (1 - wave)
-        z = elevation[0] + (elevation[1] - elevation[0]) * wave
+        if angles:
+            angle = np.radians(family.elevation_deg[0]
+                               + (family.elevation_deg[1] - family.elevation_deg[0]) * wave)
+            d = family.distance[0] + (family.distance[1] - family.distance[0]) * (1 - wave)
+            r, z = d * np.cos(angle), d * np.sin(angle)
+        else:
+            r = radius[0] + (radius[1] - radius[0]) * (1 - wave)
+            z = elevation[0] + (elevation[1] - elevation[0]) * wave
         eye = centre + np.array([r * np.cos(azimuth), r * np.sin(azimuth), z])
         target = centre + np.append(rng.uniform(-0.05, 0.05, size=2), 0.0)
         roll = np.radians(rng.uniform(-max_roll_deg, max_roll_deg))
@@ -367,14 +895,16 @@ def _spread(indices: list[int], count: int) -> list[int]:
 
 
 def _point_cloud(cameras: list[Camera], renders: dict, max_points: int,
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Coloured points back-projected from the depth of `cameras`, floor cropped near the table."""
+                 rng: np.random.Generator, crop_radius: float = 3.0
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Coloured points back-projected from the depth of `cameras`, cropped to `crop_radius`
+    metres (horizontally) around the table."""
     points, colors = [], []
     for cam in cameras:
         rgb, depth, _ = renders[cam.name]
         world, flat = backproject_valid(cam, depth)
         # The floor plane is infinite; keep what a model of the room around the table needs.
-        keep = np.linalg.norm(world[:, :2], axis=1) < 3.0
+        keep = np.linalg.norm(world[:, :2], axis=1) < crop_radius
         points.append(world[keep])
         colors.append(rgb.reshape(-1, 3)[flat[keep]])
     points, colors = np.concatenate(points), np.concatenate(colors)
@@ -386,7 +916,10 @@ def _point_cloud(cameras: list[Camera], renders: dict, max_points: int,
 
 def _write_test_masks(out: Path, test_names: list[str], renders: dict, names: dict[int, str],
                       min_pixels: int) -> int:
-    """test_mask/<frame>/<object>.png for each object with >= min_pixels in a test view."""
+    """test_mask/<frame>/<object>.png for each object with >= min_pixels in a test view.
+
+    `names`: {instance id: name} of the objects (ids below FIRST_OBJECT_ID are skipped).
+    """
     count = 0
     for name in test_names:
         instances = renders[name][2]
@@ -401,7 +934,8 @@ def _write_test_masks(out: Path, test_names: list[str], renders: dict, names: di
 
 
 def _best_prompts(train_names: list[str], renders: dict, names: dict[int, str]) -> list[Prompt]:
-    """Per object, the train-view pixel deepest inside it (distance-transform maximum).
+    """Per object of `names` ({instance id: name}), the train-view pixel deepest inside it
+    (distance-transform maximum).
 
     The deepest pixel over all train views is the most unambiguous click: far from every edge,
     in a view where the object is large and unoccluded there.
@@ -410,7 +944,7 @@ def _best_prompts(train_names: list[str], renders: dict, names: dict[int, str]) 
     for name in train_names:
         instances = renders[name][2]
         for instance_id in np.unique(instances):
-            if instance_id < FIRST_OBJECT_ID:
+            if instance_id < FIRST_OBJECT_ID or instance_id not in names:
                 continue
             # Pad with background so the image border counts as an edge too.
             inside = np.pad(instances == instance_id, 1)
@@ -434,7 +968,7 @@ def synth_command(out: Path, seed: int = 0, **kwargs) -> Path:
     info = read_json(root / "synth.json")
     objects = ", ".join(o["name"] for o in info["objects"])
     print(f"wrote {root}: {len(scene.train_names)} train + {len(scene.test_names)} test views at "
-          f"{info['width']}x{info['height']}, {len(scene.points)} points, objects: {objects}; "
-          f"{info['test_masks']} test masks, {info['prompts']} prompts "
+          f"{info['width']}x{info['height']}, {len(scene.points)} points, {info['family']} "
+          f"scene, objects: {objects}; {info['test_masks']} test masks, {info['prompts']} prompts "
           f"({time.perf_counter() - start:.1f} s)")
     return root

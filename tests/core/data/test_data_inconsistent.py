@@ -72,6 +72,42 @@ def test_each_corruption_does_what_it_says():
     assert 0 < moved.mean() < 0.3
 
 
+def test_merging_with_objects_joins_neighbouring_objects_never_the_table():
+    # The blocks' objects are 3 px apart vertically and 10 px horizontally.
+    instances = blocks()
+    objects = [instances == i for i in range(2, 6)]
+    args = {**NO_CORRUPTION, "merge_prob": 1.0, "merge_with": "objects"}
+    for seed in range(5):
+        near = make_inconsistent_masks(instances, np.random.default_rng(seed), **args,
+                                       merge_reach_px=4)
+        main = [majority_label(near, m) for m in objects]
+        assert len(set(main)) < 4  # some objects share a segment now
+        assert majority_label(near, instances == 1) not in main  # none went into the table
+        # Within 2 px no object has another object: nothing merges.
+        far = make_inconsistent_masks(instances, np.random.default_rng(seed), **args)
+        assert len({majority_label(far, m) for m in objects}) == 4
+    with pytest.raises(ValueError, match="merge_with"):
+        make_inconsistent_masks(instances, np.random.default_rng(0), merge_with="table")
+
+
+def test_parts_kept_apart_stay_separate_segments():
+    """Two touching parts of one object (ids 2 and 3) are never merged nor dropped."""
+    instances = blocks()
+    instances[25:39, 35:45] = 3  # make 3 touch 2: one object of two parts
+    parts = [instances == 2, instances == 3]
+    for seed in range(10):
+        segments = make_inconsistent_masks(
+            instances, np.random.default_rng(seed), merge_prob=1.0, drop_prob=1.0,
+            keep_apart=[[2, 3]])
+        # Each part keeps a labelled segment of its own (erosion and boundary gaps may still
+        # unlabel its rim, and a large part may be cut into cells).
+        main = [majority_label(segments, m & (segments > 0)) for m in parts]
+        assert main[0] != main[1]
+    # Without keep_apart, the same corruption drops them.
+    segments = make_inconsistent_masks(instances, np.random.default_rng(0), drop_prob=1.0)
+    assert not segments.any()
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_default_corruption_keeps_objects_mostly_covered(seed):
     instances = blocks()
