@@ -143,10 +143,11 @@ class LossConfig:
     """Lower clip of the temperature (authors' code: 0.1; the bare formula: 1e-4)."""
     temperature_max: float = 1.0
     """Upper clip of the temperature (authors' code: 1; the bare formula: inf)."""
-    cluster_balance: float = 0.0
+    cluster_balance: float = 1.0
     """alpha in [0, 1]: weight each cluster's pixels in Eq. 3 by N^-alpha (rescaled so the loss
     keeps its size). 0 is the paper's plain sum over pixels, where floor and table outweigh small
-    objects; 1 gives every segment the same total weight (see `contrastive_clustering`)."""
+    objects and small objects end up sharing one feature; 1 (default) gives every segment the
+    same total weight (see `contrastive_clustering`; measured in bench/results/quality.md)."""
     regularization_every: int = 100
     """Apply the spatial-similarity regularizer every this many iterations (paper: 100)."""
     regularization_samples: int = 2048
@@ -159,10 +160,10 @@ class LossConfig:
     """lambda_near (paper: 0.05)."""
     far_weight: float = 0.15
     """lambda_far (paper: 0.15)."""
-    use_similarity: bool = True
-    """The near (similarity) half of Eq. 4, on as in the paper. CPU-budget runs on the built-in
-    scenes scored higher without it (bench/results/threshold.md); not measured at the paper's
-    GPU scale, so it stays on."""
+    use_similarity: bool = False
+    """The near (similarity) half of Eq. 4 (the paper: on). Off by default: every CPU-budget run
+    measured scored higher without it (bench/results/threshold.md, bench/results/quality.md),
+    and it costs a KD-tree search every few iterations."""
     use_dissimilarity: bool = False
     """The far (dissimilarity) half of Eq. 4; True gives the paper's complete model. Off by
     default because on our scenes it hurts (bench/results/train.md): the L farthest Gaussians of
