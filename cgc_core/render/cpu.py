@@ -108,7 +108,15 @@ def project_cpu(
     return Projection(means2d=means2d, conics=conics, depths=depths, radii=radii)
 
 
-def bin_gaussians(depths: Tensor, rects: Tensor, width: int, height: int) -> tuple[Tensor, Tensor]:
+def bin_gaussians(
+    depths: Tensor,
+    rects: Tensor,
+    width: int,
+    height: int,
+    means2d: Tensor | None = None,
+    conics: Tensor | None = None,
+    opacities: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
     """Per-tile Gaussian lists in front-to-back order (the rule of `project.depth_order`: by
     depth, ties by index; sorted in C++ with a stable radix sort, faster than torch.sort).
 
@@ -116,14 +124,20 @@ def bin_gaussians(depths: Tensor, rects: Tensor, width: int, height: int) -> tup
         depths: [N] camera-space z.
         rects: [N, 4] int32 tile rects (`project.tile_rects`).
         width, height: image size.
+        means2d, conics, opacities: [N, 2], [N, 3], [N] (one float dtype), all or none: each rect
+            is then cut to `project.alpha_tile_rects` (computed in C++, the same rule).
 
     Returns:
         tile_offsets [T + 1] int64 (tile t's list is tile_ids[offsets[t]:offsets[t + 1]], tiles
         row-major) and tile_ids [n_isect] int32.
     """
     tiles_x, tiles_y = tile_grid(width, height)
+    box = [t for t in (means2d, conics, opacities) if t is not None]
+    if len(box) not in (0, 3):
+        raise ValueError("bin_gaussians: pass means2d, conics and opacities together, or none")
+    box = [t.detach().contiguous() for t in box]  # none: an extension built before them works
     return _extension().bin_gaussians(
-        depths.detach().contiguous(), rects.contiguous(), tiles_x, tiles_y
+        depths.detach().contiguous(), rects.contiguous(), tiles_x, tiles_y, *box
     )
 
 
@@ -204,8 +218,13 @@ def rasterize_cpu(
     rects: Tensor,  # [N, 4] int32
     width: int,
     height: int,
+    *,
+    alpha_box: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Rasterizes projected Gaussians with the C++ kernel (arguments as `rasterize_reference`).
+
+    alpha_box: cut each rect to `project.alpha_tile_rects` (in C++) before binning; False bins
+    by `rects` alone (the old rule, for benchmarks). Either way the results are bit-identical.
 
     Returns:
         colors [H, W, C] and alphas [H, W] (= 1 - final transmittance).
@@ -213,12 +232,15 @@ def rasterize_cpu(
     if means2d.device.type != "cpu":
         raise ValueError(f"the cpu backend needs CPU tensors, got {means2d.device}")
     dtype = means2d.dtype
-    tile_offsets, tile_ids = bin_gaussians(depths.to(dtype), rects, width, height)
+    conics = conics.contiguous().to(dtype)
+    opacities = opacities.contiguous().to(dtype)
+    box = (means2d, conics, opacities) if alpha_box else ()
+    tile_offsets, tile_ids = bin_gaussians(depths.to(dtype), rects, width, height, *box)
     return _RasterizeCPU.apply(
         means2d.contiguous(),
-        conics.contiguous().to(dtype),
+        conics,
         colors.contiguous().to(dtype),
-        opacities.contiguous().to(dtype),
+        opacities,
         background.contiguous().to(dtype),
         tile_offsets,
         tile_ids,

@@ -148,17 +148,103 @@ def tile_grid(width: int, height: int) -> tuple[int, int]:
     return (width + TILE_SIZE - 1) // TILE_SIZE, (height + TILE_SIZE - 1) // TILE_SIZE
 
 
-def tile_rects(means2d: Tensor, radii: Tensor, width: int, height: int) -> Tensor:
+ALPHA_BOX_SLACK = 1e-3
+"""Added to log(255 opacity), the largest sigma at which alpha can reach ALPHA_MIN, by the alpha
+box of `alpha_tile_rects` (covers the kernels' exp rounding with a wide margin)."""
+SIGMA_ROUNDING = 16 * 2.0**-23
+"""Bound on the relative rounding error of a kernel's float32 sigma = 0.5 (a dx^2 + c dy^2) +
+b dx dy, relative to 0.5 (|a| dx^2 + |c| dy^2) + |b dx dy| (~7 roundings of 2^-24 each, x4)."""
+
+
+def _rect_from_pixels(lo: Tensor, hi: Tensor, tiles: int) -> tuple[Tensor, Tensor]:
+    """Tiles [t0, t1) holding the pixels whose centres u + 0.5 lie in [lo, hi] (float64; t1 = t0
+    when no centre does)."""
+    first = torch.ceil(lo - 0.5)  # first pixel u with u + 0.5 >= lo
+    last = torch.floor(hi - 0.5)  # last pixel u with u + 0.5 <= hi
+    t0 = torch.floor(first / TILE_SIZE).clamp(0, tiles)
+    t1 = (torch.floor(last / TILE_SIZE) + 1.0).clamp(0, tiles)
+    return t0, torch.where(first <= last, t1, t0)
+
+
+def alpha_tile_rects(
+    means2d: Tensor, conics: Tensor, opacities: Tensor, width: int, height: int
+) -> Tensor:
+    """The tiles that can hold a pixel where a Gaussian's alpha reaches ALPHA_MIN.
+
+    alpha = opacity exp(-sigma) >= 1/255 needs sigma = 0.5 d^T Q d <= s = log(255 opacity) (Q the
+    conic, d = mean2d - pixel centre): an ellipse whose axis-aligned box has half-extents
+    sqrt(2 s (Q^-1)_xx) and sqrt(2 s (Q^-1)_yy), (Q^-1)_xx = c / det Q, (Q^-1)_yy = a / det Q. The
+    box is widened so that no pixel the kernels keep (in their own float32 / float64 arithmetic)
+    can fall outside: s gets ALPHA_BOX_SLACK, and is divided by 1 - SIGMA_ROUNDING kappa, where
+    kappa = (max(a, c) + |b|) (a + c) / det Q >= (0.5 (|a| dx^2 + |c| dy^2) + |b dx dy|) / sigma
+    bounds how much the rounding of the computed sigma can undercut the exact one; the half-extents
+    get another 0.1% + 1e-3 pixel. The box is empty when opacity < ALPHA_MIN: alpha <= opacity,
+    so no pixel ever passes (compared in float64; float32 has no value between 1/255 and its own
+    rounding of it, so that is the float32 kernels' test as well). It is the whole grid when it
+    cannot be trusted (Q not positive definite,
+    SIGMA_ROUNDING kappa > 1/4, a non-finite centre or extent). Everything in float64, in the
+    operation order of its C++ twin (alpha_tile_rect in csrc/raster_cpu.h): both give the same
+    rects.
+
+    Returns:
+        [N, 4] int32 (x0, y0, x1, y1), tile indices, x1/y1 exclusive, clipped to the grid.
+    """
+    tiles_x, tiles_y = tile_grid(width, height)
+    m = means2d.detach().to(torch.float64)
+    con = conics.detach().to(torch.float64)
+    a, b, c = con[:, 0], con[:, 1], con[:, 2]
+    op = opacities.detach().to(torch.float64)
+    s = torch.log(255.0 * op) + ALPHA_BOX_SLACK
+    det = a * c - b * b
+    kappa = (torch.maximum(a, c) + b.abs()) * (a + c) / det
+    s_max = s / (1.0 - SIGMA_ROUNDING * kappa)
+    half_x = torch.sqrt(2.0 * s_max * c / det) * 1.001 + 1e-3
+    half_y = torch.sqrt(2.0 * s_max * a / det) * 1.001 + 1e-3
+    x0, x1 = _rect_from_pixels(m[:, 0] - half_x, m[:, 0] + half_x, tiles_x)
+    y0, y1 = _rect_from_pixels(m[:, 1] - half_y, m[:, 1] + half_y, tiles_y)
+    rects = torch.stack([x0, y0, x1, y1], dim=-1)
+    trusted = (det > 0) & (a > 0) & (c > 0) & (SIGMA_ROUNDING * kappa <= 0.25)
+    trusted &= torch.isfinite(half_x) & torch.isfinite(half_y) & torch.isfinite(m).all(dim=-1)
+    grid = torch.tensor([0.0, 0.0, tiles_x, tiles_y], dtype=torch.float64, device=m.device)
+    rects = torch.where(trusted[:, None], rects, grid)
+    can_pass = (op >= ALPHA_MIN) & (s > 0)  # False for a NaN opacity too
+    rects = torch.where(can_pass[:, None], rects, torch.zeros_like(rects))
+    return rects.to(torch.int32)
+
+
+def intersect_rects(first: Tensor, second: Tensor) -> Tensor:
+    """Tile rects [N, 4] (x0, y0, x1, y1) of both; an empty intersection becomes (0, 0, 0, 0)."""
+    lo = torch.maximum(first[:, :2], second[:, :2])
+    hi = torch.minimum(first[:, 2:], second[:, 2:])
+    rects = torch.cat([lo, hi], dim=-1)
+    empty = (lo >= hi).any(dim=-1, keepdim=True)
+    return torch.where(empty, torch.zeros_like(rects), rects)
+
+
+def tile_rects(
+    means2d: Tensor,
+    radii: Tensor,
+    width: int,
+    height: int,
+    conics: Tensor | None = None,
+    opacities: Tensor | None = None,
+) -> Tensor:
     """The binning rule, defined once: which tiles a Gaussian is listed in.
 
     A Gaussian is listed in every tile [16 i, 16 i + 16) x [16 j, 16 j + 16) that its box
     (mean2d - radius, mean2d + radius) overlaps: i in [floor((x - r) / 16), ceil((x + r) / 16)),
     clipped to the grid; the same for j with y. Culled Gaussians (radius 0) get an empty rect.
+    Given conics and opacities, the rect is further intersected with `alpha_tile_rects` (the
+    tiles that can hold a pixel with alpha >= ALPHA_MIN): no result changes, only fewer (tile,
+    Gaussian) pairs. Both backends apply that second box themselves (`rasterize_reference`, and
+    `rasterize_cpu` in C++), so passing the square alone is enough. The rects carry no gradient.
 
     Args:
         means2d: [N, 2] projected centres (pixels).
         radii: [N] int32 radii.
         width, height: image size.
+        conics: [N, 3] inverse 2D covariances (a, b, c), or None.
+        opacities: [N] opacities in (0, 1), or None.
 
     Returns:
         [N, 4] int32 (x0, y0, x1, y1), tile indices, x1/y1 exclusive.
@@ -172,7 +258,10 @@ def tile_rects(means2d: Tensor, radii: Tensor, width: int, height: int) -> Tenso
     y0 = torch.floor((m[:, 1] - r) / TILE_SIZE).clamp(0, tiles_y)
     y1 = torch.ceil((m[:, 1] + r) / TILE_SIZE).clamp(0, tiles_y)
     rects = torch.stack([x0, y0, x1, y1], dim=-1).to(torch.int32)
-    return torch.where((radii > 0)[:, None], rects, torch.zeros_like(rects))
+    rects = torch.where((radii > 0)[:, None], rects, torch.zeros_like(rects))
+    if conics is not None and opacities is not None:
+        rects = intersect_rects(rects, alpha_tile_rects(m, conics, opacities, width, height))
+    return rects
 
 
 def depth_order(depths: Tensor) -> Tensor:

@@ -20,7 +20,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .project import ALPHA_MAX, ALPHA_MIN, T_MIN, TILE_SIZE, depth_order, tile_grid
+from .project import (
+    ALPHA_MAX,
+    ALPHA_MIN,
+    T_MIN,
+    TILE_SIZE,
+    alpha_tile_rects,
+    depth_order,
+    intersect_rects,
+    tile_grid,
+)
 
 
 def _blend_tile(
@@ -62,6 +71,8 @@ def rasterize_reference(
     rects: Tensor,  # [N, 4] int32
     width: int,
     height: int,
+    *,
+    alpha_box: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Rasterizes projected Gaussians tile by tile (see the module docstring for the rule).
 
@@ -74,12 +85,19 @@ def rasterize_reference(
         depths: [N] camera-space z; each tile is blended in `project.depth_order`.
         rects: [N, 4] tile rects (`project.tile_rects`).
         width, height: image size.
+        alpha_box: also bin by `project.alpha_tile_rects` (as `rasterize_cpu` does); False keeps
+            `rects` as given (the old rule). Either way the same (pixel, Gaussian) pairs pass;
+            only the last bits can differ here, as the dense per-tile sums change length.
 
     Returns:
         colors [H, W, C] and alphas [H, W] (= 1 - final transmittance).
     """
     tiles_x, tiles_y = tile_grid(width, height)
     dtype, device = means2d.dtype, means2d.device
+    if alpha_box:
+        rects = intersect_rects(
+            rects.to(torch.int32), alpha_tile_rects(means2d, conics, opacities, width, height)
+        )
     order = depth_order(depths)
     rects_sorted = rects[order].to(device)
     rows, alpha_rows = [], []

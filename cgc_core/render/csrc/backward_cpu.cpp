@@ -49,6 +49,7 @@ void backward_impl(const Splat<T>* splats,    // [N]
     alignas(64) T lane_mx[kTile], lane_my[kTile], lane_a[kTile], lane_b[kTile], lane_c[kTile],
         lane_op[kTile];
     alignas(64) int32_t pass[kTile];
+    int32_t row_last[kTile];  // per row: the largest `last` of its pixels
 #pragma omp for schedule(dynamic, 1)
     for (int64_t tile = 0; tile < num_tiles; ++tile) {
       const int64_t begin = offsets[tile], count = offsets[tile + 1] - begin;
@@ -69,10 +70,12 @@ void backward_impl(const Splat<T>* splats,    // [N]
         behind[k] = T(0);
       }
       int32_t max_last = 0;
+      for (int r = 0; r < kTile; ++r) row_last[r] = 0;
       for (int64_t r = 0; r < rows; ++r) {
         for (int64_t i = 0; i < cols; ++i) {
           const int64_t k = r * kTile + i, pix = (v0 + r) * width + u0 + i;
           last[k] = n_contrib[pix];
+          row_last[r] = std::max(row_last[r], last[k]);
           max_last = std::max(max_last, last[k]);
           trans[k] = final_t[pix];
           const T* gc = grad_out + pix * channels;
@@ -100,6 +103,7 @@ void backward_impl(const Splat<T>* splats,    // [N]
         int32_t touched = 0;
         for (int64_t v = v_lo; v <= v_hi; ++v) {
           const int64_t r = v - v0;
+          if (j >= row_last[r]) continue;  // every pixel of the row stopped before j
           const T py = T(v) + T(0.5);
           pair_alphas(s, py, u0, vis, alpha, pass);
           const int32_t* __restrict la = last + r * kTile;

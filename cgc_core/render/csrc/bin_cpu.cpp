@@ -57,17 +57,54 @@ std::vector<int32_t> visible_depth_order(const T* depths,       // [N]
   return idx;
 }
 
+// Cuts every non-empty rect to its alpha box (alpha_tile_rect in raster_cpu.h).
+template <typename T>
+void alpha_tile_rects(const T* means2d,    // [N, 2]
+                      const T* conics,     // [N, 3]
+                      const T* opac,       // [N]
+                      int64_t n, int64_t tiles_x, int64_t tiles_y,
+                      int32_t* rects) {    // [N, 4] in/out
+#pragma omp parallel for num_threads(num_threads()) schedule(static)
+  for (int64_t g = 0; g < n; ++g) {
+    int32_t* r = rects + 4 * g;
+    if (r[0] >= r[2] || r[1] >= r[3]) continue;  // already empty (culled)
+    alpha_tile_rect(means2d[2 * g], means2d[2 * g + 1], conics[3 * g], conics[3 * g + 1],
+                    conics[3 * g + 2], opac[g], tiles_x, tiles_y, r);
+  }
+}
+
 }  // namespace
 
 std::vector<torch::Tensor> bin_gaussians(torch::Tensor depths,  // [N] camera-space z
                                          torch::Tensor rects,   // [N, 4] int32 tile rects
-                                         int64_t tiles_x, int64_t tiles_y) {
+                                         int64_t tiles_x, int64_t tiles_y,
+                                         std::optional<torch::Tensor> means2d,     // [N, 2]
+                                         std::optional<torch::Tensor> conics,      // [N, 3]
+                                         std::optional<torch::Tensor> opacities) {  // [N]
   check_cpu_contiguous(depths, "depths");
   check_cpu_contiguous(rects, "rects");
   TORCH_CHECK(rects.scalar_type() == torch::kInt32, "rects must be int32");
   const int64_t n = depths.size(0);
   const int64_t num_tiles = tiles_x * tiles_y;
   const int32_t* rc = rects.data_ptr<int32_t>();
+  std::vector<int32_t> narrowed;  // the rects cut to their alpha boxes
+  if (means2d || conics || opacities) {
+    TORCH_CHECK(means2d && conics && opacities,
+                "bin_gaussians: pass means2d, conics and opacities together");
+    for (auto& [t, name] : {std::pair{*means2d, "means2d"},
+                            {*conics, "conics"},
+                            {*opacities, "opacities"}}) {
+      check_cpu_contiguous(t, name);
+      TORCH_CHECK(t.scalar_type() == means2d->scalar_type(), "bin_gaussians needs one dtype");
+    }
+    narrowed.assign(rc, rc + 4 * n);
+    AT_DISPATCH_FLOATING_TYPES(means2d->scalar_type(), "alpha_tile_rects", [&] {
+      alpha_tile_rects<scalar_t>(means2d->data_ptr<scalar_t>(), conics->data_ptr<scalar_t>(),
+                                 opacities->data_ptr<scalar_t>(), n, tiles_x, tiles_y,
+                                 narrowed.data());
+    });
+    rc = narrowed.data();
+  }
   std::vector<int32_t> order;
   AT_DISPATCH_FLOATING_TYPES(depths.scalar_type(), "visible_depth_order", [&] {
     order = visible_depth_order<scalar_t>(depths.data_ptr<scalar_t>(), rc, n);

@@ -10,6 +10,12 @@
 // forward_cpu.cpp, backward_cpu.cpp (backward and the per-Gaussian reduction), project_cpu.cpp
 // (the fused EWA projection) and bindings.cpp (the Python module) hold the rest.
 //
+// Binning: a Gaussian is listed in the tiles of its 3-sigma square (project.tile_rects) that
+// also meet its alpha box, the bounding box of {alpha >= ALPHA_MIN}, widened to cover float
+// rounding (alpha_tile_rect below, the twin of project.alpha_tile_rects). Tiles outside the box
+// hold no pixel that passes the per-pixel rule, so dropping them changes no result; on trained
+// Gaussians (anisotropic, mostly faint) it removes ~30% of the (tile, Gaussian) pairs.
+//
 // Layout: every pass walks tiles (16 x 16 pixels) in parallel with OpenMP (as many threads as
 // torch.get_num_threads()), dynamic schedule because tile costs vary by orders of magnitude
 // (empty sky vs a dense object). What a Gaussian needs per pixel is computed once per call, not
@@ -43,6 +49,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 namespace cgc::render {
@@ -71,14 +78,19 @@ inline int64_t floor_int(double x) {
 inline int64_t ceil_int(double x) { return -floor_int(-x); }
 
 // exp(x) in float32 for the splatting weights, written so that a loop over lanes vectorises
-// (libm's expf is a call per element and was ~20% of the forward). Only x in [-87, 0] matters
-// here (x = -sigma with 0 <= sigma); other x are clamped. x = n ln2 + r with |r| <= ln2 / 2
-// (Cody-Waite: ln2 split into a short head, so n * head is exact, and a tail); exp(r) is its
-// Taylor series to degree 7 (truncation < 1e-8 relative, below float's 6e-8 ulp); 2^n is added
-// to the exponent bits. Within 1 ulp of float64 exp on [-5.6, 0] (checked over 2M points);
-// test_parity.py holds the rendered alphas to 2 ulp of float64 truth.
-inline float splat_exp(float x) {
-  x = std::min(std::max(x, -87.0f), 0.0f);
+// (libm's expf is a call per element and was ~20% of the forward). x is first clamped to
+// [lo, 0]; only that range matters here (x = -sigma with 0 <= sigma), and lo >= kExpMin keeps
+// the result normal. x = n ln2 + r with |r| <= ln2 / 2 (Cody-Waite: ln2 split into a short head,
+// so n * head is exact, and a tail); exp(r) is its Taylor series to degree 7 (truncation < 1e-8
+// relative, below float's 6e-8 ulp); 2^n is added to the exponent bits. Within 1 ulp of float64
+// exp on [-5.6, 0] (checked over 2M points); test_parity.py holds the rendered alphas to 2 ulp
+// of float64 truth.
+template <typename T>
+constexpr T kExpMin = T(-87);
+template <>
+constexpr double kExpMin<double> = -700.0;
+inline float splat_exp(float x, float lo) {
+  x = std::min(std::max(x, lo), 0.0f);
   constexpr float kShift = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
   const float t = x * 1.44269504088896341f + kShift;
   const float n = t - kShift;  // round(x / ln 2), exact
@@ -96,7 +108,7 @@ inline float splat_exp(float x) {
   return std::bit_cast<float>(std::bit_cast<int32_t>(p) + n_bits * (1 << 23));
 }
 // float64 (used by the tests' tight parity checks) keeps libm's exp.
-inline double splat_exp(double x) { return std::exp(x); }
+inline double splat_exp(double x, double lo) { return std::exp(std::max(x, lo)); }
 
 // What one Gaussian needs to be splatted, computed once per call (make_splats).
 template <typename T>
@@ -122,6 +134,51 @@ struct Splat {
     return lo <= hi;
   }
 };
+
+// The alpha box of the binning rule: the C++ twin of project.alpha_tile_rects (see its docstring
+// for the maths), in the same float64 operations in the same order, so that both backends bin
+// alike. Narrows rect (x0, y0, x1, y1) in place to the tiles that can hold a pixel whose alpha
+// reaches ALPHA_MIN in the kernel's arithmetic; an empty result becomes (0, 0, 0, 0). Pixels
+// outside fail pair_alphas' rule, so dropping those (tile, Gaussian) pairs changes no result.
+constexpr double kAlphaBoxSlack = 1e-3;              // project.ALPHA_BOX_SLACK
+constexpr double kSigmaRounding = 16.0 / (1 << 23);  // project.SIGMA_ROUNDING
+
+// Tiles [t0, t1) holding the pixels whose centres u + 0.5 lie in [lo, hi] (t1 = t0 if none).
+inline void tiles_of_span(double lo, double hi, int64_t tiles, double& t0, double& t1) {
+  const double first = std::ceil(lo - 0.5), last = std::floor(hi - 0.5);
+  t0 = std::min(std::max(std::floor(first / kTile), 0.0), double(tiles));
+  t1 = std::min(std::max(std::floor(last / kTile) + 1.0, 0.0), double(tiles));
+  if (!(first <= last)) t1 = t0;
+}
+
+inline void alpha_tile_rect(double mx, double my, double a, double b, double c, double opacity,
+                            int64_t tiles_x, int64_t tiles_y,
+                            int32_t* rect) {  // [4] in/out (x0, y0, x1, y1)
+  const double s = std::log(255.0 * opacity) + kAlphaBoxSlack;
+  double box[4] = {0.0, 0.0, double(tiles_x), double(tiles_y)};
+  // alpha <= opacity: below 1/255 (or NaN) no pixel ever passes. (No float lies between 1/255
+  // and kAlphaMin<float>, so this is the float32 kernel's test too.)
+  if (!(opacity >= 1.0 / 255.0 && s > 0)) {
+    for (int k = 0; k < 4; ++k) rect[k] = 0;
+    return;
+  }
+  const double det = a * c - b * b;
+  const double kappa = (std::max(a, c) + std::abs(b)) * (a + c) / det;
+  const double s_max = s / (1.0 - kSigmaRounding * kappa);
+  const double half_x = std::sqrt(2.0 * s_max * c / det) * 1.001 + 1e-3;
+  const double half_y = std::sqrt(2.0 * s_max * a / det) * 1.001 + 1e-3;
+  const bool trusted = det > 0 && a > 0 && c > 0 && kSigmaRounding * kappa <= 0.25 &&
+                       std::isfinite(half_x) && std::isfinite(half_y) && std::isfinite(mx) &&
+                       std::isfinite(my);
+  if (trusted) {
+    tiles_of_span(mx - half_x, mx + half_x, tiles_x, box[0], box[2]);
+    tiles_of_span(my - half_y, my + half_y, tiles_y, box[1], box[3]);
+  }
+  int32_t r[4] = {std::max(rect[0], int32_t(box[0])), std::max(rect[1], int32_t(box[1])),
+                  std::min(rect[2], int32_t(box[2])), std::min(rect[3], int32_t(box[3]))};
+  const bool empty = r[0] >= r[2] || r[1] >= r[3];
+  for (int k = 0; k < 4; ++k) rect[k] = empty ? 0 : r[k];
+}
 
 inline int num_threads() { return std::max(1, at::get_num_threads()); }
 
@@ -177,6 +234,11 @@ inline void pair_alphas(const Splat<T>& s, T py, int64_t u0,
   // Local copies: the compiler cannot prove that the stores below leave s alone, and a load
   // from memory inside the loop blocks vectorisation.
   const T mx = s.mx, a = s.a, b = s.b, c = s.c, op = s.op, skip_sigma = s.skip_sigma;
+  // exp's argument is kept >= -(skip_sigma + 1), a value known only at run time: lanes beyond
+  // skip_sigma fail anyway, and passing lanes are unchanged. With a constant floor (-87) GCC
+  // hoisted opacity * exp(-87), a subnormal product whose microcode assist cost ~25% of the
+  // forward; far-off lanes no longer make subnormal alphas either.
+  const T exp_floor = std::max(-skip_sigma - T(1), kExpMin<T>);
   const T dy = s.my - py;
   // A 32-bit column: 64-bit integer to float conversions do not vectorise on x86.
   const int32_t col0 = int32_t(u0);
@@ -184,7 +246,7 @@ inline void pair_alphas(const Splat<T>& s, T py, int64_t u0,
   for (int32_t i = 0; i < kTile; ++i) {
     const T dx = mx - (T(col0 + i) + T(0.5));
     const T sigma = T(0.5) * (a * dx * dx + c * dy * dy) + b * dx * dy;
-    const T v = splat_exp(-sigma);
+    const T v = splat_exp(-sigma, exp_floor);
     const T raw = op * v;
     vis[i] = v;
     alpha[i] = std::min(kAlphaMax<T>, raw);
@@ -204,11 +266,16 @@ inline void check_cpu_contiguous(const torch::Tensor& t, const char* name) {
 // C channels, T = tiles_x * tiles_y tiles, n_isect (tile, Gaussian) pairs. Floating tensors are
 // all float32 or all float64.
 
-// bin_cpu.cpp. Per-tile lists of Gaussian ids, each in front-to-back order.
+// bin_cpu.cpp. Per-tile lists of Gaussian ids, each in front-to-back order. With means2d,
+// conics and opacities, each rect is first narrowed to its alpha box (alpha_tile_rect).
 // Returns {tile_offsets [T + 1] int64, tile_ids [n_isect] int32}.
-std::vector<torch::Tensor> bin_gaussians(torch::Tensor depths,  // [N] camera-space z
-                                         torch::Tensor rects,   // [N, 4] int32 tile rects
-                                         int64_t tiles_x, int64_t tiles_y);
+std::vector<torch::Tensor> bin_gaussians(
+    torch::Tensor depths,                       // [N] camera-space z
+    torch::Tensor rects,                        // [N, 4] int32 tile rects
+    int64_t tiles_x, int64_t tiles_y,           //
+    std::optional<torch::Tensor> means2d,       // [N, 2] or None
+    std::optional<torch::Tensor> conics,        // [N, 3] or None
+    std::optional<torch::Tensor> opacities);    // [N] or None
 
 // forward_cpu.cpp. Returns {colors [H, W, C], final_t [H, W], n_contrib [H, W] int32}.
 std::vector<torch::Tensor> rasterize_forward(torch::Tensor means2d,     // [N, 2]
