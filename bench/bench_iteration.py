@@ -50,7 +50,9 @@ def cpu_name() -> str:
 
 
 def run_once(code: Path, scene: Path, iterations: int) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(code)}
+    # Passive OpenMP waiting, as importing cgc_core sets it (the child imports torch first):
+    # spinning idle threads make a shared machine's timings meaningless.
+    env = {**os.environ, "PYTHONPATH": str(code), "OMP_WAIT_POLICY": "PASSIVE"}
     # cwd = the checkout: `python -c` puts the working folder first on sys.path.
     out = subprocess.run([sys.executable, "-c", CHILD, str(scene), str(iterations), str(ROOT)],
                          env=env, cwd=code, capture_output=True, text=True, check=True)
