@@ -32,10 +32,6 @@ from cgc_core.render.project import (
     tile_rects,
 )
 
-needs_extension = pytest.mark.skipif(
-    not cpu.is_available(), reason="the C++ extension _raster_cpu is not built (scripts/setup.sh)"
-)
-
 W, H = 100, 75  # 7 x 5 tiles, the last column and row partial
 
 
@@ -168,7 +164,6 @@ def test_tile_rects_with_conics_is_the_square_cut_to_the_alpha_box(dtype):
     assert cut.dtype == torch.int32 and (cut[radii == 0] == 0).all()
 
 
-@needs_extension
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_cpp_twin_bins_exactly_like_the_python_rule(dtype):
     """bin_gaussians cuts the rects to the alpha box in C++; its lists equal those of the Python
@@ -214,7 +209,6 @@ def raster_both_rules(g: dict, dtype: torch.dtype, channels: int = 3) -> list[di
     return results
 
 
-@needs_extension
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_alpha_box_changes_no_cpu_output_on_adversarial_gaussians(dtype):
     g = adversarial_gaussians(dtype, seed=4)
@@ -226,7 +220,6 @@ def test_alpha_box_changes_no_cpu_output_on_adversarial_gaussians(dtype):
     assert old["image"].ne(old["image"][0, 0]).any()
 
 
-@needs_extension
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_alpha_box_changes_no_render_or_gradient(dtype):
     """Through rasterize (projection included): the alpha box on (rasterize's default) against

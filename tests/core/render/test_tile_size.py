@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
-from cgc_core.render import cpu, project
-
-needs_extension = pytest.mark.skipif(
-    not cpu.is_available(), reason="the C++ extension _raster_cpu is not built (scripts/setup.sh)"
-)
+from cgc_core.render import project
 
 
-@needs_extension
 def test_extension_tile_size_matches_project():
     from cgc_core.render import _raster_cpu
 
