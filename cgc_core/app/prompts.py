@@ -55,6 +55,13 @@ def prompted_objects(prompts: list[Prompt], features: FeatureCache, query: Query
                      threshold: float) -> list[PromptedObject]:
     """One `PromptedObject` per prompt, in order."""
     splats, scene, render = features.splats, features.scene, features.render
+    if query.spatial_filter:  # per model, not per prompt
+        with torch.no_grad():
+            unit = torch.nn.functional.normalize(splats["features"], dim=-1, eps=1e-8)
+            opaque = torch.sigmoid(splats["opacities"]) >= query.selection_min_opacity
+            means = splats["means"].detach().cpu().numpy()
+            extents = (query.connect_radius_scale
+                       * splats["log_scales"].detach().exp().amax(dim=-1).cpu().numpy())
     objects = []
     for p in prompts:
         feature = feature_at(features(p.frame), p.point[0], p.point[1])
@@ -62,12 +69,7 @@ def prompted_objects(prompts: list[Prompt], features: FeatureCache, query: Query
         if query.spatial_filter:
             seed = surface_point(splats, scene.camera(p.frame), p.point[0], p.point[1], render)
             if seed is not None:
-                unit = torch.nn.functional.normalize(splats["features"], dim=-1, eps=1e-8)
-                selected = ((unit @ feature >= threshold)
-                            & (torch.sigmoid(splats["opacities"]) >= query.selection_min_opacity))
-                means = splats["means"].detach().cpu().numpy()
-                extents = (query.connect_radius_scale
-                           * splats["log_scales"].detach().exp().amax(dim=-1).cpu().numpy())
+                selected = (unit @ feature >= threshold) & opaque
                 part, rest = connected_part(means, extents, selected.cpu().numpy(), seed)
                 if rest.any():
                     part = torch.from_numpy(part).to(selected.device)
