@@ -361,5 +361,73 @@ def load_config(path: str | Path | None = None) -> CGCConfig:
         data = yaml.safe_load(path.read_text()) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping at the top level")
+        if is_ros_parameters_file(data):
+            data = engine_overrides_of_ros_parameters(data, path)
         apply_overrides(config, data)
     return config
+
+
+ROS_PARAMETERS = "ros__parameters"
+
+
+def is_ros_parameters_file(data: dict) -> bool:
+    """True for a ROS 2 parameters file: `<node name or /**>: {ros__parameters: {...}}`."""
+    return bool(data) and all(isinstance(v, dict) and ROS_PARAMETERS in v for v in data.values())
+
+
+def engine_overrides_of_ros_parameters(data: dict, source: str | Path = "") -> dict[str, Any]:
+    """The engine's sections of a ROS 2 parameters file (the node's `config/cgc.yaml`).
+
+    The node reads the engine's keys as parameters named after this config (`query.threshold`,
+    nested in YAML as `query: {threshold: ...}`) beside its own keys (`map_frame`, ...). Here only
+    the mappings named after a section of CGCConfig are taken, from every node entry in file
+    order; the node's own keys are the node's business and are left alone. A mapping that names no
+    section is refused, so that a misspelt section does not pass silently.
+    """
+    sections = {f.name for f in dataclasses.fields(CGCConfig)}
+    merged: dict[str, Any] = {}
+    for node, entry in data.items():
+        for key, value in (entry[ROS_PARAMETERS] or {}).items():
+            if isinstance(value, dict):
+                if key not in sections:
+                    raise ValueError(f"{source}: '{node}.{ROS_PARAMETERS}.{key}' is not a config "
+                                     f"section (sections: {', '.join(sorted(sections))})")
+                merged.setdefault(key, {}).update(value)
+    return merged
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field of a dataclass (these docstrings are the documentation of
+    every setting; the ROS node shows them as parameter descriptions), whitespace collapsed."""
+    import ast
+    import inspect
+    import textwrap
+
+    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
+    docs = {}
+    for field_node, doc_node in zip(body, body[1:]):
+        if (isinstance(field_node, ast.AnnAssign) and isinstance(field_node.target, ast.Name)
+                and isinstance(doc_node, ast.Expr) and isinstance(doc_node.value, ast.Constant)
+                and isinstance(doc_node.value.value, str)):
+            docs[field_node.target.id] = " ".join(doc_node.value.value.split())
+    return docs
+
+
+def config_fields(config: Any, prefix: str = "") -> list[tuple[str, Any, Any, str]]:
+    """Every leaf setting of a (nested) config: (dotted key, current value, type hint, docstring),
+    in declaration order."""
+    hints = typing.get_type_hints(type(config))
+    docs = field_docs(type(config))
+    out = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            out += config_fields(value, prefix=f"{prefix}{f.name}.")
+        else:
+            out.append((f"{prefix}{f.name}", value, hints[f.name], docs.get(f.name, "")))
+    return out
+
+
+def describe_type(hint: Any) -> str:
+    """A type hint as a user reads it (for messages and parameter descriptions)."""
+    return _describe(hint)
