@@ -270,6 +270,67 @@ class QueryConfig:
 
 
 @dataclass
+class LiveConfig:
+    """The live session (`cgc stream`, the ROS node): frames arrive one by one, a few become
+    keyframes, the model grows where it is empty and trains for as long as frames come. Starting
+    numbers from MonoGS, SplaTAM and Gaussian-SLAM (DESIGN.md, "The live engine")."""
+
+    frame_queue: int = 8
+    """Frames waiting for the training thread; when full, the oldest is dropped and counted."""
+    max_keyframes: int = 200
+    """Keyframes kept for training; when full, the one most redundant with the others goes
+    (never the newest)."""
+    min_keyframe_gap: int = 1
+    """A keyframe is at least this many received frames after the previous one (1: consecutive
+    frames may both be keyframes; raise it for a 30 Hz camera)."""
+    keyframe_translation: float = 0.08
+    """A frame whose camera moved more than this times the median depth since the last keyframe
+    becomes a keyframe (MonoGS)."""
+    keyframe_rotation_deg: float = 20.0
+    """... or turned more than this many degrees (Photo-SLAM)."""
+    keyframe_overlap: float = 0.9
+    """... or shares less than this fraction (intersection over union) of its visible Gaussians
+    with the last keyframe (MonoGS)."""
+    keyframe_alpha: float = 0.5
+    """... or leaves more than `keyframe_empty_fraction` of its pixels with rendered alpha below
+    this (the model does not explain them yet)."""
+    keyframe_empty_fraction: float = 0.2
+    """See `keyframe_alpha`."""
+    newest_share: float = 0.4
+    """Share of iterations on the newest keyframe while it is fresh (Gaussian-SLAM, MonoGS)."""
+    fresh_iterations: int = 100
+    """A keyframe counts as fresh for this many of its own iterations; after that, and whenever
+    no keyframe is fresh, iterations go round all keyframes evenly so nothing is forgotten."""
+    window: int = 8
+    """Recent keyframes that share the rest of a fresh keyframe's iterations ..."""
+    window_random_older: int = 2
+    """... together with this many random older keyframes, drawn anew each iteration."""
+    grow: bool = True
+    """Add Gaussians at each new keyframe where the model is empty or wrong (off for `cgc
+    train`, whose model is seeded from the whole scene before training)."""
+    grow_alpha: float = 0.5
+    """Pixels with rendered alpha below this get new Gaussians (SplaTAM)."""
+    grow_depth_error: float = 50.0
+    """... and pixels whose measured depth lies in front of the rendered depth by more than this
+    times the median depth error (SplaTAM)."""
+    grow_points: int = 2000
+    """New Gaussians per keyframe at most (sub-sampled uniformly from the pixels to fill)."""
+    grow_opacity: float = 0.5
+    """Opacity of new Gaussians (SplaTAM)."""
+    grow_feature_std: float = 0.01
+    """Standard deviation of new Gaussians' features: near 0, so they take their neighbours'
+    feature from the contrastive loss instead of starting far from it."""
+    default_depth: float = 1.0
+    """Depth (metres) of new Gaussians along the pixel rays when the frame has no depth, no prior
+    point cloud covers the pixels and nothing is rendered yet."""
+    extent: float = 0.0
+    """Scene extent (metres) that scales the position learning rate and densification; 0:
+    estimated from the keyframes (camera spread, at least the median depth) and only growing."""
+    max_translation: float = 1e4
+    """Frames whose camera is farther than this (metres) from the origin are rejected."""
+
+
+@dataclass
 class CGCConfig:
     """The whole configuration, one section per part of the engine."""
 
@@ -285,6 +346,8 @@ class CGCConfig:
     """Optimisation schedule."""
     query: QueryConfig = field(default_factory=QueryConfig)
     """Turning features into masks."""
+    live: LiveConfig = field(default_factory=LiveConfig)
+    """The live session: keyframes, growth, memory."""
 
 
 def _describe(hint: Any) -> str:
