@@ -331,6 +331,70 @@ class LiveConfig:
 
 
 @dataclass
+class ObjectsConfig:
+    """From Gaussians to objects: scene clustering, 3D extraction and text grounding
+    (cgc_core.objects). Lengths are in the scene's units (metres for ROS and the built-in
+    scenes)."""
+
+    min_opacity: float = 0.1
+    """Gaussians less opaque than this join no object and give no extracted points: floaters and
+    half-transparent filler would bridge objects and bend their boxes."""
+    cluster_threshold: float = 0.7
+    """Cosine similarity of a Gaussian's feature to its feature group's centre, at least (also
+    the radius of the feature modes searched on the sample)."""
+    cluster_sample: int = 4096
+    """Gaussians sampled (evenly, seeded) to find the feature modes; every Gaussian is then
+    assigned to its nearest mode. Bounds the cost of clustering on large maps."""
+    min_mode_share: float = 0.002
+    """A feature mode needs at least this share of the sample (and 3 Gaussians): rarer ones are
+    noise."""
+    mode_rounds: int = 2
+    """Mode searches: each after the first runs on a sample of the Gaussians no mode took yet,
+    where small objects' modes have the support a sample of the whole scene denies them."""
+    voxel_size: float = 0.03
+    """Side of the voxels that link Gaussians of one feature group into spatially connected
+    objects (neighbouring voxels are connected) and that match objects across re-clustering.
+    Look-alike objects more than about two voxels apart stay separate."""
+    min_gaussians: int = 30
+    """Connected parts with fewer Gaussians than this are floaters, not objects."""
+    background_min_size: float = 0.6
+    """An object whose oriented box has a side at least this long is background (table, floor,
+    walls): listed, flagged, and left out of text answers unless its label is asked for."""
+    background_flat_size: float = 0.25
+    """... and so is a flat patch: longest side at least this, shortest at most
+    `background_flatness` times the longest (the pieces of a table whose features vary)."""
+    background_flatness: float = 0.2
+    """See `background_flat_size`."""
+    match_min_overlap: float = 0.2
+    """Re-clustering: a new cluster keeps an existing object's id when their voxels overlap by at
+    least this share of the smaller one (ConceptGraphs-style association)..."""
+    match_min_cosine: float = 0.7
+    """... and their mean features have at least this cosine similarity."""
+    outlier_neighbors: int = 20
+    """Extraction: statistical outlier removal looks at this many neighbours (open3d)."""
+    outlier_std_ratio: float = 2.0
+    """Extraction: points whose mean neighbour distance exceeds the average by more than this many
+    standard deviations are removed (open3d)."""
+    grounding: str = "labels,attributes"
+    """Comma-separated text grounding backends: 'labels' (names users give objects), 'attributes'
+    (colour, size and position words; no weights), 'dino' (Grounding DINO, needs `dino_path`),
+    'clip' (needs `clip_path`)."""
+    min_score: float = 0.5
+    """A text query's best object needs at least this score in [0, 1]; else "not found"."""
+    ambiguity_margin: float = 0.15
+    """The best object must lead the second by this much score; else "ambiguous"."""
+    dino_path: str = ""
+    """Local folder of a Grounding DINO model in the transformers layout (config, weights,
+    processor). Nothing is downloaded."""
+    dino_box_threshold: float = 0.25
+    """Grounding DINO boxes scoring below this are ignored."""
+    clip_path: str = ""
+    """Local open_clip checkpoint (.pt / .bin state dict). Nothing is downloaded."""
+    clip_model: str = "ViT-B-32"
+    """open_clip architecture name of `clip_path` (or a path to its JSON model config)."""
+
+
+@dataclass
 class CGCConfig:
     """The whole configuration, one section per part of the engine."""
 
@@ -348,6 +412,8 @@ class CGCConfig:
     """Turning features into masks."""
     live: LiveConfig = field(default_factory=LiveConfig)
     """The live session: keyframes, growth, memory."""
+    objects: ObjectsConfig = field(default_factory=ObjectsConfig)
+    """Objects: scene clustering, 3D extraction, text grounding."""
 
 
 def _describe(hint: Any) -> str:

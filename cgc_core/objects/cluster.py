@@ -1,0 +1,348 @@
+"""Scene clustering: every Gaussian into an object, from its feature and its position.
+
+1. Gaussians less opaque than `min_opacity` are left out (floaters, filler).
+2. Feature modes, with no preset count: on an even sample, the feature with the most neighbours
+   within cosine `cluster_threshold` starts a mode that takes those neighbours; repeat on the
+   rest (a greedy mode search, like mean shift with a flat kernel). Every Gaussian then joins its
+   nearest mode, if within the threshold; one re-centring step follows.
+3. Each feature group splits into spatially connected parts on voxels of `voxel_size`: two
+   look-alike objects apart become two objects. Parts under `min_gaussians` are floaters.
+4. Objects whose oriented box has a side of `background_min_size` or more are background.
+5. With a previous table (the map grew), each new object takes the id, label and display colour
+   of the old object it overlaps (voxels) and resembles (mean feature), as ConceptGraphs
+   associates detections; unmatched ones get fresh ids, never reused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import open3d as o3d
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from cgc_core.config import ObjectsConfig
+from cgc_core.objects.colors import base_rgb, colour_shares, display_colour, opacity_weights
+from cgc_core.objects.voxels import connected_voxel_groups, overlap_share, voxel_keys
+
+UNASSIGNED = -1
+"""Object id of Gaussians that belong to no object (floaters, transparent, odd features)."""
+
+
+@dataclass
+class ObjectInfo:
+    """One object of the scene."""
+
+    id: int
+    """Stable id: kept across re-clustering while the object is matched."""
+    label: str
+    """Name given by a user or the LabelObject service ('' until then)."""
+    color: tuple[int, int, int]
+    """Display colour (RGB 0-255) for point clouds and markers; follows the id."""
+    color_name: str
+    """Its Gaussians' most common named colour (CIELAB; cgc_core.objects.colors)."""
+    color_shares: dict[str, float]
+    """{colour name: share of the object's opacity}, largest first."""
+    count: int
+    """Gaussians in the object."""
+    centroid: np.ndarray
+    """[3] mean of the Gaussian centres."""
+    aabb_min: np.ndarray
+    """[3] axis-aligned box, low corner."""
+    aabb_max: np.ndarray
+    """[3] axis-aligned box, high corner."""
+    obb_center: np.ndarray
+    """[3] oriented box centre."""
+    obb_extent: np.ndarray
+    """[3] oriented box side lengths."""
+    obb_rotation: np.ndarray
+    """[3, 3] oriented box axes (columns) in world coordinates."""
+    mean_feature: np.ndarray
+    """[D] unit mean feature: the object's discriminative feature."""
+    background: bool
+    """Large extended cluster (table, floor, wall)."""
+    voxels: np.ndarray = field(repr=False)
+    """[V] sorted int64 voxel keys the object occupies (re-clustering matches on them)."""
+
+    @property
+    def volume(self) -> float:
+        """Oriented box volume."""
+        return float(np.prod(self.obb_extent))
+
+    def to_json(self, with_voxels: bool = True) -> dict:
+        data = {"id": self.id, "label": self.label, "color": list(self.color),
+                "color_name": self.color_name, "color_shares": self.color_shares,
+                "count": self.count, "centroid": self.centroid.tolist(),
+                "aabb_min": self.aabb_min.tolist(), "aabb_max": self.aabb_max.tolist(),
+                "obb_center": self.obb_center.tolist(), "obb_extent": self.obb_extent.tolist(),
+                "obb_rotation": self.obb_rotation.tolist(),
+                "mean_feature": [round(float(v), 6) for v in self.mean_feature],
+                "background": self.background}
+        if with_voxels:
+            data["voxels"] = self.voxels.tolist()
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> ObjectInfo:
+        array = np.asarray
+        return cls(id=int(data["id"]), label=str(data.get("label", "")),
+                   color=tuple(int(c) for c in data["color"]), color_name=data["color_name"],
+                   color_shares=dict(data.get("color_shares", {})), count=int(data["count"]),
+                   centroid=array(data["centroid"], float), aabb_min=array(data["aabb_min"], float),
+                   aabb_max=array(data["aabb_max"], float),
+                   obb_center=array(data["obb_center"], float),
+                   obb_extent=array(data["obb_extent"], float),
+                   obb_rotation=array(data["obb_rotation"], float),
+                   mean_feature=array(data["mean_feature"], np.float32),
+                   background=bool(data["background"]),
+                   voxels=array(data.get("voxels", []), np.int64))
+
+
+@dataclass
+class ObjectTable:
+    """The objects of one clustering of a model."""
+
+    objects: list[ObjectInfo]
+    """Sorted by id."""
+    gaussian_object: np.ndarray | None
+    """[N] object id of each Gaussian of the clustered model (UNASSIGNED = none); None when the
+    table was read from disk (it belongs to the model it was computed on)."""
+    next_id: int
+    """The id the next new object gets: ids are never reused."""
+    voxel_size: float
+    """Voxel side the objects' `voxels` are keyed with."""
+
+    def get(self, object_id: int) -> ObjectInfo:
+        """The object with this id; ValueError naming the known ids if there is none."""
+        for obj in self.objects:
+            if obj.id == object_id:
+                return obj
+        known = ", ".join(str(o.id) for o in self.objects) or "none"
+        raise ValueError(f"unknown object id {object_id} (known: {known})")
+
+    def members(self, object_id: int) -> np.ndarray:
+        """[N] bool, the Gaussians of an object (needs `gaussian_object`)."""
+        if self.gaussian_object is None:
+            raise ValueError("this object table has no Gaussian assignment; re-cluster the model")
+        self.get(object_id)
+        return self.gaussian_object == object_id
+
+    def to_json(self, with_voxels: bool = True) -> dict:
+        return {"version": 1, "next_id": self.next_id, "voxel_size": self.voxel_size,
+                "objects": [o.to_json(with_voxels) for o in self.objects]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> ObjectTable:
+        return cls([ObjectInfo.from_json(o) for o in data["objects"]], None,
+                   int(data["next_id"]), float(data["voxel_size"]))
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.normalize(x.float(), dim=-1, eps=1e-8)
+
+
+def feature_modes(features: torch.Tensor, threshold: float, min_support: int) -> torch.Tensor:
+    """[K, D] unit feature modes of [S, D] unit features, K found, not given.
+
+    Greedy: the feature with the most others within cosine `threshold` founds a mode that takes
+    them (their mean); repeated on what is left until the best support is under `min_support`.
+    """
+    near = ((features @ features.T) >= threshold).float()  # [S, S], symmetric
+    support = near.sum(dim=1)
+    alive = torch.ones(len(features))
+    modes = []
+    while True:
+        best = int(torch.argmax(support * alive - (1 - alive)))
+        if alive[best] == 0 or float(support[best]) < min_support:
+            break
+        members = near[best] * alive
+        modes.append(_unit(features[members.bool()].mean(dim=0)))
+        alive -= members
+        support -= near @ members  # matrix-vector: a column gather of a bool matrix is slow
+    if not modes:
+        return features.new_zeros(0, features.shape[1])
+    return torch.stack(modes)
+
+
+def assign_to_modes(features: torch.Tensor, modes: torch.Tensor,
+                    threshold: float) -> torch.Tensor:
+    """[P] index of the nearest mode of each [P, D] unit feature, -1 where even the nearest is
+    below cosine `threshold`."""
+    if len(modes) == 0:
+        return torch.full((len(features),), -1, dtype=torch.long)
+    best, index = (features @ modes.T).max(dim=1)
+    return torch.where(best >= threshold, index, torch.full_like(index, -1))
+
+
+def feature_groups(features: torch.Tensor, config: ObjectsConfig, seed: int) -> torch.Tensor:
+    """[P] feature group (mode index) of each [P, D] unit feature, -1 for none.
+
+    Modes are searched on an even sample; then again on a sample of what no mode took (a small
+    object has too few Gaussians in the first sample to found a mode); then every feature joins
+    its nearest mode and the modes are re-centred on all their members once.
+    """
+    generator = np.random.default_rng(seed)
+    modes = features.new_zeros(0, features.shape[1])
+    pool = np.arange(len(features))
+    for _ in range(config.mode_rounds):
+        if len(pool) < config.min_gaussians:
+            break
+        sample = pool if len(pool) <= config.cluster_sample else np.sort(
+            generator.choice(pool, config.cluster_sample, replace=False))
+        min_support = max(3, int(np.ceil(config.min_mode_share * len(sample))))
+        modes = torch.cat([modes, feature_modes(features[sample], config.cluster_threshold,
+                                                min_support)])
+        index = assign_to_modes(features, modes, config.cluster_threshold)
+        pool = np.flatnonzero(index.numpy() < 0)
+    if len(modes) == 0:
+        return torch.full((len(features),), -1, dtype=torch.long)
+    total = torch.zeros_like(modes).index_add_(0, index.clamp_min(0),
+                                                features * (index >= 0)[:, None])
+    modes = torch.where(total.norm(dim=1, keepdim=True) > 0, _unit(total), modes)
+    return assign_to_modes(features, modes, config.cluster_threshold)
+
+
+def _boxes(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                        np.ndarray]:
+    """(aabb_min, aabb_max, obb_center, obb_extent, obb_rotation) of [P, 3] points (open3d);
+    a flat or tiny set gets its axis-aligned box as the oriented one."""
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points.astype(np.float64)))
+    aabb = cloud.get_axis_aligned_bounding_box()
+    lo, hi = np.asarray(aabb.min_bound), np.asarray(aabb.max_bound)
+    try:
+        obb = cloud.get_minimal_oriented_bounding_box() if len(points) >= 4 else None
+    except RuntimeError:  # qhull: all points on a plane or a line
+        obb = None
+    if obb is None:
+        return lo, hi, (lo + hi) / 2, hi - lo, np.eye(3)
+    return lo, hi, np.asarray(obb.center), np.asarray(obb.extent), np.asarray(obb.R)
+
+
+def describe_object(object_id: int, points: np.ndarray, features: torch.Tensor,
+                    rgb: np.ndarray, weights: np.ndarray, config: ObjectsConfig) -> ObjectInfo:
+    """An ObjectInfo of Gaussians given by centres [P, 3], unit features [P, D], base colours
+    [P, 3] and opacities [P]."""
+    lo, hi, center, extent, rotation = _boxes(points)
+    shares = colour_shares(rgb, weights)
+    return ObjectInfo(
+        id=object_id, label="", color=display_colour(object_id),
+        color_name=next(iter(shares), ""), color_shares=shares, count=len(points),
+        centroid=points.mean(axis=0), aabb_min=lo, aabb_max=hi, obb_center=center,
+        obb_extent=extent, obb_rotation=rotation,
+        mean_feature=_unit(features.mean(dim=0)).cpu().numpy(),
+        background=is_background(extent, config),
+        voxels=np.unique(voxel_keys(points, config.voxel_size)))
+
+
+def is_background(extent: np.ndarray, config: ObjectsConfig) -> bool:
+    """A large box (table, floor, wall), or a large flat one (a piece of them), from its [3] side
+    lengths."""
+    longest, shortest = float(extent.max()), float(extent.min())
+    return longest >= config.background_min_size or (
+        longest >= config.background_flat_size and shortest <= config.background_flatness * longest)
+
+
+@torch.no_grad()
+def cluster_objects(splats, config: ObjectsConfig, previous: ObjectTable | None = None,
+                    seed: int = 0) -> ObjectTable:
+    """Cluster a model's Gaussians into objects.
+
+    Args:
+        splats: mapping name -> Tensor with at least means [N, 3], opacities [N] (logits),
+            sh0 [N, 1, 3], features [N, D] (a ParameterDict or a dict of detached tensors).
+        previous: the table of an earlier clustering of the same (possibly smaller) map: matched
+            objects keep their id, label and display colour.
+        seed: seeds the sample the feature modes are searched on.
+    """
+    means = splats["means"].detach().float().cpu()
+    n = len(means)
+    features = _unit(splats["features"].detach().cpu())
+    weights = opacity_weights(splats)
+    eligible = np.flatnonzero(weights >= config.min_opacity)
+    group = np.full(n, -1, dtype=np.int64)
+    if len(eligible):
+        group[eligible] = feature_groups(features[eligible], config, seed).numpy()
+
+    # Spatial split: one component per connected part of each feature group.
+    points = means.numpy().astype(np.float64)
+    grouped = np.flatnonzero(group >= 0)
+    parts = np.full(n, -1, dtype=np.int64)
+    next_part = 0
+    keys = voxel_keys(points[grouped], config.voxel_size)
+    order = np.argsort(group[grouped], kind="stable")
+    bounds = np.flatnonzero(np.diff(group[grouped][order])) + 1
+    for members in np.split(order, bounds):
+        if len(members) == 0:
+            continue
+        labels = connected_voxel_groups(keys[members])
+        sizes = np.bincount(labels)
+        keep = sizes[labels] >= config.min_gaussians
+        renumber = np.cumsum(sizes >= config.min_gaussians) - 1
+        parts[grouped[members[keep]]] = next_part + renumber[labels[keep]]
+        next_part += int((sizes >= config.min_gaussians).sum())
+
+    rgb = base_rgb(splats).cpu().numpy()
+    order = np.argsort(parts, kind="stable")
+    bounds = np.flatnonzero(np.diff(parts[order])) + 1
+    objects, members_of = [], {}
+    for members in np.split(order, bounds):
+        if len(members) == 0 or parts[members[0]] < 0:
+            continue
+        part = int(parts[members[0]])
+        members_of[part] = members
+        objects.append(describe_object(part, points[members], features[members], rgb[members],
+                                       weights[members], config))
+    ids = match_objects(objects, previous, config)
+    first_new = previous.next_id if previous is not None else 1
+    next_id = first_new
+    gaussian_object = np.full(n, UNASSIGNED, dtype=np.int64)
+    for obj in sorted(objects, key=lambda o: -o.count):  # new ids: largest objects first
+        part = obj.id
+        if part in ids:
+            old = previous.get(ids[part])
+            obj.id, obj.label, obj.color = old.id, old.label, old.color
+        else:
+            obj.id, obj.color = next_id, display_colour(next_id)
+            next_id += 1
+        gaussian_object[members_of[part]] = obj.id
+    objects.sort(key=lambda o: o.id)
+    return ObjectTable(objects, gaussian_object, next_id, config.voxel_size)
+
+
+def match_objects(objects: list[ObjectInfo], previous: ObjectTable | None,
+                  config: ObjectsConfig) -> dict[int, int]:
+    """{new object's id: previous object's id} for the pairs whose voxels overlap by at least
+    `match_min_overlap` and whose mean features have cosine at least `match_min_cosine`, one to
+    one, maximising overlap + cosine (Hungarian assignment)."""
+    if previous is None or not previous.objects or not objects:
+        return {}
+    if previous.voxel_size != config.voxel_size:
+        scale = config.voxel_size
+        old_voxels = [np.unique(voxel_keys(_voxel_centres(o.voxels, previous.voxel_size), scale))
+                      for o in previous.objects]
+    else:
+        old_voxels = [o.voxels for o in previous.objects]
+    score = np.full((len(objects), len(previous.objects)), -np.inf)
+    for i, new in enumerate(objects):
+        for j, old in enumerate(previous.objects):
+            if len(new.mean_feature) != len(old.mean_feature):
+                continue
+            cosine = float(np.dot(new.mean_feature, old.mean_feature))
+            if cosine < config.match_min_cosine:
+                continue
+            overlap = overlap_share(new.voxels, old_voxels[j])
+            if overlap >= config.match_min_overlap:
+                score[i, j] = overlap + cosine
+    finite = np.isfinite(score)
+    if not finite.any():
+        return {}
+    rows, cols = linear_sum_assignment(np.where(finite, -score, 1e6))
+    return {objects[i].id: previous.objects[j].id for i, j in zip(rows, cols) if finite[i, j]}
+
+
+def _voxel_centres(keys: np.ndarray, size: float) -> np.ndarray:
+    """[V, 3] centres of voxels keyed at side `size` (inverse of `voxel_keys`)."""
+    from cgc_core.objects.voxels import _BITS, _MASK, _OFFSET
+    cells = np.stack([(keys >> (2 * _BITS)) & _MASK, (keys >> _BITS) & _MASK, keys & _MASK], 1)
+    return (cells - _OFFSET + 0.5) * size
