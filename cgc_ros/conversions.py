@@ -98,16 +98,17 @@ def image_to_rgb(msg: Image) -> np.ndarray:
 def image_to_depth(msg: Image) -> np.ndarray:
     """32FC1 metres or 16UC1 / mono16 millimetres -> [H, W] float32 metres (0 = invalid).
 
-    Non-finite values are kept as they are (the engine treats them as invalid); negative ones are
-    refused, they are a driver bug rather than a missing measurement.
+    REP 118 gives 32FC1 depth NaN for "no measurement" and -inf / +inf for "too close" / "too
+    far": all three become 0, cgc's "invalid". Negative finite values are refused: they are a
+    driver bug, not a missing measurement.
     """
     pixels = _pixels(msg, DEPTH_ENCODINGS, "depth")
     if msg.encoding == "32FC1":
-        depth = pixels
-        if (depth < 0).any():
+        finite = np.isfinite(pixels)
+        if (pixels[finite] < 0).any():
             raise ConversionError("depth: negative values (32FC1 must be metres >= 0; "
-                                  "0 or NaN = invalid)")
-        return depth
+                                  "0, NaN and inf = invalid)")
+        return np.where(finite, pixels, np.float32(0.0))
     return pixels.astype(np.float32) / np.float32(1000.0)
 
 

@@ -26,7 +26,7 @@ from visualization_msgs.msg import MarkerArray
 from cgc_ros import conversions as cv
 from cgc_ros import params
 from cgc_ros.queues import DropOldestQueue, StampBuffer
-from cgc_ros.srv import ListObjects, LabelObject, LoadMap, SaveMap, SegmentObject
+from cgc_ros.srv import LabelObject, ListObjects, LoadMap, SaveMap, SegmentObject
 from cgc_ros.worker import Inputs, Outputs, ServiceError, Worker
 
 INPUT_TOPICS = ("image", "camera_info", "depth", "pose", "segments")

@@ -62,6 +62,10 @@ def node_parameters() -> list[NodeParameter]:
                       range=(1, 64)),
         NodeParameter("publish_rate", 1.0, "Hz at which ~/clusters and ~/objects/markers are "
                       "refreshed (reliable, transient-local).", range=(0.01, 30.0)),
+        NodeParameter("cluster_period", 5.0, "Seconds between two clusterings of the model "
+                      "into objects (it takes about a second on a CPU and holds up the frames "
+                      "meanwhile); ~/list_objects with recluster=true clusters at once.",
+                      range=(0.1, 3600.0)),
         NodeParameter("cluster_max_points", 100_000, "At most this many Gaussians (the most "
                       "opaque) in ~/clusters.", range=(1, 10_000_000)),
         NodeParameter("map_directory", "~/.ros/cgc_maps", "Folder that ~/save_map and ~/load_map "
@@ -88,6 +92,7 @@ class NodeSettings:
     tf_timeout: float
     queue_length: int
     publish_rate: float
+    cluster_period: float
     cluster_max_points: int
     map_directory: Path
     service_timeout: float
@@ -147,7 +152,8 @@ def declare(node: Node) -> tuple[NodeSettings, CGCConfig]:
     if not values["map_directory"]:
         raise ParameterError("parameter 'map_directory' must not be empty")
     values["map_directory"] = Path(os.path.expanduser(values["map_directory"])).resolve()
-    for name in ("sync_slop", "tf_timeout", "publish_rate", "service_timeout"):
+    for name in ("sync_slop", "tf_timeout", "publish_rate", "cluster_period",
+                 "service_timeout"):
         values[name] = float(values[name])
     settings = NodeSettings(**values)
 

@@ -13,11 +13,13 @@ import collections
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
+import rclpy
 import torch
 from std_msgs.msg import Header, String
 
@@ -104,6 +106,8 @@ class Worker:
         self.session = self._new_session()
         self.table = None
         self._clustered_version = -1
+        self._clustered_splats = None
+        self._cluster_due = 0.0
         self._objects_due = 0.0
         self._latest_camera: Camera | None = None
         self._stop = threading.Event()
@@ -153,6 +157,8 @@ class Worker:
         try:
             work()
         except Exception as error:  # keep publishing on the good frames around it
+            if self._stop.is_set() or not rclpy.ok():
+                return  # shutting down: publishers are gone
             self.counts["internal_errors"] += 1
             self.report(f"internal:{type(error).__name__}",
                         f"{work.__name__} failed: {type(error).__name__}: {error}")
@@ -235,9 +241,10 @@ class Worker:
     def _object_features(self):
         """(object ids [K], mean features [K, D], colours [K, 3]) of the current table."""
         objects = [] if self.table is None else self.table.objects
+        if not objects:
+            return np.zeros(0, np.int64), torch.zeros(0, 1), np.zeros((0, 3), np.uint8)
         ids = np.array([o.id for o in objects], dtype=np.int64)
-        features = torch.tensor(np.array([o.mean_feature for o in objects], dtype=np.float32)
-                                .reshape(len(objects), -1))
+        features = torch.tensor(np.stack([o.mean_feature for o in objects]).astype(np.float32))
         colors = np.array([o.color for o in objects], dtype=np.uint8).reshape(-1, 3)
         return ids, features, colors
 
@@ -263,15 +270,20 @@ class Worker:
         self.outputs.segmentation_color.publish(cv.rgb_to_image(rgb, header))
         self.counts["segmentation_published"] += 1
 
-    def _recluster(self) -> None:
+    def _recluster(self, force: bool = False) -> None:
+        """Cluster the model into objects again if it changed and `cluster_period` has passed
+        (or `force`): ids and labels carry over from the previous table by overlap."""
         snapshot = self.session.snapshot()
         if snapshot is None or cluster_objects is None:
             return
-        if snapshot.version != self._clustered_version:
+        due = time.monotonic() >= self._cluster_due
+        if snapshot.version != self._clustered_version and (due or force or self.table is None
+                                                            or self._clustered_splats is None):
             self.table = cluster_objects(snapshot.splats, self.config.objects,
                                          previous=self.table)
             self._clustered_version = snapshot.version
             self._clustered_splats = snapshot.splats
+            self._cluster_due = time.monotonic() + self.settings.cluster_period
 
     def _map_header(self) -> Header:
         header = Header(frame_id=self.settings.map_frame)
@@ -442,7 +454,7 @@ class Worker:
     def list_objects(self, request, response):
         if request.recluster or self.table is None:
             self._snapshot()
-            self._recluster()
+            self._recluster(force=request.recluster)
         header = self._map_header()
         response.objects = [self._object_msg(o, header) for o in
                             ([] if self.table is None else self.table.objects)]
@@ -505,9 +517,9 @@ class Worker:
         self.session = session
         self.table = table
         self._clustered_version = -1
+        self._clustered_splats = None
         self.session.start()
-        if table is not None:  # re-cluster now: ids and labels carry over by overlap
-            self._recluster()
+        self._recluster(force=True)  # ids and labels carry over from the saved table by overlap
         response.success, response.path = True, str(path)
         response.message = f"loaded {path}"
         return response
@@ -516,5 +528,6 @@ class Worker:
         self.session.reset()
         self.table = None
         self._clustered_version = -1
+        self._clustered_splats = None
         response.success, response.message = True, "map cleared"
         return response

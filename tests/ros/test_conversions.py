@@ -52,9 +52,10 @@ def test_depth_16uc1_millimetres_big_endian_and_32fc1_metres():
     assert depth.dtype == np.float32
 
     metres = RNG.uniform(0.2, 3.0, (4, 6)).astype(np.float32)
-    metres[0, 0] = np.nan  # invalid, kept for the engine to ignore
+    metres[0, :3] = [np.nan, np.inf, -np.inf]  # REP 118: no measurement, too far, too close
     depth = cv.image_to_depth(padded_image(metres, "32FC1", pad=4))
-    np.testing.assert_array_equal(depth, metres)
+    np.testing.assert_array_equal(depth[0, :3], 0.0)  # all invalid, as cgc spells it
+    np.testing.assert_array_equal(depth[1:], metres[1:])
 
     metres[1, 1] = -1.0
     with pytest.raises(cv.ConversionError, match="negative"):
