@@ -11,6 +11,7 @@ blocks the topics.
 from __future__ import annotations
 
 import sys
+import time
 
 import rclpy
 from geometry_msgs.msg import PoseStamped
@@ -52,8 +53,9 @@ class CgcNode(Node):
         self.worker = Worker(config, self.settings, self.inputs, self.get_logger().warning)
         # 3. Subscriptions: sensor-data QoS, enqueue only.
         inputs = MutuallyExclusiveCallbackGroup()
-        self.create_subscription(Image, "image", self.inputs.frames.put, qos_profile_sensor_data,
-                                 callback_group=inputs)
+        self.create_subscription(Image, "image",
+                                 lambda m: self.inputs.frames.put((time.monotonic(), m)),
+                                 qos_profile_sensor_data, callback_group=inputs)
         self._buffer(CameraInfo, "camera_info", self.inputs.camera_info, inputs)
         self._buffer(Image, "depth", self.inputs.depth, inputs)
         if self.settings.pose_source == "topic":

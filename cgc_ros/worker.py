@@ -71,7 +71,7 @@ class ServiceError(ValueError):
 class Inputs:
     """What the node's callbacks fill and the worker reads."""
 
-    frames: DropOldestQueue               # sensor_msgs/Image of `image`
+    frames: DropOldestQueue               # (arrival monotonic s, sensor_msgs/Image of `image`)
     camera_info: StampBuffer
     depth: StampBuffer
     pose: StampBuffer                     # geometry_msgs/PoseStamped (pose_source 'topic')
@@ -101,6 +101,10 @@ class Worker:
         self.outputs: Outputs | None = None
         self.requests = RequestQueue(settings.service_queue_length)
         self.counts: collections.Counter = collections.Counter()
+        self.latency = {name: collections.deque(maxlen=100)
+                        for name in ("wait_ms", "segmentation_ms", "cluster_ms")}
+        """Recent figures: an image's wait in the queue, image to its segmentation published,
+        one clustering."""
         self.report = RateLimitedLog(log)
         self.log = log
         self.session = self._new_session()
@@ -144,9 +148,9 @@ class Worker:
     def _loop(self) -> None:
         while not self._stop.is_set():
             self.requests.run_pending()
-            message = self.inputs.frames.get(timeout=0.02)
-            if message is not None:
-                self._process(message)
+            item = self.inputs.frames.get(timeout=0.02)
+            if item is not None:
+                self._process(*item)
             if time.monotonic() >= self._objects_due:
                 self._objects_due = time.monotonic() + 1.0 / self.settings.publish_rate
                 self._guarded(self._publish_objects)
@@ -165,8 +169,11 @@ class Worker:
 
     # ------------------------------------------------------------------ frames
 
-    def _process(self, image) -> None:
+    def _process(self, arrival: float, image) -> None:
+        """One image: match, hand to the session, publish its segmentation. `arrival` is when
+        the callback received it (monotonic seconds), for the latency figures."""
         self.counts["frames_taken"] += 1
+        self.latency["wait_ms"].append(1000 * (time.monotonic() - arrival))
         try:
             camera, rgb, depth, segments, keyframe = self._frame(image)
             self.session.add_frame(camera, rgb, depth, segments,
@@ -181,6 +188,7 @@ class Worker:
         self.counts["frames_accepted"] += 1
         self._latest_camera = camera
         self._guarded(lambda: self._publish_segmentation(image.header, camera))
+        self.latency["segmentation_ms"].append(1000 * (time.monotonic() - arrival))
 
     def _frame(self, image):
         """(camera, rgb, depth, segments, keyframe) of an image message and its companions."""
@@ -279,8 +287,10 @@ class Worker:
         due = time.monotonic() >= self._cluster_due
         if snapshot.version != self._clustered_version and (due or force or self.table is None
                                                             or self._clustered_splats is None):
+            started = time.monotonic()
             self.table = cluster_objects(snapshot.splats, self.config.objects,
                                          previous=self.table)
+            self.latency["cluster_ms"].append(1000 * (time.monotonic() - started))
             self._clustered_version = snapshot.version
             self._clustered_splats = snapshot.splats
             self._cluster_due = time.monotonic() + self.settings.cluster_period
@@ -335,6 +345,10 @@ class Worker:
                         "num_gaussians": stats.num_gaussians, "step": stats.step,
                         "iterations_per_second": round(stats.iterations_per_second, 2)},
             "objects": 0 if self.table is None else len(self.table.objects),
+            "latency_ms": {name.removesuffix("_ms"): {
+                "last": round(values[-1], 1), "max": round(max(values), 1),
+                "median": round(float(np.median(values)), 1)}
+                for name, values in self.latency.items() if values},
         })
         self.outputs.status.publish(String(data=json.dumps(status, sort_keys=True)))
 
@@ -518,8 +532,10 @@ class Worker:
         self.table = table
         self._clustered_version = -1
         self._clustered_splats = None
+        # Cluster the model exactly as saved, before training moves it: ids and labels carry
+        # over from the saved table (the same model overlaps it fully).
+        self._recluster(force=True)
         self.session.start()
-        self._recluster(force=True)  # ids and labels carry over from the saved table by overlap
         response.success, response.path = True, str(path)
         response.message = f"loaded {path}"
         return response

@@ -45,6 +45,7 @@ class Driver:
                                        ("depth", Image), ("pose", PoseStamped),
                                        ("segments", Image))}
         self.segmentation: list[dict] = []
+        self.segment_maps: dict[float, np.ndarray] = {}
         self.colors: list[dict] = []
         self.clusters: PointCloud2 | None = None
         self.markers: MarkerArray | None = None
@@ -63,6 +64,7 @@ class Driver:
 
     def _on_segmentation(self, msg: Image) -> None:
         ids = cv.image_to_segments(msg)
+        self.segment_maps[cv.stamp_seconds(msg.header)] = ids
         self.segmentation.append({"stamp": cv.stamp_seconds(msg.header),
                                   "frame_id": msg.header.frame_id, "encoding": msg.encoding,
                                   "size": [msg.width, msg.height], "ids": sorted(
@@ -133,6 +135,22 @@ def truth(scene_dir: Path, frame: str, name: str) -> tuple[np.ndarray, list | No
     return mask, record.get("aabb")
 
 
+def segmentation_iou(scene_dir: Path, frame: str, ids: np.ndarray) -> dict[str, float]:
+    """Per object of `frame`: IoU of its true mask with the segmentation id most of it got."""
+    names = read_json(scene_dir / "objects.json")
+    instances = read_label_png(scene_dir / "instances" / f"{frame}.png")
+    out = {}
+    for key, name in names.items():
+        truth_mask = instances == int(key)
+        if int(key) < 3 or truth_mask.sum() < 50:  # background, floor, table; tiny slivers
+            continue
+        values, counts = np.unique(ids[truth_mask], return_counts=True)
+        best = values[np.argmax(counts)]
+        mask = ids == best if best else np.zeros_like(truth_mask)
+        out[name] = float((mask & truth_mask).sum() / (mask | truth_mask).sum())
+    return out
+
+
 def stream(driver: Driver, args) -> dict:
     cameras = driver.scene.train_cameras
     start = 1000.0
@@ -148,6 +166,17 @@ def stream(driver: Driver, args) -> dict:
     # Fresh objects after training (re-cluster), and the latched outputs.
     listed = driver.call("list_objects", ListObjects.Request(recluster=True))
     driver.wait_for(lambda: driver.markers is not None and driver.clusters is not None, 10.0)
+
+    # Frames after training: their ~/segmentation must show the objects.
+    probe_start, probes = start + 100.0, cameras[:2]
+    for i, camera in enumerate(probes):
+        driver.publish_frame(camera, probe_start + i * 0.5)
+        driver.spin(1.0)
+    driver.wait_for(lambda: sum(t >= probe_start for t in driver.segment_maps) >= len(probes),
+                    20.0)
+    probe_iou = [segmentation_iou(args.scene, camera.name, driver.segment_maps[t])
+                 for camera, t in zip(probes, (probe_start + 0.5 * i for i in range(2)))
+                 if t in driver.segment_maps]
 
     prompts = read_json(args.scene / "prompts.json")
     train_names = {c.name for c in cameras[:args.frames]}
@@ -196,7 +225,8 @@ def stream(driver: Driver, args) -> dict:
     saved = driver.call("save_map", SaveMap.Request(name=args.map))
     after = driver.call("list_objects", ListObjects.Request(recluster=False))
     return {
-        "streamed": streamed, "status": trained, "final_status": driver.status,
+        "streamed": streamed, "probe_iou": probe_iou, "status": trained,
+        "final_status": driver.status,
         "segmentation": driver.segmentation, "colors": driver.colors,
         "clusters": None if driver.clusters is None else {
             "frame_id": driver.clusters.header.frame_id, "width": driver.clusters.width,
