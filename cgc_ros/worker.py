@@ -294,6 +294,7 @@ class Worker:
             self._clustered_version = snapshot.version
             self._clustered_splats = snapshot.splats
             self._cluster_due = time.monotonic() + self.settings.cluster_period
+            self._objects_due = 0.0  # publish the new objects at once
 
     def _map_header(self) -> Header:
         header = Header(frame_id=self.settings.map_frame)
@@ -507,9 +508,15 @@ class Worker:
         path = self._map_path(request.name)
         self._snapshot()
         path.mkdir(parents=True, exist_ok=True)
-        self.session.save(path / SESSION_FILE)
-        if self.table is not None:
-            write_json(path / OBJECTS_FILE, self.table.to_json())
+        # Model and objects of one moment: pause training, cluster the model as it is, save both.
+        self.session.stop()
+        try:
+            self._recluster(force=True)
+            self.session.save(path / SESSION_FILE)
+            if self.table is not None:
+                write_json(path / OBJECTS_FILE, self.table.to_json())
+        finally:
+            self.session.start()
         response.success, response.path = True, str(path)
         response.message = f"saved to {path}"
         return response
