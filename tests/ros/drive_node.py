@@ -4,6 +4,8 @@
         CameraInfo + depth + PoseStamped + segments (exact instance ids), wait for training,
         record the outputs, segment objects by pixel prompt, label one, query it by text, save
     drive_node.py NAMESPACE SCENE reload --map NAME   load the saved map and list the objects
+    drive_node.py NAMESPACE SCENE bad                 one bad message of each kind between good
+        frames; report the node's counters
 
 Prints one JSON object with what it saw. Every wait is bounded.
 """
@@ -87,6 +89,12 @@ class Driver:
             rclpy.spin_once(self.node, timeout_sec=0.05)
         return predicate()
 
+    def wait_for_node(self) -> None:
+        """Until every input of the node is matched (a frame sent before that may be lost)."""
+        self.wait_for(lambda: all(p.get_subscription_count() > 0 for p in self.pub.values()),
+                      20.0)
+        self.spin(0.5)
+
     def call(self, name: str, request, timeout: float = 60.0):
         client = self.clients[name]
         if not client.wait_for_service(timeout_sec=20.0):
@@ -154,8 +162,7 @@ def segmentation_iou(scene_dir: Path, frame: str, ids: np.ndarray) -> dict[str, 
 def stream(driver: Driver, args) -> dict:
     cameras = driver.scene.train_cameras
     start = 1000.0
-    # Let discovery finish so the first frames are not lost to unmatched publishers.
-    driver.wait_for(lambda: driver.pub["image"].get_subscription_count() > 0, 20.0)
+    driver.wait_for_node()
     for i, camera in enumerate(cameras[:args.frames]):
         driver.publish_frame(camera, start + i * 0.5)
         driver.spin(1.0 / args.rate)
@@ -242,6 +249,81 @@ def stream(driver: Driver, args) -> dict:
     }
 
 
+def bad_input(driver: Driver, args) -> dict:
+    """Good frames around one bad message of each kind; returns the node's status after."""
+    camera = driver.scene.train_cameras[0]
+    driver.wait_for_node()
+    stamp = [2000.0]
+
+    def frame(change=None, skip=()):
+        """Publish the good frame at the next stamp, with `change(messages)` applied."""
+        stamp[0] += 1.0
+        header = driver.header(stamp[0])
+        info, pose = driver.camera_msgs(camera, stamp[0])
+        depth = cv.ids_to_image(np.round(driver.scene.load_depth(camera) * 1000)
+                                .astype(np.int64), header)
+        depth.encoding = "16UC1"
+        segments = cv.ids_to_image(read_label_png(
+            driver.scene_dir / "instances" / f"{camera.name}.png"), header)
+        image = cv.rgb_to_image(driver.scene.load_image(camera), header)
+        messages = {"camera_info": info, "pose": pose, "depth": depth, "segments": segments,
+                    "image": image}
+        if change is not None:
+            change(messages)
+        for name in ("camera_info", "pose", "depth", "segments", "image"):
+            if name not in skip:
+                driver.pub[name].publish(messages[name])
+        driver.spin(0.6)
+
+    def set_(name, **fields):
+        def change(messages):
+            for key, value in fields.items():
+                target = messages[name]
+                *path, last = key.split("__")
+                for part in path:
+                    target = getattr(target, part)
+                setattr(target, last, value)
+        return change
+
+    def negative_depth(messages):
+        metres = np.full((camera.height, camera.width), 1.0, np.float32)
+        metres[3, 4] = -2.0
+        messages["depth"] = Image(header=messages["image"].header, height=camera.height,
+                                  width=camera.width, encoding="32FC1", step=4 * camera.width)
+        messages["depth"].data = cv._byte_array(metres.astype("<f4"))
+
+    def small_segments(messages):
+        messages["segments"] = cv.ids_to_image(np.ones((10, 10), np.int64),
+                                               messages["image"].header)
+
+    frame()  # good
+    kinds = {
+        "encoding": set_("image", encoding="yuv422"),
+        "short data": set_("image", data=cv._byte_array(np.zeros(10, np.uint8))),
+        "zero focal length": set_("camera_info", k=[0.0] * 9),
+        "camera_info size": set_("camera_info", width=camera.width + 8),
+        "NaN pose": set_("pose", pose__position__x=float("nan")),
+        "non-unit quaternion": set_("pose", pose__orientation__w=2.0),
+        "pose in another frame": set_("pose", header__frame_id="odom"),
+        "huge translation": set_("pose", pose__position__x=1e9),
+        "negative depth": negative_depth,
+        "segments size": small_segments,
+    }
+    for change in kinds.values():
+        frame(change)
+    frame(skip=("pose",))  # a pose that never came
+    frame()  # good again
+    good_stamp = stamp[0]
+    driver.wait_for(lambda: any(s["stamp"] == good_stamp for s in driver.segmentation), 20.0)
+    driver.wait_for(lambda: driver.status.get("frames_taken", 0) >= len(kinds) + 3, 10.0)
+    driver.spin(1.0)  # the next status
+    listed = driver.call("list_objects", ListObjects.Request(recluster=False))
+    return {"kinds": list(kinds), "status": driver.status,
+            "segmented": [s["stamp"] for s in driver.segmentation],
+            "good": [2001.0, good_stamp],
+            "listed": {"success": listed.success, "message": listed.message}}
+
+
 def objects_of(response) -> list[dict]:
     return [{"id": o.id, "label": o.label, "centroid": [o.centroid.x, o.centroid.y,
                                                         o.centroid.z]}
@@ -263,7 +345,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("namespace")
     parser.add_argument("scene", type=Path)
-    parser.add_argument("mode", choices=("stream", "reload"))
+    parser.add_argument("mode", choices=("stream", "reload", "bad"))
     parser.add_argument("--map", default="test_map")
     parser.add_argument("--frames", type=int, default=12)
     parser.add_argument("--rate", type=float, default=4.0)
@@ -273,7 +355,7 @@ def main() -> int:
     rclpy.init()
     driver = Driver(args.namespace, args.scene)
     try:
-        result = stream(driver, args) if args.mode == "stream" else reload(driver, args)
+        result = {"stream": stream, "reload": reload, "bad": bad_input}[args.mode](driver, args)
     finally:
         driver.node.destroy_node()
         rclpy.try_shutdown()

@@ -169,3 +169,29 @@ def test_stream_segment_label_save_and_load(nodes, run_script, scene, tmp_path,
     assert f"my {next(p['object'] for p in prompts if p['id'] == text['labelled_id'])}" in \
         again.values()
 
+
+
+def test_bad_messages_are_counted_by_reason_and_the_good_ones_still_served(
+        nodes, run_script, scene, tmp_path, ros_namespace):
+    node = nodes(ros_namespace, "pose_source:=topic", "external_segments:=true",
+                 f"map_directory:={tmp_path}", "publish_rate:=2.0",
+                 "queue_length:=16")  # this test counts refusals: no frame may be dropped
+    out = run_script("drive_node.py", ros_namespace, str(scene), "bad", timeout=120)
+    status = out["status"]
+    # encoding, short data | fx = 0 | camera_info size | NaN, non-unit quaternion, other frame,
+    # 1e9 m, no pose at all | negative depth | segments size
+    expected = {"image": 2, "camera_info": 1, "size": 1, "pose": 5, "depth": 1, "segments": 1}
+    assert {k.removeprefix("rejected."): v for k, v in status.items()
+            if k.startswith("rejected.")} == expected, status
+    assert status["frames_rejected"] == sum(expected.values())
+    assert status["frames_accepted"] == 2
+    assert sorted(out["segmented"]) == out["good"]  # the good frames around them, segmented
+    assert out["listed"]["success"]  # still serving
+    os.killpg(node.pid, signal.SIGINT)
+    assert node.wait(timeout=20) == 0
+    log = node.stdout.read()
+    # One line per kind of problem (rate-limited per reason), saying what was wrong.
+    assert "unsupported encoding 'yuv422'" in log
+    assert "focal lengths must be finite and > 0" in log
+    assert "camera_info is 168x120, the image 160x120" in log
+    assert "depth: negative values" in log
