@@ -58,7 +58,8 @@ class Progress:
 def stream_scene(scene_path: Path, out: Path, *, config: CGCConfig,
                  masks_dir: Path | None = None, rate: float = 1.0, iterations: int | None = None,
                  eval_every: float = 30.0, progress: bool = True,
-                 log: Callable[[str], None] = print) -> Run:
+                 log: Callable[[str], None] = print,
+                 on_start: Callable[[LiveSession], None] | None = None) -> Run:
     """Stream the scene's training views (file order) at `rate` frames per second of wall clock
     into a live session training in its own thread, then train on until `iterations` (default:
     what `cgc train` would run) in this thread.
@@ -67,6 +68,7 @@ def stream_scene(scene_path: Path, out: Path, *, config: CGCConfig,
         masks_dir: the frames' segments as PNGs (as `cgc train --masks`); None: the configured
             mask source segments keyframes in the session's worker.
         eval_every: seconds between held-out mIoU samples (0: none; needs test_mask/).
+        on_start: called with the session just before the first frame (benchmark probes).
     """
     if rate <= 0:
         raise ValueError(f"--rate must be positive, got {rate}")
@@ -88,6 +90,8 @@ def stream_scene(scene_path: Path, out: Path, *, config: CGCConfig,
     bar = Progress(session, total, progress)
     log(f"streaming {len(scene.train_names)} frames at {rate:g} frames/s on {device}, then "
         f"training to {total} iterations")
+    if on_start is not None:
+        on_start(session)
     start = time.monotonic()
     session.start()
     try:
