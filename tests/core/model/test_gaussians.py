@@ -109,3 +109,14 @@ def test_eval_sh_ignores_bands_above_the_active_degree():
     cut[:, 3:] = 100.0  # degree-2 and -3 bands: must not matter at degree 1
     assert torch.equal(eval_sh(1, sh0, shN, dirs), eval_sh(1, sh0, cut, dirs))
     assert not torch.equal(eval_sh(2, sh0, shN, dirs), eval_sh(2, sh0, cut, dirs))
+
+
+def test_eval_sh_gradients_match_finite_differences():
+    g = torch.Generator().manual_seed(2)
+    sh0 = torch.randn(4, 1, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    shN = torch.randn(4, 15, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    dirs = torch.randn(4, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    # Shift the DC term so that no output sits at the clamp, where the gradient jumps.
+    with torch.no_grad():
+        sh0 += 10.0
+    assert torch.autograd.gradcheck(lambda a, b, c: eval_sh(3, a, b, c), (sh0, shN, dirs))
