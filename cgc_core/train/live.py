@@ -240,10 +240,16 @@ class LiveSession:
         self.process_frames()
         if self.trainer is None:
             raise RuntimeError("no keyframe yet: add frames before training")
-        result = self.trainer.train(until, **kwargs)
-        with self.lock:
-            self._version += 1
-        return result
+        on_step = kwargs.pop("on_step", None)
+
+        def stepped(stats: StepStats) -> None:
+            with self.lock:
+                self._version += 1
+            self._step_times.append(time.monotonic())
+            if on_step is not None:
+                on_step(stats)
+
+        return self.trainer.train(until, on_step=stepped, **kwargs)
 
     def start(self) -> None:
         """Train in a background thread (and segment in another) until `stop()`."""
