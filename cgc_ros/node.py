@@ -15,7 +15,7 @@ import time
 
 import rclpy
 from geometry_msgs.msg import PoseStamped
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -72,8 +72,9 @@ class CgcNode(Node):
             markers=self.create_publisher(MarkerArray, "~/objects/markers", LATCHED),
             object=self.create_publisher(PointCloud2, "~/object", LATCHED),
             status=self.create_publisher(String, "~/status", LATCHED))
-        # 6. Services: each request waits in the worker's queue (bounded, with a timeout).
-        services = MutuallyExclusiveCallbackGroup()
+        # 6. Services: each request waits in the worker's queue (bounded, with a timeout);
+        #    reentrant, so that several can wait at once and a full queue refuses the next.
+        services = ReentrantCallbackGroup()
         for kind, name, handler in (
                 (SegmentObject, "~/segment_object", self.worker.segment_object),
                 (ListObjects, "~/list_objects", self.worker.list_objects),
@@ -133,7 +134,9 @@ def main(args=None) -> int:
     node = None
     try:
         node = CgcNode()
-        executor = MultiThreadedExecutor(num_threads=3)
+        # One thread per request that may wait for the worker, and two more: the inputs' group
+        # always has a thread, so waiting requests never hold up the topics.
+        executor = MultiThreadedExecutor(num_threads=node.settings.service_queue_length + 2)
         executor.add_node(node)
         executor.spin()
     except params.ParameterError as error:

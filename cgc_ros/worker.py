@@ -113,7 +113,7 @@ class Worker:
         self._clustered_splats = None
         self._cluster_due = 0.0
         self._objects_due = 0.0
-        self._latest_camera: Camera | None = None
+        self._latest_frame_id = ""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="cgc-worker", daemon=True)
         if cluster_objects is None:
@@ -186,7 +186,7 @@ class Worker:
                         f"refused: {error}")
             return
         self.counts["frames_accepted"] += 1
-        self._latest_camera = camera
+        self._latest_frame_id = image.header.frame_id
         self._guarded(lambda: self._publish_segmentation(image.header, camera))
         self.latency["segmentation_ms"].append(1000 * (time.monotonic() - arrival))
 
@@ -393,7 +393,8 @@ class Worker:
         if not snapshot.keyframes:
             raise ServiceError("no map yet: no keyframe has been received")
         camera = snapshot.keyframes[-1]
-        return camera, Header(frame_id="", stamp=self._map_header().stamp)
+        # The keyframe's optical frame: the node's camera, as far as the node knows.
+        return camera, Header(frame_id=self._latest_frame_id, stamp=self._map_header().stamp)
 
     def segment_object(self, request, response):
         snapshot = self._snapshot()

@@ -24,6 +24,7 @@ from geometry_msgs.msg import PoseStamped
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header, String
+from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
 from cgc_core.data.load import load_scene
@@ -62,7 +63,8 @@ class Driver:
                                  lambda m: setattr(self, "status", json.loads(m.data)), LATCHED)
         self.clients = {name: node.create_client(kind, f"cgc/{name}") for name, kind in (
             ("segment_object", SegmentObject), ("list_objects", ListObjects),
-            ("label_object", LabelObject), ("save_map", SaveMap), ("load_map", LoadMap))}
+            ("label_object", LabelObject), ("save_map", SaveMap), ("load_map", LoadMap),
+            ("reset", Trigger))}
 
     def _on_segmentation(self, msg: Image) -> None:
         ids = cv.image_to_segments(msg)
@@ -335,7 +337,11 @@ def reload(driver: Driver, args) -> dict:
     loaded = driver.call("load_map", LoadMap.Request(name=args.map))
     missing = driver.call("load_map", LoadMap.Request(name="no_such_map"))
     listed = driver.call("list_objects", ListObjects.Request(recluster=False))
-    return {"before": {"success": before.success, "message": before.message},
+    reset = driver.call("reset", Trigger.Request())
+    after = driver.call("list_objects", ListObjects.Request(recluster=False))
+    return {"reset": {"success": reset.success, "message": reset.message},
+            "after_reset": {"success": after.success, "message": after.message},
+            "before": {"success": before.success, "message": before.message},
             "loaded": {"success": loaded.success, "message": loaded.message},
             "missing": {"success": missing.success, "message": missing.message},
             "objects": objects_of(listed)}

@@ -168,6 +168,10 @@ def test_stream_segment_label_save_and_load(nodes, run_script, scene, tmp_path,
     assert again == saved
     assert f"my {next(p['object'] for p in prompts if p['id'] == text['labelled_id'])}" in \
         again.values()
+    # Reset forgets the map.
+    assert loaded["reset"]["success"]
+    assert not loaded["after_reset"]["success"]
+    assert "no map yet" in loaded["after_reset"]["message"]
 
 
 
