@@ -63,8 +63,8 @@ def node_parameters() -> list[NodeParameter]:
         NodeParameter("publish_rate", 1.0, "Hz at which ~/clusters and ~/objects/markers are "
                       "refreshed (reliable, transient-local).", range=(0.01, 30.0)),
         NodeParameter("cluster_period", 5.0, "Seconds between two clusterings of the model "
-                      "into objects (it takes about a second on a CPU and holds up the frames "
-                      "meanwhile); ~/list_objects with recluster=true clusters at once.",
+                      "into objects, in a background thread (about a second each on a CPU); "
+                      "~/list_objects with recluster=true clusters at once.",
                       range=(0.1, 3600.0)),
         NodeParameter("cluster_max_points", 100_000, "At most this many Gaussians (the most "
                       "opaque) in ~/clusters.", range=(1, 10_000_000)),

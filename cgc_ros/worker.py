@@ -1,6 +1,8 @@
 """The worker thread: the only code that touches the live session and the object table.
 
-It takes frames from the node's bounded queue, matches each image with its camera_info, pose,
+A second thread only clusters snapshots of the model into objects, every `cluster_period`,
+and leaves the result for the worker to swap in. The worker takes frames from the node's bounded
+queue, matches each image with its camera_info, pose,
 depth and segments by stamp, hands the frame to the session (which trains in its own thread),
 publishes the frame's segmentation, refreshes the object outputs at `publish_rate`, and runs the
 queued service requests between frames. Everything mathematical happens in cgc_core; here are
@@ -114,8 +116,16 @@ class Worker:
         self._cluster_due = 0.0
         self._objects_due = 0.0
         self._latest_frame_id = ""
+        self._generation = 0
+        """Bumped whenever the map is replaced or clustered on request: a background clustering
+        begun before is then dropped."""
+        self._clustering = None
+        """(generation, snapshot, table) of the last background clustering, until taken."""
+        self._clustering_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="cgc-worker", daemon=True)
+        self._clusterer = threading.Thread(target=self._cluster_loop, name="cgc-cluster",
+                                           daemon=True)
         if cluster_objects is None:
             log("cgc_core.objects is not available in this engine: no clusters, markers or "
                 "object ids (segmentation ids stay 0)")
@@ -137,16 +147,20 @@ class Worker:
         self.outputs = outputs
         self.session.start()
         self._thread.start()
+        if cluster_objects is not None:
+            self._clusterer.start()
 
     def stop(self) -> None:
         self._stop.set()
         self.inputs.frames.wake()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
+        for thread in (self._thread, self._clusterer):
+            if thread.is_alive():
+                thread.join(timeout=10)
         self.session.stop()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            self._take_clustering()
             self.requests.run_pending()
             item = self.inputs.frames.get(timeout=0.02)
             if item is not None:
@@ -278,23 +292,61 @@ class Worker:
         self.outputs.segmentation_color.publish(cv.rgb_to_image(rgb, header))
         self.counts["segmentation_published"] += 1
 
-    def _recluster(self, force: bool = False) -> None:
-        """Cluster the model into objects again if it changed and `cluster_period` has passed
-        (or `force`): ids and labels carry over from the previous table by overlap."""
+    def _cluster_loop(self) -> None:
+        """Background thread: every `cluster_period`, cluster a snapshot of the model into
+        objects (seconds on a CPU, which the frames must not wait for) and leave the result
+        for the worker to take. It reads snapshots only; the worker alone swaps the table in."""
+        while not self._stop.wait(0.05):
+            if time.monotonic() < self._cluster_due:
+                continue
+            try:
+                generation, previous = self._generation, self.table
+                snapshot = self.session.snapshot()
+                if snapshot is None or snapshot.version == self._clustered_version:
+                    continue
+                table = self._cluster(snapshot, previous)
+                with self._clustering_lock:
+                    self._clustering = (generation, snapshot, table)
+            except Exception as error:  # counted and logged; the next period tries again
+                self.counts["internal_errors"] += 1
+                self.report(f"cluster:{type(error).__name__}", f"clustering failed: {error}")
+            self._cluster_due = time.monotonic() + self.settings.cluster_period
+
+    def _cluster(self, snapshot, previous):
+        started = time.monotonic()
+        table = cluster_objects(snapshot.splats, self.config.objects, previous=previous)
+        self.latency["cluster_ms"].append(1000 * (time.monotonic() - started))
+        return table
+
+    def _take_clustering(self) -> None:
+        """On the worker: swap in a finished background clustering, unless the map changed
+        since it began. Labels given meanwhile are kept (ids carry over, so by id)."""
+        with self._clustering_lock:
+            result, self._clustering = self._clustering, None
+        if result is None or result[0] != self._generation:
+            return
+        _, snapshot, table = result
+        if self.table is not None:
+            labels = {o.id: o.label for o in self.table.objects}
+            for obj in table.objects:
+                obj.label = labels.get(obj.id, obj.label)
+        self._use(snapshot, table)
+
+    def _use(self, snapshot, table) -> None:
+        self.table = table
+        self._clustered_version = snapshot.version
+        self._clustered_splats = snapshot.splats
+        self._objects_due = 0.0  # publish the new objects at once
+
+    def _recluster(self) -> None:
+        """On the worker, now: cluster the current model (a request asked, or the map was
+        saved or loaded). ids and labels carry over from the current table by overlap."""
         snapshot = self.session.snapshot()
         if snapshot is None or cluster_objects is None:
             return
-        due = time.monotonic() >= self._cluster_due
-        if snapshot.version != self._clustered_version and (due or force or self.table is None
-                                                            or self._clustered_splats is None):
-            started = time.monotonic()
-            self.table = cluster_objects(snapshot.splats, self.config.objects,
-                                         previous=self.table)
-            self.latency["cluster_ms"].append(1000 * (time.monotonic() - started))
-            self._clustered_version = snapshot.version
-            self._clustered_splats = snapshot.splats
-            self._cluster_due = time.monotonic() + self.settings.cluster_period
-            self._objects_due = 0.0  # publish the new objects at once
+        self._generation += 1  # a background clustering under way is now stale
+        if snapshot.version != self._clustered_version or self.table is None:
+            self._use(snapshot, self._cluster(snapshot, self.table))
 
     def _map_header(self) -> Header:
         header = Header(frame_id=self.settings.map_frame)
@@ -303,10 +355,11 @@ class Worker:
         return header
 
     def _publish_objects(self) -> None:
-        self._recluster()
         if self.table is None or self.table.gaussian_object is None:
             return
         splats = self._clustered_splats
+        if splats is None:
+            return
         header = self._map_header()
         keep = most_opaque(splats["opacities"], self.settings.cluster_max_points).cpu().numpy()
         owner = self.table.gaussian_object[keep]
@@ -451,7 +504,6 @@ class Worker:
             raise ServiceError("empty text query (set use_pixel for a pixel prompt)")
         if len(text) > MAX_TEXT:
             raise ServiceError(f"text query longer than {MAX_TEXT} characters")
-        self._recluster()
         objects = [] if self.table is None else self.table.objects
         matches = [o for o in objects if o.label and o.label.lower() == text.lower()]
         if not matches:
@@ -470,7 +522,7 @@ class Worker:
     def list_objects(self, request, response):
         if request.recluster or self.table is None:
             self._snapshot()
-            self._recluster(force=request.recluster)
+            self._recluster()
         header = self._map_header()
         response.objects = [self._object_msg(o, header) for o in
                             ([] if self.table is None else self.table.objects)]
@@ -512,7 +564,7 @@ class Worker:
         # Model and objects of one moment: pause training, cluster the model as it is, save both.
         self.session.stop()
         try:
-            self._recluster(force=True)
+            self._recluster()
             self.session.save(path / SESSION_FILE)
             if self.table is not None:
                 write_json(path / OBJECTS_FILE, self.table.to_json())
@@ -542,7 +594,7 @@ class Worker:
         self._clustered_splats = None
         # Cluster the model exactly as saved, before training moves it: ids and labels carry
         # over from the saved table (the same model overlaps it fully).
-        self._recluster(force=True)
+        self._recluster()
         self.session.start()
         response.success, response.path = True, str(path)
         response.message = f"loaded {path}"
@@ -550,6 +602,7 @@ class Worker:
 
     def reset(self, request, response):
         self.session.reset()
+        self._generation += 1
         self.table = None
         self._clustered_version = -1
         self._clustered_splats = None
