@@ -1,12 +1,12 @@
 """The worker thread: the only code that touches the live session and the object table.
 
-A second thread only clusters snapshots of the model into objects, every `cluster_period`,
-and leaves the result for the worker to swap in. The worker takes frames from the node's bounded
-queue, matches each image with its camera_info, pose,
-depth and segments by stamp, hands the frame to the session (which trains in its own thread),
-publishes the frame's segmentation, refreshes the object outputs at `publish_rate`, and runs the
-queued service requests between frames. Everything mathematical happens in cgc_core; here are
-conversions, bookkeeping and the answers' wording.
+The worker takes frames from the node's bounded queue, matches each image with its camera_info,
+pose, depth and segments by stamp, hands the frame to the session (which trains in its own
+thread), publishes the frame's segmentation, refreshes the object outputs at `publish_rate`, and
+runs the queued service requests between frames. A second thread only clusters snapshots of the
+model into objects, every `cluster_period`, and leaves the result for the worker to swap in.
+Everything mathematical happens in cgc_core; here are conversions, bookkeeping and the answers'
+wording.
 """
 
 from __future__ import annotations
