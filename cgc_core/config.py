@@ -326,6 +326,10 @@ class LiveConfig:
     extent: float = 0.0
     """Scene extent (metres) that scales the position learning rate and densification; 0:
     estimated from the keyframes (camera spread, at least the median depth) and only growing."""
+    reset_hold_iterations: int = 50
+    """For this many iterations after an opacity reset, `snapshot()` keeps serving the model as
+    it was just before the reset: a reset clamps every opacity to 0.01 and the model needs tens
+    of iterations to look like itself again (bench/results/stream.md). 0: serve it at once."""
     max_translation: float = 1e4
     """Frames whose camera is farther than this (metres) from the origin are rejected."""
 

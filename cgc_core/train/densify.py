@@ -93,11 +93,14 @@ class Densifier:
         if cfg.densify_from <= step < self.until and step % cfg.densify_every == 0:
             report.update(self._densify_and_prune(step, splats, optimizers))
             self.state.reset(splats["means"].shape[0], splats["means"].device)
-        if cfg.opacity_reset_every > 0 and step % cfg.opacity_reset_every == 0 \
-                and step < self.until:
+        if self.resets_opacity_at(step):
             self._reset_opacity(splats, optimizers)
             report["opacity_reset"] = 1
         return report
+
+    def resets_opacity_at(self, step: int) -> bool:
+        every = self.cfg.opacity_reset_every
+        return every > 0 and step % every == 0 and step < self.until
 
     @torch.no_grad()
     def _densify_and_prune(self, step: int, splats, optimizers) -> dict[str, int]:

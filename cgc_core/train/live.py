@@ -160,6 +160,8 @@ class LiveSession:
         self.trainer: Trainer | None = None
         self._version = 0
         self._snapshot: Snapshot | None = None
+        self._held: Snapshot | None = None  # served instead while the model recovers
+        self._held_until = 0
         self._step_times: collections.deque[float] = collections.deque(maxlen=50)
         self._started = time.monotonic()
         self._thread: threading.Thread | None = None
@@ -287,10 +289,15 @@ class LiveSession:
 
     def snapshot(self) -> Snapshot | None:
         """The model now, as detached copies (None before the first keyframe). Taken under the
-        model's lock, so it never shows a half-finished densification."""
+        model's lock, so it never shows a half-finished densification; for
+        `live.reset_hold_iterations` after an opacity reset, the model from just before it."""
         with self.lock:
             if self.trainer is None:
                 return None
+            if self._held is not None:
+                if self.trainer.step_count < self._held_until:
+                    return self._held
+                self._held = None
             if self._snapshot is None or self._snapshot.version != self._version:
                 self._snapshot = Snapshot(
                     version=self._version, step=self.trainer.step_count,
@@ -298,6 +305,14 @@ class LiveSession:
                     keyframes=[kf.camera for kf in self.keyframes],
                     sh_degree=self.trainer.sh_degree)
             return self._snapshot
+
+    def _hold_snapshot(self) -> None:
+        hold = self.config.live.reset_hold_iterations
+        if hold > 0:
+            self._version += 1  # the optimiser step just changed the model
+            self._held = None
+            self._held = self.snapshot()
+            self._held_until = self.trainer.step_count + hold
 
     def stats(self) -> LiveStats:
         with self._queue_lock:
@@ -486,6 +501,7 @@ class LiveSession:
                                extent=extent, iterations=self.iterations, device=self.device,
                                favour_newest=self.iterations is None)
         self.trainer.lock = self.lock
+        self.trainer.before_opacity_reset = self._hold_snapshot
         self.trainer.densifier.enforce_cap(self.trainer.splats, self.trainer.optimizers)
 
     # ------------------------------------------------------------------ segmentation worker
@@ -591,7 +607,7 @@ class LiveSession:
             self.keyframes = []
             self.timeline = []
             self._frames_since_keyframe = 0
-            self._snapshot = None
+            self._snapshot = self._held = None
             self._version += 1
             if self._prior_used is not None:
                 self._prior_used[:] = False

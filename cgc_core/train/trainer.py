@@ -89,6 +89,8 @@ class Trainer:
         self.optimizers = self._make_optimizers()
         self.densifier = Densifier(config.train, config.model, self.extent, self.generator)
         self.background = torch.zeros(3, device=self.device)
+        self.before_opacity_reset = None
+        """Called (under the lock, after the optimiser step) just before an opacity reset."""
 
     # ------------------------------------------------------------------ set-up
 
@@ -187,6 +189,8 @@ class Trainer:
             for optimizer in self.optimizers.values():
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
+            if self.before_opacity_reset is not None and self.densifier.resets_opacity_at(step):
+                self.before_opacity_reset()
             self.densifier.step(step, self.splats, self.optimizers)
             return StepStats(
                 step=step,
