@@ -281,7 +281,7 @@ class ObjectsConfig:
     cluster_threshold: float = 0.7
     """Cosine similarity of a Gaussian's feature to its feature group's centre, at least (also
     the radius of the feature modes searched on the sample)."""
-    cluster_sample: int = 4096
+    cluster_sample: int = 2048
     """Gaussians sampled (evenly, seeded) to find the feature modes; every Gaussian is then
     assigned to its nearest mode. Bounds the cost of clustering on large maps."""
     min_mode_share: float = 0.002
@@ -296,6 +296,15 @@ class ObjectsConfig:
     Look-alike objects more than about two voxels apart stay separate."""
     min_gaussians: int = 30
     """Connected parts with fewer Gaussians than this are floaters, not objects."""
+    min_density: float = 2.5
+    """... and so are parts with fewer Gaussians than this per voxel they occupy: the thin
+    spread of large Gaussians at the edge of the map, not a surface (objects measured at 5-12 on
+    the built-in scenes, such fringes at 1-2)."""
+    fragment_share: float = 0.25
+    """A part smaller than this share of a part it touches may be absorbed by it ..."""
+    fragment_min_cosine: float = 0.5
+    """... when their mean features have at least this cosine similarity (an object's edge
+    Gaussians, whose features blend it with its neighbours)."""
     background_min_size: float = 0.6
     """An object whose oriented box has a side at least this long is background (table, floor,
     walls): listed, flagged, and left out of text answers unless its label is asked for."""

@@ -24,7 +24,12 @@ from scipy.optimize import linear_sum_assignment
 
 from cgc_core.config import ObjectsConfig
 from cgc_core.objects.colors import base_rgb, colour_shares, display_colour, opacity_weights
-from cgc_core.objects.voxels import connected_voxel_groups, overlap_share, voxel_keys
+from cgc_core.objects.voxels import (
+    connected_parts_per_group,
+    neighbour_offsets,
+    overlap_share,
+    voxel_keys,
+)
 
 UNASSIGNED = -1
 """Object id of Gaussians that belong to no object (floaters, transparent, odd features)."""
@@ -178,30 +183,26 @@ def assign_to_modes(features: torch.Tensor, modes: torch.Tensor,
 def feature_groups(features: torch.Tensor, config: ObjectsConfig, seed: int) -> torch.Tensor:
     """[P] feature group (mode index) of each [P, D] unit feature, -1 for none.
 
-    Modes are searched on an even sample; then again on a sample of what no mode took (a small
-    object has too few Gaussians in the first sample to found a mode); then every feature joins
-    its nearest mode and the modes are re-centred on all their members once.
+    Modes are searched on an even sample and every feature joins its nearest one within the
+    threshold. Then modes are searched again on a sample of what no mode took (a small object has
+    too few Gaussians in the first sample to found a mode), and only those leftovers may join the
+    new modes: reassigning everything would let near-duplicate modes cut objects in two.
     """
     generator = np.random.default_rng(seed)
-    modes = features.new_zeros(0, features.shape[1])
-    pool = np.arange(len(features))
+    index = torch.full((len(features),), -1, dtype=torch.long)
+    found = 0
     for _ in range(config.mode_rounds):
+        pool = np.flatnonzero(index.numpy() < 0)
         if len(pool) < config.min_gaussians:
             break
         sample = pool if len(pool) <= config.cluster_sample else np.sort(
             generator.choice(pool, config.cluster_sample, replace=False))
         min_support = max(3, int(np.ceil(config.min_mode_share * len(sample))))
-        modes = torch.cat([modes, feature_modes(features[sample], config.cluster_threshold,
-                                                min_support)])
-        index = assign_to_modes(features, modes, config.cluster_threshold)
-        pool = np.flatnonzero(index.numpy() < 0)
-    if len(modes) == 0:
-        return torch.full((len(features),), -1, dtype=torch.long)
-    total = torch.zeros_like(modes).index_add_(0, index.clamp_min(0),
-                                                features * (index >= 0)[:, None])
-    modes = torch.where(total.norm(dim=1, keepdim=True) > 0, _unit(total), modes)
-    return assign_to_modes(features, modes, config.cluster_threshold)
-
+        modes = feature_modes(features[sample], config.cluster_threshold, min_support)
+        joined = assign_to_modes(features[pool], modes, config.cluster_threshold)
+        index[pool] = torch.where(joined >= 0, joined + found, joined)
+        found += len(modes)
+    return index
 
 def _boxes(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
                                         np.ndarray]:
@@ -235,6 +236,57 @@ def describe_object(object_id: int, points: np.ndarray, features: torch.Tensor,
         voxels=np.unique(voxel_keys(points, config.voxel_size)))
 
 
+def spatial_parts(points: np.ndarray, group: np.ndarray, voxel_size: float) -> np.ndarray:
+    """[N] part index of each Gaussian (-1 where `group` [N] is -1): the spatially connected
+    components (neighbouring voxels) of each feature group."""
+    parts = np.full(len(points), -1, dtype=np.int64)
+    grouped = np.flatnonzero(group >= 0)
+    if len(grouped):
+        parts[grouped] = connected_parts_per_group(points[grouped], group[grouped], voxel_size)
+    return parts
+
+def absorb_fragments(points: np.ndarray, features: torch.Tensor, parts: np.ndarray,
+                     config: ObjectsConfig) -> np.ndarray:
+    """Merge each small part into the larger part it touches most (neighbouring voxels), when
+    their mean features have cosine at least `fragment_min_cosine`: the edges of an object,
+    whose features lie between it and its neighbours, otherwise become objects of their own."""
+    index = np.flatnonzero(parts >= 0)
+    if len(index) == 0:
+        return parts
+    count = np.bincount(parts[index])
+    mean = torch.zeros(len(count), features.shape[1]).index_add_(
+        0, torch.from_numpy(parts[index]), features[index])
+    mean = _unit(mean)
+    pairs = np.unique(np.stack([voxel_keys(points[index], config.voxel_size), parts[index]], 1),
+                      axis=0)  # sorted by voxel key
+    edges = []
+    for offset in neighbour_offsets():
+        target = pairs[:, 0] + offset
+        for side in ("left", "right"):  # first and last part in the neighbour voxel
+            pos = np.searchsorted(pairs[:, 0], target, side=side) - (side == "right")
+            pos = np.clip(pos, 0, len(pairs) - 1)
+            hit = (pairs[pos, 0] == target) & (pairs[pos, 1] != pairs[:, 1])
+            edges.append(np.stack([pairs[hit, 1], pairs[pos[hit], 1]], 1))
+    edges = np.concatenate(edges)
+    if len(edges) == 0:
+        return parts
+    edge, contact = np.unique(edges, axis=0, return_counts=True)
+    small, large = edge[:, 0], edge[:, 1]
+    cosine = (mean[small] * mean[large]).sum(dim=1).numpy()
+    ok = (count[small] < config.fragment_share * count[large]) & (
+        cosine >= config.fragment_min_cosine)
+    target = np.arange(len(count))
+    small, large, contact = small[ok], large[ok], contact[ok]
+    order = np.lexsort((-contact, small))  # per fragment, the most touching part first
+    first = np.unique(small[order], return_index=True)[1]
+    target[small[order][first]] = large[order][first]
+    for _ in range(8):  # follow chains fragment -> fragment -> object
+        target = target[target]
+    out = parts.copy()
+    out[index] = target[parts[index]]
+    return out
+
+
 def is_background(extent: np.ndarray, config: ObjectsConfig) -> bool:
     """A large box (table, floor, wall), or a large flat one (a piece of them), from its [3] side
     lengths."""
@@ -264,23 +316,17 @@ def cluster_objects(splats, config: ObjectsConfig, previous: ObjectTable | None 
     if len(eligible):
         group[eligible] = feature_groups(features[eligible], config, seed).numpy()
 
-    # Spatial split: one component per connected part of each feature group.
     points = means.numpy().astype(np.float64)
-    grouped = np.flatnonzero(group >= 0)
-    parts = np.full(n, -1, dtype=np.int64)
-    next_part = 0
-    keys = voxel_keys(points[grouped], config.voxel_size)
-    order = np.argsort(group[grouped], kind="stable")
-    bounds = np.flatnonzero(np.diff(group[grouped][order])) + 1
-    for members in np.split(order, bounds):
-        if len(members) == 0:
-            continue
-        labels = connected_voxel_groups(keys[members])
-        sizes = np.bincount(labels)
-        keep = sizes[labels] >= config.min_gaussians
-        renumber = np.cumsum(sizes >= config.min_gaussians) - 1
-        parts[grouped[members[keep]]] = next_part + renumber[labels[keep]]
-        next_part += int((sizes >= config.min_gaussians).sum())
+    parts = spatial_parts(points, group, config.voxel_size)
+    parts = absorb_fragments(points, features, parts, config)
+    assigned = np.flatnonzero(parts >= 0)
+    if len(assigned):  # floaters: few, or thinly spread Gaussians
+        counts = np.bincount(parts[assigned])
+        occupied = np.unique(np.stack([parts[assigned], voxel_keys(points[assigned],
+                                                                   config.voxel_size)], 1), axis=0)
+        voxels = np.bincount(occupied[:, 0], minlength=len(counts))
+        floater = (counts < config.min_gaussians) | (counts < config.min_density * voxels)
+        parts[assigned[floater[parts[assigned]]]] = -1
 
     rgb = base_rgb(splats).cpu().numpy()
     order = np.argsort(parts, kind="stable")

@@ -1,0 +1,166 @@
+"""3D extraction of one object (the paper's supplementary, Algorithm 1, plus a spatial step).
+
+From a discriminative feature: the opaque Gaussians with cosine >= t; of those, the spatially
+connected part that holds the object (a seed point or the object's own Gaussians: look-alikes
+elsewhere share the feature, and a hull around both would swallow everything between); the convex
+hull of that part; every Gaussian inside it (occluded or half-transparent parts the feature
+missed, like the supplementary's plate); statistical outliers removed. The result is a coloured
+point cloud (the opaque Gaussians' centres) and a Gaussian subset that renders alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import open3d as o3d
+import torch
+from torch import Tensor
+
+from cgc_core.cameras import Camera
+from cgc_core.config import ObjectsConfig, RenderConfig
+from cgc_core.io import atomic_path
+from cgc_core.model.gaussians import PARAM_NAMES
+from cgc_core.objects.colors import base_rgb
+from cgc_core.objects.voxels import connected_voxel_groups, voxel_keys
+from cgc_core.query import feature_at, render_feature_map, surface_point
+
+
+@dataclass
+class ExtractedObject:
+    """One object cut out of the model."""
+
+    mask: np.ndarray
+    """[N] bool, the Gaussians of the object."""
+    splats: dict[str, Tensor]
+    """The Gaussian subset (every parameter of the model, rows of `mask`): renders alone."""
+    points: np.ndarray
+    """[P, 3] float64 world positions: centres of the subset's opaque Gaussians."""
+    colors: np.ndarray
+    """[P, 3] uint8 RGB: their base colour."""
+    feature: np.ndarray
+    """[D] the unit discriminative feature it was extracted with."""
+    aabb: tuple[np.ndarray, np.ndarray]
+    """([3] low, [3] high) corners of the points' axis-aligned box."""
+    obb: o3d.geometry.OrientedBoundingBox
+    """The points' oriented box (centre, extent, R)."""
+
+
+def _unit(x: Tensor) -> Tensor:
+    return torch.nn.functional.normalize(x.float(), dim=-1, eps=1e-8)
+
+
+def connected_part_near(points: np.ndarray, voxel_size: float, *, seed: np.ndarray | None = None,
+                        anchor: np.ndarray | None = None) -> np.ndarray:
+    """[P] bool, the connected part (neighbouring voxels of `voxel_size`) of [P, 3] points that
+    holds the object: the one nearest `seed` [3], or the one with most of `anchor` [P] bool."""
+    labels = connected_voxel_groups(voxel_keys(points, voxel_size))
+    if anchor is not None and anchor.any():
+        chosen = np.bincount(labels[anchor]).argmax()
+    elif seed is not None:
+        chosen = labels[np.argmin(np.linalg.norm(points - seed, axis=1))]
+    else:
+        chosen = np.bincount(labels).argmax()
+    return labels == chosen
+
+
+def inside_convex_hull(hull_points: np.ndarray, points: np.ndarray) -> np.ndarray | None:
+    """[P] bool, which [P, 3] points lie inside the convex hull of [H, 3] `hull_points` (open3d
+    hull, open3d occupancy); None when the hull is degenerate (< 4 points, flat)."""
+    if len(hull_points) < 4:
+        return None
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(hull_points))
+    try:
+        hull, _ = cloud.compute_convex_hull()
+    except RuntimeError:  # qhull: coplanar or collinear input
+        return None
+    if len(hull.triangles) < 4:
+        return None
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.t.geometry.TriangleMesh.from_legacy(hull))
+    query = o3d.core.Tensor(points.astype(np.float32))
+    return scene.compute_occupancy(query).numpy().astype(bool)
+
+
+@torch.no_grad()
+def extract_object(splats, feature: Tensor, threshold: float, config: ObjectsConfig, *,
+                   seed: np.ndarray | None = None,
+                   members: np.ndarray | None = None) -> ExtractedObject:
+    """Cut the object of a discriminative feature out of the model.
+
+    Args:
+        splats: mapping name -> Tensor (means [N, 3], quats, log_scales, opacities [N] logits,
+            sh0 [N, 1, 3], shN, features [N, D]): a ParameterDict or detached tensors.
+        feature: [D] discriminative feature (need not be unit).
+        threshold: cosine threshold t (`QueryConfig.threshold`; paper 0.7).
+        seed: [3] a world point on the object (a pixel prompt's surface point), or
+        members: [N] bool, Gaussians known to belong to it (an object of `cluster_objects`):
+            either picks the connected part of the selection; with neither, the largest part.
+
+    Raises ValueError when no opaque Gaussian is similar enough to `feature`.
+    """
+    means = splats["means"].detach().float().cpu().numpy().astype(np.float64)
+    unit = _unit(splats["features"].detach().cpu())
+    feature = _unit(feature.detach().cpu().reshape(-1))
+    opaque = (torch.sigmoid(splats["opacities"].detach().cpu()) >= config.min_opacity).numpy()
+    selected = np.flatnonzero(((unit @ feature) >= threshold).numpy() & opaque)
+    if len(selected) == 0:
+        raise ValueError(f"no Gaussian has a feature within cosine {threshold} of the query")
+    anchor = None if members is None else np.asarray(members, bool)[selected]
+    part = selected[connected_part_near(means[selected], config.voxel_size, seed=seed,
+                                        anchor=anchor)]
+    mask = np.zeros(len(means), dtype=bool)
+    mask[part] = True
+    inside = inside_convex_hull(means[part], means)
+    if inside is not None:
+        mask |= inside
+    # Statistical outliers among the opaque Gaussians; transparent ones inside the hull stay in
+    # the subset (they shade the object) but give no points.
+    keep = np.flatnonzero(mask & opaque)
+    if len(keep) > config.outlier_neighbors:
+        cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(means[keep]))
+        _, inliers = cloud.remove_statistical_outlier(config.outlier_neighbors,
+                                                      config.outlier_std_ratio)
+        outliers = np.setdiff1d(np.arange(len(keep)), np.asarray(inliers, dtype=np.int64))
+        mask[keep[outliers]] = False
+    points_index = np.flatnonzero(mask & opaque)
+    points = means[points_index]
+    colors = np.round(base_rgb(splats).cpu().numpy()[points_index] * 255).astype(np.uint8)
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
+    aabb = cloud.get_axis_aligned_bounding_box()
+    try:
+        obb = cloud.get_oriented_bounding_box()
+    except RuntimeError:  # fewer than 4 points, or flat
+        obb = o3d.geometry.OrientedBoundingBox.create_from_axis_aligned_bounding_box(aabb)
+    return ExtractedObject(mask=mask, splats=subset(splats, mask), points=points, colors=colors,
+                           feature=feature.numpy(),
+                           aabb=(np.asarray(aabb.min_bound), np.asarray(aabb.max_bound)), obb=obb)
+
+
+@torch.no_grad()
+def pixel_prompt(splats, camera: Camera, u: float, v: float,
+                 render: RenderConfig) -> tuple[Tensor, np.ndarray | None]:
+    """(the discriminative feature [D] rendered at pixel (u = column, v = row) of `camera`, the
+    world point [3] of the surface there or None where the model shows nothing). ValueError for a
+    pixel outside the image."""
+    feature = feature_at(render_feature_map(splats, camera, render), u, v)
+    if float(feature.norm()) == 0.0:
+        raise ValueError(f"the model renders nothing at pixel ({u}, {v}) of {camera.name}")
+    return feature, surface_point(splats, camera, u, v, render)
+
+
+def subset(splats, mask: np.ndarray) -> dict[str, Tensor]:
+    """The rows `mask` [N] bool of every parameter, detached."""
+    index = torch.from_numpy(np.flatnonzero(mask)).to(splats["means"].device)
+    return {name: splats[name].detach()[index] for name in PARAM_NAMES if name in splats}
+
+
+def write_point_cloud(path: str | Path, points: np.ndarray, colors: np.ndarray) -> None:
+    """Write [P, 3] points with [P, 3] uint8 colours as a binary PLY with `x y z red green blue`
+    vertices (or a PCD, by suffix), through open3d."""
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(points, np.float64)))
+    cloud.colors = o3d.utility.Vector3dVector(np.asarray(colors, np.float64) / 255.0)
+    with atomic_path(path) as tmp:
+        if not o3d.io.write_point_cloud(str(tmp), cloud):
+            raise ValueError(f"open3d could not write {path}")
