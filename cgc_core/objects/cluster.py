@@ -206,19 +206,26 @@ def feature_groups(features: torch.Tensor, config: ObjectsConfig, seed: int) -> 
 
 def _boxes(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
                                         np.ndarray]:
-    """(aabb_min, aabb_max, obb_center, obb_extent, obb_rotation) of [P, 3] points (open3d);
-    a flat or tiny set gets its axis-aligned box as the oriented one."""
+    """(aabb_min, aabb_max, obb_center, obb_extent, obb_rotation) of [P, 3] points (open3d).
+
+    The oriented box is the smaller of open3d's minimal box and its PCA box: the minimal one
+    comes back empty (zero extent) on some inputs, and PCA boxes are loose on cubes. A flat or
+    tiny set gets its axis-aligned box."""
     cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points.astype(np.float64)))
     aabb = cloud.get_axis_aligned_bounding_box()
     lo, hi = np.asarray(aabb.min_bound), np.asarray(aabb.max_bound)
-    try:
-        obb = cloud.get_minimal_oriented_bounding_box() if len(points) >= 4 else None
-    except RuntimeError:  # qhull: all points on a plane or a line
-        obb = None
-    if obb is None:
-        return lo, hi, (lo + hi) / 2, hi - lo, np.eye(3)
-    return lo, hi, np.asarray(obb.center), np.asarray(obb.extent), np.asarray(obb.R)
-
+    best = (lo, hi, (lo + hi) / 2, hi - lo, np.eye(3))
+    if len(points) < 4:
+        return best
+    for make in (cloud.get_minimal_oriented_bounding_box, cloud.get_oriented_bounding_box):
+        try:
+            obb = make()
+        except RuntimeError:  # qhull: all points on a plane or a line
+            continue
+        extent = np.asarray(obb.extent)
+        if extent.min() > 0 and np.prod(extent) < np.prod(best[3]) * (1 + 1e-9) + 1e-18:
+            best = (lo, hi, np.asarray(obb.center), extent, np.asarray(obb.R))
+    return best
 
 def describe_object(object_id: int, points: np.ndarray, features: torch.Tensor,
                     rgb: np.ndarray, weights: np.ndarray, config: ObjectsConfig) -> ObjectInfo:
