@@ -319,10 +319,10 @@ class ObjectsConfig:
     match_min_cosine: float = 0.7
     """... and their mean features have at least this cosine similarity."""
     outlier_neighbors: int = 20
-    """Extraction: statistical outlier removal looks at this many neighbours (open3d)."""
+    """Extraction: statistical outlier removal looks at this many neighbours."""
     outlier_std_ratio: float = 2.0
     """Extraction: points whose mean neighbour distance exceeds the average by more than this many
-    standard deviations are removed (open3d)."""
+    standard deviations (and twice the median) are removed."""
     grounding: str = "labels,attributes"
     """Comma-separated text grounding backends: 'labels' (names users give objects), 'attributes'
     (colour, size and position words; no weights), 'dino' (Grounding DINO, needs `dino_path`),

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import open3d as o3d
 import torch
+from scipy.spatial import cKDTree
 from torch import Tensor
 
 from cgc_core.cameras import Camera
@@ -83,6 +84,22 @@ def inside_convex_hull(hull_points: np.ndarray, points: np.ndarray) -> np.ndarra
     return scene.compute_occupancy(query).numpy().astype(bool)
 
 
+def statistical_outliers(points: np.ndarray, neighbors: int, std_ratio: float) -> np.ndarray:
+    """[P] bool, points whose mean distance to their `neighbors` nearest is beyond the mean of
+    all by more than `std_ratio` standard deviations, and beyond twice the median.
+
+    open3d's remove_statistical_outlier applies the first rule alone, which on evenly spaced
+    surfaces (a tiny spread of distances) cuts every corner and edge away; the second rule keeps
+    whatever is about as close to its neighbours as the surface is sampled.
+    """
+    if len(points) <= neighbors:
+        return np.zeros(len(points), dtype=bool)
+    distance, _ = cKDTree(points).query(points, k=neighbors + 1)
+    mean = distance[:, 1:].mean(axis=1)
+    cut = max(mean.mean() + std_ratio * mean.std(), 2.0 * float(np.median(mean)))
+    return mean > cut
+
+
 @torch.no_grad()
 def extract_object(splats, feature: Tensor, threshold: float, config: ObjectsConfig, *,
                    seed: np.ndarray | None = None,
@@ -118,12 +135,8 @@ def extract_object(splats, feature: Tensor, threshold: float, config: ObjectsCon
     # Statistical outliers among the opaque Gaussians; transparent ones inside the hull stay in
     # the subset (they shade the object) but give no points.
     keep = np.flatnonzero(mask & opaque)
-    if len(keep) > config.outlier_neighbors:
-        cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(means[keep]))
-        _, inliers = cloud.remove_statistical_outlier(config.outlier_neighbors,
-                                                      config.outlier_std_ratio)
-        outliers = np.setdiff1d(np.arange(len(keep)), np.asarray(inliers, dtype=np.int64))
-        mask[keep[outliers]] = False
+    mask[keep[statistical_outliers(means[keep], config.outlier_neighbors,
+                                   config.outlier_std_ratio)]] = False
     points_index = np.flatnonzero(mask & opaque)
     points = means[points_index]
     colors = np.round(base_rgb(splats).cpu().numpy()[points_index] * 255).astype(np.uint8)

@@ -1,7 +1,9 @@
 """Text -> object, through one interface with backends chosen by config (`ObjectsConfig.grounding`).
 
 Each backend scores every candidate object in [0, 1] for the words it understands; the scores of
-all backends that understood something multiply (so "the large red one" must be both). Backends:
+all backends that understood something multiply. Size and position words are relative: they rank
+the objects that the other words allow ("the big blue one": the biggest of the blue ones).
+Backends:
 
 - labels: query words found in an object's label (names users give, case-insensitive tokens);
 - attributes (no weights): colour words (the share of the object's Gaussians whose base colour
@@ -160,12 +162,7 @@ def ground_text(table: ObjectTable, text: str, config: ObjectsConfig, *, view: C
     factors: list[Scores] = [] if labels is None else [labels]
     understood = list(label_words)
     if "attributes" in backends:
-        for scorer in (colour_scores, size_scores):
-            scores, used = scorer(candidates, words)
-            if scores is not None:
-                factors.append(scores)
-                understood += used
-        scores, used = position_scores(candidates, words, view)
+        scores, used = colour_scores(candidates, words)
         if scores is not None:
             factors.append(scores)
             understood += used
@@ -174,11 +171,26 @@ def ground_text(table: ObjectTable, text: str, config: ObjectsConfig, *, view: C
         if name in backends and candidates:
             factors.append(scorer(candidates, text))
             read_whole_text = True
+    # Size and position words rank among the objects the other words allow: "the big blue one"
+    # is the biggest of the blue ones, not big and blue each on its own.
+    total = {o.id: float(np.prod([f.get(o.id, 0.0) for f in factors])) for o in candidates}
+    pool = [o for o in candidates if total[o.id] >= config.min_score] if factors else candidates
+    if "attributes" in backends:
+        relative = []
+        for scores, used in (size_scores(pool, words), position_scores(pool, words, view)):
+            if scores is not None:
+                relative.append(scores)
+                understood += used
+        if not pool:  # nothing left to rank; the words were understood all the same
+            understood += [w for w in words if w in LARGE_WORDS | SMALL_WORDS | POSITION_WORDS]
+        if relative:
+            factors += relative
+            total = {i: t * float(np.prod([f.get(i, 0.0) for f in relative]))
+                     for i, t in total.items()}
     if not factors or not candidates:
         return GroundingResult(NOT_FOUND, None, [],
                                f"no backend ({', '.join(sorted(backends))}) understood {text!r}",
                                understood)
-    total = {o.id: float(np.prod([f.get(o.id, 0.0) for f in factors])) for o in candidates}
     ranked = sorted(total.items(), key=lambda item: -item[1])[:5]
     ignored = [] if read_whole_text else [w for w in words if w not in understood]
     best_id, best = ranked[0]

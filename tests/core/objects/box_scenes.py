@@ -97,3 +97,20 @@ def boxes_model(boxes: list[Box], spacing: float = 0.01, std: float = 0.006, see
         parts.append(part)
         owner.append(np.full(len(part["means"]), -1))
     return make_model(parts), np.concatenate(owner)
+
+
+def camera_looking_at(target, eye, width: int = 96, height: int = 72, name: str = "view"):
+    """A pinhole Camera (OpenCV axes) at `eye` looking at `target`, 60-degree horizontal view."""
+    from cgc_core.cameras import Camera
+    from cgc_core.data.synth import look_at
+
+    focal = width / 2 / math.tan(math.radians(30))
+    return Camera(name, width, height, focal, focal, width / 2, height / 2,
+                  look_at(np.asarray(eye, float), np.asarray(target, float)))
+
+
+def project_pixel(camera, point) -> tuple[float, float]:
+    """(u, v) pixel of a world point (pixel centres at integer + 0.5)."""
+    local = np.linalg.inv(camera.cam_to_world) @ np.append(np.asarray(point, float), 1.0)
+    return (camera.fx * local[0] / local[2] + camera.cx,
+            camera.fy * local[1] / local[2] + camera.cy)
