@@ -75,7 +75,8 @@ def make_model(parts: list[dict[str, np.ndarray]], sh_degree: int = 0) -> dict[s
     return {
         "means": torch.tensor(cat["means"], dtype=torch.float32),
         "quats": quats,
-        "log_scales": torch.log(torch.tensor(cat["std"], dtype=torch.float32))[:, None].repeat(1, 3),
+        "log_scales": torch.log(torch.tensor(cat["std"], dtype=torch.float32))[:, None].expand(
+            n, 3).clone(),
         "opacities": torch.log(opacity / (1 - opacity)),
         "sh0": rgb_to_sh0(torch.tensor(cat["rgb"], dtype=torch.float32)).unsqueeze(1),
         "shN": torch.zeros(n, (sh_degree + 1) ** 2 - 1, 3),
