@@ -187,10 +187,14 @@ def ground_text(table: ObjectTable, text: str, config: ObjectsConfig, *, view: C
             factors += relative
             total = {i: t * float(np.prod([f.get(i, 0.0) for f in relative]))
                      for i, t in total.items()}
-    if not factors or not candidates:
+    if not candidates:
+        return GroundingResult(NOT_FOUND, None, [], "the model has no objects", understood)
+    if not factors:
+        unknown_words = ", ".join(repr(w) for w in words)
         return GroundingResult(NOT_FOUND, None, [],
-                               f"no backend ({', '.join(sorted(backends))}) understood {text!r}",
-                               understood)
+                               f"no enabled backend knows {unknown_words} (enabled: "
+                               f"{', '.join(sorted(backends))}; label an object, or configure "
+                               f"dino / clip)", understood)
     ranked = sorted(total.items(), key=lambda item: -item[1])[:5]
     ignored = [] if read_whole_text else [w for w in words if w not in understood]
     best_id, best = ranked[0]
