@@ -327,6 +327,10 @@ class ObjectsConfig:
     """Comma-separated text grounding backends: 'labels' (names users give objects), 'attributes'
     (colour, size and position words; no weights), 'dino' (Grounding DINO, needs `dino_path`),
     'clip' (needs `clip_path`)."""
+    colour_full_share: float = 0.5
+    """A colour word scores 1 on an object whose Gaussians have that colour over at least this
+    share of its opacity, proportionally less below: shading turns part of any object darker
+    (brown reads partly black), and two-tone objects are half of each colour."""
     min_score: float = 0.5
     """A text query's best object needs at least this score in [0, 1]; else "not found"."""
     ambiguity_margin: float = 0.15

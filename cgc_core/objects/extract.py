@@ -21,11 +21,13 @@ from torch import Tensor
 
 from cgc_core.cameras import Camera
 from cgc_core.config import ObjectsConfig, RenderConfig
+from cgc_core.geometry import backproject
 from cgc_core.io import atomic_path
 from cgc_core.model.gaussians import PARAM_NAMES
+from cgc_core.model.view import render_view
 from cgc_core.objects.colors import base_rgb
 from cgc_core.objects.voxels import connected_voxel_groups, voxel_keys
-from cgc_core.query import feature_at, render_feature_map, surface_point
+from cgc_core.query import camera_tensors
 
 
 @dataclass
@@ -155,13 +157,24 @@ def extract_object(splats, feature: Tensor, threshold: float, config: ObjectsCon
 def pixel_prompt(splats, camera: Camera, u: float, v: float,
                  render: RenderConfig) -> tuple[Tensor, np.ndarray | None]:
     """(the discriminative feature [D] rendered at pixel (u = column, v = row) of `camera`, the
-    world point [3] of the surface there or None where the model shows nothing). ValueError for a
-    pixel outside the image."""
-    feature = feature_at(render_feature_map(splats, camera, render), u, v)
+    world point [3] of the surface there or None where the model shows little (alpha < 0.5)).
+    One render gives both. ValueError for a pixel outside the image or where nothing renders."""
+    if not (0 <= u < camera.width and 0 <= v < camera.height):
+        raise ValueError(f"pixel ({u}, {v}) lies outside the {camera.width}x{camera.height} "
+                         f"image")
+    viewmat, K = camera_tensors(camera, splats["means"].device)
+    out = render_view(splats, viewmat, K, camera.width, camera.height, sh_degree=0, render=render,
+                      with_rgb=False, with_features=True, with_depth=True)
+    col, row = int(u), int(v)
+    feature = out.features[row, col]
     if float(feature.norm()) == 0.0:
         raise ValueError(f"the model renders nothing at pixel ({u}, {v}) of {camera.name}")
-    return feature, surface_point(splats, camera, u, v, render)
-
+    alpha = float(out.alphas[row, col])
+    if alpha < 0.5:
+        return feature, None
+    depth = np.zeros((camera.height, camera.width))
+    depth[row, col] = float(out.depths[row, col]) / alpha  # blended z of the visible surface
+    return feature, backproject(camera, depth, np.array([row]), np.array([col]))[0]
 
 def subset(splats, mask: np.ndarray) -> dict[str, Tensor]:
     """The rows `mask` [N] bool of every parameter, detached."""

@@ -84,14 +84,16 @@ def label_scores(objects: list[ObjectInfo], words: list[str]) -> tuple[Scores | 
     return {o.id: len(set(used) & set(tokens(o.label))) / len(set(used)) for o in objects}, used
 
 
-def colour_scores(objects: list[ObjectInfo], words: list[str]) -> tuple[Scores | None, list[str]]:
-    """Per colour word, the share of each object's opacity with that colour name (several colour
-    words: their shares add, as "red and yellow")."""
+def colour_scores(objects: list[ObjectInfo], words: list[str],
+                  colour_full_share: float) -> tuple[Scores | None, list[str]]:
+    """Per colour word, the share of each object's opacity with that colour name, over
+    `colour_full_share` and capped at 1 (several colour words: their shares add, as "red and
+    yellow")."""
     colours = [canonical_colour(w) for w in words if canonical_colour(w)]
     if not colours:
         return None, []
-    scores = {o.id: min(1.0, sum(o.color_shares.get(c, 0.0) for c in set(colours)))
-              for o in objects}
+    scores = {o.id: min(1.0, sum(o.color_shares.get(c, 0.0) for c in set(colours))
+                        / colour_full_share) for o in objects}
     return scores, [w for w in words if canonical_colour(w)]
 
 
@@ -162,7 +164,7 @@ def ground_text(table: ObjectTable, text: str, config: ObjectsConfig, *, view: C
     factors: list[Scores] = [] if labels is None else [labels]
     understood = list(label_words)
     if "attributes" in backends:
-        scores, used = colour_scores(candidates, words)
+        scores, used = colour_scores(candidates, words, config.colour_full_share)
         if scores is not None:
             factors.append(scores)
             understood += used
