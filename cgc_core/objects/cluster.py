@@ -156,15 +156,20 @@ def feature_modes(features: torch.Tensor, threshold: float, min_support: int) ->
     near = ((features @ features.T) >= threshold).float()  # [S, S], symmetric
     support = near.sum(dim=1)
     alive = torch.ones(len(features))
+    rows = torch.arange(len(features))  # sample index of each row of `near`
     modes = []
-    while True:
+    while len(rows):
         best = int(torch.argmax(support * alive - (1 - alive)))
         if alive[best] == 0 or float(support[best]) < min_support:
             break
         members = near[best] * alive
-        modes.append(_unit(features[members.bool()].mean(dim=0)))
+        modes.append(_unit(features[rows[members.bool()]].mean(dim=0)))
         alive -= members
         support -= near @ members  # matrix-vector: a column gather of a bool matrix is slow
+        if float(alive.sum()) < 0.6 * len(alive):  # drop taken rows: later steps get cheaper
+            keep = alive.bool()
+            near, support, rows = near[keep][:, keep], support[keep], rows[keep]
+            alive = torch.ones(len(rows))
     if not modes:
         return features.new_zeros(0, features.shape[1])
     return torch.stack(modes)
@@ -243,6 +248,21 @@ def describe_object(object_id: int, points: np.ndarray, features: torch.Tensor,
         voxels=np.unique(voxel_keys(points, config.voxel_size)))
 
 
+def unique_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """[U, 2] the distinct (a, b) pairs of two [P] int64 arrays, sorted by a then b (a lexsort:
+    np.unique(axis=0) is several times slower)."""
+    order = np.lexsort((b, a))
+    a, b = a[order], b[order]
+    first = np.ones(len(a), dtype=bool)
+    first[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+    return np.stack([a[first], b[first]], axis=1)
+
+
+def _pair_codes(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+    """Sorted-order codes of (a, b) pairs with 0 <= b < n."""
+    return np.sort(a * n + b)
+
+
 def spatial_parts(points: np.ndarray, group: np.ndarray, voxel_size: float) -> np.ndarray:
     """[N] part index of each Gaussian (-1 where `group` [N] is -1): the spatially connected
     components (neighbouring voxels) of each feature group."""
@@ -264,8 +284,7 @@ def absorb_fragments(points: np.ndarray, features: torch.Tensor, parts: np.ndarr
     mean = torch.zeros(len(count), features.shape[1]).index_add_(
         0, torch.from_numpy(parts[index]), features[index])
     mean = _unit(mean)
-    pairs = np.unique(np.stack([voxel_keys(points[index], config.voxel_size), parts[index]], 1),
-                      axis=0)  # sorted by voxel key
+    pairs = unique_pairs(voxel_keys(points[index], config.voxel_size), parts[index])
     edges = []
     for offset in neighbour_offsets():
         target = pairs[:, 0] + offset
@@ -277,7 +296,11 @@ def absorb_fragments(points: np.ndarray, features: torch.Tensor, parts: np.ndarr
     edges = np.concatenate(edges)
     if len(edges) == 0:
         return parts
-    edge, contact = np.unique(edges, axis=0, return_counts=True)
+    edge = unique_pairs(edges[:, 0], edges[:, 1])
+    start = np.searchsorted(_pair_codes(edges[:, 0], edges[:, 1], len(count)),
+                            _pair_codes(edge[:, 0], edge[:, 1], len(count)))
+    ends = np.append(start[1:], len(edges))
+    contact = ends - start
     small, large = edge[:, 0], edge[:, 1]
     cosine = (mean[small] * mean[large]).sum(dim=1).numpy()
     ok = (count[small] < config.fragment_share * count[large]) & (
@@ -329,8 +352,8 @@ def cluster_objects(splats, config: ObjectsConfig, previous: ObjectTable | None 
     assigned = np.flatnonzero(parts >= 0)
     if len(assigned):  # floaters: few, or thinly spread Gaussians
         counts = np.bincount(parts[assigned])
-        occupied = np.unique(np.stack([parts[assigned], voxel_keys(points[assigned],
-                                                                   config.voxel_size)], 1), axis=0)
+        occupied = unique_pairs(parts[assigned], voxel_keys(points[assigned],
+                                                            config.voxel_size))
         voxels = np.bincount(occupied[:, 0], minlength=len(counts))
         floater = (counts < config.min_gaussians) | (counts < config.min_density * voxels)
         parts[assigned[floater[parts[assigned]]]] = -1
