@@ -16,7 +16,8 @@ exists). Then:
   completeness = share of the surface seen in the test views within 1 cm of a point;
 - colour words: each object whose pixels' most common colour name (same CIELAB table) no other
   object shares is queried by that word; right when the answer is found and is its cluster;
-- timing: `cluster_objects` on the whole model (median of 3); one extraction (median over the
+- timing: `cluster_objects` on the whole model (median and min of 5, with the machine's 1-minute
+  load average: other jobs share these 2 cores); one extraction (median over the
   objects), with its pixel prompt (one render of features and depth at 320x240) and alone.
 
     .venv/bin/python bench/bench_objects.py [--seeds 0,100,200,302,400] [--work DIR]
@@ -124,8 +125,9 @@ def bench_scene(run_dir: Path, seed: int) -> dict:
     splats = {k: v.detach() for k, v in run.splats.items()}
     names = object_names(scene.root)
     n = len(splats["means"])
+    load = os.getloadavg()[0]
     times = []
-    for _ in range(3):
+    for _ in range(5):
         start = time.perf_counter()
         table = cluster_objects(splats, config.objects)
         times.append(time.perf_counter() - start)
@@ -181,7 +183,8 @@ def bench_scene(run_dir: Path, seed: int) -> dict:
     return {"seed": seed, "gaussians": n, "objects": len(names),
             "clusters": len(table.objects),
             "clusters_not_background": sum(not o.background for o in table.objects),
-            "cluster_seconds": statistics.median(times),
+            "cluster_seconds": statistics.median(times), "cluster_seconds_min": min(times),
+            "load_average": load,
             "extract_seconds": statistics.median(extract_times) if extract_times else None,
             "extract_only_seconds": (statistics.median(extract_only_times) if extract_only_times
                                      else None),
@@ -199,8 +202,9 @@ def render_markdown(meta: dict, scenes: list[dict]) -> str:
               "| seed | Gaussians | objects | clusters (not background) | objects split | "
               "objects merged | objects missing | extraction acc. 1 cm (median) | "
               "compl. 1 cm (median) | acc. / compl. 2 cm (median) | colour words right | "
-              "cluster (s) | extract: prompt + extraction (s) | extraction alone (s) |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "cluster (s): median / min of 5 | extract: prompt + extraction (s) | "
+              "extraction alone (s) | load average |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in scenes:
         m, e, q = s["matching"], s["extraction"], s["colour_queries"]
 
@@ -212,8 +216,9 @@ def render_markdown(meta: dict, scenes: list[dict]) -> str:
             f"{sum(bool(r['merged_with']) for r in m)} | {sum(r['missing'] for r in m)} | "
             f"{med('accuracy_1cm'):.2f} | {med('completeness_1cm'):.2f} | "
             f"{med('accuracy_2cm'):.2f} / {med('completeness_2cm'):.2f} | "
-            f"{sum(r['right'] for r in q)} / {len(q)} | {s['cluster_seconds']:.2f} | "
-            f"{s['extract_seconds']:.2f} | {s['extract_only_seconds']:.2f} |")
+            f"{sum(r['right'] for r in q)} / {len(q)} | {s['cluster_seconds']:.2f} / "
+            f"{s['cluster_seconds_min']:.2f} | {s['extract_seconds']:.2f} | "
+            f"{s['extract_only_seconds']:.2f} | {s['load_average']:.1f} |")
     for s in scenes:
         lines += ["", f"## Seed {s['seed']}", "",
                   "| object | Gaussians (on its surface) | main cluster | share in it | "
