@@ -335,6 +335,8 @@ class ObjectsConfig:
     """A text query's best object needs at least this score in [0, 1]; else "not found"."""
     ambiguity_margin: float = 0.15
     """The best object must lead the second by this much score; else "ambiguous"."""
+    model_views: int = 8
+    """Keyframes (evenly spread over the training views) that Grounding DINO and CLIP look at."""
     dino_path: str = ""
     """Local folder of a Grounding DINO model in the transformers layout (config, weights,
     processor). Nothing is downloaded."""

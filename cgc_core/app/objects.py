@@ -90,12 +90,16 @@ def extract_from_run(run: Run, *, text: str | None = None, frame: str | None = N
 
 
 def _model_scorers(run: Run, table: ObjectTable, splats) -> dict:
-    """Weights-based grounding backends named in the config, built on this run's views."""
-    backends = {b.strip() for b in run.config.objects.grounding.split(",")}
-    if not backends & {"dino", "clip"}:
+    """Weights-based grounding backends named in the config, looking at evenly spread training
+    views of the run's scene."""
+    config = run.config.objects
+    if not {b.strip() for b in config.grounding.split(",")} & {"dino", "clip"}:
         return {}
     from cgc_core.objects.models import model_scorers
-    return model_scorers(run.config.objects, splats, run.scene, table, run.config.render)
+    cameras = run.scene.train_cameras or run.scene.cameras
+    step = max(1, len(cameras) // max(1, config.model_views))
+    keyframes = [(cam, run.scene.load_image(cam)) for cam in cameras[::step]]
+    return model_scorers(config, splats, table, keyframes, run.config.render)
 
 
 @torch.no_grad()
