@@ -11,7 +11,8 @@ exists). Then:
   cluster holds at least 20 % of its clustered Gaussians, merged when its cluster's truth-labelled
   Gaussians are at least 20 % another object's; missing when no cluster holds 20 %;
 - extraction: a pixel prompt in the held-out (test) view that shows the object best (its most
-  interior pixel); the extracted points vs the true surface, back-projected from the instance
+  interior pixel); the point cloud taken from the object rendered alone in 8 training views
+  (`objects.surface_views`); the points vs the true surface, back-projected from the instance
   maps and depth: accuracy = share of points within 1 cm of the object's surface in any view,
   completeness = share of the surface seen in the test views within 1 cm of a point;
 - colour words: each object whose pixels' most common colour name (same CIELAB table) no other
@@ -48,6 +49,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from bench_train import cpu_name  # noqa: E402
 from objects_truth import gaussian_instances, instances, object_names, visible_surface  # noqa: E402
 
+from cgc_core.app.objects import keyframes_of  # noqa: E402
 from cgc_core.app.run_folder import load_run, train_scene  # noqa: E402
 from cgc_core.config import load_config  # noqa: E402
 from cgc_core.data.synth import make_synthetic_scene  # noqa: E402
@@ -137,6 +139,7 @@ def bench_scene(run_dir: Path, seed: int) -> dict:
     by_name = {row["object"]: row for row in matching}
 
     extraction, extract_times, extract_only_times = [], [], []
+    views = keyframes_of(run, config.objects.surface_views)  # training views only
     every_view = scene.train_names + scene.test_names
     for instance, name in names.items():
         prompt = best_prompt(scene, instance)
@@ -148,7 +151,7 @@ def bench_scene(run_dir: Path, seed: int) -> dict:
         prompted = time.perf_counter()
         try:
             obj = extract_object(splats, feature, config.query.threshold, config.objects,
-                                 seed=seed_point)
+                                 seed=seed_point, views=views, render=config.render)
             points = obj.points
         except ValueError:
             points = np.zeros((0, 3))

@@ -323,6 +323,15 @@ class ObjectsConfig:
     outlier_std_ratio: float = 2.0
     """Extraction: points whose mean neighbour distance exceeds the average by more than this many
     standard deviations (and twice the median) are removed."""
+    surface_views: int = 8
+    """Extraction: keyframes (evenly spread over the training views) the object is rendered
+    alone in to take its point cloud from the rendered surface; 0: the Gaussians' centres."""
+    surface_scale: float = 0.5
+    """... at this fraction of their resolution ..."""
+    surface_min_alpha: float = 0.9
+    """... keeping the pixels it covers at least this opaquely (edges blend with nothing) ..."""
+    surface_voxel: float = 0.003
+    """... thinned to one point per voxel of this side."""
     grounding: str = "labels,attributes"
     """Comma-separated text grounding backends: 'labels' (names users give objects), 'attributes'
     (colour, size and position words; no weights), 'dino' (Grounding DINO, needs `dino_path`),

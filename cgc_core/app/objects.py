@@ -43,6 +43,19 @@ def table_json(table: ObjectTable) -> list[dict]:
     return [obj.to_json(with_voxels=False) for obj in table.objects]
 
 
+def spread_cameras(cameras: list, count: int) -> list:
+    """`count` cameras evenly spread over `cameras` (all of them when there are fewer)."""
+    if count <= 0 or not cameras:
+        return []
+    index = np.unique(np.linspace(0, len(cameras) - 1, min(count, len(cameras))).round())
+    return [cameras[int(i)] for i in index]
+
+
+def keyframes_of(run: Run, count: int) -> list:
+    """Evenly spread training cameras of the run's scene."""
+    return spread_cameras(run.scene.train_cameras or run.scene.cameras, count)
+
+
 def _frame(run: Run, name: str):
     if name not in {c.name for c in run.scene.cameras}:
         known = ", ".join(c.name for c in run.scene.cameras[:5])
@@ -63,6 +76,7 @@ def extract_from_run(run: Run, *, text: str | None = None, frame: str | None = N
                      view: str | None = None, threshold: float | None = None) -> Extraction:
     """Extract one object of a run, chosen by text, by a pixel prompt or by id."""
     config = run.config
+    views = keyframes_of(run, config.objects.surface_views)
     t = config.query.threshold if threshold is None else threshold
     if not -1.0 <= t <= 1.0:
         raise ValueError(f"--threshold must lie in [-1, 1], got {t}")
@@ -71,7 +85,8 @@ def extract_from_run(run: Run, *, text: str | None = None, frame: str | None = N
         camera = _frame(run, frame)
         u, v = point
         feature, seed = pixel_prompt(splats, camera, u, v, config.render)
-        obj = extract_object(splats, feature, t, config.objects, seed=seed)
+        obj = extract_object(splats, feature, t, config.objects, seed=seed, views=views,
+                             render=config.render)
         return Extraction(obj, f"pixel ({u}, {v}) of {frame}")
     table = run_objects(run.root, splats, config.objects)
     if text is not None:
@@ -85,7 +100,7 @@ def extract_from_run(run: Run, *, text: str | None = None, frame: str | None = N
         description = f"object {object_id}"
     info = table.get(object_id)
     obj = extract_object(splats, torch.from_numpy(info.mean_feature), t, config.objects,
-                         members=table.members(object_id))
+                         members=table.members(object_id), views=views, render=config.render)
     return Extraction(obj, description)
 
 
@@ -96,9 +111,7 @@ def _model_scorers(run: Run, table: ObjectTable, splats) -> dict:
     if not {b.strip() for b in config.grounding.split(",")} & {"dino", "clip"}:
         return {}
     from cgc_core.objects.models import model_scorers
-    cameras = run.scene.train_cameras or run.scene.cameras
-    step = max(1, len(cameras) // max(1, config.model_views))
-    keyframes = [(cam, run.scene.load_image(cam)) for cam in cameras[::step]]
+    keyframes = [(cam, run.scene.load_image(cam)) for cam in keyframes_of(run, config.model_views)]
     return model_scorers(config, splats, table, keyframes, run.config.render)
 
 

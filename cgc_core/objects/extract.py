@@ -39,9 +39,10 @@ class ExtractedObject:
     splats: dict[str, Tensor]
     """The Gaussian subset (every parameter of the model, rows of `mask`): renders alone."""
     points: np.ndarray
-    """[P, 3] float64 world positions: centres of the subset's opaque Gaussians."""
+    """[P, 3] float64 world positions: the surface the subset renders in the given views, or
+    the centres of its opaque Gaussians (`extract_object`)."""
     colors: np.ndarray
-    """[P, 3] uint8 RGB: their base colour."""
+    """[P, 3] uint8 RGB: the rendered colour there, or the Gaussians' base colour."""
     feature: np.ndarray
     """[D] the unit discriminative feature it was extracted with."""
     aabb: tuple[np.ndarray, np.ndarray]
@@ -104,8 +105,9 @@ def statistical_outliers(points: np.ndarray, neighbors: int, std_ratio: float) -
 
 @torch.no_grad()
 def extract_object(splats, feature: Tensor, threshold: float, config: ObjectsConfig, *,
-                   seed: np.ndarray | None = None,
-                   members: np.ndarray | None = None) -> ExtractedObject:
+                   seed: np.ndarray | None = None, members: np.ndarray | None = None,
+                   views: list[Camera] | None = None,
+                   render: RenderConfig | None = None) -> ExtractedObject:
     """Cut the object of a discriminative feature out of the model.
 
     Args:
@@ -116,6 +118,9 @@ def extract_object(splats, feature: Tensor, threshold: float, config: ObjectsCon
         seed: [3] a world point on the object (a pixel prompt's surface point), or
         members: [N] bool, Gaussians known to belong to it (an object of `cluster_objects`):
             either picks the connected part of the selection; with neither, the largest part.
+        views: cameras (keyframes) to take the point cloud from, as the surface the object
+            renders alone there (`surface_points`, needs `render`); None: its opaque Gaussians'
+            centres.
 
     Raises ValueError when no opaque Gaussian is similar enough to `feature`.
     """
@@ -139,19 +144,62 @@ def extract_object(splats, feature: Tensor, threshold: float, config: ObjectsCon
     keep = np.flatnonzero(mask & opaque)
     mask[keep[statistical_outliers(means[keep], config.outlier_neighbors,
                                    config.outlier_std_ratio)]] = False
-    points_index = np.flatnonzero(mask & opaque)
-    points = means[points_index]
-    colors = np.round(base_rgb(splats).cpu().numpy()[points_index] * 255).astype(np.uint8)
+    gaussians = subset(splats, mask)
+    if views and render is None:
+        raise ValueError("extract_object: views need a render config")
+    if views:
+        points, colors = surface_points(gaussians, views, render, config)
+    else:
+        points_index = np.flatnonzero(mask & opaque)
+        points = means[points_index]
+        colors = np.round(base_rgb(splats).cpu().numpy()[points_index] * 255).astype(np.uint8)
     cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
     aabb = cloud.get_axis_aligned_bounding_box()
     try:
         obb = cloud.get_oriented_bounding_box()
     except RuntimeError:  # fewer than 4 points, or flat
         obb = o3d.geometry.OrientedBoundingBox.create_from_axis_aligned_bounding_box(aabb)
-    return ExtractedObject(mask=mask, splats=subset(splats, mask), points=points, colors=colors,
+    return ExtractedObject(mask=mask, splats=gaussians, points=points, colors=colors,
                            feature=feature.numpy(),
                            aabb=(np.asarray(aabb.min_bound), np.asarray(aabb.max_bound)), obb=obb)
 
+
+@torch.no_grad()
+def surface_points(gaussians: dict[str, Tensor], views: list[Camera], render: RenderConfig,
+                   config: ObjectsConfig) -> tuple[np.ndarray, np.ndarray]:
+    """([P, 3] points, [P, 3] uint8 colours) of the surface the Gaussian subset renders alone in
+    `views` (at `surface_scale` of their resolution): every pixel it covers with opacity at
+    least `surface_min_alpha`, back-projected at its blended depth, thinned to one point per
+    `surface_voxel` (open3d).
+
+    Why not the Gaussians' centres: they lie up to a scale away from the surface and thin it to
+    their spacing; the rendered depth is the surface the model shows, and alone the object shows
+    its occluded sides too.
+    """
+    from cgc_core.model.gaussians import sh_degree_of
+
+    points, colors = [], []
+    for view in views:
+        camera = view.scaled(config.surface_scale)
+        viewmat, K = camera_tensors(camera, gaussians["means"].device)
+        out = render_view(gaussians, viewmat, K, camera.width, camera.height,
+                          sh_degree=sh_degree_of(gaussians), render=render, with_depth=True)
+        alpha = out.alphas.cpu().numpy()
+        rows, cols = np.nonzero(alpha >= config.surface_min_alpha)
+        if len(rows) == 0:
+            continue
+        depth = np.zeros(alpha.shape)
+        depth[rows, cols] = out.depths.cpu().numpy()[rows, cols] / alpha[rows, cols]
+        points.append(backproject(camera, depth, rows, cols))
+        rgb = out.rgb.cpu().numpy()[rows, cols] / alpha[rows, cols, None]
+        colors.append(np.clip(rgb, 0.0, 1.0))
+    if not points:
+        return np.zeros((0, 3)), np.zeros((0, 3), dtype=np.uint8)
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.concatenate(points)))
+    cloud.colors = o3d.utility.Vector3dVector(np.concatenate(colors))
+    cloud = cloud.voxel_down_sample(config.surface_voxel)
+    return (np.asarray(cloud.points),
+            np.round(np.asarray(cloud.colors) * 255).astype(np.uint8))
 
 @torch.no_grad()
 def pixel_prompt(splats, camera: Camera, u: float, v: float,

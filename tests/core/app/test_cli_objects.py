@@ -21,6 +21,10 @@ from box_scenes import Box, boxes_model, project_pixel, unit_feature  # noqa: E4
 
 TABLE_TOP = 0.625
 RED_CENTRE = (-0.15, 0.0, TABLE_TOP + 0.05)
+MARGIN = 0.045
+"""Extracted points come from the object's rendered surface in the scene's 64x48 views: a pixel
+there spans about 2 cm, and the rendered edge lies past the outer Gaussians' centres (the
+boxes are 30 cm apart, so this still tells them apart; bench_objects measures accuracy)."""
 BLUE_CENTRE = (0.15, 0.0, TABLE_TOP + 0.06)
 
 
@@ -33,6 +37,7 @@ def run_dir(tiny_scene, tmp_path_factory):
     save_ply(model, run / "model.ply")
     config = asdict(CGCConfig())
     config["render"]["backend"] = "cpu"
+    config["objects"]["surface_scale"] = 1.0  # the tiny scene's 64x48 views, at full size
     (run / "run.json").write_text(json.dumps({"scene": str(tiny_scene), "config": config}))
     return run
 
@@ -63,8 +68,10 @@ def test_extract_by_text_writes_points_splats_and_render(run_dir, tmp_path, caps
     vertex = PlyData.read(str(out))["vertex"]
     xyz = np.column_stack([vertex["x"], vertex["y"], vertex["z"]])
     assert len(xyz) > 100
-    assert (np.abs(xyz - RED_CENTRE) <= 0.05 + 1e-4).all()  # inside the red box, world frame
-    assert len(PlyData.read(str(splats))["vertex"]) >= len(xyz)
+    assert (np.abs(xyz - RED_CENTRE) <= 0.05 + MARGIN).all()  # on the red box, world frame
+    assert np.median(np.abs(xyz - RED_CENTRE).max(axis=1)) == pytest.approx(0.05, abs=0.02)
+    # exactly the red box's Gaussians: a 10 x 10 x 10 grid's surface, 1000 - 8 ** 3
+    assert len(PlyData.read(str(splats))["vertex"]) == 488
     assert png.is_file()
 
 
@@ -76,7 +83,7 @@ def test_extract_by_pixel_and_by_id(run_dir, tmp_path, capsys):
     assert main(["extract", str(run_dir), "--frame", camera.name, "--point", str(u), str(v),
                  "--out", str(out)]) == 0
     xyz = np.column_stack([PlyData.read(str(out))["vertex"][c] for c in "xyz"])
-    assert (np.abs(xyz - BLUE_CENTRE) <= 0.06 + 1e-4).all()
+    assert (np.abs(xyz - BLUE_CENTRE) <= 0.06 + MARGIN).all()
     blue = next(o for o in objects_json(run_dir, capsys) if o["color_name"] == "blue")
     assert main(["extract", str(run_dir), "--id", str(blue["id"]), "--out", str(out)]) == 0
     assert len(PlyData.read(str(out))["vertex"]) == len(xyz)

@@ -6,6 +6,7 @@ import pytest
 import torch
 from box_scenes import Box, boxes_model, camera_looking_at, gaussians, project_pixel, unit_feature
 from plyfile import PlyData
+from scipy.spatial import cKDTree
 
 from cgc_core.config import ObjectsConfig, RenderConfig
 from cgc_core.model.view import render_view
@@ -100,3 +101,22 @@ def test_a_feature_nothing_resembles_is_an_error():
     with pytest.raises(ValueError, match="no Gaussian"):
         extract_object(model, torch.from_numpy(unit_feature(9)).float(), THRESHOLD,
                        ObjectsConfig())
+
+
+def test_points_from_keyframes_are_the_surface_the_object_renders_alone():
+    model, owner = model_with_hidden_plate_and_outlier()
+    views = [camera_looking_at((0.0, 0.0, 0.05), eye, width=160, height=120)
+             for eye in ((0.0, -0.5, 0.3), (0.5, 0.2, 0.3))]
+    obj = extract_object(model, torch.from_numpy(unit_feature(0)).float(), THRESHOLD,
+                         ObjectsConfig(surface_scale=1.0), members=owner == 0, views=views,
+                         render=RenderConfig(backend="cpu"))
+    assert len(obj.points) > 200
+    # on box 0's faces (its Gaussians have a 6 mm scale), not the look-alike 0.5 m away
+    box_distance = np.abs(obj.points - [0.0, 0.0, 0.05]).max(axis=1)
+    assert np.percentile(box_distance, 90) < 0.05 + 0.012
+    centres = model["means"].numpy()[owner == 0]
+    assert np.median(cKDTree(centres).query(obj.points)[0]) < 0.008
+    assert (obj.colors[:, 0] > 2 * obj.colors[:, 1]).mean() > 0.95  # red
+    with pytest.raises(ValueError, match="render config"):
+        extract_object(model, torch.from_numpy(unit_feature(0)).float(), THRESHOLD,
+                       ObjectsConfig(), members=owner == 0, views=views)
