@@ -176,14 +176,12 @@ def surface_points(gaussians: dict[str, Tensor], views: list[Camera], render: Re
     their spacing; the rendered depth is the surface the model shows, and alone the object shows
     its occluded sides too.
     """
-    from cgc_core.model.gaussians import sh_degree_of
-
     points, colors = [], []
     for view in views:
         camera = view.scaled(config.surface_scale)
         viewmat, K = camera_tensors(camera, gaussians["means"].device)
-        out = render_view(gaussians, viewmat, K, camera.width, camera.height,
-                          sh_degree=sh_degree_of(gaussians), render=render, with_depth=True)
+        out = render_view(gaussians, viewmat, K, camera.width, camera.height, sh_degree=0,
+                          render=render, with_depth=True)  # base colour: as everywhere else
         alpha = out.alphas.cpu().numpy()
         rows, cols = np.nonzero(alpha >= config.surface_min_alpha)
         if len(rows) == 0:
