@@ -255,7 +255,6 @@ def main() -> None:
     parser.add_argument("--work", default=str(ROOT / "bench" / "out" / "objects"))
     parser.add_argument("--results", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
-    torch.set_grad_enabled(False)
     work = Path(args.work)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     meta = {"command": f".venv/bin/python bench/bench_objects.py {' '.join(sys.argv[1:])}".rstrip(),
@@ -265,8 +264,9 @@ def main() -> None:
     out_md = Path(args.results) / "objects.md"
     out_md.parent.mkdir(parents=True, exist_ok=True)
     for seed in seeds:
-        run_dir = ensure_run(work, seed)
-        scenes.append(bench_scene(run_dir, seed))
+        run_dir = ensure_run(work, seed)  # trains (with gradients) when there is no run yet
+        with torch.no_grad():
+            scenes.append(bench_scene(run_dir, seed))
         text = render_markdown(meta, scenes)
         out_md.write_text(text)
         out_md.with_suffix(".json").write_text(json.dumps({**meta, "scenes": scenes}, indent=2)

@@ -2,15 +2,18 @@
 
 1. Gaussians less opaque than `min_opacity` are left out (floaters, filler).
 2. Feature modes, with no preset count: on an even sample, the feature with the most neighbours
-   within cosine `cluster_threshold` starts a mode that takes those neighbours; repeat on the
-   rest (a greedy mode search, like mean shift with a flat kernel). Every Gaussian then joins its
-   nearest mode, if within the threshold; one re-centring step follows.
+   within cosine `cluster_threshold` founds a mode that takes those neighbours; repeat on the
+   rest (a greedy mode search, like mean shift with a flat kernel); every Gaussian joins its
+   nearest mode within the threshold. A second search on what is left finds small objects.
 3. Each feature group splits into spatially connected parts on voxels of `voxel_size`: two
-   look-alike objects apart become two objects. Parts under `min_gaussians` are floaters.
-4. Objects whose oriented box has a side of `background_min_size` or more are background.
+   look-alike objects apart become two objects. Small parts touching a much larger part of a
+   similar feature join it (an object's edge); parts with under `min_gaussians` Gaussians, or
+   under `min_density` per voxel, are floaters.
+4. Objects whose oriented box is large, or large and flat, are background (table, floor, walls).
 5. With a previous table (the map grew), each new object takes the id, label and display colour
    of the old object it overlaps (voxels) and resembles (mean feature), as ConceptGraphs
-   associates detections; unmatched ones get fresh ids, never reused.
+   associates detections; unmatched ones get fresh ids, never reused. Old objects that match
+   nothing are dropped with their labels.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from cgc_core.objects.voxels import (
     connected_parts_per_group,
     neighbour_offsets,
     overlap_share,
+    voxel_centres,
     voxel_keys,
 )
 
@@ -395,7 +399,7 @@ def match_objects(objects: list[ObjectInfo], previous: ObjectTable | None,
         return {}
     if previous.voxel_size != config.voxel_size:
         scale = config.voxel_size
-        old_voxels = [np.unique(voxel_keys(_voxel_centres(o.voxels, previous.voxel_size), scale))
+        old_voxels = [np.unique(voxel_keys(voxel_centres(o.voxels, previous.voxel_size), scale))
                       for o in previous.objects]
     else:
         old_voxels = [o.voxels for o in previous.objects]
@@ -416,9 +420,3 @@ def match_objects(objects: list[ObjectInfo], previous: ObjectTable | None,
     rows, cols = linear_sum_assignment(np.where(finite, -score, 1e6))
     return {objects[i].id: previous.objects[j].id for i, j in zip(rows, cols) if finite[i, j]}
 
-
-def _voxel_centres(keys: np.ndarray, size: float) -> np.ndarray:
-    """[V, 3] centres of voxels keyed at side `size` (inverse of `voxel_keys`)."""
-    from cgc_core.objects.voxels import _BITS, _MASK, _OFFSET
-    cells = np.stack([(keys >> (2 * _BITS)) & _MASK, (keys >> _BITS) & _MASK, keys & _MASK], 1)
-    return (cells - _OFFSET + 0.5) * size

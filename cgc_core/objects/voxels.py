@@ -88,3 +88,9 @@ def overlap_share(a: np.ndarray, b: np.ndarray) -> float:
     if len(a) == 0 or len(b) == 0:
         return 0.0
     return len(np.intersect1d(a, b, assume_unique=True)) / min(len(a), len(b))
+
+
+def voxel_centres(keys: np.ndarray, size: float) -> np.ndarray:
+    """[V, 3] centres of the voxels `keys` [V] of side `size` (the inverse of `voxel_keys`)."""
+    cells = np.stack([(keys >> (2 * _BITS)) & _MASK, (keys >> _BITS) & _MASK, keys & _MASK], 1)
+    return (cells - _OFFSET + 0.5) * size

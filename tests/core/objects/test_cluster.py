@@ -109,6 +109,23 @@ def test_ids_labels_and_colours_survive_reclustering_of_a_grown_map():
     assert int(owners_of(third, third_owner, 3)[0]) >= second.next_id
 
 
+def test_ids_survive_a_change_of_voxel_size():
+    model, owner = boxes_model(scene_boxes())
+    first = cluster_objects(model, ObjectsConfig(voxel_size=0.03))
+    second = cluster_objects(model, ObjectsConfig(voxel_size=0.02),
+                             previous=ObjectTable.from_json(first.to_json()))
+    for box in range(4):
+        assert np.array_equal(owners_of(first, owner, box), owners_of(second, owner, box))
+
+
+def test_voxel_keys_round_trip_to_centres():
+    from cgc_core.objects.voxels import voxel_centres, voxel_keys
+    points = np.array([[0.01, -0.04, 2.5], [-3.2, 0.0, 0.029], [100.0, -7.0, -0.031]])
+    centres = voxel_centres(voxel_keys(points, 0.03), 0.03)
+    assert (np.abs(centres - points) <= 0.015 + 1e-9).all()
+    np.testing.assert_array_equal(voxel_keys(centres, 0.03), voxel_keys(points, 0.03))
+
+
 def test_a_parameter_dict_clusters_like_detached_tensors():
     model, _ = boxes_model(scene_boxes())
     params = torch.nn.ParameterDict({k: torch.nn.Parameter(v.clone()) for k, v in model.items()})
