@@ -10,7 +10,13 @@ from scipy.spatial import cKDTree
 
 from cgc_core.config import ObjectsConfig, RenderConfig
 from cgc_core.model.view import render_view
-from cgc_core.objects import extract_object, pixel_prompt, write_point_cloud
+from cgc_core.objects import (
+    cluster_objects,
+    extract_object,
+    object_id_map,
+    pixel_prompt,
+    write_point_cloud,
+)
 from cgc_core.query import camera_tensors
 
 RED, WHITE = (0.8, 0.1, 0.1), (0.9, 0.9, 0.9)
@@ -120,3 +126,15 @@ def test_points_from_keyframes_are_the_surface_the_object_renders_alone():
     with pytest.raises(ValueError, match="render config"):
         extract_object(model, torch.from_numpy(unit_feature(0)).float(), THRESHOLD,
                        ObjectsConfig(), members=owner == 0, views=views)
+
+
+def test_the_object_id_map_names_each_box_where_it_shows():
+    model, owner = boxes_model([Box((0.0, 0.0, 0.05), (0.1, 0.1, 0.1), unit_feature(0), RED),
+                         Box((0.5, 0.0, 0.05), (0.1, 0.1, 0.1), unit_feature(1), WHITE)])
+    table = cluster_objects(model, ObjectsConfig())
+    camera = camera_looking_at((0.25, 0.0, 0.05), (0.25, -0.8, 0.5))
+    ids = object_id_map(model, table, camera, RenderConfig(backend="cpu"), THRESHOLD)
+    for box, centre in ((0, (0.0, -0.05, 0.05)), (1, (0.5, -0.05, 0.05))):
+        u, v = project_pixel(camera, centre)
+        assert ids[int(v), int(u)] == np.unique(table.gaussian_object[owner == box])[0]
+    assert ids[0, 0] == 0  # sky
