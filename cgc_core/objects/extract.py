@@ -129,11 +129,16 @@ def extract_object(splats, feature: Tensor, threshold: float, config: ObjectsCon
     feature = _unit(feature.detach().cpu().reshape(-1))
     opaque = (torch.sigmoid(splats["opacities"].detach().cpu()) >= config.min_opacity).numpy()
     selected = np.flatnonzero(((unit @ feature) >= threshold).numpy() & opaque)
-    if len(selected) == 0:
-        raise ValueError(f"no Gaussian has a feature within cosine {threshold} of the query")
     anchor = None if members is None else np.asarray(members, bool)[selected]
-    part = selected[connected_part_near(means[selected], config.voxel_size, seed=seed,
-                                        anchor=anchor)]
+    if members is not None and not anchor.any():  # the object's own Gaussians, all below t
+        part = np.flatnonzero(np.asarray(members, bool) & opaque)
+    elif len(selected) == 0:
+        raise ValueError(f"no Gaussian has a feature within cosine {threshold} of the query")
+    else:
+        part = selected[connected_part_near(means[selected], config.voxel_size, seed=seed,
+                                            anchor=anchor)]
+    if len(part) == 0:
+        raise ValueError("the object has no opaque Gaussians")
     mask = np.zeros(len(means), dtype=bool)
     mask[part] = True
     inside = inside_convex_hull(means[part], means)
@@ -154,6 +159,8 @@ def extract_object(splats, feature: Tensor, threshold: float, config: ObjectsCon
         points = means[points_index]
         colors = np.round(base_rgb(splats).cpu().numpy()[points_index] * 255).astype(np.uint8)
     cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
+    if len(points) == 0:  # nothing rendered opaquely enough in the views
+        cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(means[mask]))
     aabb = cloud.get_axis_aligned_bounding_box()
     try:
         obb = cloud.get_oriented_bounding_box()

@@ -138,3 +138,12 @@ def test_the_object_id_map_names_each_box_where_it_shows():
         u, v = project_pixel(camera, centre)
         assert ids[int(v), int(u)] == np.unique(table.gaussian_object[owner == box])[0]
     assert ids[0, 0] == 0  # sky
+
+
+def test_an_object_id_whose_gaussians_sit_below_t_still_gives_that_object():
+    """A cluster's Gaussians may all lie below the query threshold of its mean feature (the
+    clustering threshold is looser): the extraction then keeps to them, not to some other part."""
+    model, owner = model_with_hidden_plate_and_outlier()
+    other = torch.from_numpy(unit_feature(7)).float()
+    obj = extract_object(model, other, THRESHOLD, ObjectsConfig(), members=owner == 1)
+    assert obj.mask[owner == 1].all() and not obj.mask[owner == 0].any()
