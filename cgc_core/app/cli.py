@@ -6,7 +6,7 @@
     cgc eval RUN [--threshold T] [--json FILE]
     cgc render RUN --frame NAME --out DIR
     cgc demo OUT                                     synth -> train -> eval -> render
-    cgc objects RUN [--json]                         the object table (RUN/objects.json)
+    cgc objects RUN [--json] [--config YAML]         the object table (RUN/objects.json)
     cgc extract RUN (--text T | --frame F --point U V | --id N) --out OBJ.ply
                 [--splats OBJ_SPLAT.ply] [--render-frame F --render-out PNG] [--view F]
     cgc label RUN ID TEXT                            name an object
@@ -25,6 +25,8 @@ import numpy as np
 from cgc_core.config import CGCConfig
 
 EXIT_USAGE = 2
+CONFIG_HELP = ("YAML overriding the run's config field by field (e.g. objects.grounding, "
+               "objects.dino_path)")
 
 
 def _config(args) -> CGCConfig:
@@ -111,13 +113,30 @@ def cmd_demo(args) -> None:
     run_demo(Path(args.out), seed=args.seed, iterations=args.iterations)
 
 
+def _run_for_objects(args):
+    """The run, its stored config overridden by --config (objects.grounding, weight paths)."""
+    import yaml
+
+    from cgc_core.app.run_folder import load_run
+    from cgc_core.config import apply_overrides
+    run = load_run(Path(args.run))
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level")
+        apply_overrides(run.config, data)
+    return run
+
+
 def cmd_objects(args) -> None:
     import json
 
     from cgc_core.app.objects import format_object_table, table_json
-    from cgc_core.app.run_folder import load_run
     from cgc_core.objects import run_objects
-    run = load_run(Path(args.run))
+    run = _run_for_objects(args)
     table = run_objects(run.root, run.splats, run.config.objects)
     if args.json:
         print(json.dumps(table_json(table), indent=2))
@@ -127,12 +146,11 @@ def cmd_objects(args) -> None:
 
 def cmd_extract(args) -> None:
     from cgc_core.app.objects import extract_from_run, write_extraction
-    from cgc_core.app.run_folder import load_run
     if (args.frame is None) != (args.point is None):
         raise ValueError("--frame and --point go together")
     if (args.render_frame is None) != (args.render_out is None):
         raise ValueError("--render-frame and --render-out go together")
-    run = load_run(Path(args.run))
+    run = _run_for_objects(args)
     point = None if args.point is None else (args.point[0], args.point[1])
     view = args.view or args.render_frame or args.frame
     done = extract_from_run(run, text=args.text, frame=args.frame, point=point,
@@ -149,8 +167,7 @@ def cmd_extract(args) -> None:
 
 def cmd_label(args) -> None:
     from cgc_core.app.objects import label_in_run
-    from cgc_core.app.run_folder import load_run
-    run = load_run(Path(args.run))
+    run = _run_for_objects(args)
     label_in_run(run, args.id, args.text)
     print(f"object {args.id}: {args.text.strip()}")
 
@@ -213,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("objects", help="cluster the model into objects and list them")
     p.add_argument("run")
     p.add_argument("--json", action="store_true", help="print the table as JSON")
+    p.add_argument("--config", help=CONFIG_HELP)
     p.set_defaults(func=cmd_objects)
 
     p = sub.add_parser("extract", help="one object's point cloud (and Gaussians, and a render)")
@@ -231,12 +249,14 @@ def build_parser() -> argparse.ArgumentParser:
                                   "(default: --render-frame)")
     p.add_argument("--threshold", type=float,
                    help="cosine threshold t (default: query.threshold)")
+    p.add_argument("--config", help=CONFIG_HELP)
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("label", help="name an object (stored in RUN/objects.json)")
     p.add_argument("run")
     p.add_argument("id", type=int)
     p.add_argument("text")
+    p.add_argument("--config", help=CONFIG_HELP)
     p.set_defaults(func=cmd_label)
     return parser
 

@@ -108,3 +108,15 @@ def test_extract_errors_are_one_line_and_exit_2(run_dir, tmp_path, capsys, args,
 def test_label_of_an_unknown_id_exits_2(run_dir, capsys):
     assert main(["label", str(run_dir), "999", "x"]) == 2
     assert "unknown object id" in capsys.readouterr().err
+
+
+def test_a_config_file_overrides_the_runs_objects_settings(run_dir, tmp_path, capsys):
+    config = tmp_path / "labels_only.yaml"
+    config.write_text("objects:\n  grounding: labels\n")
+    assert main(["extract", str(run_dir), "--text", "the blue one", "--out",
+                 str(tmp_path / "x.ply"), "--config", str(config)]) == 2
+    assert "no enabled backend knows 'blue'" in capsys.readouterr().err
+    config.write_text("objects:\n  grounding: yolo\n")
+    assert main(["extract", str(run_dir), "--text", "red", "--out", str(tmp_path / "x.ply"),
+                 "--config", str(config)]) == 2
+    assert "unknown grounding backend" in capsys.readouterr().err
