@@ -17,6 +17,8 @@ exists). Then:
   completeness = share of the surface seen in the test views within 1 cm of a point;
 - colour words: each object whose pixels' most common colour name (same CIELAB table) no other
   object shares is queried by that word; right when the answer is found and is its cluster;
+  likewise "the largest object" / "the smallest object" against the true objects' oriented box
+  volumes (of their surface back-projected from every view);
 - timing: `cluster_objects` on the whole model (median and min of 5, with the machine's 1-minute
   load average: other jobs share these 2 cores); one extraction (median over the
   objects), with its pixel prompt (one render of features and depth at 320x240) and alone.
@@ -121,6 +123,13 @@ def image_colour(scene, instance: int) -> tuple[str, float]:
     return name, shares[name]
 
 
+def oriented_volume(points: np.ndarray) -> float:
+    """Volume of the oriented box (open3d, PCA) of [P, 3] points."""
+    import open3d as o3d
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
+    return float(np.prod(cloud.get_oriented_bounding_box().extent))
+
+
 def bench_scene(run_dir: Path, seed: int) -> dict:
     run = load_run(run_dir, device="cpu")
     scene, config = run.scene, run.config
@@ -140,6 +149,7 @@ def bench_scene(run_dir: Path, seed: int) -> dict:
 
     extraction, extract_times, extract_only_times = [], [], []
     views = keyframes_of(run, config.objects.surface_views)  # training views only
+    true_volume: dict[str, float] = {}
     every_view = scene.train_names + scene.test_names
     for instance, name in names.items():
         prompt = best_prompt(scene, instance)
@@ -158,6 +168,7 @@ def bench_scene(run_dir: Path, seed: int) -> dict:
         extract_times.append(time.perf_counter() - start)
         extract_only_times.append(time.perf_counter() - prompted)
         surface_any = np.concatenate([visible_surface(scene, f, instance) for f in every_view])
+        true_volume[name] = oriented_volume(surface_any)
         surface_test = np.concatenate([visible_surface(scene, f, instance)
                                        for f in scene.test_names])
         row = {"object": name, "frame": frame, "pixel": [u, v], "points": int(len(points))}
@@ -178,6 +189,18 @@ def bench_scene(run_dir: Path, seed: int) -> dict:
         result = ground_text(table, word, config.objects)
         expected = by_name[names[instance]]["cluster"]
         queries.append({"object": names[instance], "word": word, "pixel_share": round(share, 2),
+                        "status": result.status,
+                        "answer": None if result.object is None else result.object.id,
+                        "expected_cluster": expected,
+                        "right": bool(result.found and result.object.id == expected),
+                        "candidates": result.candidates[:3]})
+    for text, pick in (("the largest object", max), ("the smallest object", min)):
+        if not true_volume:
+            break
+        expected_name = pick(true_volume, key=true_volume.get)
+        result = ground_text(table, text, config.objects)
+        expected = by_name[expected_name]["cluster"]
+        queries.append({"object": expected_name, "word": text, "pixel_share": None,
                         "status": result.status,
                         "answer": None if result.object is None else result.object.id,
                         "expected_cluster": expected,
@@ -205,9 +228,10 @@ def render_markdown(meta: dict, scenes: list[dict]) -> str:
               "| seed | Gaussians | objects | clusters (not background) | objects split | "
               "objects merged | objects missing | extraction acc. 1 cm (median) | "
               "compl. 1 cm (median) | acc. / compl. 2 cm (median) | colour words right | "
+              "largest / smallest right | "
               "cluster (s): median / min of 5 | extract: prompt + extraction (s) | "
               "extraction alone (s) | load average |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in scenes:
         m, e, q = s["matching"], s["extraction"], s["colour_queries"]
 
@@ -219,7 +243,10 @@ def render_markdown(meta: dict, scenes: list[dict]) -> str:
             f"{sum(bool(r['merged_with']) for r in m)} | {sum(r['missing'] for r in m)} | "
             f"{med('accuracy_1cm'):.2f} | {med('completeness_1cm'):.2f} | "
             f"{med('accuracy_2cm'):.2f} / {med('completeness_2cm'):.2f} | "
-            f"{sum(r['right'] for r in q)} / {len(q)} | {s['cluster_seconds']:.2f} / "
+            f"{sum(r['right'] for r in q if r['pixel_share'] is not None)} / "
+            f"{sum(r['pixel_share'] is not None for r in q)} | "
+            f"{sum(r['right'] for r in q if r['pixel_share'] is None)} / "
+            f"{sum(r['pixel_share'] is None for r in q)} | {s['cluster_seconds']:.2f} / "
             f"{s['cluster_seconds_min']:.2f} | {s['extract_seconds']:.2f} | "
             f"{s['extract_only_seconds']:.2f} | {s['load_average']:.1f} |")
     for s in scenes:
@@ -239,7 +266,7 @@ def render_markdown(meta: dict, scenes: list[dict]) -> str:
                          f"{r['share']:.2f} | {r['purity']:.2f} | {'yes' if r['split'] else ''} "
                          f"| {', '.join(r['merged_with'])} {extraction}")
         if s["colour_queries"]:
-            lines += ["", "| colour word | object | answer | right | best candidates |",
+            lines += ["", "| query | object | answer | right | best candidates |",
                       "|---|---|---|---|---|"]
             for q in s["colour_queries"]:
                 answer = q["status"] if q["answer"] is None else f"{q['status']} {q['answer']}"
