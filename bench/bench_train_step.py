@@ -50,8 +50,10 @@ from cgc_core.render.project import tile_rects  # noqa: E402
 
 def load_model(path: str, opacity: float | None = None, scale_factor: float = 1.0) -> dict:
     """Leaf tensors (requires_grad) of a checkpoint's splats, in `rasterize`'s terms."""
-    splats = torch.load(path, weights_only=False, map_location="cpu")["splats"]
-    colors = torch.cat([eval_sh(0, splats["sh0"], splats["means"]), splats["features"]], dim=1)
+    state = torch.load(path, weights_only=True, map_location="cpu")
+    splats = (state["trainer"] if "trainer" in state else state)["splats"]  # session or trainer
+    colors = torch.cat([eval_sh(0, splats["sh0"], splats["shN"], splats["means"]),
+                        splats["features"]], dim=1)
     opacities = torch.sigmoid(splats["opacities"])
     if opacity is not None:
         opacities = torch.full_like(opacities, opacity)

@@ -270,6 +270,71 @@ class QueryConfig:
 
 
 @dataclass
+class LiveConfig:
+    """The live session (`cgc stream`, the ROS node): frames arrive one by one, a few become
+    keyframes, the model grows where it is empty and trains for as long as frames come. Starting
+    numbers from MonoGS, SplaTAM and Gaussian-SLAM (DESIGN.md, "The live engine")."""
+
+    frame_queue: int = 8
+    """Frames waiting for the training thread; when full, the oldest is dropped and counted."""
+    max_keyframes: int = 200
+    """Keyframes kept for training; when full, the one most redundant with the others goes
+    (never the newest)."""
+    min_keyframe_gap: int = 1
+    """A keyframe is at least this many received frames after the previous one (1: consecutive
+    frames may both be keyframes; raise it for a 30 Hz camera)."""
+    keyframe_translation: float = 0.08
+    """A frame whose camera moved more than this times the median depth since the last keyframe
+    becomes a keyframe (MonoGS)."""
+    keyframe_rotation_deg: float = 20.0
+    """... or turned more than this many degrees (Photo-SLAM)."""
+    keyframe_overlap: float = 0.9
+    """... or shares less than this fraction (intersection over union) of its visible Gaussians
+    with the last keyframe (MonoGS)."""
+    keyframe_alpha: float = 0.5
+    """... or leaves more than `keyframe_empty_fraction` of its pixels with rendered alpha below
+    this (the model does not explain them yet)."""
+    keyframe_empty_fraction: float = 0.2
+    """See `keyframe_alpha`."""
+    newest_share: float = 0.4
+    """Share of iterations on the newest keyframe while it is fresh (Gaussian-SLAM, MonoGS)."""
+    fresh_iterations: int = 100
+    """A keyframe counts as fresh for this many of its own iterations; after that, and whenever
+    no keyframe is fresh, iterations go round all keyframes evenly so nothing is forgotten."""
+    window: int = 8
+    """Recent keyframes that share the rest of a fresh keyframe's iterations ..."""
+    window_random_older: int = 2
+    """... together with this many random older keyframes, drawn anew each iteration."""
+    grow: bool = True
+    """Add Gaussians at each new keyframe where the model is empty or wrong (off for `cgc
+    train`, whose model is seeded from the whole scene before training)."""
+    grow_alpha: float = 0.5
+    """Pixels with rendered alpha below this get new Gaussians (SplaTAM)."""
+    grow_depth_error: float = 50.0
+    """... and pixels whose measured depth lies in front of the rendered depth by more than this
+    times the median depth error (SplaTAM)."""
+    grow_points: int = 2000
+    """New Gaussians per keyframe at most (sub-sampled uniformly from the pixels to fill)."""
+    grow_opacity: float = 0.5
+    """Opacity of new Gaussians (SplaTAM)."""
+    grow_feature_std: float = 0.01
+    """Standard deviation of new Gaussians' features: near 0, so they take their neighbours'
+    feature from the contrastive loss instead of starting far from it."""
+    default_depth: float = 1.0
+    """Depth (metres) of new Gaussians along the pixel rays when the frame has no depth, no prior
+    point cloud covers the pixels and nothing is rendered yet."""
+    extent: float = 0.0
+    """Scene extent (metres) that scales the position learning rate and densification; 0:
+    estimated from the keyframes (camera spread, at least the median depth) and only growing."""
+    reset_hold_iterations: int = 50
+    """For this many iterations after an opacity reset, `snapshot()` keeps serving the model as
+    it was just before the reset: a reset clamps every opacity to 0.01 and the model needs tens
+    of iterations to look like itself again (bench/results/stream.md). 0: serve it at once."""
+    max_translation: float = 1e4
+    """Frames whose camera is farther than this (metres) from the origin are rejected."""
+
+
+@dataclass
 class ObjectsConfig:
     """From Gaussians to objects: scene clustering, 3D extraction and text grounding
     (cgc_core.objects). Lengths are in the scene's units (metres for ROS and the built-in
@@ -373,6 +438,8 @@ class CGCConfig:
     """Optimisation schedule."""
     query: QueryConfig = field(default_factory=QueryConfig)
     """Turning features into masks."""
+    live: LiveConfig = field(default_factory=LiveConfig)
+    """The live session: keyframes, growth, memory."""
     objects: ObjectsConfig = field(default_factory=ObjectsConfig)
     """Objects: scene clustering, 3D extraction, text grounding."""
 
@@ -451,5 +518,73 @@ def load_config(path: str | Path | None = None) -> CGCConfig:
         data = yaml.safe_load(path.read_text()) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping at the top level")
+        if is_ros_parameters_file(data):
+            data = engine_overrides_of_ros_parameters(data, path)
         apply_overrides(config, data)
     return config
+
+
+ROS_PARAMETERS = "ros__parameters"
+
+
+def is_ros_parameters_file(data: dict) -> bool:
+    """True for a ROS 2 parameters file: `<node name or /**>: {ros__parameters: {...}}`."""
+    return bool(data) and all(isinstance(v, dict) and ROS_PARAMETERS in v for v in data.values())
+
+
+def engine_overrides_of_ros_parameters(data: dict, source: str | Path = "") -> dict[str, Any]:
+    """The engine's sections of a ROS 2 parameters file (the node's `config/cgc.yaml`).
+
+    The node reads the engine's keys as parameters named after this config (`query.threshold`,
+    nested in YAML as `query: {threshold: ...}`) beside its own keys (`map_frame`, ...). Here only
+    the mappings named after a section of CGCConfig are taken, from every node entry in file
+    order; the node's own keys are the node's business and are left alone. A mapping that names no
+    section is refused, so that a misspelt section does not pass silently.
+    """
+    sections = {f.name for f in dataclasses.fields(CGCConfig)}
+    merged: dict[str, Any] = {}
+    for node, entry in data.items():
+        for key, value in (entry[ROS_PARAMETERS] or {}).items():
+            if isinstance(value, dict):
+                if key not in sections:
+                    raise ValueError(f"{source}: '{node}.{ROS_PARAMETERS}.{key}' is not a config "
+                                     f"section (sections: {', '.join(sorted(sections))})")
+                merged.setdefault(key, {}).update(value)
+    return merged
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field of a dataclass (these docstrings are the documentation of
+    every setting; the ROS node shows them as parameter descriptions), whitespace collapsed."""
+    import ast
+    import inspect
+    import textwrap
+
+    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
+    docs = {}
+    for field_node, doc_node in zip(body, body[1:]):
+        if (isinstance(field_node, ast.AnnAssign) and isinstance(field_node.target, ast.Name)
+                and isinstance(doc_node, ast.Expr) and isinstance(doc_node.value, ast.Constant)
+                and isinstance(doc_node.value.value, str)):
+            docs[field_node.target.id] = " ".join(doc_node.value.value.split())
+    return docs
+
+
+def config_fields(config: Any, prefix: str = "") -> list[tuple[str, Any, Any, str]]:
+    """Every leaf setting of a (nested) config: (dotted key, current value, type hint, docstring),
+    in declaration order."""
+    hints = typing.get_type_hints(type(config))
+    docs = field_docs(type(config))
+    out = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            out += config_fields(value, prefix=f"{prefix}{f.name}.")
+        else:
+            out.append((f"{prefix}{f.name}", value, hints[f.name], docs.get(f.name, "")))
+    return out
+
+
+def describe_type(hint: Any) -> str:
+    """A type hint as a user reads it (for messages and parameter descriptions)."""
+    return _describe(hint)

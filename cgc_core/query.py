@@ -161,3 +161,53 @@ def selection_shares(splats, selections: Tensor, camera: Camera, render: RenderC
                     camera.height, render_depth=False, near=render.near, far=render.far,
                     eps2d=render.eps2d, backend=render.backend)
     return out.colors / out.alphas[..., None].clamp_min(1e-6)
+
+
+@torch.no_grad()
+def label_map(feature_map: Tensor, prototypes: Tensor, threshold: float) -> Tensor:
+    """[H, W] int64: per pixel, the index of the prototype feature it is most similar to, or -1
+    where no prototype reaches cosine `threshold` (and where nothing is rendered).
+
+    Args:
+        feature_map: [H, W, D] L2-normalised rendered features (`render_feature_map`).
+        prototypes: [K, D] features of the objects (normalised here).
+    """
+    height, width = feature_map.shape[:2]
+    if len(prototypes) == 0:
+        return torch.full((height, width), -1, dtype=torch.int64, device=feature_map.device)
+    prototypes = torch.nn.functional.normalize(prototypes.to(feature_map), dim=-1, eps=1e-8)
+    similarity = feature_map @ prototypes.T                     # [H, W, K]
+    best, index = similarity.max(dim=-1)
+    return torch.where(best >= threshold, index, torch.full_like(index, -1))
+
+
+def selection_summary(means: np.ndarray, features: np.ndarray, selected: np.ndarray,
+                      feature: np.ndarray) -> dict:
+    """What a 3D extraction returns about its Gaussians: centroid, axis-aligned box and score.
+
+    Args:
+        means: [N, 3] Gaussian centres; features: [N, D]; selected: [N] bool;
+        feature: [D] the query's discriminative feature.
+
+    Returns:
+        {"count", "centroid" [3], "box_min" [3], "box_max" [3], "score"}: the score is the mean
+        cosine similarity of the selected Gaussians' features to `feature`, clipped to [0, 1];
+        zeros for an empty selection.
+    """
+    points = means[selected]
+    if len(points) == 0:
+        zero = np.zeros(3)
+        return {"count": 0, "centroid": zero, "box_min": zero, "box_max": zero, "score": 0.0}
+    unit = features[selected] / np.maximum(np.linalg.norm(features[selected], axis=1,
+                                                          keepdims=True), 1e-8)
+    query = feature / max(float(np.linalg.norm(feature)), 1e-8)
+    score = float(np.clip((unit @ query).mean(), 0.0, 1.0))
+    return {"count": len(points), "centroid": points.mean(axis=0), "box_min": points.min(axis=0),
+            "box_max": points.max(axis=0), "score": score}
+
+
+def most_opaque(opacity_logits: Tensor, limit: int) -> Tensor:
+    """[M] indices of the `limit` most opaque Gaussians (all of them when there are fewer)."""
+    if len(opacity_logits) <= limit:
+        return torch.arange(len(opacity_logits), device=opacity_logits.device)
+    return torch.topk(opacity_logits, limit).indices

@@ -2,6 +2,7 @@
 
     cgc synth OUT [--seed S]                          built-in synthetic scene (S // 100: family)
     cgc train SCENE --out RUN [--masks DIR] [--iterations N] [--config YAML] [--resume]
+    cgc stream SCENE --out RUN [--masks DIR] [--rate FPS] [--iterations N] [--config YAML]
     cgc segment RUN --prompts PROMPTS.json --out DIR [--threshold T]
     cgc eval RUN [--threshold T] [--json FILE]
     cgc render RUN --frame NAME --out DIR
@@ -65,6 +66,18 @@ def cmd_train(args) -> None:
                 resume=args.resume, progress=not args.quiet)
 
 
+def cmd_stream(args) -> None:
+    from cgc_core.app.stream import stream_scene
+    masks = Path(args.masks) if args.masks else None
+    if masks is not None and not masks.is_dir():
+        raise FileNotFoundError(f"masks folder not found: {masks}")
+    if args.eval_every < 0:
+        raise ValueError("--eval-every must be 0 (off) or positive")
+    stream_scene(Path(args.scene), Path(args.out), config=_config(args), masks_dir=masks,
+                 rate=args.rate, iterations=args.iterations, eval_every=args.eval_every,
+                 progress=not args.quiet)
+
+
 def cmd_segment(args) -> None:
     from cgc_core.app.prompts import segment_prompts
     from cgc_core.app.run_folder import load_run
@@ -118,7 +131,11 @@ def _run_for_objects(args):
     import yaml
 
     from cgc_core.app.run_folder import load_run
-    from cgc_core.config import apply_overrides
+    from cgc_core.config import (
+        apply_overrides,
+        engine_overrides_of_ros_parameters,
+        is_ros_parameters_file,
+    )
     run = load_run(Path(args.run))
     if args.config:
         path = Path(args.config)
@@ -127,6 +144,8 @@ def _run_for_objects(args):
         data = yaml.safe_load(path.read_text()) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping at the top level")
+        if is_ros_parameters_file(data):  # the node's config/cgc.yaml works here too
+            data = engine_overrides_of_ros_parameters(data, path)
         apply_overrides(run.config, data)
     return run
 
@@ -200,6 +219,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "stream", help="play a scene's views into the live engine as a camera would, then train",
+        description="Play the scene's training views in file order, FPS frames a second, into a "
+                    "live session that picks keyframes, grows and trains as they come; then "
+                    "train on to N iterations in all. Writes RUN/ as `cgc train` does, plus "
+                    "RUN/stream.json (keyframe timings, held-out mIoU along the way).")
+    p.add_argument("scene", help="folder with transforms.json or sparse/0, and images/")
+    p.add_argument("--out", required=True, help="run folder to write")
+    p.add_argument("--masks", help="the frames' segments as PNGs (one per image stem); default: "
+                                   "the configured mask source, in a worker")
+    p.add_argument("--rate", type=float, default=1.0, help="frames per second (default 1)")
+    p.add_argument("--iterations", type=int, help="in all; default: what `cgc train` would run")
+    p.add_argument("--config", help="YAML overriding config/cgc.yaml defaults field by field")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--eval-every", type=float, default=30.0,
+                   help="seconds between held-out mIoU samples when the scene has ground truth "
+                        "(0: none; default 30)")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.set_defaults(func=cmd_stream)
 
     p = sub.add_parser("segment", help="masks for pixel prompts")
     p.add_argument("run")

@@ -3,7 +3,9 @@
 RUN/
     run.json        what was trained: scene path, masks, effective config, iterations, timings
     model.ply       the Gaussians (3DGS PLY + f_seg_* features), readable by splat viewers
-    checkpoint.pt   resumable trainer state (written atomically)
+    checkpoint.pt   the whole live session, resumable (written atomically, loads weights-only)
+    stream.json     `cgc stream` only: per keyframe, when it arrived, became a keyframe and got
+                    its segments; the held-out mIoU along the way
     masks/          segment maps computed by the configured mask source (cached for resuming)
 """
 
@@ -23,7 +25,8 @@ from cgc_core.data import Scene, load_scene
 from cgc_core.devices import resolve_device
 from cgc_core.io import DataError, read_json, write_json
 from cgc_core.model.gaussians import load_ply, save_ply
-from cgc_core.train.from_scene import trainer_from_scene
+from cgc_core.train.from_scene import session_from_scene
+from cgc_core.train.live import LiveSession
 from cgc_core.train.trainer import load_checkpoint
 
 RUN_FILE = "run.json"
@@ -47,37 +50,54 @@ class Run:
 def train_scene(scene_path: Path, out: Path, *, config: CGCConfig, masks_dir: Path | None = None,
                 resume: bool = False, progress: bool = True,
                 log: Callable[[str], None] = print) -> Run:
-    """`cgc train`: fit the model to the scene's training views and write RUN/."""
+    """`cgc train`: fit the model to the scene's training views and write RUN/ (a live session
+    with every frame given up front, `session_from_scene`)."""
     scene = load_scene(scene_path)
     if not scene.train_names:
         raise DataError(f"{scene_path}: the scene has no training views")
     device = resolve_device(config.train.device, "train.device")
     out.mkdir(parents=True, exist_ok=True)
     maps = segment_maps(scene, scene.train_names, masks_dir, config, out / MASKS_DIR, log=log)
-    trainer = trainer_from_scene(scene, maps, config, device)
-    config, iterations, views = trainer.config, trainer.iterations, trainer.views
+    session = session_from_scene(scene, maps, config, device)
+    trainer = session.trainer
+    iterations, views = trainer.iterations, trainer.views
     initial = trainer.splats["means"].shape[0]
     checkpoint = out / CHECKPOINT_FILE
     if resume and checkpoint.is_file():
-        trainer.load_state_dict(load_checkpoint(checkpoint))
+        session.load_state_dict(load_checkpoint(checkpoint))
         log(f"resumed from {checkpoint} at iteration {trainer.step_count}")
     log(f"training {len(views)} views at {views[0].width}x{views[0].height} on {device}, "
         f"{iterations} iterations, {initial} initial Gaussians")
     start = time.perf_counter()
-    trainer.train(iterations, progress=progress, checkpoint=checkpoint,
-                  checkpoint_every=config.train.checkpoint_every)
+    every = session.config.train.checkpoint_every
+    session.train(iterations, progress=progress, on_step=None if every <= 0 else (
+        lambda stats: stats.step % every == 0 and session.save(checkpoint)))
     seconds = time.perf_counter() - start
-    trainer.save_checkpoint(checkpoint)
+    return write_run(out, session, scene, {
+        "scene": str(Path(scene_path).resolve()),
+        "masks": None if masks_dir is None else str(Path(masks_dir).resolve()),
+        "train_seconds": round(seconds, 2)}, log=log)
+
+
+def write_run(out: Path, session: LiveSession, scene: Scene, info: dict,
+              log: Callable[[str], None] = print) -> Run:
+    """Write RUN/ from a session: checkpoint (the whole session), model.ply and run.json, the
+    layout that `cgc segment / eval / render` read, whether `cgc train` or `cgc stream` made it.
+
+    Args:
+        info: run.json entries of the caller (scene, masks, timings); the model's are added.
+    """
+    trainer = session.trainer
+    session.save(out / CHECKPOINT_FILE)
     save_ply(trainer.splats, out / MODEL_FILE)
-    info = {"scene": str(Path(scene_path).resolve()),
-            "masks": None if masks_dir is None else str(Path(masks_dir).resolve()),
-            "iterations": iterations, "train_resolution": [views[0].width, views[0].height],
-            "train_seconds": round(seconds, 2), "device": str(device),
-            "num_gaussians": int(trainer.splats["means"].shape[0]),
-            "config": dataclasses.asdict(config)}
+    view = trainer.views[0]
+    info = {**info, "iterations": trainer.step_count, "train_resolution": [view.width, view.height],
+            "device": str(session.device), "num_gaussians": int(trainer.splats["means"].shape[0]),
+            "config": dataclasses.asdict(session.config)}
     write_json(out / RUN_FILE, info)
-    log(f"trained in {seconds:.1f} s: {info['num_gaussians']} Gaussians -> {out / MODEL_FILE}")
-    return Run(out, config, scene, trainer.splats, info)
+    log(f"{info['num_gaussians']} Gaussians after {info['iterations']} iterations -> "
+        f"{out / MODEL_FILE}")
+    return Run(out, session.config, scene, trainer.splats, info)
 
 
 def load_run(run_dir: Path, device: str = "auto") -> Run:

@@ -40,8 +40,7 @@ def render_view(splats: torch.nn.ParameterDict, viewmat: Tensor, K: Tensor, widt
     if with_rgb:
         cam_centre = torch.linalg.inv(viewmat)[:3, 3]
         dirs = splats["means"] - cam_centre
-        coeffs = torch.cat([splats["sh0"], splats["shN"]], dim=1)
-        channels.append(eval_sh(sh_degree, coeffs, dirs))
+        channels.append(eval_sh(sh_degree, splats["sh0"], splats["shN"], dirs))
     if with_features:
         channels.append(splats["features"])
     colors = torch.cat(channels, dim=1)

@@ -70,6 +70,9 @@ class Densifier:
         self.generator = generator  # split sampling stays deterministic under the run's seed
         self.max_gaussians = model.max_gaussians
         self.extent = scene_extent
+        self.until = train.densify_until
+        """Densification and opacity resets stop at this step; a live session moves it on at each
+        new keyframe, so they keep their cadence for as long as new views come."""
         self.state = DensifyState()
 
     def accumulate(self, means2d_grad: Tensor, radii: Tensor, width: int, height: int) -> None:
@@ -87,14 +90,17 @@ class Densifier:
     def step(self, step: int, splats, optimizers) -> dict[str, int]:
         """Run whatever refinement falls on this step (1-based). Returns counts of what changed."""
         cfg, report = self.cfg, {}
-        if cfg.densify_from <= step < cfg.densify_until and step % cfg.densify_every == 0:
+        if cfg.densify_from <= step < self.until and step % cfg.densify_every == 0:
             report.update(self._densify_and_prune(step, splats, optimizers))
             self.state.reset(splats["means"].shape[0], splats["means"].device)
-        if cfg.opacity_reset_every > 0 and step % cfg.opacity_reset_every == 0 \
-                and step < cfg.densify_until:
+        if self.resets_opacity_at(step):
             self._reset_opacity(splats, optimizers)
             report["opacity_reset"] = 1
         return report
+
+    def resets_opacity_at(self, step: int) -> bool:
+        every = self.cfg.opacity_reset_every
+        return every > 0 and step % every == 0 and step < self.until
 
     @torch.no_grad()
     def _densify_and_prune(self, step: int, splats, optimizers) -> dict[str, int]:
@@ -149,6 +155,18 @@ class Densifier:
             prune[:] = False
         remove_gaussians(splats, optimizers, ~prune)
         return {"cloned": int(clone.sum()), "split": n_split, "pruned": int(prune.sum())}
+
+    @torch.no_grad()
+    def enforce_cap(self, splats, optimizers) -> int:
+        """Prune the least opaque Gaussians until at most `max_gaussians` remain; returns how many
+        were pruned (growth may overshoot the cap, densification never does)."""
+        n = splats["means"].shape[0]
+        if n <= self.max_gaussians:
+            return 0
+        keep = torch.zeros(n, dtype=torch.bool, device=splats["means"].device)
+        keep[torch.topk(splats["opacities"].detach(), self.max_gaussians).indices] = True
+        remove_gaussians(splats, optimizers, keep)
+        return n - self.max_gaussians
 
     @torch.no_grad()
     def _reset_opacity(self, splats, optimizers) -> None:

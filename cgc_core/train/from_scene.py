@@ -3,17 +3,20 @@ command, the benchmarks and the tests share."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
 from cgc_core.cameras import Camera
-from cgc_core.config import CGCConfig
+from cgc_core.config import CGCConfig, apply_overrides
 from cgc_core.data import Scene
 from cgc_core.geometry import backproject
 from cgc_core.io import DataError
-from cgc_core.train.schedule import planned_iterations, planned_resolution, scaled_schedule
+from cgc_core.train.live import LiveSession
+from cgc_core.train.schedule import planned_iterations
 from cgc_core.train.trainer import Trainer
-from cgc_core.train.views import make_training_view, scene_extent
+from cgc_core.train.views import scene_extent
 
 
 def initial_points(scene: Scene, cameras: list[Camera], extent: float, count: int,
@@ -52,13 +55,14 @@ def initial_points(scene: Scene, cameras: list[Camera], extent: float, count: in
     return target + rng.uniform(-extent / 2, extent / 2, size=(count, 3)), None
 
 
-def trainer_from_scene(scene: Scene, segments: dict[str, np.ndarray] | None, config: CGCConfig,
-                       device: torch.device) -> Trainer:
-    """A trainer over the scene's training views, planned for `device`.
+def session_from_scene(scene: Scene, segments: dict[str, np.ndarray] | None, config: CGCConfig,
+                       device: torch.device) -> LiveSession:
+    """`cgc train`'s session: every training view a keyframe, the model seeded from the whole
+    scene (`initial_points`), growth off, and the schedule planned for the device.
 
     The iteration count and training resolution are planned per device (`train.iterations`,
-    `train.max_resolution`), and the step-based schedule is scaled to that count: the returned
-    trainer's `config` is the effective one and its `iterations` the planned count.
+    `train.max_resolution`), and the step-based schedule is scaled to that count: the session's
+    `config` is the effective one and its `iterations` the planned count.
 
     Args:
         segments: {training frame name: [H, W] int segment ids at native resolution}, or None to
@@ -68,15 +72,23 @@ def trainer_from_scene(scene: Scene, segments: dict[str, np.ndarray] | None, con
     if not names:
         raise DataError(f"{scene.root}: the scene has no training views")
     iterations = planned_iterations(config, device)
-    resolution = planned_resolution(config, device)
-    config = scaled_schedule(config, iterations)
+    config = apply_overrides(copy.deepcopy(config), {"live": {
+        "grow": False, "max_keyframes": max(config.live.max_keyframes, len(names))}})
     torch.manual_seed(config.train.seed)
     cameras = [scene.camera(name) for name in names]
-    views = [make_training_view(cam, scene.load_image(cam),
-                                None if segments is None else segments[cam.name],
-                                resolution, device) for cam in cameras]
     extent = scene_extent(cameras)
     rng = np.random.default_rng(config.train.seed)
     points, colors = initial_points(scene, cameras, extent, config.model.init_points, rng)
-    return Trainer(config, views, points=points, colors=colors, extent=extent,
-                   iterations=iterations, device=device)
+    session = LiveSession(config, device=device, seed_points=(points, colors), extent=extent,
+                          iterations=iterations)
+    for cam in cameras:
+        session.add_frame(cam, scene.load_image(cam), None,
+                          None if segments is None else segments[cam.name], keyframe=True)
+        session.process_frames()
+    return session
+
+
+def trainer_from_scene(scene: Scene, segments: dict[str, np.ndarray] | None, config: CGCConfig,
+                       device: torch.device) -> Trainer:
+    """The trainer of `session_from_scene` (for tests and comparisons of the bare trainer)."""
+    return session_from_scene(scene, segments, config, device).trainer

@@ -1,8 +1,12 @@
 """The CGC trainer (supplementary Algorithm 1): render, compare, step, refine.
 
-One `Trainer.step()` is one iteration on one view, so the same engine serves the offline command
-line (`train()` loops) and a live node (a worker thread calls `step()` between frames). All model
-access goes through `self.lock`, so another thread may render or query between steps.
+One `Trainer.step()` is one iteration on one view. It is the only trainer: the live session
+(`live.py`) owns one and feeds it keyframes, and offline `cgc train` is that session with every
+frame given up front. All model access goes through `self.lock`, so another thread may render or
+query between steps.
+
+Two schedules: planned (`iterations` given: the centres' learning rate decays toward that count,
+as 3DGS) and open-ended (`iterations=None`: constant rates, for as long as frames come).
 
 Schedule (paper, section 4.2): the rendering loss every iteration; the contrastive clustering loss
 (Eq. 3) every `loss.clustering_every` iterations, on a feature map rendered in the same pass as the
@@ -28,9 +32,10 @@ from cgc_core.losses import contrastive_clustering_loss, rendering_loss, spatial
 from cgc_core.model.gaussians import create_gaussians, sh_degree_of
 from cgc_core.model.view import render_view
 from cgc_core.train.densify import Densifier
+from cgc_core.train.keyframes import KeyframePicker
 from cgc_core.train.views import TrainingView
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
 
 
 @dataclass
@@ -44,34 +49,48 @@ class StepStats:
 
 
 class Trainer:
-    def __init__(self, config: CGCConfig, views: list[TrainingView], *, points: np.ndarray,
-                 colors: np.ndarray | None, extent: float, iterations: int,
-                 device: torch.device | str = "cpu"):
+    def __init__(self, config: CGCConfig, views: list[TrainingView], *,
+                 points: np.ndarray | None = None, colors: np.ndarray | None = None,
+                 splats: dict[str, torch.Tensor] | None = None, extent: float,
+                 iterations: int | None, device: torch.device | str = "cpu",
+                 favour_newest: bool = False):
         """
         Args:
             views: training views (more may be added later with `add_view`).
-            points: [P, 3] initial point cloud; colors: [P, 3] uint8 or None.
+            points: [P, 3] initial point cloud; colors: [P, 3] uint8 or None. Or instead:
+            splats: initial model rows by parameter name (`growth.gaussian_rows`).
             extent: scene size (3DGS camera extent), scales the position learning rate and the
                 densification thresholds.
-            iterations: planned total, for the position learning-rate decay.
+            iterations: planned total, for the position learning-rate decay; None: open-ended.
+            favour_newest: pick views as a live session does (`KeyframePicker`), else in rounds.
         """
+        if (points is None) == (splats is None):
+            raise ValueError("give the initial model as points or as splats, not both")
         self.config = config
         self.device = torch.device(device)
         self.views = list(views)
+        self.view_uses = [0] * len(self.views)
         self.extent = float(extent)
-        self.iterations = int(iterations)
+        self.iterations = None if iterations is None else int(iterations)
         self.lock = threading.RLock()
         self.step_count = 0
         self.generator = torch.Generator(device="cpu").manual_seed(config.train.seed)
         self.view_rng = np.random.default_rng(config.train.seed)
-        self._view_queue: list[int] = []
-        self.splats = create_gaussians(
-            points, colors, feature_dim=config.model.feature_dim, sh_degree=config.model.sh_degree,
-            init_opacity=config.model.init_opacity, generator=self.generator,
-            feature_init_std=config.model.feature_init_std, device=self.device)
+        self.picker = KeyframePicker(config.live, self.view_rng, favour_newest=favour_newest)
+        if splats is None:
+            self.splats = create_gaussians(
+                points, colors, feature_dim=config.model.feature_dim,
+                sh_degree=config.model.sh_degree, init_opacity=config.model.init_opacity,
+                generator=self.generator, feature_init_std=config.model.feature_init_std,
+                device=self.device)
+        else:
+            self.splats = torch.nn.ParameterDict(
+                {name: torch.nn.Parameter(value.to(self.device)) for name, value in splats.items()})
         self.optimizers = self._make_optimizers()
         self.densifier = Densifier(config.train, config.model, self.extent, self.generator)
         self.background = torch.zeros(3, device=self.device)
+        self.before_opacity_reset = None
+        """Called (under the lock, after the optimiser step) just before an opacity reset."""
 
     # ------------------------------------------------------------------ set-up
 
@@ -80,12 +99,27 @@ class Trainer:
         rates = {"means": t.lr_means * self.extent, "quats": t.lr_quats, "log_scales": t.lr_scales,
                  "opacities": t.lr_opacities, "sh0": t.lr_sh0, "shN": t.lr_shN,
                  "features": t.lr_features}
+        # fused: one pass over each parameter instead of six (5x faster on [N, 15, 3] on a CPU).
         return {name: torch.optim.Adam([{"params": [self.splats[name]], "lr": lr, "name": name}],
-                                       eps=t.adam_eps) for name, lr in rates.items()}
+                                       eps=t.adam_eps, fused=True)
+                for name, lr in rates.items()}
 
     def add_view(self, view: TrainingView) -> None:
         with self.lock:
             self.views.append(view)
+            self.view_uses.append(0)
+
+    def remove_view(self, index: int) -> None:
+        with self.lock:
+            del self.views[index]
+            del self.view_uses[index]
+            self.picker.forget(index)
+
+    def set_extent(self, extent: float) -> None:
+        """A new scene extent (a live map grows): position learning rate and thresholds follow."""
+        with self.lock:
+            self.extent = float(extent)
+            self.densifier.extent = self.extent
 
     @property
     def sh_degree(self) -> int:
@@ -94,15 +128,16 @@ class Trainer:
         return min(active, sh_degree_of(self.splats))
 
     def _next_view(self) -> TrainingView:
-        # Views in a fresh random order every epoch, as 3DGS does.
-        if not self._view_queue:
-            self._view_queue = list(self.view_rng.permutation(len(self.views)))
-        return self.views[self._view_queue.pop()]
+        index = self.picker.pick(len(self.views), self.view_uses[-1])
+        self.view_uses[index] += 1
+        return self.views[index]
 
     def _update_learning_rate(self) -> None:
         t = self.config.train
-        progress = min(1.0, self.step_count / max(1, self.iterations))
-        lr = t.lr_means * self.extent * (t.lr_means_final / t.lr_means) ** progress
+        lr = t.lr_means * self.extent
+        if self.iterations is not None:
+            progress = min(1.0, self.step_count / max(1, self.iterations))
+            lr *= (t.lr_means_final / t.lr_means) ** progress
         self.optimizers["means"].param_groups[0]["lr"] = lr
 
     # ------------------------------------------------------------------ one iteration
@@ -154,6 +189,8 @@ class Trainer:
             for optimizer in self.optimizers.values():
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
+            if self.before_opacity_reset is not None and self.densifier.resets_opacity_at(step):
+                self.before_opacity_reset()
             self.densifier.step(step, self.splats, self.optimizers)
             return StepStats(
                 step=step,
@@ -226,7 +263,8 @@ class Trainer:
                 },
                 "generator": self.generator.get_state(),
                 "view_rng": self.view_rng.bit_generator.state,
-                "view_queue": list(map(int, self._view_queue)),
+                "picker": self.picker.state(),
+                "view_uses": list(self.view_uses),
             }
 
     def load_state_dict(self, state: dict) -> None:
@@ -234,7 +272,7 @@ class Trainer:
             raise DataError(f"checkpoint version {state.get('version')} is not supported")
         with self.lock:
             self.step_count = int(state["step"])
-            self.iterations = int(state["iterations"])
+            self.iterations = None if state["iterations"] is None else int(state["iterations"])
             self.extent = float(state["extent"])
             self.splats = torch.nn.ParameterDict(
                 {k: torch.nn.Parameter(v.to(self.device)) for k, v in state["splats"].items()}
@@ -247,7 +285,8 @@ class Trainer:
             self.densifier.state.count = state["densify"]["count"].to(self.device)
             self.generator.set_state(state["generator"])
             self.view_rng.bit_generator.state = state["view_rng"]
-            self._view_queue = list(state["view_queue"])
+            self.picker.load_state(state["picker"])
+            self.view_uses = [int(u) for u in state["view_uses"]]
 
     def save_checkpoint(self, path: Path) -> None:
         """Atomic: a crash mid-write leaves the previous checkpoint intact."""
@@ -256,10 +295,12 @@ class Trainer:
 
 
 def load_checkpoint(path: Path) -> dict:
+    """A checkpoint's state, read without executing anything from the file (tensors, numbers,
+    strings, lists and dicts only: `torch.load(weights_only=True)`)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a bad file
         raise DataError(f"cannot read checkpoint {path}: {error}") from None

@@ -105,3 +105,37 @@ def test_the_example_yaml_is_valid():
     from pathlib import Path
 
     load_config(Path(__file__).resolve().parents[2] / "config" / "cgc.yaml")
+
+
+def test_a_ros_parameters_file_gives_its_engine_sections(tmp_path):
+    """`cgc --config` reads the node's parameters file: the engine's sections, from every node
+    entry, while the node's own keys (map_frame, ...) are left to the node."""
+    ros = tmp_path / "ros.yaml"
+    ros.write_text("/**:\n  ros__parameters:\n    map_frame: world\n    queue_length: 3\n"
+                   "    query:\n      threshold: 0.6\n    loss:\n      clustering_every: 7\n"
+                   "cgc:\n  ros__parameters:\n    query:\n      spatial_filter: true\n")
+    config = load_config(ros)
+    assert config.query.threshold == 0.6 and config.query.spatial_filter is True
+    assert config.loss.clustering_every == 7
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("/**:\n  ros__parameters:\n    quary:\n      threshold: 0.6\n")
+    with pytest.raises(ValueError, match="quary"):
+        load_config(bad)
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text("/**:\n  ros__parameters:\n    query:\n      threshold: high\n")
+    with pytest.raises(ValueError, match="query.threshold"):
+        load_config(wrong)
+
+
+def test_every_setting_has_a_docstring():
+    """The docstrings are read from the source (the node's parameter descriptions)."""
+    from cgc_core.config import config_fields
+
+    fields = config_fields(CGCConfig())
+    keys = [key for key, *_ in fields]
+    assert "query.threshold" in keys and "train.device" in keys
+    assert len(keys) == len(set(keys))
+    missing = [key for key, _, _, doc in fields if not doc]
+    assert not missing, f"settings without a docstring: {missing}"
+    threshold = next(f for f in fields if f[0] == "query.threshold")
+    assert threshold[1] == 0.75 and threshold[2] is float and "Eq. 6" in threshold[3]

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from cgc_core.cameras import Camera
@@ -95,3 +96,33 @@ def test_connected_part_links_overlapping_gaussians_only():
     part, others = connected_part(means, extents, selected, seed=np.array([5.2, 0, 0]))
     assert part.tolist() == [False, False, False, True, False]
     assert others.tolist() == [True, True, True, False, False]
+
+
+def test_label_map_picks_the_most_similar_prototype_above_the_threshold():
+    from cgc_core.query import label_map
+
+    feature_map = torch.zeros(2, 2, 3)
+    feature_map[0, 0] = torch.tensor([1.0, 0, 0])
+    feature_map[0, 1] = torch.tensor([0.0, 1, 0])
+    feature_map[1, 0] = torch.nn.functional.normalize(torch.tensor([1.0, 1, 0]), dim=0)
+    # [1, 1] stays 0: nothing rendered there
+    prototypes = torch.tensor([[0.0, 2, 0], [3.0, 0, 0]])  # normalised inside
+    labels = label_map(feature_map, prototypes, threshold=0.75)
+    assert labels.tolist() == [[1, 0], [-1, -1]]  # cos 0.707 < 0.75 at [1, 0]
+    assert label_map(feature_map, prototypes, threshold=0.7)[1, 0] in (0, 1)
+    assert (label_map(feature_map, torch.zeros(0, 3), 0.5) == -1).all()
+
+
+def test_selection_summary_box_centroid_and_score():
+    from cgc_core.query import most_opaque, selection_summary
+
+    means = np.array([[0.0, 0, 0], [1, 2, 3], [5, 5, 5]])
+    features = np.array([[1.0, 0], [2.0, 0], [0.0, 1]])
+    out = selection_summary(means, features, np.array([True, True, False]), np.array([1.0, 0]))
+    assert out["count"] == 2 and out["score"] == pytest.approx(1.0)
+    np.testing.assert_allclose(out["box_min"], [0, 0, 0])
+    np.testing.assert_allclose(out["box_max"], [1, 2, 3])
+    np.testing.assert_allclose(out["centroid"], [0.5, 1, 1.5])
+    assert selection_summary(means, features, np.zeros(3, bool), np.ones(2))["count"] == 0
+    assert sorted(most_opaque(torch.tensor([0.1, 3.0, -2.0, 1.0]), 2).tolist()) == [1, 3]
+    assert len(most_opaque(torch.tensor([0.1]), 5)) == 1

@@ -80,6 +80,24 @@ def test_resume_continues_from_the_checkpoint(tiny_scene, tmp_path):
     assert info["iterations"] == 20
 
 
+def test_stream_writes_a_run_that_the_other_commands_read(tiny_scene, tmp_path, capsys):
+    run = tmp_path / "streamed"
+    assert main(["stream", str(tiny_scene), "--out", str(run), "--masks",
+                 str(tiny_scene / "masks_inconsistent"), "--rate", "40", "--config",
+                 fast_config(tmp_path), "--eval-every", "0.2", *TRAIN_ARGS]) == 0
+    info = json.loads((run / "run.json").read_text())
+    assert info["iterations"] == 40 and info["num_gaussians"] > 0 and info["streamed"]
+    stream = json.loads((run / "stream.json").read_text())
+    assert stream["frames"] == 8 and 1 <= len(stream["keyframes"]) <= 8
+    for record in stream["keyframes"]:
+        assert record["keyframe"] >= record["arrival"] >= 0
+        assert record["iteration_at_segments"] == record["iteration_at_keyframe"]  # given masks
+    assert stream["quality"] and 0 <= stream["quality"][-1]["mIoU"] <= 100
+    assert stream["quality"][-1]["iteration"] == 40
+    assert main(["eval", str(run)]) == 0
+    assert "mIoU" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -96,6 +114,9 @@ def test_resume_continues_from_the_checkpoint(tiny_scene, tmp_path):
         ),
         (["render", "{run}", "--frame", "no_such_frame", "--out", "{tmp}/o"], "no_such_frame"),
         (["eval", "{run}", "--threshold", "3"], "--threshold"),
+        (["stream", "{scene}", "--out", "{tmp}/r", "--rate", "0"], "--rate"),
+        (["stream", "{scene}", "--out", "{tmp}/r", "--masks", "{tmp}/nomasks"], "nomasks"),
+        (["stream", "/no/such/scene", "--out", "{tmp}/r"], "/no/such/scene"),
     ],
 )
 def test_errors_are_one_line_and_exit_2(argv, message, tiny_scene, trained_run, tmp_path, capsys):

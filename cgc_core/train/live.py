@@ -1,0 +1,652 @@
+"""The live session: posed frames in, one by one; a trained model out, at any moment.
+
+    session = LiveSession(config)            # or LiveSession.load(path)
+    session.start()                          # training in its own thread (or call step())
+    session.add_frame(camera, image, depth=depth, segments=None, stamp=t)   # returns at once
+    snap = session.snapshot()                # consistent, detached copy for rendering / queries
+    session.save(path); session.stop()
+
+Data flow: `add_frame` checks the frame and puts it in a bounded queue (oldest dropped). The
+training thread takes frames from it, decides which become keyframes (`keyframes.py`), grows the
+model where a new keyframe shows it empty or wrong (`growth.py`), and trains the one `Trainer` on
+the keyframes. Keyframes without segments train colour at once and join the contrastive loss when
+the mask source, running in its own worker, delivers their segments.
+
+Offline `cgc train` is the special case "all frames in, then train" (`session_from_scene`): every
+frame is a keyframe, the model is seeded from the whole scene, and the schedule is planned.
+
+Threads: the model belongs to `Trainer.lock`, held for one iteration, one frame's keyframe
+decision or one growth at a time; the frame queue has a lock of its own, so `add_frame` never
+waits for training.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cgc_core.cameras import Camera
+from cgc_core.config import CGCConfig, apply_overrides
+from cgc_core.devices import resolve_device
+from cgc_core.io import DataError, atomic_path
+from cgc_core.model.sh import num_sh_bases
+from cgc_core.model.view import render_view
+from cgc_core.render.project import project_gaussians
+from cgc_core.segment.base import MaskSource
+from cgc_core.train.densify import append_gaussians
+from cgc_core.train.frames import FrameRejected, check_frame, depth_at
+from cgc_core.train.growth import (
+    gaussian_rows,
+    new_gaussians,
+    pixels_to_fill,
+    prior_points_in_view,
+)
+from cgc_core.train.keyframes import (
+    KeyframeEvidence,
+    keyframe_reason,
+    median_depth,
+    most_redundant,
+    pose_change,
+    visible_overlap,
+)
+from cgc_core.train.schedule import planned_iterations, planned_resolution, scaled_schedule
+from cgc_core.train.trainer import StepStats, Trainer, load_checkpoint
+from cgc_core.train.views import TrainingView, make_training_view, scene_extent
+
+__all__ = ["FrameRejected", "LiveSession", "LiveStats", "Snapshot"]
+
+SESSION_VERSION = 1
+
+
+@dataclass
+class Frame:
+    camera: Camera
+    image: np.ndarray                 # [H, W, 3] uint8
+    depth: np.ndarray | None          # [H, W] float32 metres
+    segments: np.ndarray | None       # [H, W] int segment ids
+    stamp: float
+    index: int                        # 1-based count of accepted frames
+    arrival: float                    # monotonic seconds
+    keyframe: bool | None             # None: the session decides
+
+
+@dataclass
+class Keyframe:
+    id: int
+    camera: Camera                    # native resolution
+    view: TrainingView                # training resolution, the one the trainer uses
+    depth: torch.Tensor | None        # [h, w] metres at training resolution
+    record: dict = field(default_factory=dict)
+    image: np.ndarray | None = None   # native image, kept only until its segments arrive
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A consistent, read-only copy of the model at one moment."""
+
+    version: int
+    """Grows whenever the model changes; equal versions hold equal models."""
+    step: int
+    splats: dict[str, torch.Tensor]
+    """Detached copies: means [N, 3], quats [N, 4], log_scales [N, 3], opacities [N], sh0
+    [N, 1, 3], shN [N, K-1, 3], features [N, D]."""
+    keyframes: list[Camera]
+    sh_degree: int
+
+
+@dataclass
+class LiveStats:
+    frames_received: int
+    frames_dropped: int
+    frames_rejected: int
+    rejected: dict[str, int]
+    keyframes: int
+    keyframes_evicted: int
+    segments_pending: int
+    num_gaussians: int
+    step: int
+    iterations_per_second: float
+
+
+class LiveSession:
+    def __init__(self, config: CGCConfig, *, device: str | torch.device = "auto",
+                 mask_source: MaskSource | None = None, prior_points: np.ndarray | None = None,
+                 prior_colors: np.ndarray | None = None,
+                 seed_points: tuple[np.ndarray, np.ndarray | None] | None = None,
+                 extent: float | None = None, iterations: int | None = None):
+        """
+        Args:
+            config: the whole configuration; `live` and the training schedule apply.
+            device: torch device ("auto": CUDA when available).
+            mask_source: segments keyframes that arrive without segments (in a worker thread).
+            prior_points: [P, 3] world points (a SLAM map, lidar) to place new Gaussians on when
+                a frame has no depth; prior_colors: [P, 3] uint8 or None.
+            seed_points: (points [P, 3], colours [P, 3] uint8 or None) to create the model from
+                before any frame (offline training); None: the first keyframe creates it.
+            extent: the scene extent when known (offline); None: estimated from the keyframes.
+            iterations: planned total (offline: the learning rate decays toward it); None:
+                open-ended, the live schedule.
+        """
+        self.device = resolve_device(device, "train.device") if isinstance(device, str) \
+            else torch.device(device)
+        reference = iterations if iterations is not None else planned_iterations(config,
+                                                                                  self.device)
+        self.config = scaled_schedule(config, reference)
+        self.resolution = planned_resolution(config, self.device)
+        self.iterations = iterations
+        self.mask_source = mask_source
+        self.prior_points = None if prior_points is None else np.asarray(prior_points, float)
+        self.prior_colors = prior_colors
+        self._prior_used = None if prior_points is None else np.zeros(len(prior_points), bool)
+        self._fixed_extent = extent if extent is not None else (config.live.extent or None)
+        self.lock = threading.RLock()          # the model's lock (shared with the trainer)
+        self._queue_lock = threading.Lock()
+        self._queue: collections.deque[Frame] = collections.deque()
+        self._frame_ready = threading.Condition(self._queue_lock)
+        self._counts = collections.Counter()
+        self._rejected = collections.Counter()
+        self._frames_since_keyframe = 0
+        self._next_keyframe_id = 0
+        self.keyframes: list[Keyframe] = []
+        self.timeline: list[dict] = []
+        """One record per keyframe ever made: arrival, keyframe and segments times (seconds
+        since the session began) and the iteration count at each."""
+        self.trainer: Trainer | None = None
+        self._version = 0
+        self._snapshot: Snapshot | None = None
+        self._held: Snapshot | None = None  # served instead while the model recovers
+        self._held_until = 0
+        self._step_times: collections.deque[float] = collections.deque(maxlen=50)
+        self._started = time.monotonic()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._segment_jobs: collections.deque[int] = collections.deque()
+        self._segment_ready = threading.Condition(threading.Lock())
+        self._segment_thread: threading.Thread | None = None
+        self._generator = torch.Generator().manual_seed(config.train.seed + 1)
+        if seed_points is not None:
+            self._create_trainer(points=seed_points[0], colors=seed_points[1],
+                                 extent=self._fixed_extent or 1.0)
+
+    # ------------------------------------------------------------------ frames in
+
+    def add_frame(self, camera: Camera, image: np.ndarray, depth: np.ndarray | None = None,
+                  segments: np.ndarray | None = None, stamp: float | None = None, *,
+                  keyframe: bool | None = None) -> None:
+        """Queue a posed frame and return at once.
+
+        Args:
+            camera: intrinsics and camera-to-world pose (OpenCV axes) at the image's size.
+            image: [H, W, 3] uint8 RGB.
+            depth: [H, W] metres along the optical axis (0: invalid), or None.
+            segments: [H, W] segment ids (0: unlabelled), or None to have the mask source cut
+                the frame if it becomes a keyframe.
+            stamp: the frame's time (seconds); default: arrival time.
+            keyframe: force (True) or forbid (False) a keyframe; None: the session decides.
+
+        Raises:
+            FrameRejected: the frame is malformed (the message says how); it is counted and
+                nothing in the session changes.
+        """
+        try:
+            check_frame(camera, image, depth, segments, stamp, self.config.live)
+        except FrameRejected as error:
+            with self._queue_lock:
+                self._counts["rejected"] += 1
+                self._rejected[error.reason] += 1
+            raise
+        now = time.monotonic()
+        with self._queue_lock:
+            self._counts["received"] += 1
+            frame = Frame(camera, image, depth, segments,
+                          stamp if stamp is not None else now - self._started,
+                          self._counts["received"], now, keyframe)
+            if len(self._queue) >= max(1, self.config.live.frame_queue):
+                self._queue.popleft()
+                self._counts["dropped"] += 1
+            self._queue.append(frame)
+            self._frame_ready.notify()
+
+    def process_frames(self) -> int:
+        """Take every queued frame through the keyframe decision now; returns how many."""
+        count = 0
+        while True:
+            with self._queue_lock:
+                if not self._queue:
+                    return count
+                frame = self._queue.popleft()
+            self._ingest(frame)
+            count += 1
+
+    # ------------------------------------------------------------------ training
+
+    def step(self) -> StepStats | None:
+        """Process queued frames, then one training iteration (None: no keyframe yet)."""
+        self.process_frames()
+        if self.trainer is None or not self.trainer.views:
+            return None
+        with self.lock:
+            stats = self.trainer.step()
+            self._version += 1
+        self._step_times.append(time.monotonic())
+        return stats
+
+    def train(self, until: int, **kwargs) -> StepStats | None:
+        """Iterate in this thread until `until` iterations in all (`Trainer.train`'s options)."""
+        self.process_frames()
+        if self.trainer is None:
+            raise RuntimeError("no keyframe yet: add frames before training")
+        on_step = kwargs.pop("on_step", None)
+
+        def stepped(stats: StepStats) -> None:
+            with self.lock:
+                self._version += 1
+            self._step_times.append(time.monotonic())
+            if on_step is not None:
+                on_step(stats)
+
+        return self.trainer.train(until, on_step=stepped, **kwargs)
+
+    def start(self) -> None:
+        """Train in a background thread (and segment in another) until `stop()`."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="cgc-train", daemon=True)
+        self._thread.start()
+        if self.mask_source is not None and self._segment_thread is None:
+            self._segment_thread = threading.Thread(target=self._segment_worker,
+                                                    name="cgc-segment", daemon=True)
+            self._segment_thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._queue_lock:
+            self._frame_ready.notify_all()
+        with self._segment_ready:
+            self._segment_ready.notify_all()
+        for thread in (self._thread, self._segment_thread):
+            if thread is not None:
+                thread.join()
+        self._thread = self._segment_thread = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if self.step() is None:
+                with self._queue_lock:
+                    if not self._queue and not self._stop.is_set():
+                        self._frame_ready.wait(timeout=0.05)
+            # Let a waiting reader (snapshot, query) take the model between iterations.
+            time.sleep(0)
+
+    # ------------------------------------------------------------------ reading
+
+    def snapshot(self) -> Snapshot | None:
+        """The model now, as detached copies (None before the first keyframe). Taken under the
+        model's lock, so it never shows a half-finished densification; for
+        `live.reset_hold_iterations` after an opacity reset, the model from just before it."""
+        with self.lock:
+            if self.trainer is None:
+                return None
+            if self._held is not None:
+                if self.trainer.step_count < self._held_until:
+                    return self._held
+                self._held = None
+            if self._snapshot is None or self._snapshot.version != self._version:
+                self._snapshot = Snapshot(
+                    version=self._version, step=self.trainer.step_count,
+                    splats={k: v.detach().clone() for k, v in self.trainer.splats.items()},
+                    keyframes=[kf.camera for kf in self.keyframes],
+                    sh_degree=self.trainer.sh_degree)
+            return self._snapshot
+
+    def _hold_snapshot(self) -> None:
+        hold = self.config.live.reset_hold_iterations
+        if hold > 0:
+            self._version += 1  # the optimiser step just changed the model
+            self._held = None
+            self._held = self.snapshot()
+            self._held_until = self.trainer.step_count + hold
+
+    def stats(self) -> LiveStats:
+        with self._queue_lock:
+            counts, rejected = dict(self._counts), dict(self._rejected)
+        times = list(self._step_times)
+        rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and \
+            times[-1] > times[0] else 0.0
+        trainer = self.trainer
+        return LiveStats(
+            frames_received=counts.get("received", 0), frames_dropped=counts.get("dropped", 0),
+            frames_rejected=counts.get("rejected", 0), rejected=rejected,
+            keyframes=len(self.keyframes), keyframes_evicted=counts.get("evicted", 0),
+            segments_pending=len(self._segment_jobs),
+            num_gaussians=0 if trainer is None else int(trainer.splats["means"].shape[0]),
+            step=0 if trainer is None else trainer.step_count, iterations_per_second=rate)
+
+    def elapsed(self) -> float:
+        """Seconds since the session began (the clock of `timeline`)."""
+        return time.monotonic() - self._started
+
+    # ------------------------------------------------------------------ keyframes
+
+    def _ingest(self, frame: Frame) -> None:
+        """Keyframe decision for one frame, then (for a keyframe) buffer, growth, segmentation."""
+        self._frames_since_keyframe += 1
+        if frame.keyframe is False or (
+                frame.keyframe is None and self.keyframes
+                and self._frames_since_keyframe < self.config.live.min_keyframe_gap):
+            return
+        view = make_training_view(frame.camera, frame.image, frame.segments, self.resolution,
+                                  self.device)
+        depth = None if frame.depth is None else torch.from_numpy(
+            depth_at(frame.depth, view.height, view.width)).to(self.device)
+        decide = frame.keyframe is None and bool(self.keyframes)
+        with self.lock:
+            needs_render = self.trainer is not None and (decide or self.config.live.grow)
+            render = self._render(view) if needs_render else None
+            if decide:
+                evidence = self._evidence(frame.camera, depth, render)
+                if keyframe_reason(evidence, self.config.live) is None:
+                    return
+            self._add_keyframe(frame, view, depth, render)
+
+    def _render(self, view: TrainingView):
+        with torch.no_grad():
+            return render_view(self.trainer.splats, view.viewmat, view.K, view.width, view.height,
+                               sh_degree=self.trainer.sh_degree, render=self.config.render,
+                               with_depth=True)
+
+    def _visible(self, view: TrainingView) -> torch.Tensor:
+        splats = self.trainer.splats
+        with torch.no_grad():
+            projection = project_gaussians(splats["means"], splats["quats"],
+                                           splats["log_scales"].exp(), view.viewmat, view.K,
+                                           view.width, view.height, near=self.config.render.near,
+                                           far=self.config.render.far)
+        return projection.radii > 0
+
+    def _evidence(self, camera: Camera, depth, render) -> KeyframeEvidence:
+        last = self.keyframes[-1]
+        translation, rotation = pose_change(last.camera.cam_to_world, camera.cam_to_world)
+        measured = median_depth(depth)
+        if measured <= 0:
+            surface = render.depths / render.alphas.clamp_min(1e-6)
+            measured = median_depth(torch.where(render.alphas > 0.5, surface,
+                                                torch.zeros_like(surface)))
+        visible = render.raw.radii > 0
+        last_visible = self._visible(last.view)
+        return KeyframeEvidence(
+            translation=translation, rotation_deg=rotation, median_depth=measured,
+            overlap=visible_overlap(visible, last_visible),
+            empty_fraction=float((render.alphas < self.config.live.keyframe_alpha).float().mean()))
+
+    def _add_keyframe(self, frame: Frame, view: TrainingView, depth, render) -> None:
+        now = self.elapsed()
+        keyframe = Keyframe(self._next_keyframe_id, frame.camera, view, depth)
+        self._next_keyframe_id += 1
+        keyframe.record = {
+            "id": keyframe.id, "name": frame.camera.name, "stamp": frame.stamp,
+            "arrival": round(frame.arrival - self._started, 3), "keyframe": round(now, 3),
+            "iteration_at_keyframe": 0 if self.trainer is None else self.trainer.step_count,
+            "segments": round(now, 3) if view.segments is not None else None,
+            "iteration_at_segments": None}
+        if view.segments is not None:
+            keyframe.record["iteration_at_segments"] = keyframe.record["iteration_at_keyframe"]
+        self._frames_since_keyframe = 0
+        if self.trainer is None:
+            self._create_trainer_from_frame(view, depth)
+        elif self.config.live.grow:
+            self._grow(view, depth, render)
+        self.keyframes.append(keyframe)
+        self.timeline.append(keyframe.record)
+        self.trainer.add_view(view)
+        self._update_extent()
+        if self.iterations is None:
+            # Open-ended: densification and resets go on for a planned run's length after the
+            # newest keyframe, so they last as long as new views come.
+            self.trainer.densifier.until = self.trainer.step_count + \
+                self.config.train.densify_until
+        if len(self.keyframes) > max(2, self.config.live.max_keyframes):
+            self._evict()
+        self._version += 1
+        if view.segments is None and self.mask_source is not None:
+            with self._segment_ready:
+                self._segment_jobs.append(keyframe.id)
+                keyframe.image = frame.image
+                self._segment_ready.notify()
+
+    def _evict(self) -> None:
+        depth_scale = self.trainer.extent
+        index = most_redundant([kf.camera.cam_to_world for kf in self.keyframes], depth_scale)
+        del self.keyframes[index]
+        self.trainer.remove_view(index)
+        self._counts["evicted"] += 1
+
+    def _update_extent(self) -> None:
+        if self._fixed_extent is not None:
+            return
+        estimate = scene_extent([kf.camera for kf in self.keyframes])
+        first_depth = median_depth(self.keyframes[0].depth)
+        estimate = max(estimate, first_depth)
+        if estimate > self.trainer.extent:
+            self.trainer.set_extent(estimate)
+
+    # ------------------------------------------------------------------ growth
+
+    def _fallback_depth(self, render) -> float:
+        if render is not None:
+            surface = render.depths / render.alphas.clamp_min(1e-6)
+            rendered = median_depth(torch.where(render.alphas > 0.5, surface,
+                                                torch.zeros_like(surface)))
+            if rendered > 0:
+                return rendered
+        return self.config.live.default_depth
+
+    def _growth_rows(self, view: TrainingView, depth, render) -> dict | None:
+        live, model = self.config.live, self.config.model
+        if render is None:
+            fill = torch.ones(view.height, view.width, dtype=torch.bool, device=view.image.device)
+        else:
+            fill = pixels_to_fill(render.alphas, render.depths, depth, live)
+        if depth is None and self.prior_points is not None:
+            rows = self._prior_rows(view, fill)
+            if rows is not None:
+                return rows
+        return new_gaussians(view.camera, view.image.cpu(), fill.cpu(),
+                             None if depth is None else depth.cpu(),
+                             self._fallback_depth(render), live.grow_points, live,
+                             model.feature_dim, num_sh_bases(model.sh_degree), self._generator)
+
+    def _prior_rows(self, view: TrainingView, fill) -> dict | None:
+        live, model = self.config.live, self.config.model
+        hits = prior_points_in_view(self.prior_points, view.camera, fill.cpu().numpy())
+        hits = hits[~self._prior_used[hits]]
+        if len(hits) == 0:
+            return None
+        pick = torch.randperm(len(hits), generator=self._generator)[:live.grow_points].numpy()
+        hits = hits[pick]
+        self._prior_used[hits] = True
+        means = torch.tensor(self.prior_points[hits], dtype=torch.float32)
+        rgb = torch.full((len(hits), 3), 0.5) if self.prior_colors is None else \
+            torch.tensor(np.asarray(self.prior_colors)[hits], dtype=torch.float32) / 255.0
+        cam = view.camera
+        z = (means @ torch.tensor(cam.world_to_cam[:3, :3].T, dtype=torch.float32)
+             + torch.tensor(cam.world_to_cam[:3, 3], dtype=torch.float32))[:, 2]
+        scale = z / cam.fx * np.sqrt(max(1.0, float(fill.sum()) / len(hits)))
+        return gaussian_rows(means, rgb, scale, live, model.feature_dim,
+                             num_sh_bases(model.sh_degree), self._generator)
+
+    def _grow(self, view: TrainingView, depth, render) -> None:
+        rows = self._growth_rows(view, depth, render)
+        if rows is None:
+            return
+        trainer = self.trainer
+        append_gaussians(trainer.splats, trainer.optimizers, rows)
+        trainer.densifier.enforce_cap(trainer.splats, trainer.optimizers)
+        trainer.densifier.state.reset(trainer.splats["means"].shape[0], self.device)
+
+    def _create_trainer_from_frame(self, view: TrainingView, depth) -> None:
+        rows = self._growth_rows(view, depth, None)
+        extent = self._fixed_extent or max(median_depth(depth), self.config.live.default_depth)
+        self._create_trainer(splats=rows, extent=extent)
+
+    def _create_trainer(self, *, extent: float, points=None, colors=None, splats=None) -> None:
+        self.trainer = Trainer(self.config, [], points=points, colors=colors, splats=splats,
+                               extent=extent, iterations=self.iterations, device=self.device,
+                               favour_newest=self.iterations is None)
+        self.trainer.lock = self.lock
+        self.trainer.before_opacity_reset = self._hold_snapshot
+        self.trainer.densifier.enforce_cap(self.trainer.splats, self.trainer.optimizers)
+
+    # ------------------------------------------------------------------ segmentation worker
+
+    def _segment_worker(self) -> None:
+        while not self._stop.is_set():
+            with self._segment_ready:
+                while not self._segment_jobs and not self._stop.is_set():
+                    self._segment_ready.wait(timeout=0.5)
+                if self._stop.is_set():
+                    return
+                keyframe_id = self._segment_jobs[0]
+            with self.lock:
+                keyframe = next((k for k in self.keyframes if k.id == keyframe_id), None)
+            if keyframe is not None:
+                segments = self.mask_source(keyframe.image, keyframe.camera.name)
+                self.attach_segments(keyframe_id, segments)
+            with self._segment_ready:
+                self._segment_jobs.popleft()
+
+    def attach_segments(self, keyframe_id: int, segments: np.ndarray) -> bool:
+        """Give a keyframe its segment map [H, W] (native size); False when it was evicted."""
+        with self.lock:
+            keyframe = next((k for k in self.keyframes if k.id == keyframe_id), None)
+            if keyframe is None:
+                return False
+            resized = make_training_view(keyframe.camera, keyframe.image, segments,
+                                         self.resolution, self.device)
+            keyframe.view.segments = resized.segments
+            keyframe.record["segments"] = round(self.elapsed(), 3)
+            keyframe.record["iteration_at_segments"] = self.trainer.step_count
+            keyframe.image = None
+            return True
+
+    # ------------------------------------------------------------------ save / load
+
+    def state_dict(self) -> dict:
+        """Everything to resume: model, optimiser, keyframes (poses, images and segments at
+        training resolution), timeline and counters. Tensors, numbers and strings only."""
+        with self.lock:
+            if self.trainer is None:
+                raise RuntimeError("nothing to save: no keyframe yet")
+            return {
+                "version": SESSION_VERSION,
+                "trainer": self.trainer.state_dict(),
+                "densify_until": self.trainer.densifier.until,
+                "keyframes": [_keyframe_state(k) for k in self.keyframes],
+                "next_keyframe_id": self._next_keyframe_id,
+                "timeline": list(self.timeline),
+                "counts": dict(self._counts),
+                "resolution": self.resolution,
+            }
+
+    def save(self, path: Path) -> None:
+        """Atomic: a crash mid-write leaves the previous file intact."""
+        state = self.state_dict()
+        with atomic_path(Path(path)) as tmp:
+            torch.save(state, tmp)
+
+    def load_state_dict(self, state: dict) -> None:
+        if not isinstance(state, dict) or state.get("version") != SESSION_VERSION:
+            raise DataError(f"not a cgc live session (version {_get(state, 'version')})")
+        with self.lock:
+            keyframes = [_keyframe_from_state(k, self.device) for k in state["keyframes"]]
+            if self.trainer is None:
+                self._create_trainer(points=np.zeros((1, 3)), colors=None,
+                                     extent=state["trainer"]["extent"])
+            self.trainer.views = [k.view for k in keyframes]
+            self.trainer.load_state_dict(state["trainer"])
+            self.trainer.densifier.until = int(state["densify_until"])
+            self.keyframes = keyframes
+            self._next_keyframe_id = int(state["next_keyframe_id"])
+            self.timeline = list(state["timeline"])
+            self._counts = collections.Counter(state["counts"])
+            self.resolution = int(state["resolution"])
+            self._version += 1
+
+    @classmethod
+    def load(cls, path: Path, *, config: CGCConfig | None = None,
+             device: str | torch.device = "auto",
+             mask_source: MaskSource | None = None) -> LiveSession:
+        """A session saved by `save`, read without executing code from the file.
+
+        Args:
+            config: overrides the saved configuration (default: the saved one).
+        """
+        state = load_checkpoint(Path(path))
+        if not isinstance(state, dict) or "trainer" not in state:
+            raise DataError(f"{path}: not a cgc live session file")
+        if config is None:
+            config = apply_overrides(CGCConfig(), state["trainer"]["config"])
+        iterations = state["trainer"]["iterations"]
+        session = cls(config, device=device, mask_source=mask_source, iterations=iterations,
+                      extent=None)
+        session.load_state_dict(state)
+        return session
+
+    def reset(self) -> None:
+        """Forget the model, the keyframes and the queued frames (counters stay)."""
+        with self.lock, self._queue_lock:
+            self._queue.clear()
+            self.trainer = None
+            self.keyframes = []
+            self.timeline = []
+            self._frames_since_keyframe = 0
+            self._snapshot = self._held = None
+            self._version += 1
+            if self._prior_used is not None:
+                self._prior_used[:] = False
+
+
+def _get(state, key):
+    return state.get(key) if isinstance(state, dict) else None
+
+
+def _camera_state(cam: Camera) -> dict:
+    return {"name": cam.name, "width": cam.width, "height": cam.height, "fx": cam.fx,
+            "fy": cam.fy, "cx": cam.cx, "cy": cam.cy,
+            "cam_to_world": torch.tensor(cam.cam_to_world)}
+
+
+def _camera_from_state(c: dict) -> Camera:
+    return Camera(c["name"], int(c["width"]), int(c["height"]), float(c["fx"]), float(c["fy"]),
+                  float(c["cx"]), float(c["cy"]), c["cam_to_world"].numpy().astype(np.float64))
+
+
+def _keyframe_state(keyframe: Keyframe) -> dict:
+    view = keyframe.view
+    return {
+        "id": keyframe.id,
+        "camera": _camera_state(keyframe.camera),
+        "view_camera": _camera_state(view.camera),
+        "area_scale": view.area_scale,
+        "image": (view.image * 255).round().to(torch.uint8).cpu(),
+        "segments": None if view.segments is None else view.segments.to(torch.int32).cpu(),
+        "depth": None if keyframe.depth is None else keyframe.depth.cpu(),
+        "record": dict(keyframe.record),
+    }
+
+
+def _keyframe_from_state(state: dict, device) -> Keyframe:
+    camera = _camera_from_state(state["camera"])
+    view = make_training_view(_camera_from_state(state["view_camera"]), state["image"].numpy(),
+                              None if state["segments"] is None else state["segments"].numpy(),
+                              0, device)
+    view.area_scale = float(state["area_scale"])
+    depth = None if state["depth"] is None else state["depth"].to(device)
+    return Keyframe(int(state["id"]), camera, view, depth, record=dict(state["record"]))

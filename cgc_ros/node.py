@@ -1,0 +1,155 @@
+"""The cgc node: posed camera frames in; segmentation, object clusters and object services out.
+
+    python -m cgc_ros.node [--ros-args ...]      (colcon: ros2 run cgc_ros cgc_node)
+
+A thin adapter over cgc_core's live session (README, "The ROS 2 node"). Callbacks only put
+messages into bounded queues; one worker thread (cgc_ros.worker) owns the session and the
+objects, and also runs the service requests, queued with a timeout, so that a slow request never
+blocks the topics.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import rclpy
+from geometry_msgs.msg import PoseStamped
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+from visualization_msgs.msg import MarkerArray
+
+from cgc_ros import conversions as cv
+from cgc_ros import params
+from cgc_ros.queues import DropOldestQueue, StampBuffer
+from cgc_ros.srv import LabelObject, ListObjects, LoadMap, SaveMap, SegmentObject
+from cgc_ros.worker import Inputs, Outputs, ServiceError, Worker
+
+INPUT_TOPICS = ("image", "camera_info", "depth", "pose", "segments")
+"""Relative input names (remap them; launch/cgc.launch.py does)."""
+OUTPUT_TOPICS = ("~/segmentation", "~/segmentation/color", "~/clusters", "~/objects/markers",
+                 "~/object", "~/status")
+SERVICES = ("~/segment_object", "~/list_objects", "~/label_object", "~/save_map", "~/load_map",
+            "~/reset")
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+"""Object outputs: a late subscriber (RViz started later) gets the last one at once."""
+
+
+class CgcNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("cgc", **kwargs)
+        # 1. Parameters (refused values stop the node here, naming the parameter).
+        self.settings, config = params.declare(self)
+        # 2. Engine: the worker and its live session; inputs are filled by the callbacks below.
+        self.inputs = Inputs(frames=DropOldestQueue(self.settings.queue_length),
+                             camera_info=StampBuffer(), depth=StampBuffer(), pose=StampBuffer(),
+                             segments=StampBuffer(), lookup_tf=self._tf_lookup())
+        self.worker = Worker(config, self.settings, self.inputs, self.get_logger().warning)
+        # 3. Subscriptions: sensor-data QoS, enqueue only.
+        inputs = MutuallyExclusiveCallbackGroup()
+        self.create_subscription(Image, "image",
+                                 lambda m: self.inputs.frames.put((time.monotonic(), m)),
+                                 qos_profile_sensor_data, callback_group=inputs)
+        self._buffer(CameraInfo, "camera_info", self.inputs.camera_info, inputs)
+        self._buffer(Image, "depth", self.inputs.depth, inputs)
+        if self.settings.pose_source == "topic":
+            self._buffer(PoseStamped, "pose", self.inputs.pose, inputs)
+        if self.settings.external_segments:
+            self._buffer(Image, "segments", self.inputs.segments, inputs)
+        # 4. Timers: none; the worker refreshes the object outputs at publish_rate itself, so
+        #    that clustering never runs beside a frame.
+        # 5. Publishers.
+        outputs = Outputs(
+            segmentation=self.create_publisher(Image, "~/segmentation", 10),
+            segmentation_color=self.create_publisher(Image, "~/segmentation/color", 10),
+            clusters=self.create_publisher(PointCloud2, "~/clusters", LATCHED),
+            markers=self.create_publisher(MarkerArray, "~/objects/markers", LATCHED),
+            object=self.create_publisher(PointCloud2, "~/object", LATCHED),
+            status=self.create_publisher(String, "~/status", LATCHED))
+        # 6. Services: each request waits in the worker's queue (bounded, with a timeout);
+        #    reentrant, so that several can wait at once and a full queue refuses the next.
+        services = ReentrantCallbackGroup()
+        for kind, name, handler in (
+                (SegmentObject, "~/segment_object", self.worker.segment_object),
+                (ListObjects, "~/list_objects", self.worker.list_objects),
+                (LabelObject, "~/label_object", self.worker.label_object),
+                (SaveMap, "~/save_map", self.worker.save_map),
+                (LoadMap, "~/load_map", self.worker.load_map),
+                (Trigger, "~/reset", self.worker.reset)):
+            self.create_service(kind, name, self._queued(name, handler),
+                                callback_group=services)
+        self.worker.start(outputs)
+        self.get_logger().info(f"cgc ready: pose from {self.settings.pose_source}, map frame "
+                               f"'{self.settings.map_frame}', device {config.train.device}")
+
+    def _buffer(self, kind, topic: str, buffer: StampBuffer, group) -> None:
+        self.create_subscription(kind, topic, lambda m: buffer.put(cv.stamp_seconds(m.header), m),
+                                 qos_profile_sensor_data, callback_group=group)
+
+    def _queued(self, name: str, handler):
+        """A service callback that runs `handler` on the worker and answers failures."""
+        def callback(request, response):
+            try:
+                return self.worker.call(lambda: handler(request, response))
+            except (ServiceError, TimeoutError, BufferError) as error:
+                message = str(error)
+            except Exception as error:  # a bug must answer, not kill the node
+                message = f"internal error: {type(error).__name__}: {error}"
+            self.worker.counts[f"service_failures.{name.lstrip('~/')}"] += 1
+            self.worker.report(f"service:{name}:{message[:40]}", f"{name}: {message}")
+            response.success, response.message = False, message
+            return response
+        return callback
+
+    def _tf_lookup(self):
+        if self.settings.pose_source != "tf":
+            return None
+        import tf2_ros  # checked importable by params.declare
+        from rclpy.duration import Duration
+        from rclpy.time import Time
+
+        buffer = tf2_ros.Buffer()
+        self._tf_listener = tf2_ros.TransformListener(buffer, self)
+        timeout = Duration(seconds=self.settings.tf_timeout)
+
+        def lookup(frame_id: str, stamp):
+            transform = buffer.lookup_transform(self.settings.map_frame, frame_id,
+                                                Time.from_msg(stamp), timeout)
+            return cv.transform_to_matrix(transform.transform)
+        return lookup
+
+    def destroy_node(self):
+        self.worker.stop()
+        super().destroy_node()
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args if args is not None else sys.argv)
+    node = None
+    try:
+        node = CgcNode()
+        # One thread per request that may wait for the worker, and two more: the inputs' group
+        # always has a thread, so waiting requests never hold up the topics.
+        executor = MultiThreadedExecutor(num_threads=node.settings.service_queue_length + 2)
+        executor.add_node(node)
+        executor.spin()
+    except params.ParameterError as error:
+        print(f"cgc: {error}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass  # Ctrl-C or shutdown: the normal way out
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

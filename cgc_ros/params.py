@@ -1,0 +1,173 @@
+"""The node's parameters: its own (frames, queues, rates, paths) and the engine's (every setting of
+cgc_core.config, under the same dotted names: `query.threshold`, `train.device`, ...).
+
+One source of defaults: the engine's parameters are declared from `CGCConfig()` with the field
+docstrings as descriptions, so nothing here repeats an engine default. Every value is checked
+once, at start; an invalid one stops the node with a message that names the parameter.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import ParameterException
+from rclpy.node import Node
+
+from cgc_core.config import CGCConfig, apply_overrides, config_fields, describe_type
+
+
+class ParameterError(ValueError):
+    """An invalid parameter value; the message names the parameter."""
+
+
+def tf_available() -> bool:
+    """tf2_ros is not on PyPI (DESIGN.md): on a ROS 2 install it is, in a bare venv it is not."""
+    return importlib.util.find_spec("tf2_ros") is not None
+
+
+@dataclass(frozen=True)
+class NodeParameter:
+    name: str
+    default: Any
+    description: str
+    range: tuple[float, float] | None = None
+    choices: tuple[str, ...] | None = None
+
+
+def node_parameters() -> list[NodeParameter]:
+    """The node's own parameters, with their defaults, descriptions and ranges."""
+    return [
+        NodeParameter("map_frame", "map", "Fixed frame of the map: poses are looked up in it and "
+                      "the clusters, markers and object clouds are published in it."),
+        NodeParameter("pose_source", "tf" if tf_available() else "topic",
+                      "Where the camera pose comes from: 'tf' (map_frame <- the image's frame_id, "
+                      "at the image's stamp) or 'topic' (geometry_msgs/PoseStamped of the optical "
+                      "frame in map_frame on `pose`). Default: 'tf' when tf2_ros is importable.",
+                      choices=("tf", "topic")),
+        NodeParameter("external_segments", False,
+                      "True: segment ids come on `segments` (mono16 / 32SC1, the image's stamp) "
+                      "from an external segmenter, and the node's own mask source stays idle."),
+        NodeParameter("sync_slop", 0.05, "Seconds two messages' stamps may differ and still "
+                      "belong to one frame (image, camera_info, depth, pose, segments).",
+                      range=(0.0, 5.0)),
+        NodeParameter("tf_timeout", 0.05, "Seconds to wait for a TF pose at the image's stamp "
+                      "(pose_source 'tf').", range=(0.0, 5.0)),
+        NodeParameter("queue_length", 2, "Frames waiting for the worker; when full, the oldest "
+                      "is dropped (and counted), so the worker always takes recent frames.",
+                      range=(1, 64)),
+        NodeParameter("publish_rate", 1.0, "Hz at which ~/clusters and ~/objects/markers are "
+                      "refreshed (reliable, transient-local).", range=(0.01, 30.0)),
+        NodeParameter("cluster_period", 5.0, "Seconds between two clusterings of the model "
+                      "into objects, in a background thread (about a second each on a CPU); "
+                      "~/list_objects with recluster=true clusters at once.",
+                      range=(0.1, 3600.0)),
+        NodeParameter("cluster_max_points", 100_000, "At most this many Gaussians (the most "
+                      "opaque) in ~/clusters.", range=(1, 10_000_000)),
+        NodeParameter("map_directory", "~/.ros/cgc_maps", "Folder that ~/save_map and ~/load_map "
+                      "names are relative to; names that leave it are refused."),
+        NodeParameter("service_timeout", 30.0, "Seconds a service request may wait for and run "
+                      "on the worker before it is answered with success=false.",
+                      range=(0.1, 3600.0)),
+        NodeParameter("service_queue_length", 4, "Service requests waiting for the worker; more "
+                      "are refused at once with success=false.", range=(1, 64)),
+        NodeParameter("train_steps_per_frame", 1, "Training iterations the worker runs between "
+                      "two frames when frames arrive faster than it trains (it trains "
+                      "continuously in between).", range=(0, 1000)),
+    ]
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """The node's own parameters, checked."""
+
+    map_frame: str
+    pose_source: str
+    external_segments: bool
+    sync_slop: float
+    tf_timeout: float
+    queue_length: int
+    publish_rate: float
+    cluster_period: float
+    cluster_max_points: int
+    map_directory: Path
+    service_timeout: float
+    service_queue_length: int
+    train_steps_per_frame: int
+
+
+def _descriptor(p: NodeParameter) -> ParameterDescriptor:
+    description = p.description
+    if p.choices:
+        description += f" One of: {', '.join(p.choices)}."
+    descriptor = ParameterDescriptor(name=p.name, description=description)
+    if p.range is not None:
+        low, high = p.range
+        if isinstance(p.default, int) and not isinstance(p.default, bool):
+            descriptor.integer_range = [IntegerRange(from_value=int(low), to_value=int(high))]
+        else:
+            descriptor.floating_point_range = [FloatingPointRange(from_value=float(low),
+                                                                  to_value=float(high))]
+    return descriptor
+
+
+def _engine_descriptor(key: str, hint: Any, doc: str) -> ParameterDescriptor:
+    # Dynamic typing: "auto"-or-int fields take both, and YAML's `2` for a float field is fine;
+    # apply_overrides checks every value against the field's type and choices instead.
+    return ParameterDescriptor(name=key, description=f"{doc} ({describe_type(hint)}; "
+                               "cgc_core/config.py)", dynamic_typing=True)
+
+
+def declare(node: Node) -> tuple[NodeSettings, CGCConfig]:
+    """Declare every parameter on `node` and read them back, checked.
+
+    Raises ParameterError naming the parameter for a value out of range or of the wrong type.
+    """
+    values = {}
+    for p in node_parameters():
+        try:
+            values[p.name] = node.declare_parameter(p.name, p.default, _descriptor(p)).value
+        except ParameterException as err:  # wrong type or out of range, from a params file
+            raise ParameterError(f"parameter '{p.name}': {err}") from None
+        value = values[p.name]
+        if type(value) is not type(p.default) and not (isinstance(p.default, float)
+                                                       and type(value) is int):
+            raise ParameterError(f"parameter '{p.name}' wants {type(p.default).__name__}, got "
+                                 f"{value!r}")
+        if p.range is not None and not p.range[0] <= value <= p.range[1]:
+            raise ParameterError(f"parameter '{p.name}' must lie in [{p.range[0]}, "
+                                 f"{p.range[1]}], got {value!r}")
+        if p.choices is not None and value not in p.choices:
+            raise ParameterError(f"parameter '{p.name}' must be one of {', '.join(p.choices)}, "
+                                 f"got {value!r}")
+    if values["pose_source"] == "tf" and not tf_available():
+        raise ParameterError("parameter 'pose_source' is 'tf' but tf2_ros is not importable "
+                             "(it is not on PyPI): install ROS 2's tf2_ros or use 'topic'")
+    if not values["map_frame"]:
+        raise ParameterError("parameter 'map_frame' must not be empty")
+    if not values["map_directory"]:
+        raise ParameterError("parameter 'map_directory' must not be empty")
+    values["map_directory"] = Path(os.path.expanduser(values["map_directory"])).resolve()
+    for name in ("sync_slop", "tf_timeout", "publish_rate", "cluster_period",
+                 "service_timeout"):
+        values[name] = float(values[name])
+    settings = NodeSettings(**values)
+
+    config = CGCConfig()
+    for key, default, hint, doc in config_fields(config):
+        value = node.declare_parameter(key, default, _engine_descriptor(key, hint, doc)).value
+        if value == default and type(value) is type(default):
+            continue
+        section, _, name = key.rpartition(".")
+        overrides: dict[str, Any] = {name: value}
+        for part in reversed(section.split(".")):
+            overrides = {part: overrides}
+        try:
+            apply_overrides(config, overrides)
+        except ValueError as err:
+            raise ParameterError(f"parameter '{key}': {err}") from None
+    return settings, config

@@ -1,0 +1,610 @@
+"""The worker thread: the only code that touches the live session and the object table.
+
+The worker takes frames from the node's bounded queue, matches each image with its camera_info,
+pose, depth and segments by stamp, hands the frame to the session (which trains in its own
+thread), publishes the frame's segmentation, refreshes the object outputs at `publish_rate`, and
+runs the queued service requests between frames. A second thread only clusters snapshots of the
+model into objects, every `cluster_period`, and leaves the result for the worker to swap in.
+Everything mathematical happens in cgc_core; here are conversions, bookkeeping and the answers'
+wording.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rclpy
+import torch
+from std_msgs.msg import Header, String
+
+from cgc_core.cameras import Camera
+from cgc_core.config import CGCConfig
+from cgc_core.io import DataError, read_json, write_json
+from cgc_core.query import (
+    feature_at,
+    label_map,
+    mask_from_feature,
+    most_opaque,
+    render_feature_map,
+    select_gaussians,
+    selection_summary,
+)
+from cgc_core.segment import make_mask_source
+from cgc_core.train.live import FrameRejected, LiveSession
+from cgc_ros import conversions as cv
+from cgc_ros.msg import ObjectInfo as ObjectInfoMsg
+from cgc_ros.params import NodeSettings
+from cgc_ros.queues import DropOldestQueue, RateLimitedLog, RequestQueue, StampBuffer
+
+try:  # the objects API (clustering with stable ids); the node runs without it, objects off
+    from cgc_core.objects.cluster import UNASSIGNED, cluster_objects
+except ImportError:  # pragma: no cover - depends on the engine's version
+    cluster_objects = None
+    UNASSIGNED = -1
+
+SESSION_FILE = "session.pt"
+OBJECTS_FILE = "objects.json"
+MAX_TEXT = 256
+"""Longest text query accepted (characters)."""
+UNASSIGNED_RGB = (128, 128, 128)
+
+
+class FrameSkipped(ValueError):
+    """A frame the worker could not complete (no pose, no camera_info within the slop, ...)."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+class ServiceError(ValueError):
+    """A request that cannot be answered; the message goes back with success=false."""
+
+
+@dataclass
+class Inputs:
+    """What the node's callbacks fill and the worker reads."""
+
+    frames: DropOldestQueue               # (arrival monotonic s, sensor_msgs/Image of `image`)
+    camera_info: StampBuffer
+    depth: StampBuffer
+    pose: StampBuffer                     # geometry_msgs/PoseStamped (pose_source 'topic')
+    segments: StampBuffer
+    lookup_tf: Callable[[str, Any], np.ndarray] | None = None
+    """(frame_id, stamp msg) -> [4, 4] frame-to-map (pose_source 'tf'); raises on failure."""
+
+
+@dataclass
+class Outputs:
+    """The node's publishers (the worker publishes; it creates nothing)."""
+
+    segmentation: Any
+    segmentation_color: Any
+    clusters: Any
+    markers: Any
+    object: Any
+    status: Any
+
+
+class Worker:
+    def __init__(self, config: CGCConfig, settings: NodeSettings, inputs: Inputs,
+                 log: Callable[[str], None]):
+        self.config = config
+        self.settings = settings
+        self.inputs = inputs
+        self.outputs: Outputs | None = None
+        self.requests = RequestQueue(settings.service_queue_length)
+        self.counts: collections.Counter = collections.Counter()
+        self.latency = {name: collections.deque(maxlen=100)
+                        for name in ("wait_ms", "segmentation_ms", "cluster_ms")}
+        """Recent figures: an image's wait in the queue, image to its segmentation published,
+        one clustering."""
+        self.report = RateLimitedLog(log)
+        self.log = log
+        self.session = self._new_session()
+        self.table = None
+        self._clustered_version = -1
+        self._clustered_splats = None
+        self._cluster_due = 0.0
+        self._objects_due = 0.0
+        self._latest_frame_id = ""
+        self._generation = 0
+        """Bumped whenever the map is replaced or clustered on request: a background clustering
+        begun before is then dropped."""
+        self._clustering = None
+        """(generation, snapshot, table) of the last background clustering, until taken."""
+        self._clustering_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="cgc-worker", daemon=True)
+        self._clusterer = threading.Thread(target=self._cluster_loop, name="cgc-cluster",
+                                           daemon=True)
+        if cluster_objects is None:
+            log("cgc_core.objects is not available in this engine: no clusters, markers or "
+                "object ids (segmentation ids stay 0)")
+
+    # ------------------------------------------------------------------ life cycle
+
+    def _new_session(self, path: Path | None = None) -> LiveSession:
+        # With external segments the node's own mask source stays idle (issue: the external
+        # segmenter feeds every keyframe).
+        mask_source = None if self.settings.external_segments else make_mask_source(
+            self.config.segmenter)
+        if path is not None:
+            return LiveSession.load(path, config=self.config, device=self.config.train.device,
+                                    mask_source=mask_source)
+        return LiveSession(self.config, device=self.config.train.device,
+                           mask_source=mask_source)
+
+    def start(self, outputs: Outputs) -> None:
+        self.outputs = outputs
+        self.session.start()
+        self._thread.start()
+        if cluster_objects is not None:
+            self._clusterer.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.inputs.frames.wake()
+        for thread in (self._thread, self._clusterer):
+            if thread.is_alive():
+                thread.join(timeout=10)
+        self.session.stop()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._take_clustering()
+            self.requests.run_pending()
+            item = self.inputs.frames.get(timeout=0.02)
+            if item is not None:
+                self._process(*item)
+            if time.monotonic() >= self._objects_due:
+                self._objects_due = time.monotonic() + 1.0 / self.settings.publish_rate
+                self._guarded(self._publish_objects)
+                self._guarded(self._publish_status)
+
+    def _guarded(self, work: Callable[[], None]) -> None:
+        """Run `work`; an unexpected error is counted and logged, never the end of the worker."""
+        try:
+            work()
+        except Exception as error:  # keep publishing on the good frames around it
+            if self._stop.is_set() or not rclpy.ok():
+                return  # shutting down: publishers are gone
+            self.counts["internal_errors"] += 1
+            self.report(f"internal:{type(error).__name__}",
+                        f"{work.__name__} failed: {type(error).__name__}: {error}")
+
+    # ------------------------------------------------------------------ frames
+
+    def _process(self, arrival: float, image) -> None:
+        """One image: match, hand to the session, publish its segmentation. `arrival` is when
+        the callback received it (monotonic seconds), for the latency figures."""
+        self.counts["frames_taken"] += 1
+        self.latency["wait_ms"].append(1000 * (time.monotonic() - arrival))
+        try:
+            camera, rgb, depth, segments, keyframe = self._frame(image)
+            self.session.add_frame(camera, rgb, depth, segments,
+                                   stamp=cv.stamp_seconds(image.header), keyframe=keyframe)
+        except (cv.ConversionError, FrameSkipped, FrameRejected) as error:
+            reason = getattr(error, "reason", None) or str(error).split(":")[0]
+            self.counts["frames_rejected"] += 1
+            self.counts[f"rejected.{reason}"] += 1
+            self.report(f"frame:{reason}", f"frame at {cv.stamp_seconds(image.header):.3f} "
+                        f"refused: {error}")
+            return
+        self.counts["frames_accepted"] += 1
+        self._latest_frame_id = image.header.frame_id
+        self._guarded(lambda: self._publish_segmentation(image.header, camera))
+        self.latency["segmentation_ms"].append(1000 * (time.monotonic() - arrival))
+
+    def _frame(self, image):
+        """(camera, rgb, depth, segments, keyframe) of an image message and its companions."""
+        stamp = cv.stamp_seconds(image.header)
+        rgb = cv.image_to_rgb(image)
+        slop = self.settings.sync_slop
+        want_depth = len(self.inputs.depth) > 0  # a depth stream exists
+        deadline = time.monotonic() + max(slop, 0.2)
+        while True:
+            info = self.inputs.camera_info.nearest(stamp, slop)
+            depth = self.inputs.depth.nearest(stamp, slop) if want_depth else None
+            segments = self.inputs.segments.nearest(stamp, slop) \
+                if self.settings.external_segments else None
+            pose = None
+            if self.settings.pose_source == "topic":
+                pose = self.inputs.pose.nearest(stamp, slop)
+            complete = info is not None and (pose is not None
+                                             or self.settings.pose_source == "tf") \
+                and (depth is not None or not want_depth) \
+                and (segments is not None or not self.settings.external_segments)
+            if complete or time.monotonic() > deadline:
+                break
+            time.sleep(0.005)
+        if info is None:
+            raise FrameSkipped("camera_info", f"no camera_info within {slop:g} s of the image")
+        matrix = self._pose(image, pose)
+        if (info.width, info.height) != (image.width, image.height):
+            raise FrameSkipped("size", f"camera_info is {info.width}x{info.height}, the image "
+                               f"{image.width}x{image.height}")
+        camera = cv.camera_info_to_camera(info, matrix, name=f"{stamp:.6f}")
+        depth_m = cv.image_to_depth(depth) if depth is not None else None
+        ids = cv.image_to_segments(segments) if segments is not None else None
+        keyframe = None
+        if self.settings.external_segments and ids is None:
+            # No segments came: train on the frame's colour, but do not let it become a keyframe
+            # that would never get segments (the node's own mask source is idle).
+            self.counts["segments_missing"] += 1
+            keyframe = False
+        return camera, rgb, depth_m, ids, keyframe
+
+    def _pose(self, image, pose) -> np.ndarray:
+        if self.settings.pose_source == "tf":
+            try:
+                return self.inputs.lookup_tf(image.header.frame_id, image.header.stamp)
+            except Exception as error:  # tf2's lookup errors have no common base in Python
+                raise FrameSkipped("pose", f"no TF pose of '{image.header.frame_id}' in "
+                                   f"'{self.settings.map_frame}': {error}") from None
+        if pose is None:
+            raise FrameSkipped("pose", f"no pose within {self.settings.sync_slop:g} s of the "
+                               "image")
+        if pose.header.frame_id and pose.header.frame_id != self.settings.map_frame:
+            raise FrameSkipped("pose", f"pose is in '{pose.header.frame_id}', not in map_frame "
+                               f"'{self.settings.map_frame}'")
+        return cv.pose_to_matrix(pose.pose)
+
+    # ------------------------------------------------------------------ outputs
+
+    def _object_features(self):
+        """(object ids [K], mean features [K, D], colours [K, 3]) of the current table."""
+        objects = [] if self.table is None else self.table.objects
+        if not objects:
+            return np.zeros(0, np.int64), torch.zeros(0, 1), np.zeros((0, 3), np.uint8)
+        ids = np.array([o.id for o in objects], dtype=np.int64)
+        features = torch.tensor(np.stack([o.mean_feature for o in objects]).astype(np.float32))
+        colors = np.array([o.color for o in objects], dtype=np.uint8).reshape(-1, 3)
+        return ids, features, colors
+
+    def _segmentation(self, camera: Camera) -> np.ndarray:
+        """[H, W] object ids rendered from the model at `camera` (0: no object)."""
+        ids = np.zeros((camera.height, camera.width), dtype=np.int64)
+        snapshot = self.session.snapshot()
+        object_ids, features, _ = self._object_features()
+        if snapshot is None or len(object_ids) == 0:
+            return ids
+        feature_map = render_feature_map(snapshot.splats, camera, self.config.render)
+        index = label_map(feature_map, features, self.config.query.threshold).cpu().numpy()
+        return np.where(index >= 0, object_ids[np.maximum(index, 0)], 0)
+
+    def _publish_segmentation(self, header: Header, camera: Camera) -> None:
+        ids = self._segmentation(camera)
+        object_ids, _, colors = self._object_features()
+        palette = {int(i): c for i, c in zip(object_ids, colors)}
+        rgb = np.zeros((*ids.shape, 3), dtype=np.uint8)
+        for object_id, color in palette.items():  # a handful of objects: one pass each
+            rgb[ids == object_id] = color
+        self.outputs.segmentation.publish(cv.ids_to_image(ids, header))
+        self.outputs.segmentation_color.publish(cv.rgb_to_image(rgb, header))
+        self.counts["segmentation_published"] += 1
+
+    def _cluster_loop(self) -> None:
+        """Background thread: every `cluster_period`, cluster a snapshot of the model into
+        objects (seconds on a CPU, which the frames must not wait for) and leave the result
+        for the worker to take. It reads snapshots only; the worker alone swaps the table in."""
+        while not self._stop.wait(0.05):
+            if time.monotonic() < self._cluster_due:
+                continue
+            try:
+                generation, previous = self._generation, self.table
+                snapshot = self.session.snapshot()
+                if snapshot is None or snapshot.version == self._clustered_version:
+                    continue
+                table = self._cluster(snapshot, previous)
+                with self._clustering_lock:
+                    self._clustering = (generation, snapshot, table)
+            except Exception as error:  # counted and logged; the next period tries again
+                self.counts["internal_errors"] += 1
+                self.report(f"cluster:{type(error).__name__}", f"clustering failed: {error}")
+            self._cluster_due = time.monotonic() + self.settings.cluster_period
+
+    def _cluster(self, snapshot, previous):
+        started = time.monotonic()
+        table = cluster_objects(snapshot.splats, self.config.objects, previous=previous)
+        self.latency["cluster_ms"].append(1000 * (time.monotonic() - started))
+        return table
+
+    def _take_clustering(self) -> None:
+        """On the worker: swap in a finished background clustering, unless the map changed
+        since it began. Labels given meanwhile are kept (ids carry over, so by id)."""
+        with self._clustering_lock:
+            result, self._clustering = self._clustering, None
+        if result is None or result[0] != self._generation:
+            return
+        _, snapshot, table = result
+        if self.table is not None:
+            labels = {o.id: o.label for o in self.table.objects}
+            for obj in table.objects:
+                obj.label = labels.get(obj.id, obj.label)
+        self._use(snapshot, table)
+
+    def _use(self, snapshot, table) -> None:
+        self.table = table
+        self._clustered_version = snapshot.version
+        self._clustered_splats = snapshot.splats
+        self._objects_due = 0.0  # publish the new objects at once
+
+    def _recluster(self) -> None:
+        """On the worker, now: cluster the current model (a request asked, or the map was
+        saved or loaded). ids and labels carry over from the current table by overlap."""
+        snapshot = self.session.snapshot()
+        if snapshot is None or cluster_objects is None:
+            return
+        self._generation += 1  # a background clustering under way is now stale
+        if snapshot.version != self._clustered_version or self.table is None:
+            self._use(snapshot, self._cluster(snapshot, self.table))
+
+    def _map_header(self) -> Header:
+        header = Header(frame_id=self.settings.map_frame)
+        now = time.time()
+        header.stamp.sec, header.stamp.nanosec = int(now), int((now % 1) * 1e9)
+        return header
+
+    def _publish_objects(self) -> None:
+        if self.table is None or self.table.gaussian_object is None:
+            return
+        splats = self._clustered_splats
+        if splats is None:
+            return
+        header = self._map_header()
+        keep = most_opaque(splats["opacities"], self.settings.cluster_max_points).cpu().numpy()
+        owner = self.table.gaussian_object[keep]
+        colors = np.array([UNASSIGNED_RGB] * len(keep), dtype=np.uint8).reshape(-1, 3)
+        for obj in self.table.objects:
+            colors[owner == obj.id] = obj.color
+        points = splats["means"][keep].cpu().numpy()
+        self.outputs.clusters.publish(cv.points_to_cloud(points, colors, header))
+        infos = [self._object_msg(obj, header) for obj in self.table.objects]
+        self.outputs.markers.publish(cv.object_markers(infos, header))
+        self.counts["objects_published"] += 1
+
+    def _object_msg(self, obj, header: Header, score: float = 1.0) -> ObjectInfoMsg:
+        pose = np.eye(4)
+        pose[:3, :3] = obj.obb_rotation
+        pose[:3, 3] = obj.obb_center
+        msg = ObjectInfoMsg(header=header, id=int(obj.id), label=obj.label, score=float(score),
+                            point_count=int(obj.count), box_center=cv.matrix_to_pose(pose),
+                            color=cv.color_rgba(obj.color))
+        msg.centroid.x, msg.centroid.y, msg.centroid.z = (float(v) for v in obj.centroid)
+        msg.box_size.x, msg.box_size.y, msg.box_size.z = (float(v) for v in obj.obb_extent)
+        return msg
+
+    def _publish_status(self) -> None:
+        stats = self.session.stats()
+        status = dict(self.counts)
+        status.update({
+            "queue_length": len(self.inputs.frames), "queue_bound": self.settings.queue_length,
+            "queue_high_water": self.inputs.frames.high_water,
+            "frames_dropped": self.inputs.frames.dropped,
+            "requests_refused": self.requests.refused,
+            "requests_timed_out": self.requests.timed_out,
+            "session": {"frames_received": stats.frames_received,
+                        "frames_dropped": stats.frames_dropped,
+                        "frames_rejected": stats.frames_rejected, "keyframes": stats.keyframes,
+                        "segments_pending": stats.segments_pending,
+                        "num_gaussians": stats.num_gaussians, "step": stats.step,
+                        "iterations_per_second": round(stats.iterations_per_second, 2)},
+            "objects": 0 if self.table is None else len(self.table.objects),
+            "latency_ms": {name.removesuffix("_ms"): {
+                "last": round(values[-1], 1), "max": round(max(values), 1),
+                "median": round(float(np.median(values)), 1)}
+                for name, values in self.latency.items() if values},
+        })
+        self.outputs.status.publish(String(data=json.dumps(status, sort_keys=True)))
+
+    # ------------------------------------------------------------------ services (worker side)
+
+    def call(self, run: Callable[[], Any]) -> Any:
+        """Run a request on the worker thread (from a service callback), with the timeout."""
+        return self.requests.call(run, self.settings.service_timeout)
+
+    def _snapshot(self):
+        snapshot = self.session.snapshot()
+        if snapshot is None:
+            raise ServiceError("no map yet: no keyframe has been received")
+        return snapshot
+
+    def _threshold(self, value: float) -> float:
+        if not np.isfinite(value) or not 0.0 <= value <= 1.0:
+            raise ServiceError(f"threshold must lie in (0, 1] (0: the configured "
+                               f"{self.config.query.threshold:g}), got {value}")
+        return value if value > 0 else self.config.query.threshold
+
+    def _view(self, request, snapshot) -> tuple[Camera, Header]:
+        """The camera a request's mask is computed in, and that view's header."""
+        info, pose = request.camera_info, request.camera_pose
+        if request.image.height > 0 or info.width > 0:
+            if info.width == 0:
+                raise ServiceError("an image needs its camera_info and camera_pose")
+            if pose.header.frame_id and pose.header.frame_id != self.settings.map_frame:
+                raise ServiceError(f"camera_pose is in '{pose.header.frame_id}', not in "
+                                   f"map_frame '{self.settings.map_frame}'")
+            try:
+                camera = cv.camera_info_to_camera(info, cv.pose_to_matrix(pose.pose), "request")
+            except cv.ConversionError as error:
+                raise ServiceError(str(error)) from None
+            if request.image.height > 0 and (request.image.width, request.image.height) != (
+                    camera.width, camera.height):
+                raise ServiceError(f"image is {request.image.width}x{request.image.height}, "
+                                   f"camera_info {camera.width}x{camera.height}")
+            header = request.image.header if request.image.height > 0 else info.header
+            return camera, header
+        if not snapshot.keyframes:
+            raise ServiceError("no map yet: no keyframe has been received")
+        camera = snapshot.keyframes[-1]
+        # The keyframe's optical frame: the node's camera, as far as the node knows.
+        return camera, Header(frame_id=self._latest_frame_id, stamp=self._map_header().stamp)
+
+    def segment_object(self, request, response):
+        snapshot = self._snapshot()
+        threshold = self._threshold(request.threshold)
+        camera, header = self._view(request, snapshot)
+        feature_map = render_feature_map(snapshot.splats, camera, self.config.render)
+        if request.use_pixel:
+            if not (0 <= request.u < camera.width and 0 <= request.v < camera.height):
+                raise ServiceError(f"pixel ({request.u}, {request.v}) lies outside the "
+                                   f"{camera.width}x{camera.height} view")
+            feature = feature_at(feature_map, request.u, request.v)
+            if float(feature.norm()) < 0.5:
+                raise ServiceError(f"the model renders nothing at pixel ({request.u}, "
+                                   f"{request.v}) of this view")
+        else:
+            feature = self._text_feature(request.text)
+        mask = mask_from_feature(feature_map, feature, threshold).cpu().numpy()
+        selected = select_gaussians(snapshot.splats, feature, threshold).cpu().numpy()
+        splats = {k: v.detach().cpu().numpy() for k, v in snapshot.splats.items()
+                  if k in ("means", "features")}
+        summary = selection_summary(splats["means"], splats["features"], selected,
+                                    feature.cpu().numpy())
+        map_header = self._map_header()
+        obj = self._nearest_object(feature)
+        color = obj.color if obj is not None else (255, 255, 255)
+        points = splats["means"][selected]
+        cloud = cv.points_to_cloud(points, np.tile(np.array(color, np.uint8), (len(points), 1)),
+                                   map_header)
+        response.mask = cv.mask_to_image(mask, header)
+        response.points = cloud
+        info = ObjectInfoMsg(header=map_header, id=0 if obj is None else int(obj.id),
+                             label="" if obj is None else obj.label,
+                             score=float(summary["score"]), point_count=int(summary["count"]),
+                             color=cv.color_rgba(color))
+        lo, hi = summary["box_min"], summary["box_max"]
+        pose = np.eye(4)
+        pose[:3, 3] = (lo + hi) / 2  # the axis-aligned box's centre: a conversion of corners
+        info.box_center = cv.matrix_to_pose(pose)
+        info.centroid.x, info.centroid.y, info.centroid.z = (float(v)
+                                                             for v in summary["centroid"])
+        info.box_size.x, info.box_size.y, info.box_size.z = (float(v) for v in hi - lo)
+        response.object = info
+        response.score = float(summary["score"])
+        response.success = summary["count"] > 0
+        response.message = (f"{summary['count']} Gaussians, {int(mask.sum())} pixels at "
+                            f"threshold {threshold:g}" if response.success else
+                            "no Gaussian reaches the threshold")
+        self.outputs.object.publish(cloud)
+        return response
+
+    def _text_feature(self, text: str) -> torch.Tensor:
+        text = text.strip()
+        if not text:
+            raise ServiceError("empty text query (set use_pixel for a pixel prompt)")
+        if len(text) > MAX_TEXT:
+            raise ServiceError(f"text query longer than {MAX_TEXT} characters")
+        objects = [] if self.table is None else self.table.objects
+        matches = [o for o in objects if o.label and o.label.lower() == text.lower()]
+        if not matches:
+            labels = sorted({o.label for o in objects if o.label}) or ["none"]
+            raise ServiceError(f"no object is labelled '{text}' (labels: {', '.join(labels)})")
+        return torch.tensor(matches[0].mean_feature, dtype=torch.float32)
+
+    def _nearest_object(self, feature: torch.Tensor):
+        ids, features, _ = self._object_features()
+        if len(ids) == 0:
+            return None
+        unit = torch.nn.functional.normalize(features, dim=-1)
+        best = int(torch.argmax(unit @ torch.nn.functional.normalize(feature.cpu(), dim=0)))
+        return self.table.get(int(ids[best]))
+
+    def list_objects(self, request, response):
+        if request.recluster or self.table is None:
+            self._snapshot()
+            self._recluster()
+        header = self._map_header()
+        response.objects = [self._object_msg(o, header) for o in
+                            ([] if self.table is None else self.table.objects)]
+        response.success = True
+        response.message = f"{len(response.objects)} objects"
+        return response
+
+    def label_object(self, request, response):
+        if self.table is None:
+            raise ServiceError("no objects yet: call list_objects first or wait for the map")
+        if len(request.label) > MAX_TEXT:
+            raise ServiceError(f"label longer than {MAX_TEXT} characters")
+        try:
+            obj = self.table.get(int(request.id))
+        except ValueError as error:
+            raise ServiceError(str(error)) from None
+        obj.label = request.label.strip()
+        response.object = self._object_msg(obj, self._map_header())
+        response.success = True
+        response.message = f"object {obj.id} is now '{obj.label}'"
+        return response
+
+    def _map_path(self, name: str) -> Path:
+        """`name` inside the map directory; refuses anything that would leave it."""
+        if not name or len(name) > MAX_TEXT or "\0" in name:
+            raise ServiceError("map name must be 1 to 256 characters")
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise ServiceError(f"map name '{name}' must be relative, without '..'")
+        root = self.settings.map_directory
+        path = (root / name).resolve()
+        if not path.is_relative_to(root.resolve()):  # a symlink pointing out of the folder
+            raise ServiceError(f"map name '{name}' leads out of the map directory")
+        return path
+
+    def save_map(self, request, response):
+        path = self._map_path(request.name)
+        self._snapshot()
+        path.mkdir(parents=True, exist_ok=True)
+        # Model and objects of one moment: pause training, cluster the model as it is, save both.
+        self.session.stop()
+        try:
+            self._recluster()
+            self.session.save(path / SESSION_FILE)
+            if self.table is not None:
+                write_json(path / OBJECTS_FILE, self.table.to_json())
+        finally:
+            self.session.start()
+        response.success, response.path = True, str(path)
+        response.message = f"saved to {path}"
+        return response
+
+    def load_map(self, request, response):
+        path = self._map_path(request.name)
+        if not (path / SESSION_FILE).is_file():
+            raise ServiceError(f"no saved map '{request.name}' in {self.settings.map_directory}")
+        try:
+            session = self._new_session(path / SESSION_FILE)
+            table = None
+            if (path / OBJECTS_FILE).is_file() and cluster_objects is not None:
+                from cgc_core.objects.cluster import ObjectTable
+                table = ObjectTable.from_json(read_json(path / OBJECTS_FILE))
+        except (DataError, OSError, ValueError, KeyError, RuntimeError) as error:
+            raise ServiceError(f"cannot load '{request.name}': {error}; the current map is "
+                               "kept") from None
+        self.session.stop()
+        self.session = session
+        self.table = table
+        self._clustered_version = -1
+        self._clustered_splats = None
+        # Cluster the model exactly as saved, before training moves it: ids and labels carry
+        # over from the saved table (the same model overlaps it fully).
+        self._recluster()
+        self.session.start()
+        response.success, response.path = True, str(path)
+        response.message = f"loaded {path}"
+        return response
+
+    def reset(self, request, response):
+        self.session.reset()
+        self._generation += 1
+        self.table = None
+        self._clustered_version = -1
+        self._clustered_splats = None
+        response.success, response.message = True, "map cleared"
+        return response

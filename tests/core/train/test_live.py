@@ -1,0 +1,242 @@
+"""The live session on a real (tiny) synthetic scene: frames in one by one, a model out."""
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from cgc_core.config import CGCConfig, SegmenterConfig, apply_overrides
+from cgc_core.data import load_scene
+from cgc_core.io import DataError, read_label_png
+from cgc_core.segment import make_mask_source
+from cgc_core.train.live import LiveSession
+
+
+def live_config(**live):
+    return apply_overrides(CGCConfig(), {
+        "model": {"sh_degree": 1},
+        "loss": {"clustering_every": 5, "regularization_every": 0, "min_cluster_pixels": 20},
+        "train": {"iterations": 200, "max_resolution": 0, "densify_from": 10,
+                  "densify_every": 10, "opacity_reset_every": 0},
+        "live": {"grow_points": 300, **live},
+    })
+
+
+def frames(scene_dir, with_segments=True):
+    scene = load_scene(scene_dir)
+    for name in scene.train_names:
+        cam = scene.camera(name)
+        segments = read_label_png(scene_dir / "masks_inconsistent" / f"{name}.png") \
+            if with_segments else None
+        yield cam, scene.load_image(cam), scene.load_depth(cam), segments
+
+
+def project(cam, points):
+    w2c = cam.world_to_cam
+    p = points @ w2c[:3, :3].T + w2c[:3, 3]
+    return p[:, 0] / p[:, 2] * cam.fx + cam.cx, p[:, 1] / p[:, 2] * cam.fy + cam.cy, p[:, 2]
+
+
+def test_first_keyframe_seeds_gaussians_on_the_measured_depth(tiny_scene):
+    session = LiveSession(live_config(), device="cpu")
+    cam, image, depth, segments = next(frames(tiny_scene))
+    session.add_frame(cam, image, depth, segments)
+    assert session.snapshot() is None  # nothing happens until the training side takes the frame
+    session.process_frames()
+    snap = session.snapshot()
+    means = snap.splats["means"].double().numpy()
+    assert 0 < len(means) <= 300
+    u, v, z = project(cam, means)
+    rows, cols = np.floor(v).astype(int), np.floor(u).astype(int)
+    assert np.allclose(z, depth[rows, cols], rtol=1e-4)
+
+
+def test_without_depth_gaussians_go_on_the_prior_point_cloud(tiny_scene):
+    scene = load_scene(tiny_scene)
+    session = LiveSession(live_config(), device="cpu", prior_points=scene.points,
+                          prior_colors=scene.point_colors)
+    cam, image, _, segments = next(frames(tiny_scene))
+    session.add_frame(cam, image, None, segments)
+    session.process_frames()
+    means = session.snapshot().splats["means"].double().numpy()
+    distance = np.linalg.norm(means[:, None] - scene.points[None], axis=-1).min(axis=1)
+    assert distance.max() < 1e-5
+
+
+def test_without_depth_or_prior_gaussians_go_on_rays_at_the_configured_depth(tiny_scene):
+    session = LiveSession(live_config(default_depth=2.5), device="cpu")
+    cam, image, _, segments = next(frames(tiny_scene))
+    session.add_frame(cam, image, None, segments)
+    session.process_frames()
+    _, _, z = project(cam, session.snapshot().splats["means"].double().numpy())
+    assert np.allclose(z, 2.5, rtol=1e-4)
+
+
+def test_stream_trains_and_never_exceeds_the_gaussian_cap(tiny_scene):
+    config = apply_overrides(live_config(), {"model": {"max_gaussians": 500}})
+    session = LiveSession(config, device="cpu")
+    for frame in frames(tiny_scene):
+        session.add_frame(*frame)
+        for _ in range(5):
+            session.step()
+            assert session.stats().num_gaussians <= 500
+    stats = session.stats()
+    assert stats.keyframes >= 2 and stats.step == 5 * 8
+    assert all(r["iteration_at_keyframe"] <= stats.step for r in session.timeline)
+
+
+def test_full_keyframe_buffer_forgets_a_redundant_one_never_the_newest(tiny_scene):
+    session = LiveSession(live_config(max_keyframes=3), device="cpu")
+    names = []
+    for cam, image, depth, segments in frames(tiny_scene):
+        session.add_frame(cam, image, depth, segments, keyframe=True)
+        session.process_frames()
+        names.append(cam.name)
+        assert session.keyframes[-1].camera.name == cam.name
+    stats = session.stats()
+    assert stats.keyframes == 3 and stats.keyframes_evicted == len(names) - 3
+    assert len(session.trainer.views) == 3
+
+
+def test_queue_drops_the_oldest_frame_when_full(tiny_scene):
+    session = LiveSession(live_config(frame_queue=2), device="cpu")
+    all_frames = list(frames(tiny_scene))[:5]
+    for frame in all_frames:
+        session.add_frame(*frame, keyframe=True)
+    assert session.stats().frames_dropped == 3
+    session.process_frames()
+    assert [k.camera.name for k in session.keyframes] == [f[0].name for f in all_frames[3:]]
+
+
+def test_segments_from_the_mask_source_arrive_later_in_a_worker(tiny_scene):
+    source = make_mask_source(SegmenterConfig(kind="felzenszwalb"))
+    session = LiveSession(live_config(), device="cpu", mask_source=source)
+    session.start()
+    try:
+        for cam, image, depth, _ in frames(tiny_scene, with_segments=False):
+            session.add_frame(cam, image, depth, keyframe=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (
+                session.stats().keyframes < 8 or session.stats().segments_pending):
+            time.sleep(0.05)
+    finally:
+        session.stop()
+    assert session.stats().keyframes == 8 and session.stats().segments_pending == 0
+    for keyframe in session.keyframes:
+        assert keyframe.view.segments is not None and int(keyframe.view.segments.max()) > 1
+        record = keyframe.record
+        assert record["segments"] >= record["keyframe"] >= record["arrival"]
+
+
+def test_training_thread_keeps_add_frame_fast_and_readers_waiting_at_most_an_iteration(
+        tiny_scene):
+    session = LiveSession(live_config(), device="cpu")
+    all_frames = list(frames(tiny_scene))
+    session.add_frame(*all_frames[0])
+    session.start()
+    waits, add_times = [], []
+    try:
+        for frame in all_frames[1:] * 4:
+            start = time.perf_counter()
+            session.add_frame(*frame)
+            add_times.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            snap = session.snapshot()
+            waits.append(time.perf_counter() - start)
+            assert snap is None or len({v.shape[0] for v in snap.splats.values()}) == 1
+            time.sleep(0.02)
+        steps_before = session.stats().step
+        time.sleep(0.5)
+        assert session.stats().step > steps_before  # it trains in the background
+    finally:
+        session.stop()
+    # Iteration time on this model, measured the same way, bounds how long a reader may wait.
+    start = time.perf_counter()
+    for _ in range(5):
+        session.step()
+    iteration = (time.perf_counter() - start) / 5
+    assert float(np.median(add_times)) < 0.005
+    assert max(waits) < 3 * iteration + 0.05
+
+
+def test_snapshot_is_a_detached_copy_that_training_does_not_change(tiny_scene):
+    session = LiveSession(live_config(), device="cpu")
+    for frame in list(frames(tiny_scene))[:3]:
+        session.add_frame(*frame)
+    session.step()
+    snap = session.snapshot()
+    kept = {k: v.clone() for k, v in snap.splats.items()}
+    assert session.snapshot() is snap  # unchanged model, same snapshot
+    for _ in range(5):
+        session.step()
+    assert all(torch.equal(kept[k], snap.splats[k]) for k in kept)
+    assert session.snapshot().version > snap.version
+    assert not any(v.requires_grad for v in snap.splats.values())
+
+
+def test_save_and_load_give_the_same_session(tiny_scene, tmp_path):
+    session = LiveSession(live_config(), device="cpu")
+    for frame in list(frames(tiny_scene))[:4]:
+        session.add_frame(*frame)
+    for _ in range(15):
+        session.step()
+    session.save(tmp_path / "session.pt")
+    loaded = LiveSession.load(tmp_path / "session.pt", device="cpu")
+    a, b = session.snapshot(), loaded.snapshot()
+    assert a.step == b.step and [c.name for c in a.keyframes] == [c.name for c in b.keyframes]
+    assert all(torch.equal(a.splats[k], b.splats[k]) for k in a.splats)
+    for x, y in zip(session.keyframes, loaded.keyframes):
+        assert torch.equal(x.view.segments, y.view.segments)
+        assert np.allclose(x.camera.cam_to_world, y.camera.cam_to_world)
+    # Both continue identically: the optimiser, random state and schedule came back too.
+    for _ in range(3):
+        session.step()
+        loaded.step()
+    assert torch.equal(session.snapshot().splats["means"], loaded.snapshot().splats["means"])
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("code from a file ran",))
+
+
+def test_load_refuses_files_that_would_run_code(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"version": 1, "trainer": Payload()}, path)
+    with pytest.raises(DataError):
+        LiveSession.load(path, device="cpu")
+
+
+def test_load_refuses_a_truncated_file(tiny_scene, tmp_path):
+    session = LiveSession(live_config(), device="cpu")
+    session.add_frame(*next(frames(tiny_scene)))
+    session.step()
+    session.save(tmp_path / "s.pt")
+    data = (tmp_path / "s.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError):
+        LiveSession.load(tmp_path / "cut.pt", device="cpu")
+
+
+def test_snapshots_skip_the_model_just_after_an_opacity_reset(tiny_scene):
+    config = apply_overrides(live_config(reset_hold_iterations=4),
+                             {"train": {"opacity_reset_every": 6, "scale_schedule": False}})
+    session = LiveSession(config, device="cpu")
+    session.add_frame(*next(frames(tiny_scene)))
+    ceiling = float(torch.sigmoid(torch.tensor(
+        np.log(2 * 0.005 / (1 - 2 * 0.005)))))  # where a reset clamps opacities
+    for _ in range(5):
+        session.step()
+    before = session.snapshot()
+    session.step()  # step 6 resets the model's opacities
+    model = torch.sigmoid(session.trainer.splats["opacities"].detach())
+    assert float(model.max()) <= ceiling + 1e-6
+    held = session.snapshot()
+    assert float(torch.sigmoid(held.splats["opacities"]).max()) > 2 * ceiling
+    assert held.step == 6 and held.version > before.version
+    for _ in range(3):
+        session.step()
+        assert session.snapshot() is held
+    session.step()  # step 10 = 6 + 4: the held copy is released
+    assert session.snapshot() is not held and session.snapshot().step == 10

@@ -1,0 +1,373 @@
+"""Drive a running cgc node from another process, as a robot and a user would.
+
+    drive_node.py NAMESPACE SCENE stream --map NAME   play SCENE's training views as Image +
+        CameraInfo + depth + PoseStamped + segments (exact instance ids), wait for training,
+        record the outputs, segment objects by pixel prompt, label one, query it by text, save
+    drive_node.py NAMESPACE SCENE reload --map NAME   load the saved map and list the objects
+    drive_node.py NAMESPACE SCENE bad                 one bad message of each kind between good
+        frames; report the node's counters
+
+Prints one JSON object with what it saw. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from geometry_msgs.msg import PoseStamped
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Header, String
+from std_srvs.srv import Trigger
+from visualization_msgs.msg import MarkerArray
+
+from cgc_core.data.load import load_scene
+from cgc_core.io import read_json, read_label_png
+from cgc_ros import conversions as cv
+from cgc_ros.srv import LabelObject, ListObjects, LoadMap, SaveMap, SegmentObject
+
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+OPTICAL_FRAME = "camera_optical"
+
+
+class Driver:
+    def __init__(self, namespace: str, scene_dir: Path):
+        self.node = rclpy.create_node("cgc_driver", namespace=namespace)
+        self.scene_dir = scene_dir
+        self.scene = load_scene(scene_dir)
+        node = self.node
+        self.pub = {name: node.create_publisher(kind, name, qos_profile_sensor_data)
+                    for name, kind in (("image", Image), ("camera_info", CameraInfo),
+                                       ("depth", Image), ("pose", PoseStamped),
+                                       ("segments", Image))}
+        self.segmentation: list[dict] = []
+        self.segment_maps: dict[float, np.ndarray] = {}
+        self.colors: list[dict] = []
+        self.clusters: PointCloud2 | None = None
+        self.markers: MarkerArray | None = None
+        self.status: dict = {}
+        node.create_subscription(Image, "cgc/segmentation", self._on_segmentation, 50)
+        node.create_subscription(Image, "cgc/segmentation/color", self._on_color, 50)
+        node.create_subscription(PointCloud2, "cgc/clusters",
+                                 lambda m: setattr(self, "clusters", m), LATCHED)
+        node.create_subscription(MarkerArray, "cgc/objects/markers",
+                                 lambda m: setattr(self, "markers", m), LATCHED)
+        node.create_subscription(String, "cgc/status",
+                                 lambda m: setattr(self, "status", json.loads(m.data)), LATCHED)
+        self.clients = {name: node.create_client(kind, f"cgc/{name}") for name, kind in (
+            ("segment_object", SegmentObject), ("list_objects", ListObjects),
+            ("label_object", LabelObject), ("save_map", SaveMap), ("load_map", LoadMap),
+            ("reset", Trigger))}
+
+    def _on_segmentation(self, msg: Image) -> None:
+        ids = cv.image_to_segments(msg)
+        self.segment_maps[cv.stamp_seconds(msg.header)] = ids
+        self.segmentation.append({"stamp": cv.stamp_seconds(msg.header),
+                                  "frame_id": msg.header.frame_id, "encoding": msg.encoding,
+                                  "size": [msg.width, msg.height], "ids": sorted(
+                                      int(i) for i in np.unique(ids))})
+
+    def _on_color(self, msg: Image) -> None:
+        self.colors.append({"stamp": cv.stamp_seconds(msg.header), "encoding": msg.encoding,
+                            "size": [msg.width, msg.height]})
+
+    def spin(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            rclpy.spin_once(self.node, timeout_sec=min(0.05, max(0.0, end - time.monotonic())))
+
+    def wait_for(self, predicate, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if predicate():
+                return True
+            rclpy.spin_once(self.node, timeout_sec=0.05)
+        return predicate()
+
+    def wait_for_node(self) -> None:
+        """Until every input of the node is matched (a frame sent before that may be lost)."""
+        self.wait_for(lambda: all(p.get_subscription_count() > 0 for p in self.pub.values()),
+                      20.0)
+        self.spin(0.5)
+
+    def call(self, name: str, request, timeout: float = 60.0):
+        client = self.clients[name]
+        if not client.wait_for_service(timeout_sec=20.0):
+            raise RuntimeError(f"service {name} did not appear")
+        future = client.call_async(request)
+        rclpy.spin_until_future_complete(self.node, future, timeout_sec=timeout)
+        if not future.done():
+            raise RuntimeError(f"{name} did not answer within {timeout} s")
+        return future.result()
+
+    # ------------------------------------------------------------------ frames
+
+    def header(self, stamp: float, frame_id: str = OPTICAL_FRAME) -> Header:
+        header = Header(frame_id=frame_id)
+        header.stamp.sec, header.stamp.nanosec = int(stamp), int(round((stamp % 1) * 1e9))
+        return header
+
+    def camera_msgs(self, camera, stamp: float) -> tuple[CameraInfo, PoseStamped]:
+        info = cv.camera_to_camera_info(camera, self.header(stamp))
+        pose = PoseStamped(header=self.header(stamp, "map"),
+                           pose=cv.matrix_to_pose(camera.cam_to_world))
+        return info, pose
+
+    def publish_frame(self, camera, stamp: float) -> None:
+        header = self.header(stamp)
+        info, pose = self.camera_msgs(camera, stamp)
+        depth_mm = np.round(self.scene.load_depth(camera) * 1000).astype(np.uint16)
+        depth = Image(header=header, height=depth_mm.shape[0], width=depth_mm.shape[1],
+                      encoding="16UC1", step=2 * depth_mm.shape[1])
+        depth.data = cv._byte_array(depth_mm.astype("<u2"))
+        instances = read_label_png(self.scene_dir / "instances" / f"{camera.name}.png")
+        # Companions first, the image last: the node matches on the image's arrival.
+        self.pub["camera_info"].publish(info)
+        self.pub["pose"].publish(pose)
+        self.pub["depth"].publish(depth)
+        self.pub["segments"].publish(cv.ids_to_image(instances, header))
+        self.pub["image"].publish(cv.rgb_to_image(self.scene.load_image(camera), header))
+
+
+def truth(scene_dir: Path, frame: str, name: str) -> tuple[np.ndarray, list | None]:
+    """(ground-truth mask of object `name` in `frame`, its true axis-aligned box or None)."""
+    ids = {v: int(k) for k, v in read_json(scene_dir / "objects.json").items()}
+    mask = read_label_png(scene_dir / "instances" / f"{frame}.png") == ids[name]
+    record = next((o for o in read_json(scene_dir / "synth.json")["objects"]
+                   if o.get("name") == name), {})
+    return mask, record.get("aabb")
+
+
+def segmentation_iou(scene_dir: Path, frame: str, ids: np.ndarray) -> dict[str, float]:
+    """Per object of `frame`: IoU of its true mask with the segmentation id most of it got."""
+    names = read_json(scene_dir / "objects.json")
+    instances = read_label_png(scene_dir / "instances" / f"{frame}.png")
+    out = {}
+    for key, name in names.items():
+        truth_mask = instances == int(key)
+        if int(key) < 3 or truth_mask.sum() < 50:  # background, floor, table; tiny slivers
+            continue
+        values, counts = np.unique(ids[truth_mask], return_counts=True)
+        best = values[np.argmax(counts)]
+        mask = ids == best if best else np.zeros_like(truth_mask)
+        out[name] = float((mask & truth_mask).sum() / (mask | truth_mask).sum())
+    return out
+
+
+def stream(driver: Driver, args) -> dict:
+    cameras = driver.scene.train_cameras
+    start = 1000.0
+    driver.wait_for_node()
+    for i, camera in enumerate(cameras[:args.frames]):
+        driver.publish_frame(camera, start + i * 0.5)
+        driver.spin(1.0 / args.rate)
+    streamed = [start + i * 0.5 for i in range(min(args.frames, len(cameras)))]
+    driver.wait_for(lambda: driver.status.get("session", {}).get("step", 0) >= args.steps,
+                    args.train_timeout)
+    trained = dict(driver.status)
+    # Fresh objects after training (re-cluster), and the latched outputs.
+    listed = driver.call("list_objects", ListObjects.Request(recluster=True))
+    driver.wait_for(lambda: driver.markers is not None and driver.clusters is not None, 10.0)
+
+    # Frames after training: their ~/segmentation must show the objects.
+    probe_start, probes = start + 100.0, cameras[:2]
+    for i, camera in enumerate(probes):
+        driver.publish_frame(camera, probe_start + i * 0.5)
+        driver.spin(1.0)
+    driver.wait_for(lambda: sum(t >= probe_start for t in driver.segment_maps) >= len(probes),
+                    20.0)
+    probe_iou = [segmentation_iou(args.scene, camera.name, driver.segment_maps[t])
+                 for camera, t in zip(probes, (probe_start + 0.5 * i for i in range(2)))
+                 if t in driver.segment_maps]
+
+    prompts = read_json(args.scene / "prompts.json")
+    train_names = {c.name for c in cameras[:args.frames]}
+    results = []
+    for prompt in prompts:
+        if prompt["frame"] not in train_names:
+            continue
+        camera = driver.scene.camera(prompt["frame"])
+        info, pose = driver.camera_msgs(camera, 0.0)
+        request = SegmentObject.Request(use_pixel=True, u=int(prompt["point"][0]),
+                                        v=int(prompt["point"][1]), camera_info=info,
+                                        camera_pose=pose)
+        started = time.monotonic()
+        response = driver.call("segment_object", request)
+        elapsed = time.monotonic() - started
+        mask_true, box = truth(args.scene, prompt["frame"], prompt["id"])
+        entry = {"object": prompt["id"], "success": response.success,
+                 "message": response.message, "seconds": round(elapsed, 3),
+                 "id": response.object.id, "score": response.score}
+        if response.success:
+            mask = cv.image_to_segments(response.mask) > 0
+            union = (mask | mask_true).sum()
+            entry["iou"] = float((mask & mask_true).sum() / union) if union else 0.0
+            entry["mask_size"] = [response.mask.width, response.mask.height]
+            points, _ = cv.cloud_to_points(response.points)
+            entry["points"] = len(points)
+            if box is not None and len(points):
+                lo, hi = np.array(box[0]) - 0.02, np.array(box[1]) + 0.02
+                entry["inside_box"] = float(((points >= lo) & (points <= hi)).all(1).mean())
+        results.append(entry)
+
+    # Label the best-segmented object, then find it by text.
+    best = max((r for r in results if r.get("iou")), key=lambda r: r["iou"], default=None)
+    text = {}
+    if best is not None and best["id"]:
+        label = driver.call("label_object", LabelObject.Request(id=best["id"],
+                                                                label=f"my {best['object']}"))
+        found = driver.call("segment_object", SegmentObject.Request(text=f"my {best['object']}"))
+        missing = driver.call("segment_object", SegmentObject.Request(text="unicorn"))
+        text = {"label_success": label.success, "label_message": label.message,
+                "labelled_id": best["id"], "found_success": found.success,
+                "found_id": found.object.id, "found_message": found.message,
+                "missing_success": missing.success, "missing_message": missing.message}
+    bad = driver.call("segment_object", SegmentObject.Request(use_pixel=True, u=-5, v=3))
+    escape = driver.call("save_map", SaveMap.Request(name="../outside"))
+    saved = driver.call("save_map", SaveMap.Request(name=args.map))
+    after = driver.call("list_objects", ListObjects.Request(recluster=False))
+    return {
+        "streamed": streamed, "probe_iou": probe_iou, "status": trained,
+        "final_status": driver.status,
+        "segmentation": driver.segmentation, "colors": driver.colors,
+        "clusters": None if driver.clusters is None else {
+            "frame_id": driver.clusters.header.frame_id, "width": driver.clusters.width,
+            "fields": [f.name for f in driver.clusters.fields]},
+        "markers": None if driver.markers is None else [
+            (m.action, m.type, m.id, m.text) for m in driver.markers.markers],
+        "listed": {"success": listed.success, "count": len(listed.objects)},
+        "prompts": results, "text": text,
+        "bad_pixel": {"success": bad.success, "message": bad.message},
+        "escape": {"success": escape.success, "message": escape.message},
+        "saved": {"success": saved.success, "message": saved.message, "path": saved.path},
+        "objects": objects_of(after),
+    }
+
+
+def bad_input(driver: Driver, args) -> dict:
+    """Good frames around one bad message of each kind; returns the node's status after."""
+    camera = driver.scene.train_cameras[0]
+    driver.wait_for_node()
+    stamp = [2000.0]
+
+    def frame(change=None, skip=()):
+        """Publish the good frame at the next stamp, with `change(messages)` applied."""
+        stamp[0] += 1.0
+        header = driver.header(stamp[0])
+        info, pose = driver.camera_msgs(camera, stamp[0])
+        depth = cv.ids_to_image(np.round(driver.scene.load_depth(camera) * 1000)
+                                .astype(np.int64), header)
+        depth.encoding = "16UC1"
+        segments = cv.ids_to_image(read_label_png(
+            driver.scene_dir / "instances" / f"{camera.name}.png"), header)
+        image = cv.rgb_to_image(driver.scene.load_image(camera), header)
+        messages = {"camera_info": info, "pose": pose, "depth": depth, "segments": segments,
+                    "image": image}
+        if change is not None:
+            change(messages)
+        for name in ("camera_info", "pose", "depth", "segments", "image"):
+            if name not in skip:
+                driver.pub[name].publish(messages[name])
+        driver.spin(0.6)
+
+    def set_(name, **fields):
+        def change(messages):
+            for key, value in fields.items():
+                target = messages[name]
+                *path, last = key.split("__")
+                for part in path:
+                    target = getattr(target, part)
+                setattr(target, last, value)
+        return change
+
+    def negative_depth(messages):
+        metres = np.full((camera.height, camera.width), 1.0, np.float32)
+        metres[3, 4] = -2.0
+        messages["depth"] = Image(header=messages["image"].header, height=camera.height,
+                                  width=camera.width, encoding="32FC1", step=4 * camera.width)
+        messages["depth"].data = cv._byte_array(metres.astype("<f4"))
+
+    def small_segments(messages):
+        messages["segments"] = cv.ids_to_image(np.ones((10, 10), np.int64),
+                                               messages["image"].header)
+
+    frame()  # good
+    kinds = {
+        "encoding": set_("image", encoding="yuv422"),
+        "short data": set_("image", data=cv._byte_array(np.zeros(10, np.uint8))),
+        "zero focal length": set_("camera_info", k=[0.0] * 9),
+        "camera_info size": set_("camera_info", width=camera.width + 8),
+        "NaN pose": set_("pose", pose__position__x=float("nan")),
+        "non-unit quaternion": set_("pose", pose__orientation__w=2.0),
+        "pose in another frame": set_("pose", header__frame_id="odom"),
+        "huge translation": set_("pose", pose__position__x=1e9),
+        "negative depth": negative_depth,
+        "segments size": small_segments,
+    }
+    for change in kinds.values():
+        frame(change)
+    frame(skip=("pose",))  # a pose that never came
+    frame()  # good again
+    good_stamp = stamp[0]
+    driver.wait_for(lambda: any(s["stamp"] == good_stamp for s in driver.segmentation), 20.0)
+    driver.wait_for(lambda: driver.status.get("frames_taken", 0) >= len(kinds) + 3, 10.0)
+    driver.spin(1.0)  # the next status
+    listed = driver.call("list_objects", ListObjects.Request(recluster=False))
+    return {"kinds": list(kinds), "status": driver.status,
+            "segmented": [s["stamp"] for s in driver.segmentation],
+            "good": [2001.0, good_stamp],
+            "listed": {"success": listed.success, "message": listed.message}}
+
+
+def objects_of(response) -> list[dict]:
+    return [{"id": o.id, "label": o.label, "centroid": [o.centroid.x, o.centroid.y,
+                                                        o.centroid.z]}
+            for o in response.objects]
+
+
+def reload(driver: Driver, args) -> dict:
+    before = driver.call("list_objects", ListObjects.Request(recluster=False))
+    loaded = driver.call("load_map", LoadMap.Request(name=args.map))
+    missing = driver.call("load_map", LoadMap.Request(name="no_such_map"))
+    listed = driver.call("list_objects", ListObjects.Request(recluster=False))
+    reset = driver.call("reset", Trigger.Request())
+    after = driver.call("list_objects", ListObjects.Request(recluster=False))
+    return {"reset": {"success": reset.success, "message": reset.message},
+            "after_reset": {"success": after.success, "message": after.message},
+            "before": {"success": before.success, "message": before.message},
+            "loaded": {"success": loaded.success, "message": loaded.message},
+            "missing": {"success": missing.success, "message": missing.message},
+            "objects": objects_of(listed)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("namespace")
+    parser.add_argument("scene", type=Path)
+    parser.add_argument("mode", choices=("stream", "reload", "bad"))
+    parser.add_argument("--map", default="test_map")
+    parser.add_argument("--frames", type=int, default=12)
+    parser.add_argument("--rate", type=float, default=4.0)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--train-timeout", type=float, default=60.0)
+    args = parser.parse_args()
+    rclpy.init()
+    driver = Driver(args.namespace, args.scene)
+    try:
+        result = {"stream": stream, "reload": reload, "bad": bad_input}[args.mode](driver, args)
+    finally:
+        driver.node.destroy_node()
+        rclpy.try_shutdown()
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""The cgc node end to end, with real ROS 2: the node in one process (`python -m cgc_ros.node`),
+a driver in another (drive_node.py) that streams a built-in scene as Image + CameraInfo + depth +
+PoseStamped + segments, reads the outputs and calls the services.
+
+The scene is small (160x120, 12 frames) and training short (300 iterations) so that the whole
+file runs in about a minute and a half on 2 cores.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+HERE = Path(__file__).resolve().parent
+
+FRAMES = 12
+PROBES = 2
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """SIGINT the process group, SIGKILL it after 10 s; close its pipe."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+    proc.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory) -> Path:
+    from cgc_core.data.synth import make_synthetic_scene
+
+    return make_synthetic_scene(tmp_path_factory.mktemp("scene"), seed=0, width=160,
+                                height=120, n_train=FRAMES, n_test=2)
+
+
+def start_node(ros_python, ros_env, namespace: str, *params: str,
+               timeout: float = 60.0) -> subprocess.Popen:
+    """`python -m cgc_ros.node` in `namespace`, logging plain messages to stdout; returns once
+    it logged that it is ready."""
+    env = dict(ros_env, RCUTILS_LOGGING_USE_STDOUT="1", RCUTILS_CONSOLE_OUTPUT_FORMAT="{message}")
+    args = [ros_python, "-m", "cgc_ros.node", "--ros-args", "-r", f"__ns:={namespace}"]
+    for param in params:
+        args += ["-p", param]
+    proc = subprocess.Popen(args, cwd=HERE, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    lines = []
+    while proc.poll() is None and time.monotonic() < deadline:
+        if select.select([proc.stdout], [], [], 0.2)[0]:
+            lines.append(proc.stdout.readline())
+            if lines[-1].startswith("cgc ready"):
+                return proc
+    stop_process(proc)
+    pytest.fail(f"the node did not start:\n{''.join(lines)}", pytrace=False)
+
+
+@pytest.fixture
+def nodes(ros_python, ros_env):
+    started = []
+
+    def start(*args, **kwargs):
+        started.append(start_node(ros_python, ros_env, *args, **kwargs))
+        return started[-1]
+
+    yield start
+    for proc in started:
+        stop_process(proc)
+
+
+def test_refused_parameters_stop_the_node_naming_the_key(ros_python, ros_env):
+    done = subprocess.run([ros_python, "-m", "cgc_ros.node", "--ros-args", "-p",
+                           "queue_length:=0"], cwd=HERE, env=ros_env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2
+    assert "parameter 'queue_length'" in done.stderr
+
+
+def test_stream_segment_label_save_and_load(nodes, run_script, scene, tmp_path,
+                                            ros_namespace):
+    maps = tmp_path / "maps"
+    common = ("pose_source:=topic", "external_segments:=true", f"map_directory:={maps}",
+              "publish_rate:=2.0")
+    first = nodes(ros_namespace, *common)
+    out = run_script("drive_node.py", ros_namespace, str(scene), "stream", "--frames",
+                     str(FRAMES), "--rate", "2", "--steps", "300", "--train-timeout", "120",
+                     "--map", "kitchen", timeout=240)
+    status = out["final_status"]
+
+    # Inputs: bounded queue, every frame accounted for; a segmentation for every frame taken.
+    assert status["queue_high_water"] <= status["queue_bound"]
+    assert status["frames_taken"] + status["frames_dropped"] == FRAMES + PROBES
+    assert status["frames_accepted"] == status["frames_taken"] >= 3
+    assert status["session"]["keyframes"] >= 3
+    segmentation = out["segmentation"]
+    assert len(segmentation) == status["segmentation_published"] == status["frames_accepted"]
+    sent = set(out["streamed"]) | {1100.0, 1100.5}
+    for seg in segmentation:
+        assert seg["stamp"] in sent  # the source image's stamp ...
+        assert seg["frame_id"] == "camera_optical"  # ... and frame
+        assert seg["encoding"] == "mono16" and seg["size"] == [160, 120]
+    assert [c["stamp"] for c in out["colors"]] == [s["stamp"] for s in segmentation]
+    assert {c["encoding"] for c in out["colors"]} == {"rgb8"}
+
+    # Frames sent after training are segmented into the scene's objects.
+    assert len(out["probe_iou"]) == PROBES
+    for probe in out["probe_iou"]:
+        assert len(probe) >= 5, probe
+        assert np.mean(list(probe.values())) >= 0.7, (probe, status)
+        assert min(probe.values()) >= 0.5, (probe, status)
+
+    # Object outputs: the Gaussians coloured by object, and a box and label per object.
+    assert out["clusters"]["frame_id"] == "map"
+    assert out["clusters"]["fields"] == ["x", "y", "z", "rgb"]
+    assert out["clusters"]["width"] > 1000
+    markers = out["markers"]
+    assert markers[0][0] == 3  # DELETEALL
+    assert [m[1] for m in markers[1:]] == [1, 9] * ((len(markers) - 1) // 2)  # CUBE, TEXT
+    assert len(markers) >= 1 + 2 * 6 and out["listed"]["count"] >= 6  # 6 objects + background
+
+    # segment_object by pixel, on a given pose + CameraInfo: the true object, in 2D and 3D.
+    prompts = out["prompts"]
+    assert len(prompts) >= 3
+    for prompt in prompts:
+        assert prompt["success"], prompt
+        assert prompt["mask_size"] == [160, 120]
+        assert prompt["iou"] >= 0.7, prompt
+        assert prompt["inside_box"] >= 0.7, prompt
+        assert prompt["id"] > 0
+    assert np.mean([p["iou"] for p in prompts]) >= 0.8
+    assert len({p["id"] for p in prompts}) == len(prompts)  # one object each
+
+    # A label, then a text query for it: the same object.
+    text = out["text"]
+    assert text["label_success"] and text["found_success"], text
+    assert text["found_id"] == text["labelled_id"]
+    assert not text["missing_success"] and "unicorn" in text["missing_message"]
+    # Invalid requests answer success=false with a reason; the node keeps running.
+    assert not out["bad_pixel"]["success"] and "outside" in out["bad_pixel"]["message"]
+    assert not out["escape"]["success"] and ".." in out["escape"]["message"]
+    assert not (maps.parent / "outside").exists()
+    assert out["saved"]["success"] and out["saved"]["path"] == str(maps / "kitchen")
+
+    # Ctrl-C ends the node cleanly.
+    os.killpg(first.pid, signal.SIGINT)
+    assert first.wait(timeout=20) == 0
+
+    # A fresh node loads the map and has the same objects, labels included.
+    second_ns = ros_namespace + "_b"
+    nodes(second_ns, *common)
+    loaded = run_script("drive_node.py", second_ns, str(scene), "reload", "--map", "kitchen",
+                        timeout=120)
+    assert not loaded["before"]["success"] and "no map yet" in loaded["before"]["message"]
+    assert loaded["loaded"]["success"], loaded["loaded"]
+    assert not loaded["missing"]["success"] and "no_such_map" in loaded["missing"]["message"]
+    saved = {o["id"]: o["label"] for o in out["objects"]}
+    again = {o["id"]: o["label"] for o in loaded["objects"]}
+    assert again == saved
+    assert f"my {next(p['object'] for p in prompts if p['id'] == text['labelled_id'])}" in \
+        again.values()
+    # Reset forgets the map.
+    assert loaded["reset"]["success"]
+    assert not loaded["after_reset"]["success"]
+    assert "no map yet" in loaded["after_reset"]["message"]
+
+
+
+def test_bad_messages_are_counted_by_reason_and_the_good_ones_still_served(
+        nodes, run_script, scene, tmp_path, ros_namespace):
+    node = nodes(ros_namespace, "pose_source:=topic", "external_segments:=true",
+                 f"map_directory:={tmp_path}", "publish_rate:=2.0",
+                 "queue_length:=16")  # this test counts refusals: no frame may be dropped
+    out = run_script("drive_node.py", ros_namespace, str(scene), "bad", timeout=120)
+    status = out["status"]
+    # encoding, short data | fx = 0 | camera_info size | NaN, non-unit quaternion, other frame,
+    # 1e9 m, no pose at all | negative depth | segments size
+    expected = {"image": 2, "camera_info": 1, "size": 1, "pose": 5, "depth": 1, "segments": 1}
+    assert {k.removeprefix("rejected."): v for k, v in status.items()
+            if k.startswith("rejected.")} == expected, status
+    assert status["frames_rejected"] == sum(expected.values())
+    assert status["frames_accepted"] == 2
+    assert sorted(out["segmented"]) == out["good"]  # the good frames around them, segmented
+    assert out["listed"]["success"]  # still serving
+    os.killpg(node.pid, signal.SIGINT)
+    assert node.wait(timeout=20) == 0
+    log = node.stdout.read()
+    # One line per kind of problem (rate-limited per reason), saying what was wrong.
+    assert "unsupported encoding 'yuv422'" in log
+    assert "focal lengths must be finite and > 0" in log
+    assert "camera_info is 168x120, the image 160x120" in log
+    assert "depth: negative values" in log
