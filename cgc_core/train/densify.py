@@ -157,16 +157,17 @@ class Densifier:
         return {"cloned": int(clone.sum()), "split": n_split, "pruned": int(prune.sum())}
 
     @torch.no_grad()
-    def enforce_cap(self, splats, optimizers) -> int:
-        """Prune the least opaque Gaussians until at most `max_gaussians` remain; returns how many
-        were pruned (growth may overshoot the cap, densification never does)."""
+    def make_room(self, splats, optimizers, count: int) -> int:
+        """Prune the least opaque Gaussians so that `count` more fit under `max_gaussians`;
+        returns how many more fit (fewer than `count` only when the cap itself is smaller)."""
         n = splats["means"].shape[0]
-        if n <= self.max_gaussians:
-            return 0
-        keep = torch.zeros(n, dtype=torch.bool, device=splats["means"].device)
-        keep[torch.topk(splats["opacities"].detach(), self.max_gaussians).indices] = True
-        remove_gaussians(splats, optimizers, keep)
-        return n - self.max_gaussians
+        count = min(count, self.max_gaussians)
+        keep_count = min(n, self.max_gaussians - count)
+        if keep_count < n:
+            keep = torch.zeros(n, dtype=torch.bool, device=splats["means"].device)
+            keep[torch.topk(splats["opacities"].detach(), keep_count).indices] = True
+            remove_gaussians(splats, optimizers, keep)
+        return count
 
     @torch.no_grad()
     def _reset_opacity(self, splats, optimizers) -> None:

@@ -491,8 +491,10 @@ class LiveSession:
         if rows is None:
             return
         trainer = self.trainer
-        append_gaussians(trainer.splats, trainer.optimizers, rows)
-        trainer.densifier.enforce_cap(trainer.splats, trainer.optimizers)
+        # The cap is never exceeded, not even for a moment: the least opaque go first.
+        fit = trainer.densifier.make_room(trainer.splats, trainer.optimizers,
+                                          len(rows["means"]))
+        append_gaussians(trainer.splats, trainer.optimizers, {k: v[:fit] for k, v in rows.items()})
         trainer.densifier.state.reset(trainer.splats["means"].shape[0], self.device)
 
     def _create_trainer_from_frame(self, view: TrainingView, depth) -> None:
@@ -506,7 +508,7 @@ class LiveSession:
                                favour_newest=self.iterations is None)
         self.trainer.lock = self.lock
         self.trainer.before_opacity_reset = self._hold_snapshot
-        self.trainer.densifier.enforce_cap(self.trainer.splats, self.trainer.optimizers)
+        self.trainer.densifier.make_room(self.trainer.splats, self.trainer.optimizers, 0)
 
     # ------------------------------------------------------------------ segmentation worker
 

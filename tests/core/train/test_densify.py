@@ -82,3 +82,19 @@ def test_prune_removes_transparent_and_opacity_reset_clamps():
     assert report["pruned"] == 2 and splats["means"].shape[0] == 3
     densifier.step(2, splats, optimizers)
     assert torch.all(torch.sigmoid(splats["opacities"]) <= 2 * train.prune_opacity + 1e-6)
+
+
+def test_make_room_prunes_the_least_opaque_to_fit_new_gaussians_under_the_cap():
+    splats = make_splats(n=10)
+    with torch.no_grad():
+        splats["opacities"][:] = torch.arange(10, dtype=torch.float32)  # 0 least opaque
+        splats["features"][:] = torch.arange(10, dtype=torch.float32)[:, None]
+    densifier = Densifier(TrainConfig(), ModelConfig(max_gaussians=12), 1.0,
+                          torch.Generator().manual_seed(0))
+    assert densifier.make_room(splats, _optimizers(splats), 2) == 2
+    assert splats["means"].shape[0] == 10  # room enough: nothing pruned
+    assert densifier.make_room(splats, _optimizers(splats), 5) == 5
+    kept = sorted(splats["features"][:, 0].tolist())
+    assert kept == [3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]  # the 3 least opaque went
+    assert densifier.make_room(splats, _optimizers(splats), 50) == 12  # never past the cap
+    assert splats["means"].shape[0] == 0
