@@ -165,7 +165,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=2.0, help="frames per second")
     p.add_argument("--iterations", type=int, default=2000,
                    help="train until the node has run this many iterations")
-    p.add_argument("--eval-every", type=float, default=30.0,
+    p.add_argument("--eval-every", type=float, default=45.0,
                    help="seconds between held-out measurements (0: only at the end)")
     p.add_argument("--seed", type=int, default=0, help="built-in scene seed")
     p.add_argument("--width", type=int, default=320)

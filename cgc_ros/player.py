@@ -47,6 +47,9 @@ LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
 OPTICAL_FRAME = "camera_optical"
 MAP_NAME = "map"
+SAMPLE_VIEWS = 3
+"""Held-out views measured while streaming (every query takes the worker from training); the
+final measurement takes them all."""
 THUMB_WIDTH = 160
 """Input and live-segmentation thumbnails are saved at this width (the report's strips)."""
 
@@ -226,8 +229,9 @@ class HeldOut:
     def __bool__(self) -> bool:
         return bool(self.prompts)
 
-    def measure(self, player: Player, step: int) -> dict:
-        """One held-out measurement: prompts -> objects -> labels -> masks by text per view."""
+    def measure(self, player: Player, step: int, max_views: int | None = None) -> dict:
+        """One held-out measurement: prompts -> objects -> labels -> masks by text per view
+        (the first `max_views` held-out views; all by default)."""
         started = time.monotonic()
         picks = {}
         for prompt in self.prompts:
@@ -240,7 +244,8 @@ class HeldOut:
                 player.call("label_object", LabelObject.Request(id=response.object.id,
                                                                 label=prompt.id))
         predictions, text_seconds = {}, []
-        for frame, objects in self.gt.items():
+        views = dict(list(self.gt.items())[:max_views])
+        for frame, objects in views.items():
             info, pose = view_msgs(self.scene.camera(frame), 0.0)
             for name in objects:
                 if not (picks.get(name) and picks[name][0].success):
@@ -250,7 +255,7 @@ class HeldOut:
                 text_seconds.append(seconds)
                 if response.success:
                     predictions[(frame, name)] = cv.image_to_segments(response.mask) > 0
-        scores = evaluate_masks(predictions, {(f, n): m for f, objs in self.gt.items()
+        scores = evaluate_masks(predictions, {(f, n): m for f, objs in views.items()
                                               for n, m in objs.items()})
         return {"step": step, "picks": picks, "predictions": predictions, "scores": scores,
                 "text_seconds": text_seconds, "seconds": time.monotonic() - started}
@@ -270,14 +275,14 @@ class QualityThread(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.wait(self.every):
-            self.sample()
+            self.sample(max_views=SAMPLE_VIEWS)
 
-    def sample(self) -> dict | None:
+    def sample(self, max_views: int | None = None) -> dict | None:
         session = dict(self.player.status.get("session", {}))
         if session.get("keyframes", 0) == 0:
             return None
         try:
-            result = self.heldout.measure(self.player, session.get("step", 0))
+            result = self.heldout.measure(self.player, session.get("step", 0), max_views)
         except RuntimeError as error:  # a query timed out: note it, try again next time
             self.errors.append(str(error))
             return None
@@ -286,6 +291,8 @@ class QualityThread(threading.Thread):
                  "gaussians": session.get("num_gaussians", 0),
                  "mIoU": round(result["scores"]["mIoU"], 2),
                  "mBIoU": round(result["scores"]["mBIoU"], 2),
+                 "views": len(result["scores"]["per_pair"]) and len(
+                     {p["frame"] for p in result["scores"]["per_pair"]}),
                  "query_seconds": round(result["seconds"], 2)}
         self.samples.append(entry)
         self.progress.quality = entry
@@ -494,7 +501,7 @@ def main(argv=None) -> int:
     parser.add_argument("--namespace", default="/")
     parser.add_argument("--rate", type=float, default=2.0, help="frames per second")
     parser.add_argument("--iterations", type=int, default=2000)
-    parser.add_argument("--eval-every", type=float, default=30.0)
+    parser.add_argument("--eval-every", type=float, default=45.0)
     parser.add_argument("--train-timeout", type=float, default=900.0)
     args = parser.parse_args(argv)
     rclpy.init()

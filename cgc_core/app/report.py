@@ -37,6 +37,9 @@ REPORT_FILE = "report.html"
 ORBIT_VIEWS = 12
 OBJECT_RENDER_SIZE = 160
 GREY = (110, 110, 110)
+"""Gaussians of no object, in the clusters' pictures."""
+BACKGROUND = (200, 200, 200)
+"""Background objects (table, floor), in the clusters' pictures."""
 
 
 # ---------------------------------------------------------------------------------- pictures
@@ -73,6 +76,20 @@ def look_at(eye: np.ndarray, target: np.ndarray, width: int, height: int, fov_de
     focal = 0.5 * width / np.tan(np.radians(fov_deg) / 2)
     return Camera(name=name, width=width, height=height, fx=focal, fy=focal, cx=width / 2,
                   cy=height / 2, cam_to_world=cam_to_world)
+
+
+def looked_at_point(cameras: list[Camera]) -> np.ndarray:
+    """[3] the point nearest to every camera's optical axis (least squares): what they orbit."""
+    a, b = np.zeros((3, 3)), np.zeros(3)
+    for camera in cameras:
+        eye, axis = camera.cam_to_world[:3, 3], camera.cam_to_world[:3, 2]
+        off_axis = np.eye(3) - np.outer(axis, axis)  # distance to the axis, squared, is x'Px
+        a += off_axis
+        b += off_axis @ eye
+    if len(cameras) < 2 or np.linalg.cond(a) > 1e8:  # parallel axes: in front of the first
+        first = cameras[0].cam_to_world
+        return first[:3, 3] + first[:3, 2]
+    return np.linalg.solve(a, b)
 
 
 def subset(splats: dict, keep: torch.Tensor) -> dict:
@@ -158,21 +175,21 @@ class SavedMap:
     def orbit(self, width: int = 320, height: int = 240) -> list[np.ndarray]:
         """Renders of the Gaussians coloured by object, from a circle around the objects."""
         owners = self.owners()
-        palette = np.array([o["color"] for o in self.objects] + [GREY], dtype=np.uint8)
+        # Background (table, floor, walls) in a light grey, so that the objects stand out.
+        palette = np.array([BACKGROUND if o.get("background") else o["color"]
+                            for o in self.objects] + [GREY], dtype=np.uint8)
         colours = palette[owners]  # -1 -> the last entry, grey
         model = painted(self.splats, colours)
-        foreground = [o for o in self.objects if not o.get("background")] or self.objects
-        centre = (np.mean([o["centroid"] for o in foreground], axis=0) if foreground
-                  else self.splats["means"].mean(0).numpy())
-        eyes = np.array([k.cam_to_world[:3, 3] for k in self.keyframes])
-        offsets = eyes - centre
-        radius = float(np.median(np.linalg.norm(offsets[:, :2], axis=1))) * 1.1
-        height_above = float(np.median(offsets[:, 2]))
+        centre = looked_at_point(self.keyframes)
+        eyes = np.array([k.cam_to_world[:3, 3] for k in self.keyframes]) - centre
+        radius = float(np.median(np.linalg.norm(eyes, axis=1)))
+        elevation = float(np.median(np.arcsin(eyes[:, 2] / np.linalg.norm(eyes, axis=1))))
         views = []
         for i in range(ORBIT_VIEWS):
             angle = 2 * np.pi * i / ORBIT_VIEWS
-            eye = centre + np.array([radius * np.cos(angle), radius * np.sin(angle),
-                                     height_above])
+            eye = centre + radius * np.array([np.cos(elevation) * np.cos(angle),
+                                              np.cos(elevation) * np.sin(angle),
+                                              np.sin(elevation)])
             camera = look_at(eye, centre, width, height, 60.0, f"orbit_{i}")
             views.append(render_rgb(model, camera, self.config.render, 0)[0])
         return views
@@ -395,8 +412,9 @@ def write_report(out: str | Path) -> Path:
         frames = "".join(f'<div class="orbit-frame">{img(data_uri(v, "JPEG"), f"orbit {i}")}'
                          "</div>" for i, v in enumerate(views))
         parts.append("<h2>Clusters in 3D</h2><p>The map's Gaussians coloured by object "
-                     "(grey: no object), seen from a circle around the objects; drag the "
-                     "slider to turn.</p><div class=\"orbit\">" + frames + "</div>"
+                     "(light grey: background, dark grey: no object), seen from a circle "
+                     "around what the cameras looked at; drag the slider to turn.</p>"
+                     '<div class="orbit">' + frames + "</div>"
                      f'<input type="range" id="orbit-angle" min="0" max="{len(views) - 1}" '
                      'value="0" aria-label="orbit angle">')
 
