@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from cgc_core.app.evaluate import evaluate_run  # noqa: E402
 from cgc_core.app.report import SavedMap, machine  # noqa: E402
+from cgc_core.app.run_folder import load_run  # noqa: E402
 from cgc_core.app.stream import stream_scene  # noqa: E402
 from cgc_core.config import load_config  # noqa: E402
 from cgc_core.data.load import load_scene  # noqa: E402
@@ -41,6 +42,9 @@ def main() -> int:
     parser.add_argument("--run", type=Path, help="an existing main-job folder to measure")
     parser.add_argument("--rate", type=float, default=2.0)
     parser.add_argument("--iterations", type=int, default=2000)
+    parser.add_argument("--stream-run", type=Path,
+                        help="reuse this `cgc stream` run of the same scene instead of streaming "
+                             "again (written by an earlier bench run into its work folder)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "main_job")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_main_job_"))
@@ -60,11 +64,18 @@ def main() -> int:
     saved = SavedMap(run_dir / "map")
     node_map = evaluate_run(saved.splats, scene, config.render, config.query.threshold,
                             config.query)
-    started = time.monotonic()
-    streamed = stream_scene(scene.root, work / "stream", config=config,
-                            masks_dir=scene.root / "masks_inconsistent", rate=player["rate"],
-                            iterations=player["iterations"], eval_every=0, progress=False)
-    stream_seconds = time.monotonic() - started
+    if args.stream_run is None:
+        started = time.monotonic()
+        streamed = stream_scene(scene.root, work / "stream", config=config,
+                                masks_dir=scene.root / "masks_inconsistent",
+                                rate=player["rate"], iterations=player["iterations"],
+                                eval_every=0, progress=False)
+        stream_seconds = time.monotonic() - started
+        print(f"cgc stream run: {work / 'stream'}", flush=True)
+    else:
+        streamed = load_run(args.stream_run, device="cpu")
+        stream_seconds = json.loads((args.stream_run / "run.json").read_text()).get(
+            "train_seconds")
     stream = evaluate_run(streamed.splats, scene, config.render, config.query.threshold,
                           config.query)
     session = player["status"]["session"]

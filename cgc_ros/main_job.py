@@ -99,9 +99,12 @@ def run(args) -> int:
         scene = args.scene
     external = masks is not None or (args.bag is not None and args.segments_topic is not None)
     env = ros_environment()
+    # cluster_period: the launch default (5 s) suits a robot's GPU; on 2 CPU cores a clustering
+    # of ~80k Gaussians took a median 5.3 s, so it ran back to back, held one of the two cores
+    # and re-assigned object ids (and so labels) every few seconds (bench/results/main_job.md).
     params = ["pose_source:=topic", f"external_segments:={str(external).lower()}",
               f"map_directory:={out}", f"train.iterations:={args.iterations}",
-              *args.param]
+              f"cluster_period:={args.cluster_period}", *args.param]
     print(f"[2/4] starting the cgc node (log: {out / NODE_LOG})", flush=True)
     node = start_node(out, params, env, args.params_file)
     timings["node_start"] = round(time.monotonic() - began - sum(timings.values()), 2)
@@ -143,6 +146,11 @@ def run(args) -> int:
 
     report = write_report(out)
     timings["total"] = round(time.monotonic() - began, 2)
+    write_json(out / "run.json", {
+        "command": sys.argv, "scene": None if scene is None else str(Path(scene).resolve()),
+        "bag": None if args.bag is None else str(args.bag.resolve()),
+        "params_file": str(args.params_file), "node_params": params, "node_exit": node_exit,
+        "timings": timings})
     print(f"done in {timings['total']:.0f} s: {report}", flush=True)
     return 0
 
@@ -165,8 +173,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=2.0, help="frames per second")
     p.add_argument("--iterations", type=int, default=2000,
                    help="train until the node has run this many iterations")
-    p.add_argument("--eval-every", type=float, default=45.0,
+    p.add_argument("--eval-every", type=float, default=60.0,
                    help="seconds between held-out measurements (0: only at the end)")
+    p.add_argument("--cluster-period", type=float, default=30.0,
+                   help="seconds between the node's background clusterings into objects")
     p.add_argument("--seed", type=int, default=0, help="built-in scene seed")
     p.add_argument("--width", type=int, default=320)
     p.add_argument("--height", type=int, default=240)

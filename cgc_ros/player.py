@@ -12,9 +12,10 @@ the map, and writes everything it saw into OUT (`player.json`, frames, masks, ob
 cgc_core.app.report. scripts/run.sh starts it beside the node (cgc_ros.main_job).
 
 Held-out quality through the node: each prompt's pixel, in its frame (pose + CameraInfo given),
-names an object; the player labels that object with the prompt's name, and every test view's mask
-is `segment_object(text=name)` rendered at that view. Two prompts that land on one object leave
-the first without its label, which counts as a miss: what a user would get by name.
+names an object; the player labels that object with the prompt's name, and the object's mask in
+every held-out view is `segment_object(text=name)` rendered at that view's pose: what a user gets
+by name. Unlike `cgc eval`, which thresholds against the prompt pixel's own feature, the node
+thresholds against the object's mean feature.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
 OPTICAL_FRAME = "camera_optical"
 MAP_NAME = "map"
-SAMPLE_VIEWS = 3
+SAMPLE_VIEWS = 2
 """Held-out views measured while streaming (every query takes the worker from training); the
 final measurement takes them all."""
 THUMB_WIDTH = 160
@@ -233,28 +234,29 @@ class HeldOut:
         """One held-out measurement: prompts -> objects -> labels -> masks by text per view
         (the first `max_views` held-out views; all by default)."""
         started = time.monotonic()
-        picks = {}
+        views = dict(list(self.gt.items())[:max_views])
+        picks, predictions, text_seconds = {}, {}, []
+        # Prompt, label and the masks by that label one object at a time: the node re-clusters
+        # in the background, and a new clustering may hand the label to another id.
         for prompt in self.prompts:
             info, pose = view_msgs(self.scene.camera(prompt.frame), 0.0)
             response, seconds = player.call("segment_object", SegmentObject.Request(
                 use_pixel=True, u=int(prompt.point[0]), v=int(prompt.point[1]),
                 camera_info=info, camera_pose=pose))
             picks[prompt.id] = (response, seconds)
-            if response.success and response.object.id:
-                player.call("label_object", LabelObject.Request(id=response.object.id,
-                                                                label=prompt.id))
-        predictions, text_seconds = {}, []
-        views = dict(list(self.gt.items())[:max_views])
-        for frame, objects in views.items():
-            info, pose = view_msgs(self.scene.camera(frame), 0.0)
-            for name in objects:
-                if not (picks.get(name) and picks[name][0].success):
+            if not (response.success and response.object.id):
+                continue
+            player.call("label_object", LabelObject.Request(id=response.object.id,
+                                                            label=prompt.id))
+            for frame, objects in views.items():
+                if prompt.id not in objects:
                     continue
-                response, seconds = player.call("segment_object", SegmentObject.Request(
-                    text=name, camera_info=info, camera_pose=pose))
+                info, pose = view_msgs(self.scene.camera(frame), 0.0)
+                answer, seconds = player.call("segment_object", SegmentObject.Request(
+                    text=prompt.id, camera_info=info, camera_pose=pose))
                 text_seconds.append(seconds)
-                if response.success:
-                    predictions[(frame, name)] = cv.image_to_segments(response.mask) > 0
+                if answer.success:
+                    predictions[(frame, prompt.id)] = cv.image_to_segments(answer.mask) > 0
         scores = evaluate_masks(predictions, {(f, n): m for f, objs in views.items()
                                               for n, m in objs.items()})
         return {"step": step, "picks": picks, "predictions": predictions, "scores": scores,
@@ -501,7 +503,7 @@ def main(argv=None) -> int:
     parser.add_argument("--namespace", default="/")
     parser.add_argument("--rate", type=float, default=2.0, help="frames per second")
     parser.add_argument("--iterations", type=int, default=2000)
-    parser.add_argument("--eval-every", type=float, default=45.0)
+    parser.add_argument("--eval-every", type=float, default=60.0)
     parser.add_argument("--train-timeout", type=float, default=900.0)
     args = parser.parse_args(argv)
     rclpy.init()
