@@ -48,6 +48,8 @@ LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
 OPTICAL_FRAME = "camera_optical"
 MAP_NAME = "map"
+AGAIN_FRAMES = 8
+"""Frames sent again after learning, for the node's segmentation of them in the report."""
 SAMPLE_VIEWS = 2
 """Held-out views measured while streaming (every query takes the worker from training); the
 final measurement takes them all."""
@@ -113,6 +115,8 @@ class Player:
         self.status: dict = {}
         self.live: list[dict] = []
         self.sent: dict[int, str] = {}
+        self.phase = "stream"
+        """'stream' while streaming, 'learned' for the frames sent again after learning."""
         """Stamp (ns) -> frame name of every frame sent."""
         node.create_subscription(String, "cgc/status",
                                  lambda m: setattr(self, "status", json.loads(m.data)), LATCHED)
@@ -135,7 +139,7 @@ class Player:
         name = f"{len(self.live):03d}.jpg"
         save_thumbnail(self.out / "live" / name, cv.image_to_rgb(msg))
         self.live.append({"stamp": key * 1e-9, "frame": self.sent[key],
-                          "file": f"live/{name}"})
+                          "file": f"live/{name}", "phase": self.phase})
 
     def spin(self, seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -456,7 +460,20 @@ def play(args) -> dict:
         quality.join()
     status_trained = dict(player.status)
 
-    # 3. Objects: cluster now, save (objects.json names each object's colour), final held-out
+    # 3. A few of the frames again, now that the node has learned: their ~/segmentation/color
+    #    shows the objects (while streaming, the first clustering had not happened yet).
+    player.phase = "learned"
+    again = frames[::max(1, len(frames) // AGAIN_FRAMES)][:AGAIN_FRAMES]
+    resend = time.time()
+    for i, (name, camera, rgb, depth, segments) in enumerate(again):
+        stamp = resend + i / args.rate
+        player.sent[stamp_ns(header(stamp))] = name
+        player.publish(camera, rgb, depth, segments, stamp)
+        player.spin(1.0 / args.rate)
+    player.wait_for(lambda: sum(e["phase"] == "learned" for e in player.live) >= len(again),
+                    30.0)
+
+    # 4. Objects: cluster now, save (objects.json names each object's colour), final held-out
     #    measurement, then every object by pixel, label and colour word; save again, labelled.
     started = time.monotonic()
     listed, _ = player.call("list_objects", ListObjects.Request(recluster=True))

@@ -148,8 +148,10 @@ class SavedMap:
         objects_file = folder / "objects.json"
         self.objects = read_json(objects_file)["objects"] if objects_file.is_file() else []
 
-    def object(self, object_id: int) -> dict | None:
-        return next((o for o in self.objects if int(o["id"]) == object_id), None)
+    def object(self, object_id: int, label: str = "") -> dict | None:
+        """The saved object with this label (labels survive re-clustering), else this id."""
+        return next((o for o in self.objects if label and o.get("label") == label),
+                    next((o for o in self.objects if int(o["id"]) == object_id), None))
 
     def owners(self) -> np.ndarray:
         """[N] index into `objects` of each Gaussian's object by feature (-1: none)."""
@@ -163,9 +165,18 @@ class SavedMap:
         index[best < self.config.query.threshold] = -1
         return index.numpy()
 
-    def object_alone(self, feature, camera: Camera) -> np.ndarray | None:
-        keep = select_gaussians(self.splats, torch.tensor(feature, dtype=torch.float32),
+    def object_alone(self, obj: dict, camera: Camera) -> np.ndarray | None:
+        """The object's Gaussians (feature within the threshold, inside its box grown by 10 %,
+        so that look-alike floaters elsewhere stay out) rendered alone, cropped."""
+        keep = select_gaussians(self.splats, torch.tensor(obj["mean_feature"],
+                                                          dtype=torch.float32),
                                 self.config.query.threshold)
+        low, high = np.array(obj["aabb_min"]), np.array(obj["aabb_max"])
+        margin = 0.1 * (high - low) + 1e-3
+        low, high = (torch.tensor(v, dtype=torch.float32) for v in (low - margin,
+                                                                    high + margin))
+        means = self.splats["means"]
+        keep &= ((means >= low) & (means <= high)).all(dim=1)
         if int(keep.sum()) == 0:
             return None
         rgb, alpha = render_rgb(subset(self.splats, keep), camera, self.config.render,
@@ -266,7 +277,7 @@ def object_cards(out: Path, player: dict, saved: SavedMap | None, scene) -> tupl
     per_object = (player.get("final") or {}).get("per_object", {})
     cards, rows = [], []
     for entry in player["objects"]:
-        obj = saved.object(entry["id"]) if saved is not None and entry.get("id") else None
+        obj = saved.object(entry["id"], entry["name"]) if saved is not None else None
         picture = '<div class="missing">no Gaussians</div>'
         if saved is not None and obj is not None:
             camera = None
@@ -276,10 +287,12 @@ def object_cards(out: Path, player: dict, saved: SavedMap | None, scene) -> tupl
                 except (KeyError, ValueError):
                     camera = None
             camera = camera or (saved.keyframes[-1] if saved.keyframes else None)
-            alone = saved.object_alone(obj["mean_feature"], camera) if camera else None
+            alone = saved.object_alone(obj, camera) if camera else None
             if alone is not None:
                 picture = img(data_uri(alone), f"{entry['name']} alone")
-        size = entry.get("box_size") or [0, 0, 0]
+        # The clustered object's oriented box; the extraction's axis-aligned box also holds
+        # every look-alike Gaussian elsewhere in the scene.
+        size = (obj or {}).get("obb_extent") or entry.get("box_size") or [0, 0, 0]
         size_cm = " x ".join(f"{100 * s:.1f}" for s in size)
         label = (obj or {}).get("label") or entry["name"]
         colour = (obj or {}).get("color", [200, 200, 200])
@@ -389,11 +402,15 @@ def write_report(out: str | Path) -> Path:
 
     parts.append("<h2>Input frames</h2><div class=\"strip\" id=\"frames\">" + "".join(
         img(data_uri(out / f["file"]), f["frame"]) for f in player["frames"]) + "</div>")
-    if player.get("live"):
-        parts.append("<p>The node's <code>~/segmentation/color</code> for the frames it took "
-                     "(objects appear as it learns):</p><div class=\"strip\" id=\"live\">"
-                     + "".join(img(data_uri(out / f["file"]), f["frame"])
-                               for f in player["live"]) + "</div>")
+    learned = [f for f in player.get("live", []) if f.get("phase") == "learned"]
+    if learned:
+        inputs = {f["frame"]: f["file"] for f in player["frames"]}
+        parts.append("<p>Some of these frames sent again after learning, and the node's "
+                     "<code>~/segmentation/color</code> for them (one colour per object):</p>"
+                     '<div class="strip" id="live">' + "".join(
+                         img(data_uri(out / inputs[f["frame"]]), f["frame"])
+                         + img(data_uri(out / f["file"]), "segmentation " + f["frame"])
+                         for f in learned if f["frame"] in inputs) + "</div>")
 
     if scene is not None and player.get("heldout_frames"):
         names = [o["name"] for o in player["objects"]]
