@@ -48,6 +48,8 @@ LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
 OPTICAL_FRAME = "camera_optical"
 MAP_NAME = "map"
+COMPANION_LEAD = 0.1
+"""Seconds between a frame's companions (camera_info, pose, depth, segments) and its image."""
 AGAIN_FRAMES = 8
 """Frames sent again after learning, for the node's segmentation of them in the report."""
 SAMPLE_VIEWS = 2
@@ -59,7 +61,8 @@ THUMB_WIDTH = 160
 
 def header(stamp: float, frame_id: str = OPTICAL_FRAME) -> Header:
     msg = Header(frame_id=frame_id)
-    msg.stamp.sec, msg.stamp.nanosec = int(stamp), int(round((stamp % 1) * 1e9)) % 1_000_000_000
+    nanoseconds = int(round(stamp * 1e9))  # rounding may carry into the next second
+    msg.stamp.sec, msg.stamp.nanosec = divmod(nanoseconds, 1_000_000_000)
     return msg
 
 
@@ -187,7 +190,10 @@ class Player:
             self.pub["depth"].publish(depth_msg)
         if segments is not None:
             self.pub["segments"].publish(cv.ids_to_image(segments, head))
-        # The image last: the node matches its companions on the image's arrival.
+        # The image last, a moment later: the node takes an image at once and waits only
+        # 0.2 s for its companions, which a node busy training on a loaded CPU may not yet
+        # have read (18 of 39 frames were refused for it at load 8 on 2 cores).
+        self.spin(COMPANION_LEAD)
         self.pub["image"].publish(cv.rgb_to_image(rgb, head))
 
 
