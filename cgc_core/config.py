@@ -346,7 +346,7 @@ class ObjectsConfig:
     cluster_threshold: float = 0.7
     """Cosine similarity of a Gaussian's feature to its feature group's centre, at least (also
     the radius of the feature modes searched on the sample)."""
-    cluster_sample: int = 4096
+    cluster_sample: int = 2048
     """Gaussians sampled (evenly, seeded) to find the feature modes; every Gaussian is then
     assigned to its nearest mode. Bounds the cost of clustering on large maps."""
     min_mode_share: float = 0.002
@@ -361,6 +361,15 @@ class ObjectsConfig:
     Look-alike objects more than about two voxels apart stay separate."""
     min_gaussians: int = 30
     """Connected parts with fewer Gaussians than this are floaters, not objects."""
+    min_density: float = 2.5
+    """... and so are parts with fewer Gaussians than this per voxel they occupy: the thin
+    spread of large Gaussians at the edge of the map, not a surface (objects measured at 5-12 on
+    the built-in scenes, such fringes at 1-2)."""
+    fragment_share: float = 0.25
+    """A part smaller than this share of a part it touches may be absorbed by it ..."""
+    fragment_min_cosine: float = 0.5
+    """... when their mean features have at least this cosine similarity (an object's edge
+    Gaussians, whose features blend it with its neighbours)."""
     background_min_size: float = 0.6
     """An object whose oriented box has a side at least this long is background (table, floor,
     walls): listed, flagged, and left out of text answers unless its label is asked for."""
@@ -375,18 +384,33 @@ class ObjectsConfig:
     match_min_cosine: float = 0.7
     """... and their mean features have at least this cosine similarity."""
     outlier_neighbors: int = 20
-    """Extraction: statistical outlier removal looks at this many neighbours (open3d)."""
+    """Extraction: statistical outlier removal looks at this many neighbours."""
     outlier_std_ratio: float = 2.0
     """Extraction: points whose mean neighbour distance exceeds the average by more than this many
-    standard deviations are removed (open3d)."""
+    standard deviations (and twice the median) are removed."""
+    surface_views: int = 8
+    """Extraction: keyframes (evenly spread over the training views) the object is rendered
+    alone in to take its point cloud from the rendered surface; 0: the Gaussians' centres."""
+    surface_scale: float = 0.5
+    """... at this fraction of their resolution ..."""
+    surface_min_alpha: float = 0.9
+    """... keeping the pixels it covers at least this opaquely (edges blend with nothing) ..."""
+    surface_voxel: float = 0.003
+    """... thinned to one point per voxel of this side."""
     grounding: str = "labels,attributes"
     """Comma-separated text grounding backends: 'labels' (names users give objects), 'attributes'
     (colour, size and position words; no weights), 'dino' (Grounding DINO, needs `dino_path`),
     'clip' (needs `clip_path`)."""
+    colour_full_share: float = 0.5
+    """A colour word scores 1 on an object whose Gaussians have that colour over at least this
+    share of its opacity, proportionally less below: shading turns part of any object darker
+    (brown reads partly black), and two-tone objects are half of each colour."""
     min_score: float = 0.5
     """A text query's best object needs at least this score in [0, 1]; else "not found"."""
     ambiguity_margin: float = 0.15
     """The best object must lead the second by this much score; else "ambiguous"."""
+    model_views: int = 8
+    """Keyframes (evenly spread over the training views) that Grounding DINO and CLIP look at."""
     dino_path: str = ""
     """Local folder of a Grounding DINO model in the transformers layout (config, weights,
     processor). Nothing is downloaded."""

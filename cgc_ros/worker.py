@@ -28,6 +28,9 @@ from std_msgs.msg import Header, String
 from cgc_core.cameras import Camera
 from cgc_core.config import CGCConfig
 from cgc_core.io import DataError, read_json, write_json
+from cgc_core.objects.cluster import cluster_objects
+from cgc_core.objects.grounding import ground_text
+from cgc_core.objects.models import model_scorers
 from cgc_core.query import (
     feature_at,
     label_map,
@@ -43,12 +46,6 @@ from cgc_ros import conversions as cv
 from cgc_ros.msg import ObjectInfo as ObjectInfoMsg
 from cgc_ros.params import NodeSettings
 from cgc_ros.queues import DropOldestQueue, RateLimitedLog, RequestQueue, StampBuffer
-
-try:  # the objects API (clustering with stable ids); the node runs without it, objects off
-    from cgc_core.objects.cluster import UNASSIGNED, cluster_objects
-except ImportError:  # pragma: no cover - depends on the engine's version
-    cluster_objects = None
-    UNASSIGNED = -1
 
 SESSION_FILE = "session.pt"
 OBJECTS_FILE = "objects.json"
@@ -126,9 +123,6 @@ class Worker:
         self._thread = threading.Thread(target=self._loop, name="cgc-worker", daemon=True)
         self._clusterer = threading.Thread(target=self._cluster_loop, name="cgc-cluster",
                                            daemon=True)
-        if cluster_objects is None:
-            log("cgc_core.objects is not available in this engine: no clusters, markers or "
-                "object ids (segmentation ids stay 0)")
 
     # ------------------------------------------------------------------ life cycle
 
@@ -342,7 +336,7 @@ class Worker:
         """On the worker, now: cluster the current model (a request asked, or the map was
         saved or loaded). ids and labels carry over from the current table by overlap."""
         snapshot = self.session.snapshot()
-        if snapshot is None or cluster_objects is None:
+        if snapshot is None:
             return
         self._generation += 1  # a background clustering under way is now stale
         if snapshot.version != self._clustered_version or self.table is None:
@@ -504,12 +498,29 @@ class Worker:
             raise ServiceError("empty text query (set use_pixel for a pixel prompt)")
         if len(text) > MAX_TEXT:
             raise ServiceError(f"text query longer than {MAX_TEXT} characters")
-        objects = [] if self.table is None else self.table.objects
-        matches = [o for o in objects if o.label and o.label.lower() == text.lower()]
-        if not matches:
-            labels = sorted({o.label for o in objects if o.label}) or ["none"]
-            raise ServiceError(f"no object is labelled '{text}' (labels: {', '.join(labels)})")
-        return torch.tensor(matches[0].mean_feature, dtype=torch.float32)
+        if self.table is None or not self.table.objects:
+            raise ServiceError("no objects yet: the map has not been clustered")
+        snapshot = self.session.snapshot()
+        try:
+            answer = ground_text(self.table, text, self.config.objects,
+                                 view=snapshot.keyframes[-1],  # position words: latest keyframe
+                                 model_scorers=self._model_scorers(snapshot))
+        except (ValueError, FileNotFoundError) as error:
+            raise ServiceError(str(error)) from None
+        if not answer.found:
+            best = ", ".join(f"{i}: {score:.2f}" for i, score in answer.candidates) or "none"
+            raise ServiceError(f"{answer.status}: {answer.message} (best: {best})")
+        return torch.tensor(answer.object.mean_feature, dtype=torch.float32)
+
+    def _model_scorers(self, snapshot):
+        """Grounding DINO / CLIP scorers over the keyframes, when the config enables them."""
+        if not {"dino", "clip"} & {b.strip() for b in self.config.objects.grounding.split(",")}:
+            return {}
+        with self.session.lock:
+            keyframes = [(k.view.camera, (k.view.image * 255).round().byte().cpu().numpy())
+                         for k in self.session.keyframes]
+        return model_scorers(self.config.objects, snapshot.splats, self.table, keyframes,
+                             self.config.render)
 
     def _nearest_object(self, feature: torch.Tensor):
         ids, features, _ = self._object_features()

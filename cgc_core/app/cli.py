@@ -7,6 +7,10 @@
     cgc eval RUN [--threshold T] [--json FILE]
     cgc render RUN --frame NAME --out DIR
     cgc demo OUT                                     synth -> train -> eval -> render
+    cgc objects RUN [--json] [--config YAML]         the object table (RUN/objects.json)
+    cgc extract RUN (--text T | --frame F --point U V | --id N) --out OBJ.ply
+                [--splats OBJ_SPLAT.ply] [--render-frame F --render-out PNG] [--view F]
+    cgc label RUN ID TEXT                            name an object
 
 Bad arguments, missing files and a scene without poses print one line and exit with code 2.
 """
@@ -22,6 +26,8 @@ import numpy as np
 from cgc_core.config import CGCConfig
 
 EXIT_USAGE = 2
+CONFIG_HELP = ("YAML overriding the run's config field by field (e.g. objects.grounding, "
+               "objects.dino_path)")
 
 
 def _config(args) -> CGCConfig:
@@ -120,6 +126,71 @@ def cmd_demo(args) -> None:
     run_demo(Path(args.out), seed=args.seed, iterations=args.iterations)
 
 
+def _run_for_objects(args):
+    """The run, its stored config overridden by --config (objects.grounding, weight paths)."""
+    import yaml
+
+    from cgc_core.app.run_folder import load_run
+    from cgc_core.config import (
+        apply_overrides,
+        engine_overrides_of_ros_parameters,
+        is_ros_parameters_file,
+    )
+    run = load_run(Path(args.run))
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level")
+        if is_ros_parameters_file(data):  # the node's config/cgc.yaml works here too
+            data = engine_overrides_of_ros_parameters(data, path)
+        apply_overrides(run.config, data)
+    return run
+
+
+def cmd_objects(args) -> None:
+    import json
+
+    from cgc_core.app.objects import format_object_table, table_json
+    from cgc_core.objects import run_objects
+    run = _run_for_objects(args)
+    table = run_objects(run.root, run.splats, run.config.objects)
+    if args.json:
+        print(json.dumps(table_json(table), indent=2))
+    else:
+        print(format_object_table(table))
+
+
+def cmd_extract(args) -> None:
+    from cgc_core.app.objects import extract_from_run, write_extraction
+    if (args.frame is None) != (args.point is None):
+        raise ValueError("--frame and --point go together")
+    if (args.render_frame is None) != (args.render_out is None):
+        raise ValueError("--render-frame and --render-out go together")
+    run = _run_for_objects(args)
+    point = None if args.point is None else (args.point[0], args.point[1])
+    view = args.view or args.render_frame or args.frame
+    done = extract_from_run(run, text=args.text, frame=args.frame, point=point,
+                            object_id=args.id, view=view, threshold=args.threshold)
+    paths = write_extraction(run, done.object, Path(args.out),
+                             splats_out=Path(args.splats) if args.splats else None,
+                             render_frame=args.render_frame,
+                             render_out=Path(args.render_out) if args.render_out else None)
+    print(f"{done.description}: {len(done.object.points)} points, "
+          f"{int(done.object.mask.sum())} Gaussians")
+    for path in paths:
+        print(path)
+
+
+def cmd_label(args) -> None:
+    from cgc_core.app.objects import label_in_run
+    run = _run_for_objects(args)
+    label_in_run(run, args.id, args.text)
+    print(f"object {args.id}: {args.text.strip()}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cgc", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -195,6 +266,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--iterations", type=int)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("objects", help="cluster the model into objects and list them")
+    p.add_argument("run")
+    p.add_argument("--json", action="store_true", help="print the table as JSON")
+    p.add_argument("--config", help=CONFIG_HELP)
+    p.set_defaults(func=cmd_objects)
+
+    p = sub.add_parser("extract", help="one object's point cloud (and Gaussians, and a render)")
+    p.add_argument("run")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--text", help='a text query, e.g. "the red one", "the largest object"')
+    how.add_argument("--frame", help="frame of a pixel prompt (with --point)")
+    how.add_argument("--id", type=int, help="an object id of `cgc objects`")
+    p.add_argument("--point", type=float, nargs=2, metavar=("U", "V"),
+                   help="pixel prompt: column and row in --frame")
+    p.add_argument("--out", required=True, help="PLY (or .pcd) point cloud to write")
+    p.add_argument("--splats", help="also write the object's Gaussians as a 3DGS PLY")
+    p.add_argument("--render-frame", help="render the object alone in this frame ...")
+    p.add_argument("--render-out", help="... to this PNG")
+    p.add_argument("--view", help="frame that position words (left, nearest) refer to "
+                                  "(default: --render-frame)")
+    p.add_argument("--threshold", type=float,
+                   help="cosine threshold t (default: query.threshold)")
+    p.add_argument("--config", help=CONFIG_HELP)
+    p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("label", help="name an object (stored in RUN/objects.json)")
+    p.add_argument("run")
+    p.add_argument("id", type=int)
+    p.add_argument("text")
+    p.add_argument("--config", help=CONFIG_HELP)
+    p.set_defaults(func=cmd_label)
     return parser
 
 

@@ -115,7 +115,7 @@ def stream_scene(scene_path: Path, out: Path, *, config: CGCConfig,
     session.train(max(total, session.trainer.step_count), progress=False, on_step=on_step)
     bar.show(force=True)
     bar.close()
-    quality.sample()
+    quality.sample(latest=True)
     seconds = time.monotonic() - start
     stats = session.stats()
     write_json(out / STREAM_FILE, {
@@ -156,10 +156,10 @@ class _QualitySampler:
         if self.enabled and time.monotonic() - self.last >= self.every:
             self.sample()
 
-    def sample(self) -> None:
+    def sample(self, latest: bool = False) -> None:
         if not self.enabled:
             return
-        snapshot = self.session.snapshot()
+        snapshot = self.session.snapshot(latest=latest)
         if snapshot is None:
             return
         config = self.session.config

@@ -2,15 +2,18 @@
 
 1. Gaussians less opaque than `min_opacity` are left out (floaters, filler).
 2. Feature modes, with no preset count: on an even sample, the feature with the most neighbours
-   within cosine `cluster_threshold` starts a mode that takes those neighbours; repeat on the
-   rest (a greedy mode search, like mean shift with a flat kernel). Every Gaussian then joins its
-   nearest mode, if within the threshold; one re-centring step follows.
+   within cosine `cluster_threshold` founds a mode that takes those neighbours; repeat on the
+   rest (a greedy mode search, like mean shift with a flat kernel); every Gaussian joins its
+   nearest mode within the threshold. A second search on what is left finds small objects.
 3. Each feature group splits into spatially connected parts on voxels of `voxel_size`: two
-   look-alike objects apart become two objects. Parts under `min_gaussians` are floaters.
-4. Objects whose oriented box has a side of `background_min_size` or more are background.
+   look-alike objects apart become two objects. Small parts touching a much larger part of a
+   similar feature join it (an object's edge); parts with under `min_gaussians` Gaussians, or
+   under `min_density` per voxel, are floaters.
+4. Objects whose oriented box is large, or large and flat, are background (table, floor, walls).
 5. With a previous table (the map grew), each new object takes the id, label and display colour
    of the old object it overlaps (voxels) and resembles (mean feature), as ConceptGraphs
-   associates detections; unmatched ones get fresh ids, never reused.
+   associates detections; unmatched ones get fresh ids, never reused. Old objects that match
+   nothing are dropped with their labels.
 """
 
 from __future__ import annotations
@@ -24,7 +27,13 @@ from scipy.optimize import linear_sum_assignment
 
 from cgc_core.config import ObjectsConfig
 from cgc_core.objects.colors import base_rgb, colour_shares, display_colour, opacity_weights
-from cgc_core.objects.voxels import connected_voxel_groups, overlap_share, voxel_keys
+from cgc_core.objects.voxels import (
+    connected_parts_per_group,
+    neighbour_offsets,
+    overlap_share,
+    voxel_centres,
+    voxel_keys,
+)
 
 UNASSIGNED = -1
 """Object id of Gaussians that belong to no object (floaters, transparent, odd features)."""
@@ -151,15 +160,20 @@ def feature_modes(features: torch.Tensor, threshold: float, min_support: int) ->
     near = ((features @ features.T) >= threshold).float()  # [S, S], symmetric
     support = near.sum(dim=1)
     alive = torch.ones(len(features))
+    rows = torch.arange(len(features))  # sample index of each row of `near`
     modes = []
-    while True:
+    while len(rows):
         best = int(torch.argmax(support * alive - (1 - alive)))
         if alive[best] == 0 or float(support[best]) < min_support:
             break
         members = near[best] * alive
-        modes.append(_unit(features[members.bool()].mean(dim=0)))
+        modes.append(_unit(features[rows[members.bool()]].mean(dim=0)))
         alive -= members
         support -= near @ members  # matrix-vector: a column gather of a bool matrix is slow
+        if float(alive.sum()) < 0.6 * len(alive):  # drop taken rows: later steps get cheaper
+            keep = alive.bool()
+            near, support, rows = near[keep][:, keep], support[keep], rows[keep]
+            alive = torch.ones(len(rows))
     if not modes:
         return features.new_zeros(0, features.shape[1])
     return torch.stack(modes)
@@ -178,46 +192,49 @@ def assign_to_modes(features: torch.Tensor, modes: torch.Tensor,
 def feature_groups(features: torch.Tensor, config: ObjectsConfig, seed: int) -> torch.Tensor:
     """[P] feature group (mode index) of each [P, D] unit feature, -1 for none.
 
-    Modes are searched on an even sample; then again on a sample of what no mode took (a small
-    object has too few Gaussians in the first sample to found a mode); then every feature joins
-    its nearest mode and the modes are re-centred on all their members once.
+    Modes are searched on an even sample and every feature joins its nearest one within the
+    threshold. Then modes are searched again on a sample of what no mode took (a small object has
+    too few Gaussians in the first sample to found a mode), and only those leftovers may join the
+    new modes: reassigning everything would let near-duplicate modes cut objects in two.
     """
     generator = np.random.default_rng(seed)
-    modes = features.new_zeros(0, features.shape[1])
-    pool = np.arange(len(features))
+    index = torch.full((len(features),), -1, dtype=torch.long)
+    found = 0
     for _ in range(config.mode_rounds):
+        pool = np.flatnonzero(index.numpy() < 0)
         if len(pool) < config.min_gaussians:
             break
         sample = pool if len(pool) <= config.cluster_sample else np.sort(
             generator.choice(pool, config.cluster_sample, replace=False))
         min_support = max(3, int(np.ceil(config.min_mode_share * len(sample))))
-        modes = torch.cat([modes, feature_modes(features[sample], config.cluster_threshold,
-                                                min_support)])
-        index = assign_to_modes(features, modes, config.cluster_threshold)
-        pool = np.flatnonzero(index.numpy() < 0)
-    if len(modes) == 0:
-        return torch.full((len(features),), -1, dtype=torch.long)
-    total = torch.zeros_like(modes).index_add_(0, index.clamp_min(0),
-                                                features * (index >= 0)[:, None])
-    modes = torch.where(total.norm(dim=1, keepdim=True) > 0, _unit(total), modes)
-    return assign_to_modes(features, modes, config.cluster_threshold)
-
+        modes = feature_modes(features[sample], config.cluster_threshold, min_support)
+        joined = assign_to_modes(features[pool], modes, config.cluster_threshold)
+        index[pool] = torch.where(joined >= 0, joined + found, joined)
+        found += len(modes)
+    return index
 
 def _boxes(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
                                         np.ndarray]:
-    """(aabb_min, aabb_max, obb_center, obb_extent, obb_rotation) of [P, 3] points (open3d);
-    a flat or tiny set gets its axis-aligned box as the oriented one."""
+    """(aabb_min, aabb_max, obb_center, obb_extent, obb_rotation) of [P, 3] points (open3d).
+
+    The oriented box is the smaller of open3d's minimal box and its PCA box: the minimal one
+    comes back empty (zero extent) on some inputs, and PCA boxes are loose on cubes. A flat or
+    tiny set gets its axis-aligned box."""
     cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points.astype(np.float64)))
     aabb = cloud.get_axis_aligned_bounding_box()
     lo, hi = np.asarray(aabb.min_bound), np.asarray(aabb.max_bound)
-    try:
-        obb = cloud.get_minimal_oriented_bounding_box() if len(points) >= 4 else None
-    except RuntimeError:  # qhull: all points on a plane or a line
-        obb = None
-    if obb is None:
-        return lo, hi, (lo + hi) / 2, hi - lo, np.eye(3)
-    return lo, hi, np.asarray(obb.center), np.asarray(obb.extent), np.asarray(obb.R)
-
+    best = (lo, hi, (lo + hi) / 2, hi - lo, np.eye(3))
+    if len(points) < 4:
+        return best
+    for make in (cloud.get_minimal_oriented_bounding_box, cloud.get_oriented_bounding_box):
+        try:
+            obb = make()
+        except RuntimeError:  # qhull: all points on a plane or a line
+            continue
+        extent = np.asarray(obb.extent)
+        if extent.min() > 0 and np.prod(extent) < np.prod(best[3]) * (1 + 1e-9) + 1e-18:
+            best = (lo, hi, np.asarray(obb.center), extent, np.asarray(obb.R))
+    return best
 
 def describe_object(object_id: int, points: np.ndarray, features: torch.Tensor,
                     rgb: np.ndarray, weights: np.ndarray, config: ObjectsConfig) -> ObjectInfo:
@@ -233,6 +250,75 @@ def describe_object(object_id: int, points: np.ndarray, features: torch.Tensor,
         mean_feature=_unit(features.mean(dim=0)).cpu().numpy(),
         background=is_background(extent, config),
         voxels=np.unique(voxel_keys(points, config.voxel_size)))
+
+
+def unique_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """[U, 2] the distinct (a, b) pairs of two [P] int64 arrays, sorted by a then b (a lexsort:
+    np.unique(axis=0) is several times slower)."""
+    order = np.lexsort((b, a))
+    a, b = a[order], b[order]
+    first = np.ones(len(a), dtype=bool)
+    first[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+    return np.stack([a[first], b[first]], axis=1)
+
+
+def _pair_codes(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+    """Sorted-order codes of (a, b) pairs with 0 <= b < n."""
+    return np.sort(a * n + b)
+
+
+def spatial_parts(points: np.ndarray, group: np.ndarray, voxel_size: float) -> np.ndarray:
+    """[N] part index of each Gaussian (-1 where `group` [N] is -1): the spatially connected
+    components (neighbouring voxels) of each feature group."""
+    parts = np.full(len(points), -1, dtype=np.int64)
+    grouped = np.flatnonzero(group >= 0)
+    if len(grouped):
+        parts[grouped] = connected_parts_per_group(points[grouped], group[grouped], voxel_size)
+    return parts
+
+def absorb_fragments(points: np.ndarray, features: torch.Tensor, parts: np.ndarray,
+                     config: ObjectsConfig) -> np.ndarray:
+    """Merge each small part into the larger part it touches most (neighbouring voxels), when
+    their mean features have cosine at least `fragment_min_cosine`: the edges of an object,
+    whose features lie between it and its neighbours, otherwise become objects of their own."""
+    index = np.flatnonzero(parts >= 0)
+    if len(index) == 0:
+        return parts
+    count = np.bincount(parts[index])
+    mean = torch.zeros(len(count), features.shape[1]).index_add_(
+        0, torch.from_numpy(parts[index]), features[index])
+    mean = _unit(mean)
+    pairs = unique_pairs(voxel_keys(points[index], config.voxel_size), parts[index])
+    edges = []
+    for offset in neighbour_offsets():
+        target = pairs[:, 0] + offset
+        for side in ("left", "right"):  # first and last part in the neighbour voxel
+            pos = np.searchsorted(pairs[:, 0], target, side=side) - (side == "right")
+            pos = np.clip(pos, 0, len(pairs) - 1)
+            hit = (pairs[pos, 0] == target) & (pairs[pos, 1] != pairs[:, 1])
+            edges.append(np.stack([pairs[hit, 1], pairs[pos[hit], 1]], 1))
+    edges = np.concatenate(edges)
+    if len(edges) == 0:
+        return parts
+    edge = unique_pairs(edges[:, 0], edges[:, 1])
+    start = np.searchsorted(_pair_codes(edges[:, 0], edges[:, 1], len(count)),
+                            _pair_codes(edge[:, 0], edge[:, 1], len(count)))
+    ends = np.append(start[1:], len(edges))
+    contact = ends - start
+    small, large = edge[:, 0], edge[:, 1]
+    cosine = (mean[small] * mean[large]).sum(dim=1).numpy()
+    ok = (count[small] < config.fragment_share * count[large]) & (
+        cosine >= config.fragment_min_cosine)
+    target = np.arange(len(count))
+    small, large, contact = small[ok], large[ok], contact[ok]
+    order = np.lexsort((-contact, small))  # per fragment, the most touching part first
+    first = np.unique(small[order], return_index=True)[1]
+    target[small[order][first]] = large[order][first]
+    for _ in range(8):  # follow chains fragment -> fragment -> object
+        target = target[target]
+    out = parts.copy()
+    out[index] = target[parts[index]]
+    return out
 
 
 def is_background(extent: np.ndarray, config: ObjectsConfig) -> bool:
@@ -264,23 +350,17 @@ def cluster_objects(splats, config: ObjectsConfig, previous: ObjectTable | None 
     if len(eligible):
         group[eligible] = feature_groups(features[eligible], config, seed).numpy()
 
-    # Spatial split: one component per connected part of each feature group.
     points = means.numpy().astype(np.float64)
-    grouped = np.flatnonzero(group >= 0)
-    parts = np.full(n, -1, dtype=np.int64)
-    next_part = 0
-    keys = voxel_keys(points[grouped], config.voxel_size)
-    order = np.argsort(group[grouped], kind="stable")
-    bounds = np.flatnonzero(np.diff(group[grouped][order])) + 1
-    for members in np.split(order, bounds):
-        if len(members) == 0:
-            continue
-        labels = connected_voxel_groups(keys[members])
-        sizes = np.bincount(labels)
-        keep = sizes[labels] >= config.min_gaussians
-        renumber = np.cumsum(sizes >= config.min_gaussians) - 1
-        parts[grouped[members[keep]]] = next_part + renumber[labels[keep]]
-        next_part += int((sizes >= config.min_gaussians).sum())
+    parts = spatial_parts(points, group, config.voxel_size)
+    parts = absorb_fragments(points, features, parts, config)
+    assigned = np.flatnonzero(parts >= 0)
+    if len(assigned):  # floaters: few, or thinly spread Gaussians
+        counts = np.bincount(parts[assigned])
+        occupied = unique_pairs(parts[assigned], voxel_keys(points[assigned],
+                                                            config.voxel_size))
+        voxels = np.bincount(occupied[:, 0], minlength=len(counts))
+        floater = (counts < config.min_gaussians) | (counts < config.min_density * voxels)
+        parts[assigned[floater[parts[assigned]]]] = -1
 
     rgb = base_rgb(splats).cpu().numpy()
     order = np.argsort(parts, kind="stable")
@@ -319,7 +399,7 @@ def match_objects(objects: list[ObjectInfo], previous: ObjectTable | None,
         return {}
     if previous.voxel_size != config.voxel_size:
         scale = config.voxel_size
-        old_voxels = [np.unique(voxel_keys(_voxel_centres(o.voxels, previous.voxel_size), scale))
+        old_voxels = [np.unique(voxel_keys(voxel_centres(o.voxels, previous.voxel_size), scale))
                       for o in previous.objects]
     else:
         old_voxels = [o.voxels for o in previous.objects]
@@ -340,9 +420,3 @@ def match_objects(objects: list[ObjectInfo], previous: ObjectTable | None,
     rows, cols = linear_sum_assignment(np.where(finite, -score, 1e6))
     return {objects[i].id: previous.objects[j].id for i, j in zip(rows, cols) if finite[i, j]}
 
-
-def _voxel_centres(keys: np.ndarray, size: float) -> np.ndarray:
-    """[V, 3] centres of voxels keyed at side `size` (inverse of `voxel_keys`)."""
-    from cgc_core.objects.voxels import _BITS, _MASK, _OFFSET
-    cells = np.stack([(keys >> (2 * _BITS)) & _MASK, (keys >> _BITS) & _MASK, keys & _MASK], 1)
-    return (cells - _OFFSET + 0.5) * size

@@ -287,14 +287,15 @@ class LiveSession:
 
     # ------------------------------------------------------------------ reading
 
-    def snapshot(self) -> Snapshot | None:
+    def snapshot(self, *, latest: bool = False) -> Snapshot | None:
         """The model now, as detached copies (None before the first keyframe). Taken under the
         model's lock, so it never shows a half-finished densification; for
-        `live.reset_hold_iterations` after an opacity reset, the model from just before it."""
+        `live.reset_hold_iterations` after an opacity reset, the model from just before it
+        (unless `latest`)."""
         with self.lock:
             if self.trainer is None:
                 return None
-            if self._held is not None:
+            if self._held is not None and not latest:
                 if self.trainer.step_count < self._held_until:
                     return self._held
                 self._held = None
@@ -307,7 +308,10 @@ class LiveSession:
             return self._snapshot
 
     def _hold_snapshot(self) -> None:
-        hold = self.config.live.reset_hold_iterations
+        # Never longer than half the reset interval, or a short schedule would only ever serve
+        # held copies.
+        hold = min(self.config.live.reset_hold_iterations,
+                   self.config.train.opacity_reset_every // 2)
         if hold > 0:
             self._version += 1  # the optimiser step just changed the model
             self._held = None

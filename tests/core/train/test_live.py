@@ -221,22 +221,23 @@ def test_load_refuses_a_truncated_file(tiny_scene, tmp_path):
 
 def test_snapshots_skip_the_model_just_after_an_opacity_reset(tiny_scene):
     config = apply_overrides(live_config(reset_hold_iterations=4),
-                             {"train": {"opacity_reset_every": 6, "scale_schedule": False}})
+                             {"train": {"opacity_reset_every": 10, "scale_schedule": False}})
     session = LiveSession(config, device="cpu")
     session.add_frame(*next(frames(tiny_scene)))
     ceiling = float(torch.sigmoid(torch.tensor(
         np.log(2 * 0.005 / (1 - 2 * 0.005)))))  # where a reset clamps opacities
-    for _ in range(5):
+    for _ in range(9):
         session.step()
     before = session.snapshot()
-    session.step()  # step 6 resets the model's opacities
+    session.step()  # step 10 resets the model's opacities
     model = torch.sigmoid(session.trainer.splats["opacities"].detach())
     assert float(model.max()) <= ceiling + 1e-6
     held = session.snapshot()
     assert float(torch.sigmoid(held.splats["opacities"]).max()) > 2 * ceiling
-    assert held.step == 6 and held.version > before.version
+    assert held.step == 10 and held.version > before.version
+    assert session.snapshot(latest=True) is not held  # who asks for it gets the model as it is
     for _ in range(3):
         session.step()
         assert session.snapshot() is held
-    session.step()  # step 10 = 6 + 4: the held copy is released
-    assert session.snapshot() is not held and session.snapshot().step == 10
+    session.step()  # step 14 = 10 + 4: the held copy is released
+    assert session.snapshot() is not held and session.snapshot().step == 14

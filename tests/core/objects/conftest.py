@@ -1,0 +1,7 @@
+"""Makes the plain helper module `box_scenes` importable by the objects tests (the tests folders
+are not packages; see tests/core/render/conftest.py)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -1,0 +1,141 @@
+"""Scene clustering on hand-built models whose true objects are known."""
+
+import numpy as np
+import pytest
+import torch
+from box_scenes import Box, boxes_model, gaussians, unit_feature
+
+from cgc_core.config import ObjectsConfig
+from cgc_core.objects import UNASSIGNED, ObjectTable, cluster_objects, label_object
+
+RED, BLUE, GREEN, WHITE = (0.8, 0.1, 0.1), (0.1, 0.2, 0.8), (0.1, 0.6, 0.15), (0.92, 0.92, 0.9)
+
+
+def table_top() -> Box:
+    return Box((0.25, 0.1, -0.01), (1.2, 0.8, 0.02), unit_feature(2), WHITE)
+
+
+def scene_boxes() -> list[Box]:
+    return [Box((0.0, 0.0, 0.05), (0.1, 0.1, 0.1), unit_feature(0), RED),
+            Box((0.5, 0.0, 0.05), (0.1, 0.1, 0.1), unit_feature(0), RED),  # look-alike, apart
+            Box((0.2, 0.3, 0.06), (0.2, 0.08, 0.12), unit_feature(1), BLUE, yaw_deg=45.0),
+            table_top()]
+
+
+def owners_of(table: ObjectTable, owner: np.ndarray, box: int) -> np.ndarray:
+    return np.unique(table.gaussian_object[owner == box])
+
+
+def test_look_alikes_apart_stay_separate_and_each_object_is_one_box():
+    model, owner = boxes_model(scene_boxes())
+    table = cluster_objects(model, ObjectsConfig())
+    assert len(table.objects) == 4
+    ids = []
+    for box in range(4):
+        found = owners_of(table, owner, box)
+        assert len(found) == 1 and found[0] != UNASSIGNED, f"box {box} -> objects {found}"
+        # the object holds this box's Gaussians and nothing else
+        assert np.array_equal(table.gaussian_object == found[0], owner == box)
+        ids.append(int(found[0]))
+    assert len(set(ids)) == 4
+    assert [table.get(i).background for i in ids] == [False, False, False, True]
+
+
+def test_transparent_blobs_and_strays_form_no_object():
+    rng = np.random.default_rng(3)
+    blob = gaussians(rng.uniform(-0.025, 0.025, (300, 3)) + [0.0, -0.3, 0.05], unit_feature(3),
+                     GREEN, opacity=0.05, std=0.005, rng=rng)
+    strays = gaussians(rng.uniform(-1.0, 1.0, (12, 3)) + [0, 0, 1.5], unit_feature(4), GREEN,
+                       opacity=0.9, std=0.005, rng=rng)
+    model, owner = boxes_model(scene_boxes()[:3], extra=[blob, strays])
+    table = cluster_objects(model, ObjectsConfig())
+    assert (table.gaussian_object[owner == -1] == UNASSIGNED).all()
+    assert len(table.objects) == 3
+
+
+def test_object_fields_describe_the_box():
+    boxes = scene_boxes()
+    model, owner = boxes_model(boxes)
+    table = cluster_objects(model, ObjectsConfig())
+    means = model["means"].numpy()
+    for box_index, colour in ((0, "red"), (2, "blue")):
+        obj = table.get(int(owners_of(table, owner, box_index)[0]))
+        own = means[owner == box_index]
+        assert obj.count == len(own)
+        np.testing.assert_allclose(obj.centroid, own.mean(axis=0), atol=1e-5)
+        np.testing.assert_allclose(obj.aabb_min, own.min(axis=0), atol=1e-5)
+        np.testing.assert_allclose(obj.aabb_max, own.max(axis=0), atol=1e-5)
+        np.testing.assert_allclose(sorted(obj.obb_extent), sorted(boxes[box_index].size),
+                                   atol=0.01)
+        assert float(obj.mean_feature @ boxes[box_index].feature) > 0.95
+        assert obj.color_name == colour and obj.color_shares[colour] > 0.9
+    yawed = table.get(int(owners_of(table, owner, 2)[0]))
+    # the 45-degree box: its axis-aligned box holds 2.45 times the volume, the oriented one not
+    assert np.prod(yawed.aabb_max - yawed.aabb_min) > 2.0 * yawed.volume
+
+
+def test_ids_labels_and_colours_survive_reclustering_of_a_grown_map():
+    boxes = scene_boxes()
+    first_model, first_owner = boxes_model([boxes[0], boxes[2], boxes[3]])
+    first = cluster_objects(first_model, ObjectsConfig())
+    red_id = int(owners_of(first, first_owner, 0)[0])
+    blue_id = int(owners_of(first, first_owner, 1)[0])
+    label_object(first, red_id, "Red Mug")
+    stored = ObjectTable.from_json(first.to_json())  # as RUN/objects.json keeps it
+
+    # The map grew: a new object, the old ones re-fitted 5 mm off, Gaussians in another order.
+    moved = [Box(tuple(np.add(b.centre, 0.005)), b.size, b.feature, b.rgb, b.yaw_deg)
+             for b in (boxes[0], boxes[2], boxes[3])]
+    new_box = Box((-0.3, 0.25, 0.05), (0.1, 0.1, 0.1), unit_feature(5), GREEN)
+    model, owner = boxes_model(moved + [new_box], seed=1)
+    order = np.random.default_rng(0).permutation(len(owner))
+    model = {k: v[torch.from_numpy(order)] for k, v in model.items()}
+    owner = owner[order]
+    second = cluster_objects(model, ObjectsConfig(), previous=stored)
+    assert int(owners_of(second, owner, 0)[0]) == red_id
+    assert second.get(red_id).label == "Red Mug"
+    assert second.get(red_id).color == first.get(red_id).color
+    assert int(owners_of(second, owner, 1)[0]) == blue_id
+    new_id = int(owners_of(second, owner, 3)[0])
+    assert new_id >= first.next_id
+
+    # The blue box is gone; a newcomer must not inherit its id.
+    third_model, third_owner = boxes_model([moved[0], moved[2], new_box,
+                                            Box((0.5, 0.3, 0.05), (0.1, 0.1, 0.1),
+                                                unit_feature(6), BLUE)])
+    third = cluster_objects(third_model, ObjectsConfig(), previous=second)
+    assert int(owners_of(third, third_owner, 2)[0]) == new_id
+    assert blue_id not in {o.id for o in third.objects}
+    assert int(owners_of(third, third_owner, 3)[0]) >= second.next_id
+
+
+def test_ids_survive_a_change_of_voxel_size():
+    model, owner = boxes_model(scene_boxes())
+    first = cluster_objects(model, ObjectsConfig(voxel_size=0.03))
+    second = cluster_objects(model, ObjectsConfig(voxel_size=0.02),
+                             previous=ObjectTable.from_json(first.to_json()))
+    for box in range(4):
+        assert np.array_equal(owners_of(first, owner, box), owners_of(second, owner, box))
+
+
+def test_voxel_keys_round_trip_to_centres():
+    from cgc_core.objects.voxels import voxel_centres, voxel_keys
+    points = np.array([[0.01, -0.04, 2.5], [-3.2, 0.0, 0.029], [100.0, -7.0, -0.031]])
+    centres = voxel_centres(voxel_keys(points, 0.03), 0.03)
+    assert (np.abs(centres - points) <= 0.015 + 1e-9).all()
+    np.testing.assert_array_equal(voxel_keys(centres, 0.03), voxel_keys(points, 0.03))
+
+
+def test_a_parameter_dict_clusters_like_detached_tensors():
+    model, _ = boxes_model(scene_boxes())
+    params = torch.nn.ParameterDict({k: torch.nn.Parameter(v.clone()) for k, v in model.items()})
+    a = cluster_objects(model, ObjectsConfig())
+    b = cluster_objects(params, ObjectsConfig())
+    assert np.array_equal(a.gaussian_object, b.gaussian_object)
+
+
+@pytest.mark.parametrize("min_opacity", [0.95])
+def test_nothing_opaque_enough_gives_an_empty_table(min_opacity):
+    model, _ = boxes_model(scene_boxes()[:1])
+    table = cluster_objects(model, ObjectsConfig(min_opacity=min_opacity))
+    assert table.objects == [] and (table.gaussian_object == UNASSIGNED).all()
