@@ -466,20 +466,7 @@ def play(args) -> dict:
         quality.join()
     status_trained = dict(player.status)
 
-    # 3. A few of the frames again, now that the node has learned: their ~/segmentation/color
-    #    shows the objects (while streaming, the first clustering had not happened yet).
-    player.phase = "learned"
-    again = frames[::max(1, len(frames) // AGAIN_FRAMES)][:AGAIN_FRAMES]
-    resend = time.time()
-    for i, (name, camera, rgb, depth, segments) in enumerate(again):
-        stamp = resend + i / args.rate
-        player.sent[stamp_ns(header(stamp))] = name
-        player.publish(camera, rgb, depth, segments, stamp)
-        player.spin(1.0 / args.rate)
-    player.wait_for(lambda: sum(e["phase"] == "learned" for e in player.live) >= len(again),
-                    30.0)
-
-    # 4. Objects: cluster now, save (objects.json names each object's colour), final held-out
+    # 3. Objects: cluster now, save (objects.json names each object's colour), final held-out
     #    measurement, then every object by pixel, label and colour word; save again, labelled.
     started = time.monotonic()
     listed, _ = player.call("list_objects", ListObjects.Request(recluster=True))
@@ -495,6 +482,26 @@ def play(args) -> dict:
     objects = query_objects(player, heldout, final, [f[1] for f in frames], colour_names, out)
     saved, _ = player.call("save_map", SaveMap.Request(name=MAP_NAME), timeout=120)
     timings["objects"] = round(time.monotonic() - started, 2)
+
+    # 4. A few of the frames again, now that the node has learned: their ~/segmentation/color
+    #    shows the objects (while streaming, the first clustering had not happened yet). After
+    #    the map is saved: a frame the model explains poorly becomes a keyframe, which restarts
+    #    the densification and opacity-reset cadence, and right after a reset no Gaussian is
+    #    opaque enough to form an object.
+    player.phase = "learned"
+    again = frames[::max(1, len(frames) // AGAIN_FRAMES)][:AGAIN_FRAMES]
+    resend = time.time()
+    for i, (name, camera, rgb, depth, segments) in enumerate(again):
+        stamp = resend + i / args.rate
+        player.sent[stamp_ns(header(stamp))] = name
+        player.publish(camera, rgb, depth, segments, stamp)
+        player.spin(1.0 / args.rate)
+    player.wait_for(lambda: sum(e["phase"] == "learned" for e in player.live) >= len(again),
+                    30.0)
+    # ... and a ~/status that counts every frame sent (it is published about once a second).
+    player.wait_for(lambda: player.status.get("frames_taken", 0) + player.status.get(
+        "frames_dropped", 0) >= len(frames) + len(again), 10.0)
+
     player.spin(0.2)
     result = {
         "source": str(args.bag or args.scene), "kind": "bag" if args.bag else "scene",
