@@ -118,6 +118,8 @@ class Player:
         self.status: dict = {}
         self.live: list[dict] = []
         self.sent: dict[int, str] = {}
+        self.labels: dict[str, int] = {}
+        """Name -> the object id the player last gave it to."""
         self.phase = "stream"
         """'stream' while streaming, 'learned' for the frames sent again after learning."""
         """Stamp (ns) -> frame name of every frame sent."""
@@ -177,6 +179,15 @@ class Player:
         if not future.done():
             raise RuntimeError(f"{name} did not answer within {timeout} s")
         return future.result(), time.monotonic() - started
+
+    def label(self, object_id: int, name: str) -> None:
+        """Give `name` to an object, and take it from the object that had it before: ids change
+        as the map is re-clustered, and a name on two objects makes a text query ambiguous."""
+        previous = self.labels.get(name)
+        if previous is not None and previous != object_id:
+            self.call("label_object", LabelObject.Request(id=previous, label=""))  # may be gone
+        self.call("label_object", LabelObject.Request(id=object_id, label=name))
+        self.labels[name] = object_id
 
     def publish(self, camera: Camera, rgb, depth, segments, stamp: float) -> None:
         head = header(stamp)
@@ -256,8 +267,7 @@ class HeldOut:
             picks[prompt.id] = (response, seconds)
             if not (response.success and response.object.id):
                 continue
-            player.call("label_object", LabelObject.Request(id=response.object.id,
-                                                            label=prompt.id))
+            player.label(response.object.id, prompt.id)
             for frame, objects in views.items():
                 if prompt.id not in objects:
                     continue
@@ -382,8 +392,7 @@ def query_objects(player: Player, heldout: HeldOut, final: dict | None, cameras:
             entry = object_entry(player, response, seconds, name, out)
             entry["prompt"] = {"frame": camera.name, "point": list(pixel)}
             if response.success and response.object.id:
-                player.call("label_object", LabelObject.Request(id=response.object.id,
-                                                                label=name))
+                player.label(response.object.id, name)
             entries.append(entry)
     for entry in entries:
         if not entry["success"] or not entry["id"]:
