@@ -78,15 +78,16 @@ def main() -> int:
             "train_seconds")
     stream = evaluate_run(streamed.splats, scene, config.render, config.query.threshold,
                           config.query)
-    session = player["status"]["session"]
+    trained = player["status_trained"]  # when learning ended, before frames were sent again
+    session = trained["session"]
     result = {
         "date": datetime.date.today().isoformat(), "machine": machine(),
         "scene": run["scene"], "rate": player["rate"], "iterations": player["iterations"],
         "main_job_seconds": run["timings"].get("total"), "timings": run["timings"],
         "player_timings": player["timings"], "node_steps": session["step"],
         "gaussians": session["num_gaussians"], "keyframes": session["keyframes"],
-        "frames_taken": player["status"]["frames_taken"],
-        "frames_dropped": player["status"]["frames_dropped"],
+        "frames_taken": trained["frames_taken"], "frames_dropped": trained["frames_dropped"],
+        "frames_refused": trained.get("frames_rejected", 0),
         "node_services": {k: round(player["final"][k], 2) for k in ("mIoU", "mBIoU")},
         "node_map": {k: round(node_map[k], 2) for k in ("mIoU", "mBIoU")},
         "stream": {k: round(stream[k], 2) for k in ("mIoU", "mBIoU")},
@@ -106,8 +107,8 @@ def main() -> int:
         f"| main job, scene to report (s) | {result['main_job_seconds']} |",
         f"| of which streaming and learning to {result['iterations']} iterations (s) | "
         f"{player['timings'].get('learn')} |",
-        f"| frames taken / dropped by the node | {result['frames_taken']} / "
-        f"{result['frames_dropped']} |",
+        f"| frames taken / dropped / refused by the node (of 40) | {result['frames_taken']} / "
+        f"{result['frames_dropped']} / {result['frames_refused']} |",
         f"| node at the end: iterations, keyframes, Gaussians | {result['node_steps']}, "
         f"{result['keyframes']}, {result['gaussians']} |",
         f"| held-out mIoU / mBIoU through the node's services | "
