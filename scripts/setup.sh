@@ -18,8 +18,9 @@ is_done() { [ -f "$VENV/.stamp-$1" ] && [ "$(cat "$VENV/.stamp-$1")" = "$2" ]; }
 mark_done() { echo "$2" > "$VENV/.stamp-$1"; }
 
 # 1. Debian libraries: open3d needs libusb at import time; cmake/g++ build the ROS interfaces
-#    and the C++ rasterizer.
-apt_packages=(libusb-1.0-0 cmake g++ git)
+#    and the C++ rasterizer; chromium is the real browser the report's test opens report.html in
+#    (driven by the playwright package; its own browser download is never used).
+apt_packages=(libusb-1.0-0 cmake g++ git chromium)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

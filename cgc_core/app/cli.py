@@ -261,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_render)
 
-    p = sub.add_parser("demo", help="the main job: synth -> train -> eval -> render, one folder")
+    p = sub.add_parser("demo", help="offline demo: synth -> train -> eval -> render, one folder")
     p.add_argument("out")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--iterations", type=int)

@@ -1,5 +1,6 @@
-"""The main job on the embedded default: make a synthetic scene with SAM-like inconsistent masks,
-train CGC on it, evaluate on held-out views, and render pictures, all into one folder."""
+"""`cgc demo`, the offline demo (scripts/run.sh runs the node instead: cgc_ros.main_job): make
+a synthetic scene with SAM-like inconsistent masks, train CGC on it, evaluate on held-out views,
+and render pictures, all into one folder."""
 
 from __future__ import annotations
 

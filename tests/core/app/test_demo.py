@@ -1,4 +1,4 @@
-"""The main job (`cgc demo`, what scripts/run.sh runs), shortened to a few iterations."""
+"""`cgc demo` (offline: synth -> train -> eval -> pictures), shortened to a few iterations."""
 
 import json
 

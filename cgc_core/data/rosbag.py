@@ -1,0 +1,199 @@
+"""Posed frames from a rosbag2 folder, read with `rosbags` (pure Python: no ROS install needed).
+
+A bag holds the topics a robot records: sensor_msgs/Image, sensor_msgs/CameraInfo, optionally a
+depth Image and a segments Image, and the camera pose as geometry_msgs/PoseStamped of the optical
+frame in the map frame (OpenCV axes, as the node's `pose` input). Messages are matched to each
+image by header stamp within `slop` seconds, as the node matches them. TF trees are not
+composed here: record the optical frame's pose as a PoseStamped topic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from cgc_core.cameras import Camera
+from cgc_core.io import DataError
+
+
+@dataclass(frozen=True)
+class BagTopics:
+    """Topic names in the bag (flags of `scripts/run.sh --bag`)."""
+
+    image: str = "/camera/image"
+    camera_info: str = "/camera/camera_info"
+    pose: str = "/camera/pose"
+    depth: str | None = None
+    segments: str | None = None
+
+
+@dataclass
+class BagFrame:
+    """One image with its companions, in cgc_core's conventions."""
+
+    stamp: float
+    camera: Camera
+    image: np.ndarray               # [H, W, 3] uint8 RGB
+    depth: np.ndarray | None = None  # [H, W] float32 metres, 0 = invalid
+    segments: np.ndarray | None = None  # [H, W] int64 segment ids, 0 = none
+
+
+def _stamp(header) -> float:
+    return header.stamp.sec + header.stamp.nanosec * 1e-9
+
+
+def _pixels(msg) -> np.ndarray:
+    """[H, W] or [H, W, C] array of a sensor_msgs/Image (row step and endianness respected)."""
+    layouts = {"rgb8": ("u1", 3), "bgr8": ("u1", 3), "mono8": ("u1", 1), "rgba8": ("u1", 4),
+               "bgra8": ("u1", 4), "mono16": ("u2", 1), "16UC1": ("u2", 1),
+               "32SC1": ("i4", 1), "32FC1": ("f4", 1)}
+    if msg.encoding not in layouts:
+        raise DataError(f"image encoding '{msg.encoding}' is not supported "
+                        f"({', '.join(layouts)})")
+    kind, channels = layouts[msg.encoding]
+    dtype = np.dtype((">" if msg.is_bigendian else "<") + kind)
+    rows = np.frombuffer(bytes(msg.data), np.uint8)[:msg.height * msg.step]
+    rows = rows.reshape(msg.height, msg.step)[:, :msg.width * channels * dtype.itemsize]
+    pixels = rows.copy().view(dtype).astype(dtype.newbyteorder("="))
+    return pixels.reshape(msg.height, msg.width, channels).squeeze(-1) if channels == 1 \
+        else pixels.reshape(msg.height, msg.width, channels)
+
+
+def image_to_rgb(msg) -> np.ndarray:
+    pixels = _pixels(msg)
+    if msg.encoding == "mono8":
+        return np.repeat(pixels[..., None], 3, axis=-1)
+    rgb = pixels[..., :3]
+    return np.ascontiguousarray(rgb[..., ::-1] if msg.encoding.startswith("bgr") else rgb)
+
+
+def image_to_depth(msg) -> np.ndarray:
+    """Metres; 16-bit encodings are millimetres (REP 118); non-finite -> 0 (invalid)."""
+    pixels = _pixels(msg).astype(np.float32)
+    if msg.encoding in ("16UC1", "mono16"):
+        pixels /= 1000.0
+    return np.where(np.isfinite(pixels), pixels, 0.0).astype(np.float32)
+
+
+def camera_from(info, pose_msg, name: str) -> Camera:
+    """Camera of a CameraInfo (K) and a PoseStamped (optical frame in the map frame)."""
+    k = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
+    p, q = pose_msg.pose.position, pose_msg.pose.orientation
+    cam_to_world = np.eye(4)
+    cam_to_world[:3, :3] = Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix()
+    cam_to_world[:3, 3] = (p.x, p.y, p.z)
+    return Camera(name=name, width=int(info.width), height=int(info.height), fx=float(k[0, 0]),
+                  fy=float(k[1, 1]), cx=float(k[0, 2]), cy=float(k[1, 2]),
+                  cam_to_world=cam_to_world)
+
+
+def _nearest(messages: list[tuple[float, object]], stamp: float, slop: float):
+    if not messages:
+        return None
+    stamps = np.array([s for s, _ in messages])
+    i = int(np.argmin(np.abs(stamps - stamp)))
+    return messages[i][1] if abs(stamps[i] - stamp) <= slop else None
+
+
+def read_bag_frames(path: str | Path, topics: BagTopics, slop: float = 0.05
+                    ) -> Iterator[BagFrame]:
+    """The bag's images in stamp order, each with its camera_info, pose (required) and depth and
+    segments (when their topics are given and a message lies within `slop`). Images without a
+    camera_info or pose within the slop are skipped, as the node would refuse them."""
+    from rosbags.highlevel import AnyReader
+
+    path = Path(path)
+    if not (path / "metadata.yaml").is_file():
+        raise DataError(f"{path}: not a rosbag2 folder (no metadata.yaml)")
+    wanted = {name: topic for name, topic in vars(topics).items() if topic}
+    by_topic: dict[str, list[tuple[float, object]]] = {name: [] for name in wanted}
+    with AnyReader([path]) as reader:
+        present = {c.topic for c in reader.connections}
+        missing = [t for n, t in wanted.items() if t not in present and n in ("image", "pose",
+                                                                            "camera_info")]
+        if missing:
+            raise DataError(f"{path}: no topic {', '.join(missing)} in the bag (it has: "
+                            f"{', '.join(sorted(present))})")
+        connections = [c for c in reader.connections if c.topic in wanted.values()]
+        names = {topic: name for name, topic in wanted.items()}
+        for connection, _, raw in reader.messages(connections=connections):
+            msg = reader.deserialize(raw, connection.msgtype)
+            by_topic[names[connection.topic]].append((_stamp(msg.header), msg))
+    for stamp, image in sorted(by_topic["image"], key=lambda item: item[0]):
+        info = _nearest(by_topic["camera_info"], stamp, slop)
+        pose = _nearest(by_topic["pose"], stamp, slop)
+        if info is None or pose is None:
+            continue
+        depth = _nearest(by_topic.get("depth", []), stamp, slop)
+        segments = _nearest(by_topic.get("segments", []), stamp, slop)
+        yield BagFrame(stamp=stamp, camera=camera_from(info, pose, f"{stamp:.6f}"),
+                       image=image_to_rgb(image),
+                       depth=None if depth is None else image_to_depth(depth),
+                       segments=None if segments is None else
+                       _pixels(segments).astype(np.int64))
+
+
+def write_bag_frames(path: str | Path, frames: list[BagFrame], topics: BagTopics,
+                     frame_id: str = "camera_optical", map_frame: str = "map") -> Path:
+    """Write frames as a rosbag2 folder (sqlite3, CDR) with rosbags: an Image (rgb8), CameraInfo
+    and PoseStamped per frame, plus 32FC1 depth and 32SC1 segments when the frame has them and
+    their topics are given. For trying the node on a scene with `ros2 bag play`, and for tests.
+    """
+    from rosbags.rosbag2 import Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.ROS2_KILTED)
+    t = store.types
+    path = Path(path)
+
+    def head(stamp: float, frame: str):
+        sec = int(stamp)
+        return t["std_msgs/msg/Header"](stamp=t["builtin_interfaces/msg/Time"](
+            sec=sec, nanosec=int(round((stamp - sec) * 1e9)) % 1_000_000_000), frame_id=frame)
+
+    def image(stamp: float, pixels: np.ndarray, encoding: str):
+        pixels = np.ascontiguousarray(pixels)
+        height, width = pixels.shape[:2]
+        return t["sensor_msgs/msg/Image"](
+            header=head(stamp, frame_id), height=height, width=width, encoding=encoding,
+            is_bigendian=0, step=pixels.nbytes // height,
+            data=pixels.view(np.uint8).reshape(-1))
+
+    with Writer(path, version=9) as writer:
+        names = {"image": "sensor_msgs/msg/Image", "camera_info": "sensor_msgs/msg/CameraInfo",
+                 "pose": "geometry_msgs/msg/PoseStamped", "depth": "sensor_msgs/msg/Image",
+                 "segments": "sensor_msgs/msg/Image"}
+        connections = {name: writer.add_connection(getattr(topics, name), msgtype,
+                                                   typestore=store)
+                       for name, msgtype in names.items() if getattr(topics, name)}
+        for frame in frames:
+            cam, stamp = frame.camera, frame.stamp
+            quat = Rotation.from_matrix(cam.cam_to_world[:3, :3]).as_quat()  # x, y, z, w
+            messages = {
+                "image": image(stamp, frame.image.astype(np.uint8), "rgb8"),
+                "camera_info": t["sensor_msgs/msg/CameraInfo"](
+                    header=head(stamp, frame_id), height=cam.height, width=cam.width,
+                    distortion_model="plumb_bob", d=np.zeros(5),
+                    k=np.array([cam.fx, 0, cam.cx, 0, cam.fy, cam.cy, 0, 0, 1.0]),
+                    r=np.eye(3).reshape(-1),
+                    p=np.array([cam.fx, 0, cam.cx, 0, 0, cam.fy, cam.cy, 0, 0, 0, 1.0, 0]),
+                    binning_x=0, binning_y=0, roi=t["sensor_msgs/msg/RegionOfInterest"](
+                        x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)),
+                "pose": t["geometry_msgs/msg/PoseStamped"](
+                    header=head(stamp, map_frame), pose=t["geometry_msgs/msg/Pose"](
+                        position=t["geometry_msgs/msg/Point"](*cam.cam_to_world[:3, 3]),
+                        orientation=t["geometry_msgs/msg/Quaternion"](*quat))),
+            }
+            if frame.depth is not None:
+                messages["depth"] = image(stamp, frame.depth.astype("<f4"), "32FC1")
+            if frame.segments is not None:
+                messages["segments"] = image(stamp, frame.segments.astype("<i4"), "32SC1")
+            for name, msg in messages.items():
+                if name in connections:
+                    writer.write(connections[name], int(round(stamp * 1e9)),
+                                 store.serialize_cdr(msg, names[name]))
+    return path
