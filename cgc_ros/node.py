@@ -49,7 +49,8 @@ class CgcNode(Node):
         # 2. Engine: the worker and its live session; inputs are filled by the callbacks below.
         self.inputs = Inputs(frames=DropOldestQueue(self.settings.queue_length),
                              camera_info=StampBuffer(), depth=StampBuffer(), pose=StampBuffer(),
-                             segments=StampBuffer(), lookup_tf=self._tf_lookup())
+                             segments=StampBuffer(), lookup_tf=self._tf_lookup(),
+                             clock=lambda: self.get_clock().now().nanoseconds * 1e-9)
         self.worker = Worker(config, self.settings, self.inputs, self.get_logger().warning)
         # 3. Subscriptions: sensor-data QoS, enqueue only.
         inputs = MutuallyExclusiveCallbackGroup()
