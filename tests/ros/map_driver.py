@@ -5,6 +5,8 @@
         requests of every kind, then save_map 'good'
     map_driver.py NAMESPACE SCENE save-loop   save_map 'good' again and again (until killed)
     map_driver.py NAMESPACE SCENE loads       load_map: truncated, foreign, good, truncated again
+    map_driver.py NAMESPACE SCENE flood       a few frames, then many slow requests at once while
+        frames keep coming
 
 Prints one JSON object (save-loop: one line per save). Every wait is bounded.
 """
@@ -100,6 +102,49 @@ def feed(driver: Driver) -> dict:
             "saved": {**answer(saved), "path": saved.path}, "status": driver.status}
 
 
+def flood(driver: Driver) -> dict:
+    """Six requests at once, each rendering a 2048x2048 view (slow on a CPU), while frames keep
+    coming: the node must refuse what does not fit its queue, time out what waits too long, and
+    go on segmenting frames."""
+    cameras = driver.scene.train_cameras
+    driver.wait_for_node()
+    start = float(int(time.time()))
+    for i, camera in enumerate(cameras[:3]):
+        driver.publish_frame(camera, start + i)
+        driver.spin(0.5)
+    driver.wait_for(lambda: driver.status.get("session", {}).get("keyframes", 0) >= 1, 60.0)
+    info, pose = driver.camera_msgs(cameras[0], 0.0)
+    scale = 2048 / info.width
+    info.width, info.height = 2048, int(info.height * scale)
+    info.k = [v * scale if i in (0, 2, 4, 5) else v for i, v in enumerate(info.k)]
+    sent_at = time.monotonic()
+    futures = []
+    for _ in range(6):
+        futures.append(driver.clients["segment_object"].call_async(SegmentObject.Request(
+            use_pixel=True, u=1024, v=700, camera_info=info, camera_pose=pose)))
+    answered = {}
+    during = []
+    for i in range(6):  # frames while the requests wait
+        stamp = start + 10 + i
+        driver.publish_frame(cameras[i % len(cameras)], stamp)
+        during.append(stamp)
+        driver.spin(0.5)
+        for k, future in enumerate(futures):
+            if future.done() and k not in answered:
+                answered[k] = time.monotonic() - sent_at
+    driver.wait_for(lambda: all(f.done() for f in futures), 30.0)
+    for k, future in enumerate(futures):
+        answered.setdefault(k, time.monotonic() - sent_at)
+    driver.wait_for(lambda: sum(s["stamp"] in during for s in driver.segmentation) >= 3, 60.0)
+    driver.spin(1.0)
+    listed = driver.call("list_objects", ListObjects.Request(recluster=False))
+    return {"answers": [{**answer(f.result()), "seconds": round(answered[k], 2)}
+                        if f.done() else None for k, f in enumerate(futures)],
+            "during": during, "segmented_during": sorted(s["stamp"] for s in driver.segmentation
+                                       if s["stamp"] in during),
+            "listed": answer(listed), "status": driver.status}
+
+
 def save_loop(driver: Driver) -> dict:
     for i in range(200):
         response = driver.call("save_map", SaveMap.Request(name="good"))
@@ -121,13 +166,13 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("namespace")
     parser.add_argument("scene", type=Path)
-    parser.add_argument("mode", choices=("empty", "feed", "save-loop", "loads"))
+    parser.add_argument("mode", choices=("empty", "feed", "save-loop", "loads", "flood"))
     args = parser.parse_args()
     rclpy.init()
     driver = Driver(args.namespace, args.scene)
     try:
         result = {"empty": empty, "feed": feed, "save-loop": save_loop,
-                  "loads": loads}[args.mode](driver)
+                  "loads": loads, "flood": flood}[args.mode](driver)
     finally:
         driver.node.destroy_node()
         rclpy.try_shutdown()

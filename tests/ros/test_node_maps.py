@@ -141,3 +141,27 @@ def test_requests_are_validated_and_no_map_is_lost(ros_python, ros_env, run_scri
                 os.killpg(loop.pid, signal.SIGKILL)
             loop.wait(timeout=10)
             loop.stdout.close()
+
+
+@pytest.mark.slow
+def test_slow_requests_are_refused_or_timed_out_and_frames_go_on(run_script, cgc_nodes, scene,
+                                                                  tmp_path, ros_namespace):
+    cgc_nodes(ros_namespace, "pose_source:=topic", "external_segments:=true",
+              f"map_directory:={tmp_path}", "publish_rate:=2.0", "service_timeout:=0.5",
+              "service_queue_length:=1")
+    out = run_script("map_driver.py", ros_namespace, str(scene), "flood", timeout=150)
+    answers = out["answers"]
+    assert all(a is not None for a in answers), answers  # every caller got an answer ...
+    assert max(a["seconds"] for a in answers) < 10.0, answers  # ... promptly
+    refused = [a for a in answers if "already wait" in a["message"]]
+    timed_out = [a for a in answers if "did not answer within 0.5 s" in a["message"]]
+    assert refused and timed_out, answers
+    assert all(not a["success"] for a in refused + timed_out)
+    status = out["status"]
+    assert status["requests_refused"] >= len(refused)
+    assert status["requests_timed_out"] >= len(timed_out)
+    # Frames sent meanwhile: the bounded queue dropped the oldest while the worker rendered, and
+    # the newest was still segmented.
+    assert out["during"][-1] in out["segmented_during"], out
+    assert status["frames_dropped"] + len(out["segmented_during"]) >= len(out["during"])
+    assert out["listed"]["success"]
