@@ -241,3 +241,29 @@ def test_bad_files_are_one_line_errors(kind, tiny_scene, trained_run, tmp_path, 
     assert len(err.splitlines()) == 1 and names in err, err
     assert "Traceback" not in err
     assert not (tmp_path / "pwned").exists()  # nothing in the file ran
+
+
+def test_every_file_written_gets_the_users_permissions(trained_run, tiny_scene, tmp_path):
+    """Run folder (model.ply, checkpoint.pt, run.json, ...), masks and pictures: 0666 less the
+    umask, as any new file, never mkstemp's 0600 (issue 15). The render runs under an unusual
+    umask, so that a fixed mode would show."""
+    import stat
+
+    def modes(folder: Path) -> dict[str, int]:
+        return {str(p.relative_to(folder)): stat.S_IMODE(p.stat().st_mode)
+                for p in folder.rglob("*") if p.is_file()}
+
+    old = os.umask(0o022)
+    os.umask(old)
+    written = modes(trained_run)
+    assert {"model.ply", "checkpoint.pt", "run.json"} <= set(written)
+    assert set(written.values()) == {0o666 & ~old}, written
+    frame = sorted((tiny_scene / "images").iterdir())[0].stem
+    old = os.umask(0o007)
+    try:
+        assert main(["render", str(trained_run), "--frame", frame, "--out",
+                     str(tmp_path / "pictures")]) == 0
+    finally:
+        os.umask(old)
+    pictures = modes(tmp_path / "pictures")
+    assert pictures and set(pictures.values()) == {0o660}, pictures
