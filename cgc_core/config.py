@@ -332,6 +332,9 @@ class LiveConfig:
     of iterations to look like itself again (bench/results/stream.md). 0: serve it at once."""
     max_translation: float = 1e4
     """Frames whose camera is farther than this (metres) from the origin are rejected."""
+    timeline_length: int = 10_000
+    """Keyframe records kept in the session's timeline (the oldest go first): a node that runs
+    for days makes a keyframe every few frames, and the timeline must not grow without end."""
 
 
 @dataclass

@@ -95,21 +95,25 @@ def image_to_rgb(msg: Image) -> np.ndarray:
     return np.ascontiguousarray(pixels[:, :, :3])
 
 
-def image_to_depth(msg: Image) -> np.ndarray:
-    """32FC1 metres or 16UC1 / mono16 millimetres -> [H, W] float32 metres (0 = invalid).
+def image_to_depth(msg: Image) -> tuple[np.ndarray, int]:
+    """32FC1 metres or 16UC1 / mono16 millimetres -> ([H, W] float32 metres (0 = invalid),
+    how many pixels were NaN or inf).
 
     REP 118 gives 32FC1 depth NaN for "no measurement" and -inf / +inf for "too close" / "too
-    far": all three become 0, cgc's "invalid". Negative finite values are refused: they are a
-    driver bug, not a missing measurement.
+    far": all three become 0, cgc's "invalid", and the caller counts them. A depth image with
+    no finite value at all, or with negative finite values, is refused: that is a driver bug,
+    not a missing measurement.
     """
     pixels = _pixels(msg, DEPTH_ENCODINGS, "depth")
     if msg.encoding == "32FC1":
         finite = np.isfinite(pixels)
+        if not finite.any():
+            raise ConversionError("depth: no finite value (every pixel is NaN or inf)")
         if (pixels[finite] < 0).any():
             raise ConversionError("depth: negative values (32FC1 must be metres >= 0; "
                                   "0, NaN and inf = invalid)")
-        return np.where(finite, pixels, np.float32(0.0))
-    return pixels.astype(np.float32) / np.float32(1000.0)
+        return np.where(finite, pixels, np.float32(0.0)), int(finite.size - finite.sum())
+    return pixels.astype(np.float32) / np.float32(1000.0), 0
 
 
 def image_to_segments(msg: Image) -> np.ndarray:

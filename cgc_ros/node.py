@@ -36,6 +36,9 @@ OUTPUT_TOPICS = ("~/segmentation", "~/segmentation/color", "~/clusters", "~/obje
                  "~/object", "~/status")
 SERVICES = ("~/segment_object", "~/list_objects", "~/label_object", "~/save_map", "~/load_map",
             "~/reset")
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+"""Input messages larger than this are dropped on arrival (counted): the buffers hold up to 30
+messages per topic, and a flood of huge ones must not exhaust memory before any check runs."""
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
 """Object outputs: a late subscriber (RViz started later) gets the last one at once."""
@@ -49,13 +52,15 @@ class CgcNode(Node):
         # 2. Engine: the worker and its live session; inputs are filled by the callbacks below.
         self.inputs = Inputs(frames=DropOldestQueue(self.settings.queue_length),
                              camera_info=StampBuffer(), depth=StampBuffer(), pose=StampBuffer(),
-                             segments=StampBuffer(), lookup_tf=self._tf_lookup())
+                             segments=StampBuffer(), lookup_tf=self._tf_lookup(),
+                             clock=lambda: self.get_clock().now().nanoseconds * 1e-9)
         self.worker = Worker(config, self.settings, self.inputs, self.get_logger().warning)
         # 3. Subscriptions: sensor-data QoS, enqueue only.
         inputs = MutuallyExclusiveCallbackGroup()
-        self.create_subscription(Image, "image",
-                                 lambda m: self.inputs.frames.put((time.monotonic(), m)),
-                                 qos_profile_sensor_data, callback_group=inputs)
+        self.create_subscription(
+            Image, "image",
+            lambda m: self._admit("image", m) and self.inputs.frames.put((time.monotonic(), m)),
+            qos_profile_sensor_data, callback_group=inputs)
         self._buffer(CameraInfo, "camera_info", self.inputs.camera_info, inputs)
         self._buffer(Image, "depth", self.inputs.depth, inputs)
         if self.settings.pose_source == "topic":
@@ -89,8 +94,20 @@ class CgcNode(Node):
                                f"'{self.settings.map_frame}', device {config.train.device}")
 
     def _buffer(self, kind, topic: str, buffer: StampBuffer, group) -> None:
-        self.create_subscription(kind, topic, lambda m: buffer.put(cv.stamp_seconds(m.header), m),
-                                 qos_profile_sensor_data, callback_group=group)
+        self.create_subscription(
+            kind, topic,
+            lambda m: self._admit(topic, m) and buffer.put(cv.stamp_seconds(m.header), m),
+            qos_profile_sensor_data, callback_group=group)
+
+    def _admit(self, topic: str, msg) -> bool:
+        """False (counted, logged) for a message too large to keep; True otherwise."""
+        size = len(getattr(msg, "data", b""))
+        if size <= MAX_MESSAGE_BYTES:
+            return True
+        self.worker.counts[f"rejected_on_arrival.{topic}"] += 1
+        self.worker.report(f"arrival:{topic}", f"{topic}: a {size / 2**20:.0f} MiB message, "
+                           f"larger than {MAX_MESSAGE_BYTES // 2**20} MiB, dropped")
+        return False
 
     def _queued(self, name: str, handler):
         """A service callback that runs `handler` on the worker and answers failures."""

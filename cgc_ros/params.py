@@ -75,6 +75,16 @@ def node_parameters() -> list[NodeParameter]:
                       range=(0.1, 3600.0)),
         NodeParameter("service_queue_length", 4, "Service requests waiting for the worker; more "
                       "are refused at once with success=false.", range=(1, 64)),
+        NodeParameter("max_stamp_skew", 0.0, "Images whose stamp lies farther than this many "
+                      "seconds from the node's clock (ROS time: sim time when use_sim_time) are "
+                      "refused, so that one frame stamped far in the future cannot make every "
+                      "later frame look out of order. 0: no check (bags played without --clock, "
+                      "test streams with made-up stamps).", range=(0.0, 1e9)),
+        NodeParameter("autosave_period", 0.0, "Seconds between two automatic saves of the map "
+                      "to `autosave_name` in map_directory (atomic, like ~/save_map). 0: off.",
+                      range=(0.0, 1e6)),
+        NodeParameter("autosave_name", "autosave", "Map name the automatic saves go to (a "
+                      "name inside map_directory, as for ~/save_map)."),
         NodeParameter("train_steps_per_frame", 1, "Training iterations the worker runs between "
                       "two frames when frames arrive faster than it trains (it trains "
                       "continuously in between).", range=(0, 1000)),
@@ -97,6 +107,9 @@ class NodeSettings:
     map_directory: Path
     service_timeout: float
     service_queue_length: int
+    max_stamp_skew: float
+    autosave_period: float
+    autosave_name: str
     train_steps_per_frame: int
 
 
@@ -151,9 +164,13 @@ def declare(node: Node) -> tuple[NodeSettings, CGCConfig]:
         raise ParameterError("parameter 'map_frame' must not be empty")
     if not values["map_directory"]:
         raise ParameterError("parameter 'map_directory' must not be empty")
+    name = values["autosave_name"]
+    if not name or "/" in name or name in (".", "..") or len(name) > 256:
+        raise ParameterError("parameter 'autosave_name' must be a plain folder name (no '/', "
+                             f"not '.' or '..'), got {name!r}")
     values["map_directory"] = Path(os.path.expanduser(values["map_directory"])).resolve()
     for name in ("sync_slop", "tf_timeout", "publish_rate", "cluster_period",
-                 "service_timeout"):
+                 "service_timeout", "max_stamp_skew", "autosave_period"):
         values[name] = float(values[name])
     settings = NodeSettings(**values)
 

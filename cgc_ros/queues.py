@@ -144,9 +144,12 @@ class RequestQueue:
 class RateLimitedLog:
     """Log each kind of problem at most once per `period` seconds, with the count since."""
 
-    def __init__(self, log: Callable[[str], None], period: float = 5.0):
+    def __init__(self, log: Callable[[str], None], period: float = 5.0, max_kinds: int = 256):
         self._log = log
         self._period = period
+        self._max_kinds = max_kinds
+        """Kinds remembered at most: a kind may hold text from a request, and a caller sending
+        endless different ones must not grow this without end (the oldest are forgotten)."""
         self._last: dict[str, float] = {}
         self._suppressed: collections.Counter = collections.Counter()
         self._lock = threading.Lock()
@@ -157,7 +160,12 @@ class RateLimitedLog:
             if now - self._last.get(kind, -1e18) < self._period:
                 self._suppressed[kind] += 1
                 return
-            self._last[kind] = now
+            self._last.pop(kind, None)
+            self._last[kind] = now  # re-inserted: the dict stays ordered by last report
+            while len(self._last) > self._max_kinds:
+                oldest = next(iter(self._last))
+                del self._last[oldest]
+                self._suppressed.pop(oldest, None)
             suppressed, self._suppressed[kind] = self._suppressed[kind], 0
         more = f" ({suppressed} more like it since the last report)" if suppressed else ""
         self._log(f"{message}{more}")

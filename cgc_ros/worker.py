@@ -50,7 +50,13 @@ from cgc_ros.queues import DropOldestQueue, RateLimitedLog, RequestQueue, StampB
 SESSION_FILE = "session.pt"
 OBJECTS_FILE = "objects.json"
 MAX_TEXT = 256
-"""Longest text query accepted (characters)."""
+"""Longest text query, label or map name accepted (characters)."""
+MAX_REQUEST_SIDE = 2048
+"""Largest view (pixels on a side) a request may ask a mask in: rendering 16-D features at
+8192x8192 would take gigabytes and minutes, and block the worker."""
+STAMP_RESTART_FRAMES = 5
+"""After this many images in a row whose stamps all lie before the last accepted one, time is
+taken to have jumped back for good (a bag restarted, a simulator reset) and is followed."""
 UNASSIGNED_RGB = (128, 128, 128)
 
 
@@ -77,6 +83,8 @@ class Inputs:
     segments: StampBuffer
     lookup_tf: Callable[[str, Any], np.ndarray] | None = None
     """(frame_id, stamp msg) -> [4, 4] frame-to-map (pose_source 'tf'); raises on failure."""
+    clock: Callable[[], float] = time.time
+    """The node's clock in seconds (ROS time), for `max_stamp_skew`."""
 
 
 @dataclass
@@ -113,6 +121,10 @@ class Worker:
         self._cluster_due = 0.0
         self._objects_due = 0.0
         self._latest_frame_id = ""
+        self._last_stamp: float | None = None
+        """Stamp of the last accepted image: later images must be newer."""
+        self._stamps_backwards = 0
+        self._autosave_due = time.monotonic() + settings.autosave_period
         self._generation = 0
         """Bumped whenever the map is replaced or clustered on request: a background clustering
         begun before is then dropped."""
@@ -154,15 +166,18 @@ class Worker:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self._take_clustering()
+            self._guarded(self._take_clustering)
             self.requests.run_pending()
             item = self.inputs.frames.get(timeout=0.02)
             if item is not None:
-                self._process(*item)
+                self._guarded(lambda: self._process(*item))
             if time.monotonic() >= self._objects_due:
                 self._objects_due = time.monotonic() + 1.0 / self.settings.publish_rate
                 self._guarded(self._publish_objects)
                 self._guarded(self._publish_status)
+            if self.settings.autosave_period > 0 and time.monotonic() >= self._autosave_due:
+                self._autosave_due = time.monotonic() + self.settings.autosave_period
+                self._guarded(self._autosave)
 
     def _guarded(self, work: Callable[[], None]) -> None:
         """Run `work`; an unexpected error is counted and logged, never the end of the worker."""
@@ -183,6 +198,7 @@ class Worker:
         self.counts["frames_taken"] += 1
         self.latency["wait_ms"].append(1000 * (time.monotonic() - arrival))
         try:
+            self._check_stamp(cv.stamp_seconds(image.header))
             camera, rgb, depth, segments, keyframe = self._frame(image)
             self.session.add_frame(camera, rgb, depth, segments,
                                    stamp=cv.stamp_seconds(image.header), keyframe=keyframe)
@@ -194,9 +210,36 @@ class Worker:
                         f"refused: {error}")
             return
         self.counts["frames_accepted"] += 1
+        self._last_stamp = cv.stamp_seconds(image.header)
         self._latest_frame_id = image.header.frame_id
         self._guarded(lambda: self._publish_segmentation(image.header, camera))
         self.latency["segmentation_ms"].append(1000 * (time.monotonic() - arrival))
+
+    def _check_stamp(self, stamp: float) -> None:
+        """Refuse an unset stamp, one far from the node's clock, a repeat or one older than the
+        last accepted image (FrameSkipped with reasons stamp_unset, stamp_far, stamp_duplicate,
+        stamp_order)."""
+        if stamp <= 0.0:
+            raise FrameSkipped("stamp_unset", "image stamp is 0 (the driver did not set it)")
+        skew, now = self.settings.max_stamp_skew, self.inputs.clock()
+        if skew > 0 and now > 0 and abs(stamp - now) > skew:  # now 0: sim time not yet set
+            raise FrameSkipped("stamp_far", f"image stamp {stamp:.3f} is {stamp - now:+.1f} s "
+                               f"from the node's clock (max_stamp_skew {skew:g} s)")
+        last = self._last_stamp
+        if last is None:
+            return
+        if stamp == last:
+            raise FrameSkipped("stamp_duplicate", f"image stamp {stamp:.6f} repeats the last "
+                               "accepted image's")
+        if stamp < last:
+            self._stamps_backwards += 1
+            if self._stamps_backwards < STAMP_RESTART_FRAMES:
+                raise FrameSkipped("stamp_order", f"image stamp {stamp:.3f} is {last - stamp:.3f}"
+                                   " s older than the last accepted image's")
+            self.counts["stamp_restarts"] += 1
+            self.report("stamp_restart", f"{STAMP_RESTART_FRAMES} images in a row older than "
+                        f"{last:.3f}: time went back (bag restarted?), following it")
+        self._stamps_backwards = 0
 
     def _frame(self, image):
         """(camera, rgb, depth, segments, keyframe) of an image message and its companions."""
@@ -227,7 +270,13 @@ class Worker:
             raise FrameSkipped("size", f"camera_info is {info.width}x{info.height}, the image "
                                f"{image.width}x{image.height}")
         camera = cv.camera_info_to_camera(info, matrix, name=f"{stamp:.6f}")
-        depth_m = cv.image_to_depth(depth) if depth is not None else None
+        depth_m = None
+        if depth is not None:
+            depth_m, nonfinite = cv.image_to_depth(depth)
+            if nonfinite:  # REP 118's "no measurement": kept as invalid pixels, but counted
+                self.counts["depth_nonfinite_frames"] += 1
+                self.report("depth_nonfinite", f"depth at {stamp:.3f}: {nonfinite} NaN/inf "
+                            "pixels read as invalid (0)")
         ids = cv.image_to_segments(segments) if segments is not None else None
         keyframe = None
         if self.settings.external_segments and ids is None:
@@ -245,8 +294,13 @@ class Worker:
                 raise FrameSkipped("pose", f"no TF pose of '{image.header.frame_id}' in "
                                    f"'{self.settings.map_frame}': {error}") from None
         if pose is None:
+            latest = self.inputs.pose.latest()
+            gap = None if latest is None else \
+                cv.stamp_seconds(latest.header) - cv.stamp_seconds(image.header)
+            since = "no pose received yet" if gap is None else \
+                f"the newest pose is {gap:+.2f} s from it"
             raise FrameSkipped("pose", f"no pose within {self.settings.sync_slop:g} s of the "
-                               "image")
+                               f"image ({since})")
         if pose.header.frame_id and pose.header.frame_id != self.settings.map_frame:
             raise FrameSkipped("pose", f"pose is in '{pose.header.frame_id}', not in map_frame "
                                f"'{self.settings.map_frame}'")
@@ -431,6 +485,9 @@ class Worker:
                 camera = cv.camera_info_to_camera(info, cv.pose_to_matrix(pose.pose), "request")
             except cv.ConversionError as error:
                 raise ServiceError(str(error)) from None
+            if camera.width > MAX_REQUEST_SIDE or camera.height > MAX_REQUEST_SIDE:
+                raise ServiceError(f"camera_info is {camera.width}x{camera.height}: requests "
+                                   f"are limited to {MAX_REQUEST_SIDE} pixels on a side")
             if request.image.height > 0 and (request.image.width, request.image.height) != (
                     camera.width, camera.height):
                 raise ServiceError(f"image is {request.image.width}x{request.image.height}, "
@@ -543,6 +600,7 @@ class Worker:
 
     def label_object(self, request, response):
         if self.table is None:
+            self._snapshot()  # "no map yet" when there is none
             raise ServiceError("no objects yet: call list_objects first or wait for the map")
         if len(request.label) > MAX_TEXT:
             raise ServiceError(f"label longer than {MAX_TEXT} characters")
@@ -558,20 +616,33 @@ class Worker:
 
     def _map_path(self, name: str) -> Path:
         """`name` inside the map directory; refuses anything that would leave it."""
-        if not name or len(name) > MAX_TEXT or "\0" in name:
-            raise ServiceError("map name must be 1 to 256 characters")
+        if not name or len(name) > MAX_TEXT or any(ord(c) < 32 for c in name):
+            raise ServiceError(f"map name must be 1 to {MAX_TEXT} printable characters")
         if Path(name).is_absolute() or ".." in Path(name).parts:
             raise ServiceError(f"map name '{name}' must be relative, without '..'")
-        root = self.settings.map_directory
+        root = self.settings.map_directory.resolve()
         path = (root / name).resolve()
-        if not path.is_relative_to(root.resolve()):  # a symlink pointing out of the folder
+        if not path.is_relative_to(root):  # a symlink pointing out of the folder
             raise ServiceError(f"map name '{name}' leads out of the map directory")
+        if path == root:
+            raise ServiceError(f"map name '{name}' names the map directory itself")
         return path
 
     def save_map(self, request, response):
         path = self._map_path(request.name)
         self._snapshot()
+        self._save(path)
+        response.success, response.path = True, str(path)
+        response.message = f"saved to {path}"
+        return response
+
+    def _save(self, path: Path) -> None:
+        """Save the map in folder `path`: each file atomically (cgc_core.io.atomic_path: a
+        temporary file, fsynced, renamed, folder fsynced), the model first, so that a crash at
+        any moment leaves a complete model, old or new, loadable."""
         path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob(".*.tmp*"):  # a save killed mid-write left it; only we write here
+            stale.unlink(missing_ok=True)
         # Model and objects of one moment: pause training, cluster the model as it is, save both.
         self.session.stop()
         try:
@@ -581,23 +652,33 @@ class Worker:
                 write_json(path / OBJECTS_FILE, self.table.to_json())
         finally:
             self.session.start()
-        response.success, response.path = True, str(path)
-        response.message = f"saved to {path}"
-        return response
+        self.counts["maps_saved"] += 1
+
+    def _autosave(self) -> None:
+        if self.session.snapshot() is None:
+            return  # nothing to save yet
+        self._save(self._map_path(self.settings.autosave_name))
+        self.counts["autosaves"] += 1
 
     def load_map(self, request, response):
         path = self._map_path(request.name)
         if not (path / SESSION_FILE).is_file():
             raise ServiceError(f"no saved map '{request.name}' in {self.settings.map_directory}")
+        for name in (SESSION_FILE, OBJECTS_FILE):  # a symlinked file must not leave it either
+            if (path / name).exists() and not (path / name).resolve().is_relative_to(
+                    self.settings.map_directory.resolve()):
+                raise ServiceError(f"'{request.name}/{name}' leads out of the map directory")
         try:
             session = self._new_session(path / SESSION_FILE)
             table = None
             if (path / OBJECTS_FILE).is_file() and cluster_objects is not None:
                 from cgc_core.objects.cluster import ObjectTable
                 table = ObjectTable.from_json(read_json(path / OBJECTS_FILE))
-        except (DataError, OSError, ValueError, KeyError, RuntimeError) as error:
-            raise ServiceError(f"cannot load '{request.name}': {error}; the current map is "
-                               "kept") from None
+        except Exception as error:  # an untrusted file: whatever it holds, keep the map
+            detail = str(error) if isinstance(error, DataError) else \
+                f"not a cgc map ({type(error).__name__}: {error})"
+            raise ServiceError(f"cannot load '{request.name}': {detail[:300]}; the current map "
+                               "is kept") from None
         self.session.stop()
         self.session = session
         self.table = table

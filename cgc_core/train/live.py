@@ -155,8 +155,8 @@ class LiveSession:
         self._next_keyframe_id = 0
         self.keyframes: list[Keyframe] = []
         self.timeline: list[dict] = []
-        """One record per keyframe ever made: arrival, keyframe and segments times (seconds
-        since the session began) and the iteration count at each."""
+        """One record per keyframe made (the last `live.timeline_length`): arrival, keyframe and
+        segments times (seconds since the session began) and the iteration count at each."""
         self.trainer: Trainer | None = None
         self._version = 0
         self._snapshot: Snapshot | None = None
@@ -409,6 +409,8 @@ class LiveSession:
             self._grow(view, depth, render)
         self.keyframes.append(keyframe)
         self.timeline.append(keyframe.record)
+        if len(self.timeline) > self.config.live.timeline_length:
+            del self.timeline[:len(self.timeline) - self.config.live.timeline_length]
         self.trainer.add_view(view)
         self._update_extent()
         if self.iterations is None:

@@ -17,6 +17,7 @@ Features get gradients only on those iterations, and their optimizer steps only 
 from __future__ import annotations
 
 import dataclasses
+import pickle
 import sys
 import threading
 from dataclasses import dataclass
@@ -302,5 +303,12 @@ def load_checkpoint(path: Path) -> dict:
         raise DataError(f"checkpoint not found: {path}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:  # a pickle of Python objects, not of tensors
+        # torch's text runs over several lines and advises weights_only=False: say what it is.
+        lines = [line for line in str(error).splitlines() if "unsupported" in line]
+        refused = f" ({lines[0].strip()})" if lines else ""
+        raise DataError(f"cannot read checkpoint {path}: it holds Python objects that could "
+                        f"run code, refused{refused}") from None
     except Exception as error:  # torch raises many types for a bad file
-        raise DataError(f"cannot read checkpoint {path}: {error}") from None
+        detail = " ".join(str(error).split())[:300]
+        raise DataError(f"cannot read checkpoint {path}: {detail}") from None

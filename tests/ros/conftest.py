@@ -163,3 +163,39 @@ def stop_process(proc: subprocess.Popen) -> None:
     for stream in (proc.stdout, proc.stderr):
         if stream is not None:
             stream.close()
+
+
+def start_cgc_node(ros_python: str, ros_env: dict[str, str], namespace: str, *params: str,
+                   timeout: float = 60.0) -> subprocess.Popen:
+    """`python -m cgc_ros.node` in `namespace`, logging plain messages to stdout; returns once
+    it logged that it is ready (fails the test if it does not)."""
+    env = dict(ros_env, RCUTILS_LOGGING_USE_STDOUT="1", RCUTILS_CONSOLE_OUTPUT_FORMAT="{message}")
+    args = [ros_python, "-m", "cgc_ros.node", "--ros-args", "-r", f"__ns:={namespace}"]
+    for param in params:
+        args += ["-p", param]
+    proc = subprocess.Popen(args, cwd=HERE, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    lines = []
+    while proc.poll() is None and time.monotonic() < deadline:
+        if select.select([proc.stdout], [], [], 0.2)[0]:
+            lines.append(proc.stdout.readline())
+            if lines[-1].startswith("cgc ready"):
+                return proc
+    stop_process(proc)
+    pytest.fail(f"the node did not start:\n{''.join(lines)}", pytrace=False)
+
+
+@pytest.fixture
+def cgc_nodes(ros_python, ros_env):
+    """start(namespace, *params) -> a running cgc node (start_cgc_node), stopped at teardown
+    (SIGINT, then SIGKILL) unless the test already ended it."""
+    started: list[subprocess.Popen] = []
+
+    def start(namespace: str, *params: str, timeout: float = 60.0) -> subprocess.Popen:
+        started.append(start_cgc_node(ros_python, ros_env, namespace, *params, timeout=timeout))
+        return started[-1]
+
+    yield start
+    for proc in started:
+        stop_process(proc)

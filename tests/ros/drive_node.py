@@ -4,7 +4,7 @@
         CameraInfo + depth + PoseStamped + segments (exact instance ids), wait for training,
         record the outputs, segment objects by pixel prompt, label one, query it by text, save
     drive_node.py NAMESPACE SCENE reload --map NAME   load the saved map and list the objects
-    drive_node.py NAMESPACE SCENE bad                 one bad message of each kind between good
+    drive_node.py NAMESPACE SCENE bad                 bad messages of 30+ kinds between good
         frames; report the node's counters
 
 Prints one JSON object with what it saw. Every wait is bounded.
@@ -252,16 +252,24 @@ def stream(driver: Driver, args) -> dict:
 
 
 def bad_input(driver: Driver, args) -> dict:
-    """Good frames around one bad message of each kind; returns the node's status after."""
-    camera = driver.scene.train_cameras[0]
-    driver.wait_for_node()
-    stamp = [2000.0]
+    """Good frames around bad messages of many kinds; returns the node's status after.
 
-    def frame(change=None, skip=()):
-        """Publish the good frame at the next stamp, with `change(messages)` applied."""
-        stamp[0] += 1.0
-        header = driver.header(stamp[0])
-        info, pose = driver.camera_msgs(camera, stamp[0])
+    Stamps follow the wall clock (the node runs with max_stamp_skew), one second apart.
+    """
+    camera = driver.scene.train_cameras[0]
+    w, h = camera.width, camera.height
+    driver.wait_for_node()
+    stamp = [float(int(time.time()))]
+    good: list[float] = []
+
+    def frame(change=None, skip=(), at=None, is_good=False):
+        """Publish the good frame at the next stamp (or at `at`), with `change(messages)`
+        applied to its messages first."""
+        if at is None:
+            stamp[0] += 1.0
+        t = stamp[0] if at is None else at
+        header = driver.header(t)
+        info, pose = driver.camera_msgs(camera, t)
         depth = cv.ids_to_image(np.round(driver.scene.load_depth(camera) * 1000)
                                 .astype(np.int64), header)
         depth.encoding = "16UC1"
@@ -275,7 +283,9 @@ def bad_input(driver: Driver, args) -> dict:
         for name in ("camera_info", "pose", "depth", "segments", "image"):
             if name not in skip:
                 driver.pub[name].publish(messages[name])
-        driver.spin(0.6)
+        if is_good:
+            good.append(t)
+        driver.spin(0.5)
 
     def set_(name, **fields):
         def change(messages):
@@ -287,42 +297,98 @@ def bad_input(driver: Driver, args) -> dict:
                 setattr(target, last, value)
         return change
 
-    def negative_depth(messages):
-        metres = np.full((camera.height, camera.width), 1.0, np.float32)
-        metres[3, 4] = -2.0
-        messages["depth"] = Image(header=messages["image"].header, height=camera.height,
-                                  width=camera.width, encoding="32FC1", step=4 * camera.width)
-        messages["depth"].data = cv._byte_array(metres.astype("<f4"))
+    def raw(name, values: np.ndarray, encoding: str, step: int | None = None,
+            data: bytes | None = None, height: int | None = None, width: int | None = None):
+        """Replace message `name` by an image of `values` (any layout), fields overridable."""
+        def change(messages):
+            rows = values.shape[0] if values.ndim else 0
+            cols = values.shape[1] if values.ndim > 1 else 0
+            payload = values.tobytes() if data is None else data
+            msg = Image(header=messages["image"].header, height=rows if height is None else height,
+                        width=cols if width is None else width, encoding=encoding,
+                        step=(len(payload) // max(rows, 1)) if step is None else step)
+            msg.data = cv._byte_array(np.frombuffer(payload, np.uint8))
+            messages[name] = msg
+        return change
 
-    def small_segments(messages):
-        messages["segments"] = cv.ids_to_image(np.ones((10, 10), np.int64),
-                                               messages["image"].header)
+    def k_entry(index, value):
+        def change(messages):
+            k = list(messages["camera_info"].k)
+            k[index] = value
+            messages["camera_info"].k = k
+        return change
 
-    frame()  # good
+    metres = np.full((h, w), 1.0, "<f4")
+    negative, all_nan, some_nan = metres.copy(), np.full((h, w), np.nan, "<f4"), metres.copy()
+    negative[3, 4] = -2.0
+    some_nan[0, :3] = [np.nan, np.inf, -np.inf]  # REP 118: invalid pixels, the frame is fine
+    rgb = driver.scene.load_image(camera)
+
+    frame(is_good=True)
     kinds = {
-        "encoding": set_("image", encoding="yuv422"),
-        "short data": set_("image", data=cv._byte_array(np.zeros(10, np.uint8))),
+        # images
+        "image encoding": set_("image", encoding="yuv422"),
+        "image short data": set_("image", data=cv._byte_array(np.zeros(10, np.uint8))),
+        "image step shorter than a row": raw("image", rgb, "rgb8", step=3 * w - 1,
+                                             data=bytes((3 * w - 1) * h)),
+        "image empty": raw("image", np.zeros((0, 0, 3), np.uint8), "rgb8", step=0),
+        "image 100000 pixels wide": raw("image", np.zeros((1, 100_000, 3), np.uint8), "rgb8"),
+        "image smaller than camera_info": raw("image", rgb[::2, ::2].copy(), "rgb8"),
+        # camera_info
         "zero focal length": set_("camera_info", k=[0.0] * 9),
-        "camera_info size": set_("camera_info", width=camera.width + 8),
+        "NaN focal length": k_entry(0, float("nan")),
+        "negative focal length": k_entry(4, -300.0),
+        "camera_info size": set_("camera_info", width=w + 8),
+        "camera_info 0x0": set_("camera_info", width=0, height=0),
+        # poses
         "NaN pose": set_("pose", pose__position__x=float("nan")),
+        "inf orientation": set_("pose", pose__orientation__z=float("inf")),
         "non-unit quaternion": set_("pose", pose__orientation__w=2.0),
-        "pose in another frame": set_("pose", header__frame_id="odom"),
+        "zero quaternion": set_("pose", pose__orientation__x=0.0, pose__orientation__y=0.0,
+                                pose__orientation__z=0.0, pose__orientation__w=0.0),
         "huge translation": set_("pose", pose__position__x=1e9),
-        "negative depth": negative_depth,
-        "segments size": small_segments,
+        "pose in another frame": set_("pose", header__frame_id="odom"),
+        # depth
+        "negative depth": raw("depth", negative, "32FC1"),
+        "all-NaN depth": raw("depth", all_nan, "32FC1"),
+        "depth of another size": raw("depth", np.zeros((10, 10), "<u2"), "16UC1"),
+        "depth as rgb8": raw("depth", rgb, "rgb8"),
+        # segments
+        "segments of another size": raw("segments", np.ones((10, 10), "<u2"), "mono16"),
+        "segments as rgb8": raw("segments", rgb, "rgb8"),
+        "segments as 32FC1": raw("segments", metres, "32FC1"),
+        "negative segment ids": raw("segments", np.full((h, w), -1, "<i4"), "32SC1"),
     }
     for change in kinds.values():
         frame(change)
-    frame(skip=("pose",))  # a pose that never came
-    frame()  # good again
-    good_stamp = stamp[0]
-    driver.wait_for(lambda: any(s["stamp"] == good_stamp for s in driver.segmentation), 20.0)
-    driver.wait_for(lambda: driver.status.get("frames_taken", 0) >= len(kinds) + 3, 10.0)
+    frame(skip=("camera_info",))
+    frame(skip=("pose",))
+    kinds["no camera_info"] = kinds["no pose"] = None
+    # Stamps: a repeat, older, far future, far past, unset; good frames around them.
+    frame(is_good=True)
+    last_good = stamp[0]
+    frame(at=last_good)
+    frame(at=last_good - 0.5)
+    frame(at=last_good + 1e6)
+    frame(at=1000.0)
+    frame(at=0.0)
+    kinds.update({"duplicate stamp": None, "stamp out of order": None,
+                  "stamp far in the future": None, "stamp far in the past": None,
+                  "stamp unset": None})
+    frame(raw("depth", some_nan, "32FC1"), is_good=True)  # repaired, not refused
+    # The pose stream stops for three frames, then comes back.
+    for _ in range(3):
+        frame(skip=("pose",))
+    kinds["pose stream stops"] = None
+    frame(is_good=True)
+    last = good[-1]
+    driver.wait_for(lambda: any(s["stamp"] == last for s in driver.segmentation), 30.0)
+    sent = 1 + 25 + 2 + 1 + 5 + 1 + 3 + 1
+    driver.wait_for(lambda: driver.status.get("frames_taken", 0) >= sent, 20.0)
     driver.spin(1.0)  # the next status
     listed = driver.call("list_objects", ListObjects.Request(recluster=False))
-    return {"kinds": list(kinds), "status": driver.status,
-            "segmented": [s["stamp"] for s in driver.segmentation],
-            "good": [2001.0, good_stamp],
+    return {"kinds": list(kinds), "sent": sent, "status": driver.status,
+            "segmented": [s["stamp"] for s in driver.segmentation], "good": good,
             "listed": {"success": listed.success, "message": listed.message}}
 
 

@@ -47,19 +47,23 @@ def test_colour_encodings_read_as_rgb_with_row_padding(encoding):
 
 def test_depth_16uc1_millimetres_big_endian_and_32fc1_metres():
     mm = RNG.integers(0, 5000, (4, 6)).astype(np.uint16)
-    depth = cv.image_to_depth(padded_image(mm, "16UC1", big_endian=True))
+    depth, nonfinite = cv.image_to_depth(padded_image(mm, "16UC1", big_endian=True))
+    assert nonfinite == 0
     np.testing.assert_allclose(depth, mm / 1000.0, rtol=1e-6)
     assert depth.dtype == np.float32
 
     metres = RNG.uniform(0.2, 3.0, (4, 6)).astype(np.float32)
     metres[0, :3] = [np.nan, np.inf, -np.inf]  # REP 118: no measurement, too far, too close
-    depth = cv.image_to_depth(padded_image(metres, "32FC1", pad=4))
+    depth, nonfinite = cv.image_to_depth(padded_image(metres, "32FC1", pad=4))
+    assert nonfinite == 3  # counted by the node
     np.testing.assert_array_equal(depth[0, :3], 0.0)  # all invalid, as cgc spells it
     np.testing.assert_array_equal(depth[1:], metres[1:])
 
     metres[1, 1] = -1.0
     with pytest.raises(cv.ConversionError, match="negative"):
         cv.image_to_depth(padded_image(metres, "32FC1"))
+    with pytest.raises(cv.ConversionError, match="no finite value"):
+        cv.image_to_depth(padded_image(np.full((4, 6), np.nan, np.float32), "32FC1"))
 
 
 def test_segments_mono16_and_32sc1():

@@ -180,24 +180,42 @@ def test_stream_segment_label_save_and_load(nodes, run_script, scene, tmp_path,
 def test_bad_messages_are_counted_by_reason_and_the_good_ones_still_served(
         nodes, run_script, scene, tmp_path, ros_namespace):
     node = nodes(ros_namespace, "pose_source:=topic", "external_segments:=true",
-                 f"map_directory:={tmp_path}", "publish_rate:=2.0",
-                 "queue_length:=16")  # this test counts refusals: no frame may be dropped
-    out = run_script("drive_node.py", ros_namespace, str(scene), "bad", timeout=120)
+                 f"map_directory:={tmp_path}", "publish_rate:=2.0", "max_stamp_skew:=600.0",
+                 "queue_length:=64")  # this test counts refusals: no frame may be dropped
+    out = run_script("drive_node.py", ros_namespace, str(scene), "bad", timeout=180)
     status = out["status"]
-    # encoding, short data | fx = 0 | camera_info size | NaN, non-unit quaternion, other frame,
-    # 1e9 m, no pose at all | negative depth | segments size
-    expected = {"image": 2, "camera_info": 1, "size": 1, "pose": 5, "depth": 1, "segments": 1}
+    assert len(out["kinds"]) >= 25, out["kinds"]
+    # Each kind refused under its reason (drive_node.bad_input lists them in this order).
+    expected = {
+        "image": 5,        # encoding, short data, short step, empty, 100000 pixels wide
+        "size": 3,         # image smaller than camera_info, camera_info wider, camera_info 0x0
+        "camera_info": 4,  # fx = 0, fx = NaN, fy < 0, none came
+        "pose": 10,        # NaN, inf, non-unit and zero quaternions, 1e9 m, other frame, none
+                           # came, and 3 frames while the pose stream stopped
+        "depth": 4,        # negative, all NaN, another size, rgb8
+        "segments": 4,     # another size, rgb8, 32FC1, negative ids
+        "stamp_duplicate": 1, "stamp_order": 1, "stamp_far": 2, "stamp_unset": 1,
+    }
     assert {k.removeprefix("rejected."): v for k, v in status.items()
             if k.startswith("rejected.")} == expected, status
     assert status["frames_rejected"] == sum(expected.values())
-    assert status["frames_accepted"] == 2
+    assert status["frames_dropped"] == 0
+    assert status["frames_taken"] == out["sent"]
+    assert status["frames_accepted"] == len(out["good"]) == 4
+    assert status["depth_nonfinite_frames"] == 1  # REP 118's NaN/inf pixels: kept, counted
     assert sorted(out["segmented"]) == out["good"]  # the good frames around them, segmented
+    assert status.get("internal_errors", 0) == 0
     assert out["listed"]["success"]  # still serving
+    assert node.poll() is None
     os.killpg(node.pid, signal.SIGINT)
     assert node.wait(timeout=20) == 0
     log = node.stdout.read()
-    # One line per kind of problem (rate-limited per reason), saying what was wrong.
-    assert "unsupported encoding 'yuv422'" in log
-    assert "focal lengths must be finite and > 0" in log
-    assert "camera_info is 168x120, the image 160x120" in log
-    assert "depth: negative values" in log
+    # A line per reason, rate-limited, saying what was wrong.
+    for text in ("unsupported encoding 'yuv422'", "focal lengths must be finite and > 0",
+                 "camera_info is 160x120, the image 80x60", "pose: non-finite values",
+                 "depth: negative values", "segments must be [120, 160] integer ids",
+                 "repeats the last accepted image's", "older than the last accepted image's",
+                 "from the node's clock (max_stamp_skew 600 s)", "image stamp is 0",
+                 "NaN/inf pixels read as invalid"):
+        assert text in log, (text, log)
+    assert log.count("refused:") < sum(expected.values())  # rate-limited, not one per frame

@@ -82,3 +82,13 @@ def test_rate_limited_log_reports_each_kind_once_per_period_with_a_count():
     time.sleep(0.25)
     log("depth", "depth: negative values")
     assert lines[-1] == "depth: negative values (4 more like it since the last report)"
+
+
+def test_rate_limited_log_forgets_the_oldest_kinds_beyond_its_bound():
+    lines = []
+    log = RateLimitedLog(lines.append, period=60.0, max_kinds=3)
+    for i in range(100):  # e.g. failures that quote a different requested name each time
+        log(f"service:save_map:{i}", f"save_map: name {i} refused")
+    assert len(lines) == 100 and len(log._last) == 3 and len(log._suppressed) <= 3
+    log("service:save_map:99", "again")  # the newest kinds are still limited
+    assert len(lines) == 100

@@ -184,3 +184,86 @@ def test_training_is_reproducible_across_processes(tiny_scene, tmp_path):
         assert result.returncode == 0, result.stderr
         models.append((out / "model.ply").read_bytes())
     assert models[0] == models[1]
+
+
+class _Payload:
+    """Unpickling this runs a shell command: what a checkpoint must never be able to do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _corrupt(kind: str, scene: Path, run: Path, tmp: Path) -> tuple[list[str], str]:
+    """Copies of the scene or run with one bad file; returns (argv, what the error must name)."""
+    import shutil
+
+    import torch
+
+    if kind == "corrupt png":
+        bad = tmp / "scene"
+        shutil.copytree(scene, bad)
+        image = sorted((bad / "images").iterdir())[0]
+        image.write_bytes(image.read_bytes()[:100])  # a PNG cut short
+        return ["train", str(bad), "--out", str(tmp / "r"), "--masks",
+                str(bad / "masks_inconsistent"), *TRAIN_ARGS], image.name
+    bad = tmp / "run"
+    shutil.copytree(run, bad)
+    if kind == "truncated checkpoint":
+        data = (bad / "checkpoint.pt").read_bytes()
+        (bad / "checkpoint.pt").write_bytes(data[: len(data) // 3])
+        return ["train", str(scene), "--out", str(bad), "--resume", *TRAIN_ARGS], "checkpoint"
+    if kind == "pickle checkpoint":
+        torch.save({"step": _Payload(tmp / "pwned")}, bad / "checkpoint.pt")
+        return ["train", str(scene), "--out", str(bad), "--resume", *TRAIN_ARGS], "checkpoint"
+    if kind == "foreign model":
+        shutil.copy(sorted((scene / "images").iterdir())[0], bad / "model.ply")  # a PNG
+        return ["eval", str(bad)], "model.ply"
+    if kind == "truncated model":
+        data = (bad / "model.ply").read_bytes()
+        (bad / "model.ply").write_bytes(data[: len(data) // 2])
+        return ["eval", str(bad)], "model.ply"
+    if kind == "garbage run.json":
+        (bad / "run.json").write_bytes(b"\x00\xff not json")
+        return ["eval", str(bad)], "run.json"
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["corrupt png", "truncated checkpoint", "pickle checkpoint",
+                                  "foreign model", "truncated model", "garbage run.json"])
+def test_bad_files_are_one_line_errors(kind, tiny_scene, trained_run, tmp_path, capsys):
+    argv, names = _corrupt(kind, tiny_scene, trained_run, tmp_path)
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and names in err, err
+    assert "Traceback" not in err
+    assert not (tmp_path / "pwned").exists()  # nothing in the file ran
+
+
+def test_every_file_written_gets_the_users_permissions(trained_run, tiny_scene, tmp_path):
+    """Run folder (model.ply, checkpoint.pt, run.json, ...), masks and pictures: 0666 less the
+    umask, as any new file, never mkstemp's 0600 (issue 15). The render runs under an unusual
+    umask, so that a fixed mode would show."""
+    import stat
+
+    def modes(folder: Path) -> dict[str, int]:
+        return {str(p.relative_to(folder)): stat.S_IMODE(p.stat().st_mode)
+                for p in folder.rglob("*") if p.is_file()}
+
+    old = os.umask(0o022)
+    os.umask(old)
+    written = modes(trained_run)
+    assert {"model.ply", "checkpoint.pt", "run.json"} <= set(written)
+    assert set(written.values()) == {0o666 & ~old}, written
+    frame = sorted((tiny_scene / "images").iterdir())[0].stem
+    old = os.umask(0o007)
+    try:
+        assert main(["render", str(trained_run), "--frame", frame, "--out",
+                     str(tmp_path / "pictures")]) == 0
+    finally:
+        os.umask(old)
+    pictures = modes(tmp_path / "pictures")
+    assert pictures and set(pictures.values()) == {0o660}, pictures

@@ -87,7 +87,7 @@ def test_stream_trains_and_never_exceeds_the_gaussian_cap(tiny_scene):
 
 
 def test_full_keyframe_buffer_forgets_a_redundant_one_never_the_newest(tiny_scene):
-    session = LiveSession(live_config(max_keyframes=3), device="cpu")
+    session = LiveSession(live_config(max_keyframes=3, timeline_length=4), device="cpu")
     names = []
     for cam, image, depth, segments in frames(tiny_scene):
         session.add_frame(cam, image, depth, segments, keyframe=True)
@@ -97,6 +97,9 @@ def test_full_keyframe_buffer_forgets_a_redundant_one_never_the_newest(tiny_scen
     stats = session.stats()
     assert stats.keyframes == 3 and stats.keyframes_evicted == len(names) - 3
     assert len(session.trainer.views) == 3
+    # The timeline keeps the newest records only: a long run must not grow it without end.
+    assert len(names) > 4
+    assert [r["name"] for r in session.timeline] == names[-4:]
 
 
 def test_queue_drops_the_oldest_frame_when_full(tiny_scene):
