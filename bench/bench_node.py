@@ -54,8 +54,11 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=2.0)
     parser.add_argument("--grow", type=int, default=12000)
     parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
+                        help="another node parameter, e.g. model.max_gaussians:=100000")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "node")
     args = parser.parse_args()
+    extra = [arg for param in args.param for arg in ("-p", param)]
     env = ros_environment()
     python = str(Path(env["VENV"]) / "bin" / "python")
     with tempfile.TemporaryDirectory() as work:
@@ -64,7 +67,7 @@ def main() -> int:
         node = subprocess.Popen(
             [python, "-m", "cgc_ros.node", "--ros-args", "-r", "__ns:=/bench",
              "-p", "pose_source:=topic", "-p", "external_segments:=true",
-             "-p", f"map_directory:={work}/maps", "-p", f"live.grow_points:={args.grow}"],
+             "-p", f"map_directory:={work}/maps", "-p", f"live.grow_points:={args.grow}", *extra],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True)
         try:
@@ -88,6 +91,7 @@ def main() -> int:
     table = {
         "date": datetime.date.today().isoformat(), "cpu": cpu_name(), "seed": args.seed,
         "frames": args.frames, "rate": args.rate, "grow_points": args.grow,
+        "params": args.param,
         "gaussians": status["session"]["num_gaussians"], "steps": status["session"]["step"],
         "frames_taken": status["frames_taken"], "frames_dropped": status["frames_dropped"],
         "queue_high_water": status["queue_high_water"], "queue_bound": status["queue_bound"],
@@ -102,8 +106,9 @@ def main() -> int:
     lines = [
         f"# cgc node latency ({table['date']}, {table['cpu']})", "",
         f"`bench/bench_node.py --seed {args.seed} --frames {args.frames} --rate {args.rate} "
-        f"--grow {args.grow} --steps {args.steps}`: built-in scene at 320x240, the node "
-        "training in its own thread throughout.", "",
+        f"--grow {args.grow} --steps {args.steps}"
+        + "".join(f" --param {param}" for param in args.param)
+        + "`: built-in scene at 320x240, the node training in its own thread throughout.", "",
         "| figure | value |", "|---|---|",
         f"| Gaussians at the end | {table['gaussians']} |",
         f"| frames taken / dropped (queue bound {table['queue_bound']}, high water "

@@ -8,7 +8,8 @@
 3. Each feature group splits into spatially connected parts on voxels of `voxel_size`: two
    look-alike objects apart become two objects. Small parts touching a much larger part of a
    similar feature join it (an object's edge); parts with under `min_gaussians` Gaussians, or
-   under `min_density` per voxel, are floaters.
+   sparser than `min_density` times the map's surface density (Gaussians per voxel), are
+   floaters.
 4. Objects whose oriented box is large, or large and flat, are background (table, floor, walls).
 5. With a previous table (the map grew), each new object takes the id, label and display colour
    of the old object it overlaps (voxels) and resembles (mean feature), as ConceptGraphs
@@ -252,6 +253,19 @@ def describe_object(object_id: int, points: np.ndarray, features: torch.Tensor,
         voxels=np.unique(voxel_keys(points, config.voxel_size)))
 
 
+def surface_density(counts: np.ndarray, density: np.ndarray, min_gaussians: int) -> float:
+    """The map's typical surface density: the median Gaussians per voxel of a Gaussian taken at
+    random from the parts of at least `min_gaussians` ([P] counts and densities per part).
+    Weighting by Gaussians lets the table and the objects set it, not the many small fringes;
+    0 when no part is that large."""
+    large = counts >= min_gaussians
+    if not large.any():
+        return 0.0
+    order = np.argsort(density[large])
+    cumulative = np.cumsum(counts[large][order])
+    return float(density[large][order][np.searchsorted(cumulative, cumulative[-1] / 2)])
+
+
 def unique_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """[U, 2] the distinct (a, b) pairs of two [P] int64 arrays, sorted by a then b (a lexsort:
     np.unique(axis=0) is several times slower)."""
@@ -359,7 +373,9 @@ def cluster_objects(splats, config: ObjectsConfig, previous: ObjectTable | None 
         occupied = unique_pairs(parts[assigned], voxel_keys(points[assigned],
                                                             config.voxel_size))
         voxels = np.bincount(occupied[:, 0], minlength=len(counts))
-        floater = (counts < config.min_gaussians) | (counts < config.min_density * voxels)
+        density = counts / np.maximum(voxels, 1)
+        floor = config.min_density * surface_density(counts, density, config.min_gaussians)
+        floater = (counts < config.min_gaussians) | (density < floor)
         parts[assigned[floater[parts[assigned]]]] = -1
 
     rgb = base_rgb(splats).cpu().numpy()

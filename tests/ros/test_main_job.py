@@ -19,10 +19,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
-# A tiny model's Gaussians are several times sparser than a full run's (the objects' density is
-# about 1-2 per 3 cm voxel here, 5-12 in full runs), so it forms objects at a lower density.
 TINY = ["--width", "160", "--height", "120", "--frames", "8", "--test-frames", "2",
-        "--rate", "2", "--eval-every", "8", "--param", "objects.min_density:=0.5"]
+        "--rate", "2", "--eval-every", "8"]
 
 
 def main_job(ros_python, ros_env, out: Path, *args: str, timeout: float = 300) -> dict:
@@ -136,8 +134,7 @@ def test_a_rosbag_plays_through_the_node(tiny_run, tmp_path, ros_python, ros_env
     player = main_job(ros_python, ros_env, out, "--bag", str(tmp_path / "bag"),
                       "--image-topic", topics.image, "--camera-info-topic", topics.camera_info,
                       "--pose-topic", topics.pose, "--depth-topic", topics.depth,
-                      "--segments-topic", topics.segments, "--iterations", "80", "--rate", "2",
-                      "--param", "objects.min_density:=0.5")
+                      "--segments-topic", topics.segments, "--iterations", "80", "--rate", "2")
     assert player["kind"] == "bag" and len(player["frames"]) == len(frames)
     status = player["status"]
     assert status["frames_accepted"] >= 3 and status["session"]["keyframes"] >= 2

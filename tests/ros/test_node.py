@@ -89,10 +89,8 @@ def test_refused_parameters_stop_the_node_naming_the_key(ros_python, ros_env):
 def test_stream_segment_label_save_and_load(nodes, run_script, scene, tmp_path,
                                             ros_namespace):
     maps = tmp_path / "maps"
-    # A 300-iteration model is thinner than a trained one (1.5 Gaussians per 3 cm voxel against
-    # 3.4 after the default run): objects' density floor scaled to match.
     common = ("pose_source:=topic", "external_segments:=true", f"map_directory:={maps}",
-              "publish_rate:=2.0", "objects.min_density:=1.0")
+              "publish_rate:=2.0")
     first = nodes(ros_namespace, *common)
     out = run_script("drive_node.py", ros_namespace, str(scene), "stream", "--frames",
                      str(FRAMES), "--rate", "2", "--steps", "300", "--train-timeout", "120",

@@ -139,3 +139,23 @@ def test_nothing_opaque_enough_gives_an_empty_table(min_opacity):
     model, _ = boxes_model(scene_boxes()[:1])
     table = cluster_objects(model, ObjectsConfig(min_opacity=min_opacity))
     assert table.objects == [] and (table.gaussian_object == UNASSIGNED).all()
+
+
+@pytest.mark.parametrize("spacing", [0.01, 0.02])
+def test_a_thin_fringe_is_a_floater_however_dense_the_map_is(spacing):
+    # A sheet of opaque Gaussians one per voxel (the thin spread at a map's edge) beside box
+    # surfaces sampled every 1 cm (a trained map, ~9 per voxel) or every 2 cm (a young map,
+    # ~2 per voxel, which a fixed floor of 2.5 per voxel would throw away whole).
+    voxel = ObjectsConfig().voxel_size
+    u, v = np.meshgrid(np.arange(15), np.arange(10), indexing="ij")
+    sheet = np.stack([(u.ravel() + 0.5) * voxel - 1.0, (v.ravel() + 0.5) * voxel + 0.6,
+                      np.full(u.size, 0.5 * voxel)], axis=1)
+    fringe = gaussians(sheet, unit_feature(5), GREEN, opacity=0.9, std=0.01,
+                       rng=np.random.default_rng(0))
+    model, owner = boxes_model(scene_boxes(), spacing=spacing, extra=[fringe])
+    table = cluster_objects(model, ObjectsConfig())
+    assert (table.gaussian_object[owner == -1] == UNASSIGNED).all()
+    for box in range(4):
+        found = owners_of(table, owner, box)
+        assert len(found) == 1 and found[0] != UNASSIGNED, f"box {box} -> objects {found}"
+    assert len(table.objects) == 4
