@@ -55,6 +55,11 @@ def node_parameters() -> list[NodeParameter]:
         NodeParameter("sync_slop", 0.05, "Seconds two messages' stamps may differ and still "
                       "belong to one frame (image, camera_info, depth, pose, segments).",
                       range=(0.0, 5.0)),
+        NodeParameter("sync_wait", 0.5, "Seconds the worker waits for a frame's camera_info, "
+                      "pose, depth and segments to arrive after its image (they travel as "
+                      "separate best-effort messages and come late when the CPU is loaded); a "
+                      "frame still incomplete then is refused (camera_info, pose) or not made a "
+                      "keyframe (segments).", range=(0.0, 5.0)),
         NodeParameter("tf_timeout", 0.05, "Seconds to wait for a TF pose at the image's stamp "
                       "(pose_source 'tf').", range=(0.0, 5.0)),
         NodeParameter("queue_length", 2, "Frames waiting for the worker; when full, the oldest "
@@ -99,6 +104,7 @@ class NodeSettings:
     pose_source: str
     external_segments: bool
     sync_slop: float
+    sync_wait: float
     tf_timeout: float
     queue_length: int
     publish_rate: float
@@ -169,7 +175,7 @@ def declare(node: Node) -> tuple[NodeSettings, CGCConfig]:
         raise ParameterError("parameter 'autosave_name' must be a plain folder name (no '/', "
                              f"not '.' or '..'), got {name!r}")
     values["map_directory"] = Path(os.path.expanduser(values["map_directory"])).resolve()
-    for name in ("sync_slop", "tf_timeout", "publish_rate", "cluster_period",
+    for name in ("sync_slop", "sync_wait", "tf_timeout", "publish_rate", "cluster_period",
                  "service_timeout", "max_stamp_skew", "autosave_period"):
         values[name] = float(values[name])
     settings = NodeSettings(**values)

@@ -247,7 +247,7 @@ class Worker:
         rgb = cv.image_to_rgb(image)
         slop = self.settings.sync_slop
         want_depth = len(self.inputs.depth) > 0  # a depth stream exists
-        deadline = time.monotonic() + max(slop, 0.2)
+        deadline = time.monotonic() + self.settings.sync_wait
         while True:
             info = self.inputs.camera_info.nearest(stamp, slop)
             depth = self.inputs.depth.nearest(stamp, slop) if want_depth else None
