@@ -9,10 +9,8 @@ file runs in about a minute and a half on 2 cores.
 from __future__ import annotations
 
 import os
-import select
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,58 +22,12 @@ FRAMES = 12
 PROBES = 2
 
 
-def stop_process(proc: subprocess.Popen) -> None:
-    """SIGINT the process group, SIGKILL it after 10 s; close its pipe."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-    proc.stdout.close()
-
-
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory) -> Path:
     from cgc_core.data.synth import make_synthetic_scene
 
     return make_synthetic_scene(tmp_path_factory.mktemp("scene"), seed=0, width=160,
                                 height=120, n_train=FRAMES, n_test=2)
-
-
-def start_node(ros_python, ros_env, namespace: str, *params: str,
-               timeout: float = 60.0) -> subprocess.Popen:
-    """`python -m cgc_ros.node` in `namespace`, logging plain messages to stdout; returns once
-    it logged that it is ready."""
-    env = dict(ros_env, RCUTILS_LOGGING_USE_STDOUT="1", RCUTILS_CONSOLE_OUTPUT_FORMAT="{message}")
-    args = [ros_python, "-m", "cgc_ros.node", "--ros-args", "-r", f"__ns:={namespace}"]
-    for param in params:
-        args += ["-p", param]
-    proc = subprocess.Popen(args, cwd=HERE, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    deadline = time.monotonic() + timeout
-    lines = []
-    while proc.poll() is None and time.monotonic() < deadline:
-        if select.select([proc.stdout], [], [], 0.2)[0]:
-            lines.append(proc.stdout.readline())
-            if lines[-1].startswith("cgc ready"):
-                return proc
-    stop_process(proc)
-    pytest.fail(f"the node did not start:\n{''.join(lines)}", pytrace=False)
-
-
-@pytest.fixture
-def nodes(ros_python, ros_env):
-    started = []
-
-    def start(*args, **kwargs):
-        started.append(start_node(ros_python, ros_env, *args, **kwargs))
-        return started[-1]
-
-    yield start
-    for proc in started:
-        stop_process(proc)
 
 
 def test_refused_parameters_stop_the_node_naming_the_key(ros_python, ros_env):
@@ -86,12 +38,12 @@ def test_refused_parameters_stop_the_node_naming_the_key(ros_python, ros_env):
     assert "parameter 'queue_length'" in done.stderr
 
 
-def test_stream_segment_label_save_and_load(nodes, run_script, scene, tmp_path,
+def test_stream_segment_label_save_and_load(cgc_nodes, run_script, scene, tmp_path,
                                             ros_namespace):
     maps = tmp_path / "maps"
     common = ("pose_source:=topic", "external_segments:=true", f"map_directory:={maps}",
               "publish_rate:=2.0")
-    first = nodes(ros_namespace, *common)
+    first = cgc_nodes(ros_namespace, *common)
     out = run_script("drive_node.py", ros_namespace, str(scene), "stream", "--frames",
                      str(FRAMES), "--rate", "2", "--steps", "300", "--train-timeout", "120",
                      "--map", "kitchen", timeout=240)
@@ -157,7 +109,7 @@ def test_stream_segment_label_save_and_load(nodes, run_script, scene, tmp_path,
 
     # A fresh node loads the map and has the same objects, labels included.
     second_ns = ros_namespace + "_b"
-    nodes(second_ns, *common)
+    cgc_nodes(second_ns, *common)
     loaded = run_script("drive_node.py", second_ns, str(scene), "reload", "--map", "kitchen",
                         timeout=120)
     assert not loaded["before"]["success"] and "no map yet" in loaded["before"]["message"]
@@ -176,10 +128,10 @@ def test_stream_segment_label_save_and_load(nodes, run_script, scene, tmp_path,
 
 
 def test_bad_messages_are_counted_by_reason_and_the_good_ones_still_served(
-        nodes, run_script, scene, tmp_path, ros_namespace):
-    node = nodes(ros_namespace, "pose_source:=topic", "external_segments:=true",
-                 f"map_directory:={tmp_path}", "publish_rate:=2.0", "max_stamp_skew:=600.0",
-                 "queue_length:=64")  # this test counts refusals: no frame may be dropped
+        cgc_nodes, run_script, scene, tmp_path, ros_namespace):
+    node = cgc_nodes(ros_namespace, "pose_source:=topic", "external_segments:=true",
+                     f"map_directory:={tmp_path}", "publish_rate:=2.0", "max_stamp_skew:=600.0",
+                     "queue_length:=64")  # this test counts refusals: no frame may be dropped
     out = run_script("drive_node.py", ros_namespace, str(scene), "bad", timeout=180)
     status = out["status"]
     assert len(out["kinds"]) >= 25, out["kinds"]
