@@ -401,10 +401,6 @@ class ObjectsConfig:
     """... at this fraction of their resolution ..."""
     surface_min_alpha: float = 0.9
     """... keeping the pixels it covers at least this opaquely (edges blend with nothing) ..."""
-    surface_max_step: float = 3.0
-    """... and lying on no depth step: a pixel whose depth differs from a neighbour's by more
-    than this many pixel footprints (depth / focal length, so a surface may slope up to about
-    70 degrees from the view) blends two surfaces and lies on neither ..."""
     surface_voxel: float = 0.003
     """... thinned to one point per voxel of this side."""
     grounding: str = "labels,attributes"

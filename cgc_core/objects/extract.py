@@ -176,8 +176,8 @@ def surface_points(gaussians: dict[str, Tensor], views: list[Camera], render: Re
                    config: ObjectsConfig) -> tuple[np.ndarray, np.ndarray]:
     """([P, 3] points, [P, 3] uint8 colours) of the surface the Gaussian subset renders alone in
     `views` (at `surface_scale` of their resolution): every pixel it covers with opacity at
-    least `surface_min_alpha` and on no depth step (`depth_steps`), back-projected at its blended
-    depth, thinned to one point per `surface_voxel` (open3d).
+    least `surface_min_alpha`, back-projected at its blended depth, thinned to one point per
+    `surface_voxel` (open3d).
 
     Why not the Gaussians' centres: they lie up to a scale away from the surface and thin it to
     their spacing; the rendered depth is the surface the model shows, and alone the object shows
@@ -195,8 +195,6 @@ def surface_points(gaussians: dict[str, Tensor], views: list[Camera], render: Re
             continue
         depth = np.zeros(alpha.shape)
         depth[rows, cols] = out.depths.cpu().numpy()[rows, cols] / alpha[rows, cols]
-        smooth = ~depth_steps(depth, config.surface_max_step / camera.fx)[rows, cols]
-        rows, cols = rows[smooth], cols[smooth]
         points.append(backproject(camera, depth, rows, cols))
         rgb = out.rgb.cpu().numpy()[rows, cols] / alpha[rows, cols, None]
         colors.append(np.clip(rgb, 0.0, 1.0))
@@ -207,25 +205,6 @@ def surface_points(gaussians: dict[str, Tensor], views: list[Camera], render: Re
     cloud = cloud.voxel_down_sample(config.surface_voxel)
     return (np.asarray(cloud.points),
             np.round(np.asarray(cloud.colors) * 255).astype(np.uint8))
-
-def depth_steps(depth: np.ndarray, max_step: float) -> np.ndarray:
-    """[H, W] True where a pixel's depth differs from a 4-neighbour's by more than
-    `max_step` x its own depth ([H, W] depth, 0 = no surface; neighbours without one are
-    ignored). Such pixels straddle a depth edge (an object's rim over its own far side): their
-    blended depth lies between the two surfaces, on neither."""
-    step = np.zeros(depth.shape, dtype=bool)
-    limit = max_step * depth
-    for axis in (0, 1):
-        here = [slice(None)] * 2
-        there = [slice(None)] * 2
-        here[axis], there[axis] = slice(None, -1), slice(1, None)
-        a, b = depth[tuple(here)], depth[tuple(there)]
-        jump = (a > 0) & (b > 0) & (np.abs(a - b) > np.minimum(limit[tuple(here)],
-                                                              limit[tuple(there)]))
-        step[tuple(here)] |= jump
-        step[tuple(there)] |= jump
-    return step
-
 
 @torch.no_grad()
 def pixel_prompt(splats, camera: Camera, u: float, v: float,

@@ -17,7 +17,6 @@ from cgc_core.objects import (
     pixel_prompt,
     write_point_cloud,
 )
-from cgc_core.objects.extract import depth_steps
 from cgc_core.query import camera_tensors
 
 RED, WHITE = (0.8, 0.1, 0.1), (0.9, 0.9, 0.9)
@@ -148,15 +147,3 @@ def test_an_object_id_whose_gaussians_sit_below_t_still_gives_that_object():
     other = torch.from_numpy(unit_feature(7)).float()
     obj = extract_object(model, other, THRESHOLD, ObjectsConfig(), members=owner == 1)
     assert obj.mask[owner == 1].all() and not obj.mask[owner == 0].any()
-
-
-def test_depth_steps_flag_both_sides_of_an_edge_but_not_a_slope_or_the_silhouette():
-    focal = 100.0
-    depth = np.zeros((20, 30))
-    depth[:, :10] = 0.5  # a near face ...
-    depth[:, 10:20] = 0.8  # ... over a far one
-    depth[:, 20:] = np.linspace(0.8, 1.0, 10)[None]  # a floor sloping about 70 degrees away
-    depth[:5, :] = 0.0  # nothing above: the silhouette's border is no step
-    step = depth_steps(depth, 3.0 / focal)
-    assert step[5:, 9].all() and step[5:, 10].all()
-    assert step.sum() == 2 * 15
