@@ -364,13 +364,13 @@ class ObjectsConfig:
     Look-alike objects more than about two voxels apart stay separate."""
     min_gaussians: int = 30
     """Connected parts with fewer Gaussians than this are floaters, not objects."""
-    min_density: float = 0.6
+    min_density: float = 0.5
     """... and so are parts with fewer Gaussians per voxel they occupy than this share of the
-    map's surface density (the Gaussian-weighted median density of the parts that have
-    `min_gaussians`): the thin spread of large Gaussians at the edge of the map, not a surface.
-    Relative, because density grows with training: on a trained built-in scene the surfaces
-    measure 2.7-12 (median 3.5) and such fringes 1.0-1.6; a map of a few hundred iterations
-    measures 1.1-2.3 throughout."""
+    map's dense-surface density (`cluster.surface_density`: 90 % of the Gaussians of parts with
+    `min_gaussians` lie in parts below it): thin spreads of large Gaussians at the map's edges
+    and over the floor, not objects. Relative, because density grows with training: on trained
+    built-in scenes objects measure 5-12 Gaussians per voxel, the table about 3.3 and such
+    spreads 1.1-2.3; in a map of a few hundred iterations everything measures 1.1-2.3."""
     fragment_share: float = 0.25
     """A part smaller than this share of a part it touches may be absorbed by it ..."""
     fragment_min_cosine: float = 0.5

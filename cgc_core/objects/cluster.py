@@ -253,17 +253,23 @@ def describe_object(object_id: int, points: np.ndarray, features: torch.Tensor,
         voxels=np.unique(voxel_keys(points, config.voxel_size)))
 
 
+DENSE_SURFACE_QUANTILE = 0.9
+"""`surface_density` is the density that this share of the Gaussians of large parts reach."""
+
+
 def surface_density(counts: np.ndarray, density: np.ndarray, min_gaussians: int) -> float:
-    """The map's typical surface density: the median Gaussians per voxel of a Gaussian taken at
-    random from the parts of at least `min_gaussians` ([P] counts and densities per part).
-    Weighting by Gaussians lets the table and the objects set it, not the many small fringes;
-    0 when no part is that large."""
+    """The density of the map's dense surfaces ([P] counts and densities per part): the
+    Gaussians per voxel that 90 % of the Gaussians of parts with at least `min_gaussians` stay
+    under. Weighting by Gaussians lets objects and the table set it, not the many small
+    fringes, and the high quantile keeps it on the objects where growth left wide, thin patches
+    over the floor and the room; 0 when no part is that large."""
     large = counts >= min_gaussians
     if not large.any():
         return 0.0
     order = np.argsort(density[large])
     cumulative = np.cumsum(counts[large][order])
-    return float(density[large][order][np.searchsorted(cumulative, cumulative[-1] / 2)])
+    rank = np.searchsorted(cumulative, DENSE_SURFACE_QUANTILE * cumulative[-1])
+    return float(density[large][order][rank])
 
 
 def unique_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
