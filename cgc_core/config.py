@@ -364,7 +364,7 @@ class ObjectsConfig:
     Look-alike objects more than about two voxels apart stay separate."""
     min_gaussians: int = 30
     """Connected parts with fewer Gaussians than this are floaters, not objects."""
-    min_density: float = 0.5
+    min_density_share: float = 0.5
     """... and so are parts with fewer Gaussians per voxel they occupy than this share of the
     map's dense-surface density (`cluster.surface_density`: 90 % of the Gaussians of parts with
     `min_gaussians` lie in parts below it): thin spreads of large Gaussians at the map's edges
@@ -485,11 +485,31 @@ def _coerce(hint: Any, value: Any) -> Any:
     return value
 
 
+RETIRED_KEYS = {
+    "objects.min_density": "it was an absolute density (Gaussians per voxel); the floor is now "
+                           "relative to the map: objects.min_density_share",
+}
+"""Keys that older versions wrote, with why they went: a file that sets one is refused with that
+reason, and configs stored by older versions (run.json, session files) drop them."""
+
+
+def without_retired(overrides: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A copy of a stored (nested) config dict without the `RETIRED_KEYS`, whose values would
+    mean something else today; the current defaults take their place."""
+    kept = {}
+    for key, value in overrides.items():
+        if f"{prefix}{key}" in RETIRED_KEYS:
+            continue
+        kept[key] = without_retired(value, f"{prefix}{key}.") if isinstance(value, dict) \
+            else value
+    return kept
+
+
 def apply_overrides(config: Any, overrides: dict[str, Any], prefix: str = "") -> Any:
     """Set fields of a (nested) config dataclass from a (nested) dict, in place.
 
-    Raises ValueError naming the dotted key for an unknown key, a value of the wrong type, or a
-    value outside a field's choices; nothing is changed for that key.
+    Raises ValueError naming the dotted key for an unknown or retired key, a value of the wrong
+    type, or a value outside a field's choices; nothing is changed for that key.
     """
     if not isinstance(overrides, dict):
         raise ValueError(f"config section '{prefix.rstrip('.') or '(top level)'}' must be a "
@@ -497,6 +517,9 @@ def apply_overrides(config: Any, overrides: dict[str, Any], prefix: str = "") ->
     hints = typing.get_type_hints(type(config))
     names = {f.name for f in dataclasses.fields(config)}
     for key, value in overrides.items():
+        if f"{prefix}{key}" in RETIRED_KEYS:
+            raise ValueError(f"config key '{prefix}{key}' is no longer used: "
+                             f"{RETIRED_KEYS[prefix + key]}")
         if key not in names:
             raise ValueError(f"unknown config key '{prefix}{key}'")
         current = getattr(config, key)

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from cgc_core.app.masks import segment_maps
-from cgc_core.config import CGCConfig, apply_overrides
+from cgc_core.config import CGCConfig, apply_overrides, without_retired
 from cgc_core.data import Scene, load_scene
 from cgc_core.devices import resolve_device
 from cgc_core.io import DataError, read_json, write_json
@@ -104,6 +104,6 @@ def load_run(run_dir: Path, device: str = "auto") -> Run:
     """Open RUN/ for queries (segment, eval, render)."""
     run_dir = Path(run_dir)
     info = read_json(run_dir / RUN_FILE)
-    config = apply_overrides(CGCConfig(), info["config"])
+    config = apply_overrides(CGCConfig(), without_retired(info["config"]))
     splats = load_ply(run_dir / MODEL_FILE, device=resolve_device(device))
     return Run(run_dir, config, load_scene(Path(info["scene"])), splats, info)

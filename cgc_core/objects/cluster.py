@@ -8,7 +8,7 @@
 3. Each feature group splits into spatially connected parts on voxels of `voxel_size`: two
    look-alike objects apart become two objects. Small parts touching a much larger part of a
    similar feature join it (an object's edge); parts with under `min_gaussians` Gaussians, or
-   sparser than `min_density` times the map's surface density (Gaussians per voxel), are
+   sparser than `min_density_share` times the map's surface density (Gaussians per voxel), are
    floaters.
 4. Objects whose oriented box is large, or large and flat, are background (table, floor, walls).
 5. With a previous table (the map grew), each new object takes the id, label and display colour
@@ -380,7 +380,7 @@ def cluster_objects(splats, config: ObjectsConfig, previous: ObjectTable | None 
                                                             config.voxel_size))
         voxels = np.bincount(occupied[:, 0], minlength=len(counts))
         density = counts / np.maximum(voxels, 1)
-        floor = config.min_density * surface_density(counts, density, config.min_gaussians)
+        floor = config.min_density_share * surface_density(counts, density, config.min_gaussians)
         floater = (counts < config.min_gaussians) | (density < floor)
         parts[assigned[floater[parts[assigned]]]] = -1
 

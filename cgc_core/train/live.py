@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from cgc_core.cameras import Camera
-from cgc_core.config import CGCConfig, apply_overrides
+from cgc_core.config import CGCConfig, apply_overrides, without_retired
 from cgc_core.devices import resolve_device
 from cgc_core.io import DataError, atomic_path
 from cgc_core.model.sh import num_sh_bases
@@ -600,7 +600,7 @@ class LiveSession:
         if not isinstance(state, dict) or "trainer" not in state:
             raise DataError(f"{path}: not a cgc live session file")
         if config is None:
-            config = apply_overrides(CGCConfig(), state["trainer"]["config"])
+            config = apply_overrides(CGCConfig(), without_retired(state["trainer"]["config"]))
         iterations = state["trainer"]["iterations"]
         session = cls(config, device=device, mask_source=mask_source, iterations=iterations,
                       extent=None)

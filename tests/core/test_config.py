@@ -5,7 +5,7 @@ import typing
 
 import pytest
 
-from cgc_core.config import CGCConfig, apply_overrides, load_config
+from cgc_core.config import CGCConfig, apply_overrides, load_config, without_retired
 
 
 def test_every_field_has_a_docstring():
@@ -63,11 +63,23 @@ def test_auto_is_the_one_spelling_of_chosen_for_you():
                                       r"'reference', got 'cuda'"),
     ({"segmenter": {"kind": "SAM"}}, r"'segmenter.kind' wants one of 'auto', 'sam'"),
     ({"segmenter": {"sam_model_type": "vit_x"}}, r"'segmenter.sam_model_type' wants one of"),
+    ({"objects": {"min_density": 2.5}}, r"'objects.min_density' is no longer used: .*"
+                                        r"objects.min_density_share"),
 ])
 def test_override_errors_name_the_key(overrides, message):
     config = CGCConfig()
     with pytest.raises(ValueError, match=message):
         apply_overrides(config, overrides)
+
+
+def test_stored_configs_of_older_versions_drop_retired_keys():
+    # run.json / session files written before objects.min_density turned relative hold 2.5,
+    # which today's share would read as "2.5 x the dense-surface density": no objects at all.
+    stored = {"objects": {"min_density": 2.5, "voxel_size": 0.04}, "loss": {"near_k": 3}}
+    config = apply_overrides(CGCConfig(), without_retired(stored))
+    assert config.objects.min_density_share == CGCConfig().objects.min_density_share
+    assert config.objects.voxel_size == 0.04 and config.loss.near_k == 3
+    assert stored["objects"]["min_density"] == 2.5  # the caller's dict is left alone
 
 
 def test_a_rejected_value_leaves_the_field_unchanged():

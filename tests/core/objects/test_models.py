@@ -33,7 +33,7 @@ def scene():
              Box((0.0, 0.2, 0.06), (0.12, 0.12, 0.12), unit_feature(1), (0.1, 0.2, 0.8)),
              Box((0.0, 0.3, -0.01), (2.2, 2.2, 0.02), unit_feature(2), (0.5, 0.5, 0.5))]
     model, owner = boxes_model(boxes, spacing=0.02, std=0.012)
-    table = cluster_objects(model, ObjectsConfig(min_density=0.0))  # a coarse, cheap floor
+    table = cluster_objects(model, ObjectsConfig(min_density_share=0.0))  # a coarse, cheap floor
     keyframes = []
     for eye in ((0.0, -0.5, 0.9), (0.4, -0.4, 0.9)):
         camera = camera_looking_at((0.0, 0.05, 0.05), eye, width=64, height=48)
