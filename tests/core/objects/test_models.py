@@ -6,6 +6,7 @@ outputs reach the objects, and the answers keep their contract."""
 import json
 
 import numpy as np
+import open_clip
 import pytest
 import torch
 from box_scenes import Box, boxes_model, camera_looking_at, unit_feature
@@ -15,9 +16,6 @@ from cgc_core.model.view import render_view
 from cgc_core.objects import cluster_objects, ground_text
 from cgc_core.objects.models import best_view_box, model_scorers
 from cgc_core.query import camera_tensors
-
-transformers = pytest.importorskip("transformers")
-open_clip = pytest.importorskip("open_clip")
 
 RENDER = RenderConfig(backend="cpu")
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "the", "red", "one", "box", "a"]
