@@ -197,20 +197,19 @@ class Worker:
         the callback received it (monotonic seconds), for the latency figures."""
         self.counts["frames_taken"] += 1
         self.latency["wait_ms"].append(1000 * (time.monotonic() - arrival))
+        stamp = cv.stamp_seconds(image.header)
         try:
-            self._check_stamp(cv.stamp_seconds(image.header))
+            self._check_stamp(stamp)
             camera, rgb, depth, segments, keyframe = self._frame(image)
-            self.session.add_frame(camera, rgb, depth, segments,
-                                   stamp=cv.stamp_seconds(image.header), keyframe=keyframe)
+            self.session.add_frame(camera, rgb, depth, segments, stamp=stamp, keyframe=keyframe)
         except (cv.ConversionError, FrameSkipped, FrameRejected) as error:
             reason = getattr(error, "reason", None) or str(error).split(":")[0]
             self.counts["frames_rejected"] += 1
             self.counts[f"rejected.{reason}"] += 1
-            self.report(f"frame:{reason}", f"frame at {cv.stamp_seconds(image.header):.3f} "
-                        f"refused: {error}")
+            self.report(f"frame:{reason}", f"frame at {stamp:.3f} refused: {error}")
             return
         self.counts["frames_accepted"] += 1
-        self._last_stamp = cv.stamp_seconds(image.header)
+        self._last_stamp = stamp
         self._latest_frame_id = image.header.frame_id
         self._guarded(lambda: self._publish_segmentation(image.header, camera))
         self.latency["segmentation_ms"].append(1000 * (time.monotonic() - arrival))

@@ -42,13 +42,20 @@ def empty(driver: Driver) -> dict:
     }
 
 
-def feed(driver: Driver) -> dict:
+def send_frames(driver: Driver, count: int) -> tuple[list, float]:
+    """Once the node is up, the first `count` training views, a second apart in stamp and half
+    a second in time; returns the scene's training cameras and the first stamp."""
     cameras = driver.scene.train_cameras
     driver.wait_for_node()
     start = float(int(time.time()))
-    for i, camera in enumerate(cameras[:4]):
+    for i, camera in enumerate(cameras[:count]):
         driver.publish_frame(camera, start + i)
         driver.spin(0.5)
+    return cameras, start
+
+
+def feed(driver: Driver) -> dict:
+    cameras, _ = send_frames(driver, 4)
     driver.wait_for(lambda: driver.status.get("session", {}).get("keyframes", 0) >= 1
                     and driver.status["session"].get("step", 0) >= 20, 60.0)
     listed = driver.call("list_objects", ListObjects.Request(recluster=True))
@@ -106,12 +113,7 @@ def flood(driver: Driver) -> dict:
     """Six requests at once, each rendering a 2048x2048 view (slow on a CPU), while frames keep
     coming: the node must refuse what does not fit its queue, time out what waits too long, and
     go on segmenting frames."""
-    cameras = driver.scene.train_cameras
-    driver.wait_for_node()
-    start = float(int(time.time()))
-    for i, camera in enumerate(cameras[:3]):
-        driver.publish_frame(camera, start + i)
-        driver.spin(0.5)
+    cameras, start = send_frames(driver, 3)
     driver.wait_for(lambda: driver.status.get("session", {}).get("keyframes", 0) >= 1, 60.0)
     info, pose = driver.camera_msgs(cameras[0], 0.0)
     scale = 2048 / info.width
