@@ -215,7 +215,7 @@ def main() -> None:
         run = train_scene(scene_dir, work / f"run_{args.label}_seed{seed}", config=config,
                           masks_dir=scene_dir / "masks_inconsistent", progress=False)
         results = evaluate_run(run.splats, run.scene, config.render, config.query.threshold,
-                               query=config.query)
+                               query=config.query, objects=config.objects)
         row = {
             "family": family, "seed": seed, "objects": len(results.get("per_object", {})),
             "per_view_mIoU": baseline["mIoU"], "per_view_mBIoU": baseline["mBIoU"],

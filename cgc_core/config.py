@@ -267,6 +267,10 @@ class QueryConfig:
     selection_min_opacity: float = 0.1
     """Gaussians less opaque than this never join a selection (`spatial_filter`): floaters would
     bridge separate objects."""
+    whole_objects: bool = True
+    """A pixel prompt on one part of an object that clustering merged from parts (`ObjectsConfig.
+    merge_parts`: a lid on its tin) selects the whole object: its mask is Eq. 6 for the prompt's
+    feature or any other part's. Off: Eq. 6 alone, the part under the pixel."""
 
 
 @dataclass
@@ -376,6 +380,21 @@ class ObjectsConfig:
     fragment_min_cosine: float = 0.5
     """... when their mean features have at least this cosine similarity (an object's edge
     Gaussians, whose features blend it with its neighbours)."""
+    merge_parts: bool = True
+    """Merge touching objects whose union is as convex as they are apart: the parts of one object
+    that every mask gives apart (a tin and its lid, a two-tone block) learn features of their
+    own, and nothing in the masks says they belong together; geometry does (a convexity test, as
+    LCCP's). Objects stacked or side by side with a concave junction stay apart; two boxes
+    flush side by side pass the test and merge (turn this off for such scenes)."""
+    merge_contact: float = 0.02
+    """Two objects touch when at least `merge_min_contact` of their Gaussians lie within this
+    distance of the other's."""
+    merge_min_contact: int = 5
+    """See `merge_contact`."""
+    merge_max_hull_ratio: float = 1.3
+    """... and merge when the convex hull of their union holds at most this times the sum of
+    their own hulls' volumes (an object on a table, or a mug on a book, fills far less of the
+    joint hull). Measured on the split family's parts: 1.15-1.21 (bench/results/objects.md)."""
     background_min_size: float = 0.6
     """An object whose oriented box has a side at least this long is background (table, floor,
     walls): listed, flagged, and left out of text answers unless its label is asked for."""

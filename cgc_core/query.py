@@ -50,26 +50,38 @@ def feature_at(feature_map: Tensor, u: float, v: float) -> Tensor:
     return feature_map[row, col]
 
 
+def cosine_to(unit: Tensor, feature: Tensor) -> Tensor:
+    """[...] cosine similarity of unit vectors `unit` [..., D] to `feature` [D], or the highest
+    to any row of `feature` [P, D] (the parts of one object: `ObjectInfo.part_features`)."""
+    feature = torch.nn.functional.normalize(feature.to(unit), dim=-1, eps=1e-8)
+    if feature.dim() == 1:
+        return unit @ feature
+    return (unit @ feature.T).amax(dim=-1)
+
+
 def similarity_map(feature_map: Tensor, feature: Tensor) -> Tensor:
-    """[H, W] cosine similarity of every pixel to `feature` [D] (the map is normalised)."""
-    return feature_map @ torch.nn.functional.normalize(feature, dim=0, eps=1e-8)
+    """[H, W] cosine similarity of every pixel to `feature` [D] or [P, D] (`cosine_to`; the map
+    is normalised)."""
+    return cosine_to(feature_map, feature)
 
 
 def mask_from_feature(feature_map: Tensor, feature: Tensor, threshold: float) -> Tensor:
-    """Eq. 6: [H, W] bool, cosine similarity >= threshold."""
+    """Eq. 6: [H, W] bool, cosine similarity to `feature` [D] (or any row of [P, D]) >=
+    threshold."""
     return similarity_map(feature_map, feature) >= threshold
 
 
 @torch.no_grad()
 def select_gaussians(splats, feature: Tensor, threshold: float, *, hull: bool = False) -> Tensor:
-    """[N] bool: the Gaussians of the object whose discriminative feature is `feature` [D].
+    """[N] bool: the Gaussians of the object whose discriminative feature is `feature` [D] (or
+    whose parts' features are the rows of [P, D]).
 
     With `hull=True`, every Gaussian inside the convex hull of the selected centres is added (the
     supplementary's 3D extraction); a degenerate selection (< 4 points, or flat) keeps the plain
     cosine selection.
     """
     features = torch.nn.functional.normalize(splats["features"], dim=-1, eps=1e-8)
-    selected = features @ torch.nn.functional.normalize(feature.to(features), dim=0) >= threshold
+    selected = cosine_to(features, feature) >= threshold
     if hull and int(selected.sum()) >= 4:
         means = splats["means"].detach().cpu().numpy()
         try:
@@ -187,7 +199,7 @@ def selection_summary(means: np.ndarray, features: np.ndarray, selected: np.ndar
 
     Args:
         means: [N, 3] Gaussian centres; features: [N, D]; selected: [N] bool;
-        feature: [D] the query's discriminative feature.
+        feature: [D] the query's discriminative feature (or [P, D], an object's parts').
 
     Returns:
         {"count", "centroid" [3], "box_min" [3], "box_max" [3], "score"}: the score is the mean
@@ -200,8 +212,8 @@ def selection_summary(means: np.ndarray, features: np.ndarray, selected: np.ndar
         return {"count": 0, "centroid": zero, "box_min": zero, "box_max": zero, "score": 0.0}
     unit = features[selected] / np.maximum(np.linalg.norm(features[selected], axis=1,
                                                           keepdims=True), 1e-8)
-    query = feature / max(float(np.linalg.norm(feature)), 1e-8)
-    score = float(np.clip((unit @ query).mean(), 0.0, 1.0))
+    cosine = cosine_to(torch.from_numpy(unit), torch.from_numpy(feature))
+    score = min(max(float(cosine.mean()), 0.0), 1.0)
     return {"count": len(points), "centroid": points.mean(axis=0), "box_min": points.min(axis=0),
             "box_max": points.max(axis=0), "score": score}
 

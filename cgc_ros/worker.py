@@ -32,6 +32,7 @@ from cgc_core.objects.cluster import cluster_objects
 from cgc_core.objects.grounding import ground_text
 from cgc_core.objects.models import model_scorers
 from cgc_core.query import (
+    cosine_to,
     feature_at,
     label_map,
     mask_from_feature,
@@ -39,6 +40,7 @@ from cgc_core.query import (
     render_feature_map,
     select_gaussians,
     selection_summary,
+    surface_point,
 )
 from cgc_core.segment import make_mask_source
 from cgc_core.train.live import FrameRejected, LiveSession
@@ -308,14 +310,15 @@ class Worker:
     # ------------------------------------------------------------------ outputs
 
     def _object_features(self):
-        """(object ids [K], mean features [K, D], colours [K, 3]) of the current table."""
+        """(object ids [K], part features [K, D], colours [K, 3]) of the current table: one row
+        per part of each object (`ObjectTable.prototypes`)."""
         objects = [] if self.table is None else self.table.objects
         if not objects:
             return np.zeros(0, np.int64), torch.zeros(0, 1), np.zeros((0, 3), np.uint8)
-        ids = np.array([o.id for o in objects], dtype=np.int64)
-        features = torch.tensor(np.stack([o.mean_feature for o in objects]).astype(np.float32))
-        colors = np.array([o.color for o in objects], dtype=np.uint8).reshape(-1, 3)
-        return ids, features, colors
+        features, ids = self.table.prototypes()
+        color_of = {o.id: o.color for o in objects}
+        colors = np.array([color_of[int(i)] for i in ids], dtype=np.uint8).reshape(-1, 3)
+        return ids, torch.from_numpy(features), colors
 
     def _segmentation(self, camera: Camera) -> np.ndarray:
         """[H, W] object ids rendered from the model at `camera` (0: no object)."""
@@ -512,6 +515,10 @@ class Worker:
             if float(feature.norm()) < 0.5:
                 raise ServiceError(f"the model renders nothing at pixel ({request.u}, "
                                    f"{request.v}) of this view")
+            if self.config.query.whole_objects and self.table is not None:
+                seed = surface_point(snapshot.splats, camera, request.u, request.v,
+                                     self.config.render)  # a prompt on a lid takes the tin too
+                feature = self.table.whole_object_features(feature, threshold, seed)
         else:
             feature = self._text_feature(request.text)
         mask = mask_from_feature(feature_map, feature, threshold).cpu().numpy()
@@ -566,7 +573,7 @@ class Worker:
         if not answer.found:
             best = ", ".join(f"{i}: {score:.2f}" for i, score in answer.candidates) or "none"
             raise ServiceError(f"{answer.status}: {answer.message} (best: {best})")
-        return torch.tensor(answer.object.mean_feature, dtype=torch.float32)
+        return torch.from_numpy(answer.object.part_features).float()
 
     def _model_scorers(self, snapshot):
         """Grounding DINO / CLIP scorers over the keyframes, when the config enables them."""
@@ -583,7 +590,7 @@ class Worker:
         if len(ids) == 0:
             return None
         unit = torch.nn.functional.normalize(features, dim=-1)
-        best = int(torch.argmax(unit @ torch.nn.functional.normalize(feature.cpu(), dim=0)))
+        best = int(torch.argmax(cosine_to(unit, feature.cpu())))
         return self.table.get(int(ids[best]))
 
     def list_objects(self, request, response):

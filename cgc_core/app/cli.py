@@ -90,7 +90,7 @@ def cmd_segment(args) -> None:
             raise ValueError(f"{args.prompts}: prompt '{prompt.id}' names unknown frame "
                              f"'{prompt.frame}'")
     masks = segment_prompts(run.splats, run.scene, prompts, run.config.render, run.config.query,
-                            _threshold(args, run.config))
+                            _threshold(args, run.config), run.config.objects)
     out = Path(args.out)
     for prompt_id, mask in masks.items():
         write_label_png(out / f"{prompt_id}.png", mask.astype(np.uint8) * 255)
@@ -104,7 +104,7 @@ def cmd_eval(args) -> None:
     from cgc_core.metrics import format_table
     run = load_run(Path(args.run))
     results = evaluate_run(run.splats, run.scene, run.config.render, _threshold(args, run.config),
-                           run.config.query)
+                           run.config.query, run.config.objects)
     print(format_table(results))
     if args.json:
         write_json(Path(args.json), results)

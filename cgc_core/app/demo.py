@@ -30,7 +30,7 @@ def run_demo(out: Path, *, seed: int = 0, iterations: int | None = None, log=pri
     run = train_scene(scene_dir, run_dir, config=config, masks_dir=scene_dir / "masks_inconsistent")
     log("[3/4] evaluating on held-out test views")
     results = evaluate_run(run.splats, run.scene, config.render, config.query.threshold,
-                           config.query)
+                           config.query, config.objects)
     table = format_table(results)
     log(table)
     write_json(out / "eval.json", results)

@@ -5,25 +5,28 @@ from __future__ import annotations
 import torch
 
 from cgc_core.app.prompts import FeatureCache, object_mask, prompted_objects
-from cgc_core.config import QueryConfig, RenderConfig
+from cgc_core.config import ObjectsConfig, QueryConfig, RenderConfig
 from cgc_core.data import Scene
 from cgc_core.data.ground_truth import load_gt_masks, load_prompts
 from cgc_core.metrics import evaluate_masks
 
 
 def evaluate_run(splats: torch.nn.ParameterDict, scene: Scene, render: RenderConfig,
-                 threshold: float, query: QueryConfig | None = None) -> dict:
+                 threshold: float, query: QueryConfig | None = None,
+                 objects: ObjectsConfig | None = None) -> dict:
     """mIoU / mBIoU over every (test view, object) pair of the scene's `test_mask/`.
 
     Args:
         threshold: the cosine threshold t (usually `query.threshold`).
-        query: the query settings (spatial filter); None = the defaults of `QueryConfig`.
+        query: the query settings (spatial filter, whole objects); None = the defaults.
+        objects: the clustering settings `query.whole_objects` uses; None = the defaults.
     """
     query = QueryConfig() if query is None else query
     gt = load_gt_masks(scene.root)
     prompts = load_prompts(scene.root / "prompts.json")
     features = FeatureCache(splats, scene, render)
-    objects = {obj.id: obj for obj in prompted_objects(prompts, features, query, threshold)}
+    objects = {obj.id: obj for obj in prompted_objects(prompts, features, query, threshold,
+                                                               objects)}
     gt_pairs, predictions = {}, {}
     for frame, frame_objects in gt.items():
         for name, mask in frame_objects.items():

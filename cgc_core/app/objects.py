@@ -85,6 +85,9 @@ def extract_from_run(run: Run, *, text: str | None = None, frame: str | None = N
         camera = _frame(run, frame)
         u, v = point
         feature, seed = pixel_prompt(splats, camera, u, v, config.render)
+        if config.query.whole_objects:  # a prompt on a lid takes the tin too
+            feature = run_objects(run.root, splats, config.objects).whole_object_features(
+                feature, t, seed)
         obj = extract_object(splats, feature, t, config.objects, seed=seed, views=views,
                              render=config.render)
         return Extraction(obj, f"pixel ({u}, {v}) of {frame}")
@@ -99,7 +102,7 @@ def extract_from_run(run: Run, *, text: str | None = None, frame: str | None = N
     else:
         description = f"object {object_id}"
     info = table.get(object_id)
-    obj = extract_object(splats, torch.from_numpy(info.mean_feature), t, config.objects,
+    obj = extract_object(splats, torch.from_numpy(info.part_features), t, config.objects,
                          members=table.members(object_id), views=views, render=config.render)
     return Extraction(obj, description)
 

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from cgc_core.config import QueryConfig, RenderConfig
+from cgc_core.config import ObjectsConfig, QueryConfig, RenderConfig
 from cgc_core.data import Prompt, Scene
+from cgc_core.objects.cluster import cluster_objects
 from cgc_core.query import (
     connected_part,
+    cosine_to,
     feature_at,
     mask_from_feature,
     render_feature_map,
@@ -43,7 +45,8 @@ class PromptedObject:
 
     id: str
     feature: torch.Tensor
-    """[D] the discriminative feature under the prompt pixel."""
+    """[D] the discriminative feature under the prompt pixel, or [P, D] that one first and then
+    the other parts' of an object merged from parts (`QueryConfig.whole_objects`)."""
     part: torch.Tensor | None
     """[N] bool, the connected part of the selection that holds the prompt's surface point;
     None without `QueryConfig.spatial_filter` (or where the prompt pixel shows nothing)."""
@@ -52,9 +55,13 @@ class PromptedObject:
 
 
 def prompted_objects(prompts: list[Prompt], features: FeatureCache, query: QueryConfig,
-                     threshold: float) -> list[PromptedObject]:
-    """One `PromptedObject` per prompt, in order."""
+                     threshold: float,
+                     objects: ObjectsConfig | None = None) -> list[PromptedObject]:
+    """One `PromptedObject` per prompt, in order; `objects` clusters the model for
+    `QueryConfig.whole_objects` (None: the defaults)."""
     splats, scene, render = features.splats, features.scene, features.render
+    table = (cluster_objects(splats, objects or ObjectsConfig())
+             if query.whole_objects and prompts else None)
     if query.spatial_filter:  # per model, not per prompt
         with torch.no_grad():
             unit = torch.nn.functional.normalize(splats["features"], dim=-1, eps=1e-8)
@@ -66,10 +73,13 @@ def prompted_objects(prompts: list[Prompt], features: FeatureCache, query: Query
     for p in prompts:
         feature = feature_at(features(p.frame), p.point[0], p.point[1])
         part = rest = None
+        seed = (surface_point(splats, scene.camera(p.frame), p.point[0], p.point[1], render)
+                if query.spatial_filter or table is not None else None)
+        if table is not None:
+            feature = table.whole_object_features(feature, threshold, seed)
         if query.spatial_filter:
-            seed = surface_point(splats, scene.camera(p.frame), p.point[0], p.point[1], render)
             if seed is not None:
-                selected = (unit @ feature >= threshold) & opaque
+                selected = (cosine_to(unit, feature) >= threshold) & opaque
                 part, rest = connected_part(means, extents, selected.cpu().numpy(), seed)
                 if rest.any():
                     part = torch.from_numpy(part).to(selected.device)
@@ -95,10 +105,10 @@ def object_mask(obj: PromptedObject, frame: str, features: FeatureCache, query: 
 
 
 def segment_prompts(splats: torch.nn.ParameterDict, scene: Scene, prompts: list[Prompt],
-                    render: RenderConfig, query: QueryConfig,
-                    threshold: float) -> dict[str, np.ndarray]:
+                    render: RenderConfig, query: QueryConfig, threshold: float,
+                    objects_config: ObjectsConfig | None = None) -> dict[str, np.ndarray]:
     """{prompt id: [H, W] bool mask in the prompt's own frame}."""
     features = FeatureCache(splats, scene, render)
-    objects = prompted_objects(prompts, features, query, threshold)
+    objects = prompted_objects(prompts, features, query, threshold, objects_config)
     return {obj.id: object_mask(obj, p.frame, features, query, threshold)
             for p, obj in zip(prompts, objects)}

@@ -31,7 +31,7 @@ from cgc_core.cameras import Camera
 from cgc_core.io import read_json, read_label_png
 from cgc_core.model.sh import C0
 from cgc_core.model.view import render_view
-from cgc_core.query import camera_tensors, select_gaussians
+from cgc_core.query import camera_tensors, cosine_to, select_gaussians
 
 REPORT_FILE = "report.html"
 ORBIT_VIEWS = 12
@@ -132,6 +132,12 @@ def display_colour(rgb) -> str:
 
 # ---------------------------------------------------------------------------------- the map
 
+def part_features(obj: dict) -> torch.Tensor:
+    """[P, D] the part features of a saved object (objects.json of older versions: its mean)."""
+    return torch.tensor(np.array(obj.get("part_features", [obj["mean_feature"]])),
+                        dtype=torch.float32)
+
+
 class SavedMap:
     """The map the node saved (session.pt, objects.json), loaded without executing code."""
 
@@ -158,19 +164,15 @@ class SavedMap:
         if not self.objects:
             return np.full(len(self.splats["means"]), -1)
         features = torch.nn.functional.normalize(self.splats["features"], dim=-1)
-        means = torch.tensor(np.array([o["mean_feature"] for o in self.objects]),
-                             dtype=torch.float32)
-        similarity = features @ torch.nn.functional.normalize(means, dim=-1).T
-        best, index = similarity.max(dim=1)
+        best, index = torch.stack([cosine_to(features, part_features(o))
+                                   for o in self.objects], dim=1).max(dim=1)
         index[best < self.config.query.threshold] = -1
         return index.numpy()
 
     def object_alone(self, obj: dict, camera: Camera) -> np.ndarray | None:
         """The object's Gaussians (feature within the threshold, inside its box grown by 10 %,
         so that look-alike floaters elsewhere stay out) rendered alone, cropped."""
-        keep = select_gaussians(self.splats, torch.tensor(obj["mean_feature"],
-                                                          dtype=torch.float32),
-                                self.config.query.threshold)
+        keep = select_gaussians(self.splats, part_features(obj), self.config.query.threshold)
         low, high = np.array(obj["aabb_min"]), np.array(obj["aabb_max"])
         margin = 0.1 * (high - low) + 1e-3
         low, high = (torch.tensor(v, dtype=torch.float32) for v in (low - margin,
@@ -490,7 +492,7 @@ def offline_scores(saved: SavedMap | None, scene) -> dict | None:
     from cgc_core.app.evaluate import evaluate_run
 
     return evaluate_run(saved.splats, scene, saved.config.render, saved.config.query.threshold,
-                        saved.config.query)
+                        saved.config.query, saved.config.objects)
 
 
 def main(argv=None) -> int:

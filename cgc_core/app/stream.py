@@ -164,7 +164,7 @@ class _QualitySampler:
             return
         config = self.session.config
         results = evaluate_run(snapshot.splats, self.scene, config.render,
-                               config.query.threshold, config.query)
+                               config.query.threshold, config.query, config.objects)
         self.samples.append({"time": round(self.session.elapsed(), 2), "iteration": snapshot.step,
                              "keyframes": len(snapshot.keyframes),
                              "mIoU": round(results["mIoU"], 2),

@@ -10,8 +10,10 @@
    similar feature join it (an object's edge); parts with under `min_gaussians` Gaussians, or
    sparser than `min_density_share` times the map's surface density (Gaussians per voxel), are
    floaters.
-4. Objects whose oriented box is large, or large and flat, are background (table, floor, walls).
-5. With a previous table (the map grew), each new object takes the id, label and display colour
+4. Touching parts whose union is as convex as they are apart become one object (`merge_parts`:
+   a lid on its tin, which every mask gives apart); the object keeps each part's feature.
+5. Objects whose oriented box is large, or large and flat, are background (table, floor, walls).
+6. With a previous table (the map grew), each new object takes the id, label and display colour
    of the old object it overlaps (voxels) and resembles (mean feature), as ConceptGraphs
    associates detections; unmatched ones get fresh ids, never reused. Old objects that match
    nothing are dropped with their labels.
@@ -25,6 +27,7 @@ import numpy as np
 import open3d as o3d
 import torch
 from scipy.optimize import linear_sum_assignment
+from scipy.spatial import ConvexHull, QhullError, cKDTree
 
 from cgc_core.config import ObjectsConfig
 from cgc_core.objects.colors import base_rgb, colour_shares, display_colour, opacity_weights
@@ -70,6 +73,10 @@ class ObjectInfo:
     """[3, 3] oriented box axes (columns) in world coordinates."""
     mean_feature: np.ndarray
     """[D] unit mean feature: the object's discriminative feature."""
+    part_features: np.ndarray
+    """[P, D] unit mean feature of each part the object was merged from (`merge_convex_parts`),
+    largest part first; [1, D] for an object of one part. A query for the object takes a
+    Gaussian or pixel whose feature is within the threshold of any of them."""
     background: bool
     """Large extended cluster (table, floor, wall)."""
     voxels: np.ndarray = field(repr=False)
@@ -88,6 +95,7 @@ class ObjectInfo:
                 "obb_center": self.obb_center.tolist(), "obb_extent": self.obb_extent.tolist(),
                 "obb_rotation": self.obb_rotation.tolist(),
                 "mean_feature": [round(float(v), 6) for v in self.mean_feature],
+                "part_features": [[round(float(v), 6) for v in f] for f in self.part_features],
                 "background": self.background}
         if with_voxels:
             data["voxels"] = self.voxels.tolist()
@@ -105,6 +113,8 @@ class ObjectInfo:
                    obb_extent=array(data["obb_extent"], float),
                    obb_rotation=array(data["obb_rotation"], float),
                    mean_feature=array(data["mean_feature"], np.float32),
+                   part_features=array(data.get("part_features", [data["mean_feature"]]),
+                                       np.float32).reshape(-1, len(data["mean_feature"])),
                    background=bool(data["background"]),
                    voxels=array(data.get("voxels", []), np.int64))
 
@@ -137,6 +147,42 @@ class ObjectTable:
             raise ValueError("this object table has no Gaussian assignment; re-cluster the model")
         self.get(object_id)
         return self.gaussian_object == object_id
+
+    def prototypes(self) -> tuple[np.ndarray, np.ndarray]:
+        """([K, D] float32 unit part features of every object, [K] int64 the object id of each):
+        what a pixel or Gaussian is compared with to find its object."""
+        if not self.objects:
+            return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
+        features = np.concatenate([o.part_features for o in self.objects]).astype(np.float32)
+        owners = np.concatenate([np.full(len(o.part_features), o.id, np.int64)
+                                 for o in self.objects])
+        return features, owners
+
+    def whole_object_features(self, feature: torch.Tensor, threshold: float,
+                              seed: np.ndarray | None) -> torch.Tensor:
+        """[P, D]: `feature` [D] (a pixel prompt's) first, then the features of the object's other
+        parts when the prompt lies on an object merged from parts (a lid on its tin), so that a
+        query selects it whole; [1, D] otherwise.
+
+        The object is the one, not background, with a part within cosine `threshold` of `feature`
+        whose voxels hold `seed` [3] (the prompt's surface point) or a neighbour of its voxel.
+        """
+        feature = feature.detach().reshape(1, -1).float().cpu()
+        if seed is None:
+            return feature
+        unit = torch.nn.functional.normalize(feature[0], dim=0).numpy()
+        key = int(voxel_keys(np.asarray(seed, np.float64).reshape(1, 3), self.voxel_size)[0])
+        near = key + np.array([0] + neighbour_offsets(), dtype=np.int64)
+        best, parts = threshold, None
+        for obj in self.objects:
+            if obj.background or len(obj.part_features) < 2:
+                continue
+            cosine = obj.part_features @ unit
+            if cosine.max() >= best and np.isin(near, obj.voxels).any():
+                best, parts = float(cosine.max()), obj.part_features[cosine < threshold]
+        if parts is None or len(parts) == 0:
+            return feature
+        return torch.cat([feature, torch.from_numpy(parts).float()])
 
     def to_json(self, with_voxels: bool = True) -> dict:
         return {"version": 1, "next_id": self.next_id, "voxel_size": self.voxel_size,
@@ -238,10 +284,15 @@ def _boxes(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     return best
 
 def describe_object(object_id: int, points: np.ndarray, features: torch.Tensor,
-                    rgb: np.ndarray, weights: np.ndarray, config: ObjectsConfig) -> ObjectInfo:
+                    rgb: np.ndarray, weights: np.ndarray, config: ObjectsConfig,
+                    part_of: np.ndarray | None = None) -> ObjectInfo:
     """An ObjectInfo of Gaussians given by centres [P, 3], unit features [P, D], base colours
-    [P, 3] and opacities [P]."""
+    [P, 3] and opacities [P]; `part_of` [P] labels the parts it was merged from (None: one)."""
     lo, hi, center, extent, rotation = _boxes(points)
+    part_of = np.zeros(len(points), np.int64) if part_of is None else part_of
+    labels, sizes = np.unique(part_of, return_counts=True)
+    part_features = torch.stack([_unit(features[torch.from_numpy(part_of == label)].mean(dim=0))
+                                 for label in labels[np.argsort(-sizes, kind="stable")]])
     shares = colour_shares(rgb, weights)
     return ObjectInfo(
         id=object_id, label="", color=display_colour(object_id),
@@ -249,6 +300,7 @@ def describe_object(object_id: int, points: np.ndarray, features: torch.Tensor,
         centroid=points.mean(axis=0), aabb_min=lo, aabb_max=hi, obb_center=center,
         obb_extent=extent, obb_rotation=rotation,
         mean_feature=_unit(features.mean(dim=0)).cpu().numpy(),
+        part_features=part_features.cpu().numpy(),
         background=is_background(extent, config),
         voxels=np.unique(voxel_keys(points, config.voxel_size)))
 
@@ -341,6 +393,73 @@ def absorb_fragments(points: np.ndarray, features: torch.Tensor, parts: np.ndarr
     return out
 
 
+def hull_volume(points: np.ndarray) -> float:
+    """Volume of the convex hull of [P, 3] points; 0 when they are too few or flat."""
+    if len(points) < 4:
+        return 0.0
+    try:
+        return float(ConvexHull(points).volume)
+    except QhullError:
+        return 0.0
+
+
+def near_count(tree: cKDTree, points: np.ndarray, reach: float) -> int:
+    """How many of [P, 3] `points` lie within `reach` of a point of `tree`."""
+    return int(np.isfinite(tree.query(points, distance_upper_bound=reach)[0]).sum())
+
+
+def merge_convex_parts(points: np.ndarray, parts: np.ndarray,
+                       config: ObjectsConfig) -> np.ndarray:
+    """[N] object label of each Gaussian: `parts` [N] (-1: none) with the touching parts that form
+    one convex whole joined, most convex pair first.
+
+    Two parts join when neither is background, they touch (`merge_contact`,
+    `merge_min_contact`) and the convex hull of their union holds at most `merge_max_hull_ratio`
+    times the sum of their own hulls: a lid on its tin fills the joint hull, while an object on
+    a tray or two objects leaning together leave it mostly empty. A label is the smallest part
+    label of its group.
+    """
+    labels = np.unique(parts[parts >= 0])
+    members = {int(label): np.flatnonzero(parts == label) for label in labels}
+    objects = [label for label, index in members.items()
+               if len(index) >= 4 and not is_background(_boxes(points[index])[3], config)]
+    if len(objects) < 2:
+        return parts.copy()
+    volume = {label: hull_volume(points[members[label]]) for label in objects}
+    trees = {label: cKDTree(points[members[label]]) for label in objects}
+    reach = config.merge_contact
+    candidates = []
+    for i, a in enumerate(objects):
+        for b in objects[i + 1:]:
+            pa, pb = points[members[a]], points[members[b]]
+            if ((pa.min(0) - reach > pb.max(0)) | (pb.min(0) - reach > pa.max(0))).any():
+                continue
+            touching = min(near_count(trees[b], pa, reach), near_count(trees[a], pb, reach))
+            if touching >= config.merge_min_contact:
+                joint = hull_volume(np.vstack([pa, pb]))
+                candidates.append((joint / max(volume[a] + volume[b], 1e-12), a, b))
+    group = {label: label for label in objects}
+
+    def root(label: int) -> int:
+        while group[label] != label:
+            label = group[label]
+        return label
+
+    for _, a, b in sorted(candidates):
+        ra, rb = root(a), root(b)
+        if ra == rb:
+            continue
+        together = [label for label in objects if root(label) in (ra, rb)]
+        union = np.concatenate([members[label] for label in together])
+        ratio = hull_volume(points[union]) / max(sum(volume[label] for label in together), 1e-12)
+        if ratio <= config.merge_max_hull_ratio:
+            group[max(ra, rb)] = min(ra, rb)
+    merged = parts.copy()
+    for label in objects:
+        merged[members[label]] = root(label)
+    return merged
+
+
 def is_background(extent: np.ndarray, config: ObjectsConfig) -> bool:
     """A large box (table, floor, wall), or a large flat one (a piece of them), from its [3] side
     lengths."""
@@ -384,17 +503,18 @@ def cluster_objects(splats, config: ObjectsConfig, previous: ObjectTable | None 
         floater = (counts < config.min_gaussians) | (density < floor)
         parts[assigned[floater[parts[assigned]]]] = -1
 
+    whole = merge_convex_parts(points, parts, config) if config.merge_parts else parts
     rgb = base_rgb(splats).cpu().numpy()
-    order = np.argsort(parts, kind="stable")
-    bounds = np.flatnonzero(np.diff(parts[order])) + 1
+    order = np.argsort(whole, kind="stable")
+    bounds = np.flatnonzero(np.diff(whole[order])) + 1
     objects, members_of = [], {}
     for members in np.split(order, bounds):
-        if len(members) == 0 or parts[members[0]] < 0:
+        if len(members) == 0 or whole[members[0]] < 0:
             continue
-        part = int(parts[members[0]])
+        part = int(whole[members[0]])
         members_of[part] = members
         objects.append(describe_object(part, points[members], features[members], rgb[members],
-                                       weights[members], config))
+                                       weights[members], config, part_of=parts[members]))
     ids = match_objects(objects, previous, config)
     first_new = previous.next_id if previous is not None else 1
     next_id = first_new

@@ -27,7 +27,7 @@ from cgc_core.model.gaussians import PARAM_NAMES
 from cgc_core.model.view import render_view
 from cgc_core.objects.colors import base_rgb
 from cgc_core.objects.voxels import connected_voxel_groups, voxel_keys
-from cgc_core.query import camera_tensors
+from cgc_core.query import camera_tensors, cosine_to
 
 
 @dataclass
@@ -44,7 +44,8 @@ class ExtractedObject:
     colors: np.ndarray
     """[P, 3] uint8 RGB: the rendered colour there, or the Gaussians' base colour."""
     feature: np.ndarray
-    """[D] the unit discriminative feature it was extracted with."""
+    """[D] the unit discriminative feature it was extracted with (the first part's, for an object
+    of several parts)."""
     aabb: tuple[np.ndarray, np.ndarray]
     """([3] low, [3] high) corners of the points' axis-aligned box."""
     obb: o3d.geometry.OrientedBoundingBox
@@ -113,7 +114,8 @@ def extract_object(splats, feature: Tensor, threshold: float, config: ObjectsCon
     Args:
         splats: mapping name -> Tensor (means [N, 3], quats, log_scales, opacities [N] logits,
             sh0 [N, 1, 3], shN, features [N, D]): a ParameterDict or detached tensors.
-        feature: [D] discriminative feature (need not be unit).
+        feature: [D] discriminative feature (need not be unit), or [P, D] the features of an
+            object's parts (`ObjectInfo.part_features`): a Gaussian near any of them is selected.
         threshold: cosine threshold t (`QueryConfig.threshold`; paper 0.7).
         seed: [3] a world point on the object (a pixel prompt's surface point), or
         members: [N] bool, Gaussians known to belong to it (an object of `cluster_objects`):
@@ -126,9 +128,9 @@ def extract_object(splats, feature: Tensor, threshold: float, config: ObjectsCon
     """
     means = splats["means"].detach().float().cpu().numpy().astype(np.float64)
     unit = _unit(splats["features"].detach().cpu())
-    feature = _unit(feature.detach().cpu().reshape(-1))
+    feature = feature.detach().cpu().float()
     opaque = (torch.sigmoid(splats["opacities"].detach().cpu()) >= config.min_opacity).numpy()
-    selected = np.flatnonzero(((unit @ feature) >= threshold).numpy() & opaque)
+    selected = np.flatnonzero((cosine_to(unit, feature) >= threshold).numpy() & opaque)
     anchor = None if members is None else np.asarray(members, bool)[selected]
     if members is not None and not anchor.any():  # the object's own Gaussians, all below t
         part = np.flatnonzero(np.asarray(members, bool) & opaque)
@@ -167,7 +169,7 @@ def extract_object(splats, feature: Tensor, threshold: float, config: ObjectsCon
     except RuntimeError:  # fewer than 4 points, or flat
         obb = o3d.geometry.OrientedBoundingBox.create_from_axis_aligned_bounding_box(aabb)
     return ExtractedObject(mask=mask, splats=gaussians, points=points, colors=colors,
-                           feature=feature.numpy(),
+                           feature=_unit(feature.reshape(-1, feature.shape[-1])[0]).numpy(),
                            aabb=(np.asarray(aabb.min_bound), np.asarray(aabb.max_bound)), obb=obb)
 
 

@@ -25,7 +25,7 @@ from cgc_core.cameras import Camera
 from cgc_core.config import ObjectsConfig, RenderConfig
 from cgc_core.objects.cluster import ObjectInfo, ObjectTable
 from cgc_core.objects.grounding import ModelScorer
-from cgc_core.query import render_feature_map
+from cgc_core.query import cosine_to, render_feature_map
 
 Keyframe = tuple[Camera, np.ndarray]
 """A posed view and its [H, W, 3] uint8 image."""
@@ -175,7 +175,8 @@ def dino_scorer(config: ObjectsConfig, splats, keyframes: list[Keyframe],
         feature = box_feature(camera, box)
         if feature is None:
             return {}
-        return {o.id: box_score * max(0.0, float(feature @ torch.from_numpy(o.mean_feature)))
+        return {o.id: box_score * max(0.0, float(cosine_to(torch.from_numpy(o.part_features),
+                                                           feature).max()))
                 for o in objects}
 
     return score

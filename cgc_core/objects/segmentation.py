@@ -16,7 +16,7 @@ def object_id_map(splats, table: ObjectTable, camera: Camera, render: RenderConf
                   threshold: float) -> np.ndarray:
     """[H, W] int32 object id of each pixel of `camera` (0: none), from one feature render.
 
-    A pixel belongs to the object whose mean feature is most similar to its rendered feature,
+    A pixel belongs to the object with a part feature most similar to its rendered feature,
     when that cosine is at least `threshold` (Eq. 6 against every object at once); background
     objects (table, walls) get their ids too.
     """
@@ -24,10 +24,10 @@ def object_id_map(splats, table: ObjectTable, camera: Camera, render: RenderConf
     ids = np.zeros(features.shape[:2], dtype=np.int32)
     if not table.objects:
         return ids
-    means = torch.from_numpy(np.stack([o.mean_feature for o in table.objects])).to(features)
-    cosine = features.reshape(-1, features.shape[-1]) @ means.T  # [H * W, K]
-    best, index = cosine.max(dim=1)
-    object_ids = torch.tensor([o.id for o in table.objects], dtype=torch.int32)
+    prototypes, owners = table.prototypes()  # every part of every object
+    cosine = features.reshape(-1, features.shape[-1]) @ torch.from_numpy(prototypes).to(features).T
+    best, index = cosine.max(dim=1)                                  # [H * W] over parts
+    object_ids = torch.from_numpy(owners.astype(np.int32))
     flat = torch.where(best >= threshold, object_ids[index.cpu()].to(best.device),
                        torch.zeros_like(index, dtype=torch.int32))
     return flat.reshape(features.shape[:2]).cpu().numpy()

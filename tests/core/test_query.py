@@ -126,3 +126,16 @@ def test_selection_summary_box_centroid_and_score():
     assert selection_summary(means, features, np.zeros(3, bool), np.ones(2))["count"] == 0
     assert sorted(most_opaque(torch.tensor([0.1, 3.0, -2.0, 1.0]), 2).tolist()) == [1, 3]
     assert len(most_opaque(torch.tensor([0.1]), 5)) == 1
+
+
+def test_a_query_with_several_part_features_selects_the_union_of_their_selections():
+    generator = torch.Generator().manual_seed(0)
+    feature_map = torch.nn.functional.normalize(torch.randn(12, 10, 16, generator=generator),
+                                                dim=-1)
+    parts = feature_map[[2, 7], [3, 4]]  # two pixels' features: [2, 16]
+    union = mask_from_feature(feature_map, parts[0], 0.6) | mask_from_feature(feature_map,
+                                                                             parts[1], 0.6)
+    assert torch.equal(mask_from_feature(feature_map, parts, 0.6), union)
+    assert union.sum() > mask_from_feature(feature_map, parts[0], 0.6).sum()
+    splats = {"features": feature_map.reshape(-1, 16)}
+    assert torch.equal(select_gaussians(splats, parts, 0.6), union.reshape(-1))

@@ -6,7 +6,7 @@ import torch
 from box_scenes import Box, boxes_model, gaussians, unit_feature
 
 from cgc_core.config import ObjectsConfig
-from cgc_core.objects import UNASSIGNED, ObjectTable, cluster_objects, label_object
+from cgc_core.objects import UNASSIGNED, ObjectInfo, ObjectTable, cluster_objects, label_object
 
 RED, BLUE, GREEN, WHITE = (0.8, 0.1, 0.1), (0.1, 0.2, 0.8), (0.1, 0.6, 0.15), (0.92, 0.92, 0.9)
 
@@ -159,3 +159,57 @@ def test_a_thin_fringe_is_a_floater_however_dense_the_map_is(spacing):
         found = owners_of(table, owner, box)
         assert len(found) == 1 and found[0] != UNASSIGNED, f"box {box} -> objects {found}"
     assert len(table.objects) == 4
+
+
+def lid_on_tin_and_mug_on_book() -> list[Box]:
+    """A block whose two halves have features of their own (the masks always give them apart),
+    and a tall box standing on a smaller-than-background one: the first pair is one convex
+    whole, the second is not."""
+    return [Box((0.0, 0.0, 0.04), (0.1, 0.1, 0.08), unit_feature(0), RED),      # tin
+            Box((0.0, 0.0, 0.1), (0.1, 0.1, 0.04), unit_feature(5), BLUE),      # lid on it
+            Box((0.45, 0.2, 0.025), (0.2, 0.15, 0.05), unit_feature(1), GREEN),  # book
+            Box((0.45, 0.2, 0.11), (0.06, 0.06, 0.12), unit_feature(6), RED),   # mug on it
+            table_top()]
+
+
+def test_parts_that_form_one_convex_whole_merge_and_stacked_objects_stay_apart():
+    model, owner = boxes_model(lid_on_tin_and_mug_on_book())
+    table = cluster_objects(model, ObjectsConfig())
+    tin, lid, book, mug, top = (owners_of(table, owner, box) for box in range(5))
+    assert len(tin) == 1 and np.array_equal(tin, lid), "the lid and its tin are one object"
+    whole = table.get(int(tin[0]))
+    assert len(whole.part_features) == 2
+    assert sorted(int(np.argmax(f)) for f in whole.part_features) == [0, 5]
+    assert len({int(book[0]), int(mug[0]), int(top[0]), whole.id}) == 4
+    assert table.get(int(top[0])).background
+    # Turned off, the parts stay two objects.
+    apart = cluster_objects(model, ObjectsConfig(merge_parts=False))
+    assert owners_of(apart, owner, 0)[0] != owners_of(apart, owner, 1)[0]
+
+
+def test_a_prompt_on_one_part_takes_the_whole_object_and_only_near_its_seed():
+    model, owner = boxes_model(lid_on_tin_and_mug_on_book())
+    table = cluster_objects(model, ObjectsConfig())
+    lid = torch.tensor(unit_feature(5), dtype=torch.float32)
+    features = table.whole_object_features(lid, 0.75, seed=np.array([0.0, 0.0, 0.12]))
+    assert features.shape == (2, 16)
+    assert int(torch.argmax(features[0])) == 5 and int(torch.argmax(features[1])) == 0
+    # the same feature far from the merged object (a look-alike elsewhere), or with no surface
+    # point under the prompt, is the prompt's alone
+    assert table.whole_object_features(lid, 0.75, seed=np.array([2.0, 2.0, 0.1])).shape == (1, 16)
+    assert table.whole_object_features(lid, 0.75, seed=None).shape == (1, 16)
+    # the mug stands on the book but is an object of its own
+    mug = torch.tensor(unit_feature(6), dtype=torch.float32)
+    assert table.whole_object_features(mug, 0.75, seed=np.array([0.45, 0.2, 0.17])).shape == (1, 16)
+
+
+def test_part_features_survive_json_and_old_tables_read_as_one_part():
+    model, _ = boxes_model(lid_on_tin_and_mug_on_book())
+    table = cluster_objects(model, ObjectsConfig())
+    again = ObjectTable.from_json(table.to_json())
+    for before, after in zip(table.objects, again.objects):
+        np.testing.assert_allclose(before.part_features, after.part_features, atol=1e-5)
+    old = table.objects[0].to_json()
+    del old["part_features"]
+    np.testing.assert_allclose(ObjectInfo.from_json(old).part_features,
+                               [table.objects[0].mean_feature], atol=1e-5)
