@@ -158,6 +158,8 @@ def bench_scene(run_dir: Path, seed: int) -> dict:
         frame, u, v = prompt
         start = time.perf_counter()
         feature, seed_point = pixel_prompt(splats, scene.camera(frame), u, v, config.render)
+        if config.query.whole_objects:  # as `cgc extract --point` does
+            feature = table.whole_object_features(feature, config.query.threshold, seed_point)
         prompted = time.perf_counter()
         try:
             obj = extract_object(splats, feature, config.query.threshold, config.objects,

@@ -11,6 +11,7 @@ the baseline).
 
     .venv/bin/python bench/bench_scenes.py [--seeds 0,3,100,...] [--set key.sub=value ...]
                                            [--iterations N] [--label NAME] [--work DIR]
+                                           [--reuse-runs LABEL]
 
 Prints and writes bench/results/<label>.md and bench/results/<label>.json (default label
 "scenes"); both are rewritten after every scene, so an interrupted run keeps what it measured.
@@ -38,7 +39,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from bench_train import cpu_name, per_view_baseline  # noqa: E402
 
 from cgc_core.app.evaluate import evaluate_run  # noqa: E402
-from cgc_core.app.run_folder import train_scene  # noqa: E402
+from cgc_core.app.run_folder import load_run, train_scene  # noqa: E402
 from cgc_core.config import apply_overrides, load_config  # noqa: E402
 from cgc_core.data.synth import make_synthetic_scene, scene_family  # noqa: E402
 
@@ -125,6 +126,9 @@ def render_markdown(meta: dict, rows: list[dict], complete: bool) -> str:
         f"- iterations: {meta['iterations_text']}; mask threshold t = {meta['threshold']}",
         f"- scenes: `cgc synth --seed S` (family = S // 100), cached in {meta['work']}",
     ]
+    if meta.get("reused_runs"):
+        lines.append(f"- models: the runs `run_{meta['reused_runs']}_seedS` trained earlier, "
+                     "evaluated with today's query code (train seconds are theirs)")
     if not complete:
         lines.append(f"- **incomplete**: {len(rows)} of {len(meta['seeds'])} scenes so far")
     lines += [
@@ -177,6 +181,10 @@ def main() -> None:
                         help="folder for <label>.md and <label>.json")
     parser.add_argument("--fresh-scenes", action="store_true",
                         help="regenerate the scenes even when cached")
+    parser.add_argument("--reuse-runs", metavar="LABEL",
+                        help="evaluate the runs WORK/run_LABEL_seedS trained earlier instead of "
+                             "training (query-time changes need no retraining); seeds without "
+                             "one are trained")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     for seed in seeds:
@@ -203,6 +211,7 @@ def main() -> None:
         "threshold": config.query.threshold,
         "work": str(work),
         "seeds": seeds,
+        "reused_runs": args.reuse_runs,
     }
     rows: list[dict] = []
     for seed in seeds:
@@ -212,8 +221,13 @@ def main() -> None:
         print(f"[{family} {seed}] scene {scene_dir} ({made})", flush=True)
         baseline = per_view_baseline(scene_dir)
         config = apply_overrides(load_config(), overrides)
-        run = train_scene(scene_dir, work / f"run_{args.label}_seed{seed}", config=config,
-                          masks_dir=scene_dir / "masks_inconsistent", progress=False)
+        earlier = work / f"run_{args.reuse_runs}_seed{seed}"
+        if args.reuse_runs and (earlier / "run.json").is_file():
+            run = load_run(earlier)
+            print(f"[{family} {seed}] evaluating the run trained earlier in {earlier}", flush=True)
+        else:
+            run = train_scene(scene_dir, work / f"run_{args.label}_seed{seed}", config=config,
+                              masks_dir=scene_dir / "masks_inconsistent", progress=False)
         results = evaluate_run(run.splats, run.scene, config.render, config.query.threshold,
                                query=config.query, objects=config.objects)
         row = {

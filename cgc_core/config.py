@@ -267,6 +267,14 @@ class QueryConfig:
     selection_min_opacity: float = 0.1
     """Gaussians less opaque than this never join a selection (`spatial_filter`): floaters would
     bridge separate objects."""
+    edge_radius: int = 1
+    """Before thresholding, a view's similarity map goes through a guided filter (He et al.,
+    kornia) steered by the model's own rendered colour, so mask edges follow colour edges
+    instead of the blur of features trained at a lower resolution; this many pixels of radius
+    (0: Eq. 6 on the raw map). Measured per radius in bench/results/quality_experiments.md."""
+    edge_eps: float = 1e-3
+    """The guided filter's regulariser (in squared colour units, colours in [0, 1]): smaller
+    follows weaker colour edges."""
     whole_objects: bool = True
     """A pixel prompt on one part of an object that clustering merged from parts (`ObjectsConfig.
     merge_parts`: a lid on its tin) selects the whole object: its mask is Eq. 6 for the prompt's

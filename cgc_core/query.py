@@ -22,6 +22,7 @@ from torch import Tensor
 from cgc_core.cameras import Camera
 from cgc_core.config import RenderConfig
 from cgc_core.geometry import backproject
+from cgc_core.model.gaussians import sh_degree_of
 from cgc_core.model.view import render_view
 from cgc_core.render import rasterize
 
@@ -39,6 +40,31 @@ def render_feature_map(splats, camera: Camera, render: RenderConfig) -> Tensor:
     out = render_view(splats, viewmat, K, camera.width, camera.height, sh_degree=0, render=render,
                       with_rgb=False, with_features=True)
     return torch.nn.functional.normalize(out.features, dim=-1, eps=1e-8)
+
+
+@torch.no_grad()
+def render_feature_and_colour(splats, camera: Camera,
+                              render: RenderConfig) -> tuple[Tensor, Tensor]:
+    """([H, W, D] L2-normalised rendered features, [H, W, 3] rendered colour in [0, 1], with the
+    model's full SH degree) at the camera's resolution, from one render."""
+    viewmat, K = camera_tensors(camera, splats["means"].device)
+    out = render_view(splats, viewmat, K, camera.width, camera.height,
+                      sh_degree=sh_degree_of(splats),
+                      render=render, with_rgb=True, with_features=True)
+    return (torch.nn.functional.normalize(out.features, dim=-1, eps=1e-8),
+            out.rgb.clamp(0.0, 1.0))
+
+
+def follow_edges(similarity: Tensor, colour: Tensor, radius: int, eps: float) -> Tensor:
+    """[H, W] `similarity` [H, W] after a guided filter steered by `colour` [H, W, 3]
+    (`QueryConfig.edge_radius`, `edge_eps`): where the colour is flat the map is smoothed, across
+    a colour edge it keeps (or gains) a step, so a threshold cuts along the edge."""
+    if radius <= 0:
+        return similarity
+    from kornia.filters import guided_blur  # imported on first use: kornia loads slowly
+
+    guide = colour.permute(2, 0, 1)[None].to(similarity.dtype)
+    return guided_blur(guide, similarity[None, None], 2 * radius + 1, eps)[0, 0]
 
 
 def feature_at(feature_map: Tensor, u: float, v: float) -> Tensor:

@@ -34,12 +34,14 @@ from cgc_core.objects.models import model_scorers
 from cgc_core.query import (
     cosine_to,
     feature_at,
+    follow_edges,
     label_map,
-    mask_from_feature,
     most_opaque,
+    render_feature_and_colour,
     render_feature_map,
     select_gaussians,
     selection_summary,
+    similarity_map,
     surface_point,
 )
 from cgc_core.segment import make_mask_source
@@ -506,7 +508,8 @@ class Worker:
         snapshot = self._snapshot()
         threshold = self._threshold(request.threshold)
         camera, header = self._view(request, snapshot)
-        feature_map = render_feature_map(snapshot.splats, camera, self.config.render)
+        feature_map, colour = render_feature_and_colour(snapshot.splats, camera,
+                                                        self.config.render)
         if request.use_pixel:
             if not (0 <= request.u < camera.width and 0 <= request.v < camera.height):
                 raise ServiceError(f"pixel ({request.u}, {request.v}) lies outside the "
@@ -521,7 +524,9 @@ class Worker:
                 feature = self.table.whole_object_features(feature, threshold, seed)
         else:
             feature = self._text_feature(request.text)
-        mask = mask_from_feature(feature_map, feature, threshold).cpu().numpy()
+        query = self.config.query
+        mask = (follow_edges(similarity_map(feature_map, feature), colour, query.edge_radius,
+                             query.edge_eps) >= threshold).cpu().numpy()
         selected = select_gaussians(snapshot.splats, feature, threshold).cpu().numpy()
         splats = {k: v.detach().cpu().numpy() for k, v in snapshot.splats.items()
                   if k in ("means", "features")}

@@ -11,9 +11,7 @@ import torch
 from cgc_core.app.prompts import FeatureCache, object_mask, prompted_objects
 from cgc_core.data.ground_truth import load_prompts
 from cgc_core.io import write_rgb
-from cgc_core.model.gaussians import sh_degree_of
-from cgc_core.model.view import render_view
-from cgc_core.query import camera_tensors, render_feature_map
+from cgc_core.query import render_feature_and_colour
 
 if TYPE_CHECKING:
     from cgc_core.app.run_folder import Run
@@ -59,18 +57,8 @@ def overlay(
 def write_frame_renders(run: Run, frame: str, out: Path) -> list[Path]:
     """Write colour.png, features_pca.png and (when the scene has prompts) masks.png."""
     camera = run.scene.camera(frame)
-    viewmat, K = camera_tensors(camera, run.splats["means"].device)
-    colour = render_view(
-        run.splats,
-        viewmat,
-        K,
-        camera.width,
-        camera.height,
-        sh_degree=sh_degree_of(run.splats),
-        render=run.config.render,
-    ).rgb
-    colour = (colour.clamp(0, 1) * 255).byte().cpu().numpy()
-    features = render_feature_map(run.splats, camera, run.config.render)
+    features, colour = render_feature_and_colour(run.splats, camera, run.config.render)
+    colour = (colour * 255).byte().cpu().numpy()
     written = [out / f"{frame}_colour.png", out / f"{frame}_features_pca.png"]
     write_rgb(written[0], colour)
     write_rgb(written[1], feature_pca_image(features))
@@ -78,9 +66,9 @@ def write_frame_renders(run: Run, frame: str, out: Path) -> list[Path]:
     if prompts_file.is_file():
         image = colour
         cache = FeatureCache(run.splats, run.scene, run.config.render)
-        cache.add(frame, features)
         query = run.config.query
-        objects = prompted_objects(load_prompts(prompts_file), cache, query, query.threshold)
+        objects = prompted_objects(load_prompts(prompts_file), cache, query, query.threshold,
+                                   run.config.objects)
         for i, obj in enumerate(objects):
             mask = object_mask(obj, frame, cache, query, query.threshold)
             image = overlay(image, mask, PALETTE[i % len(PALETTE)])

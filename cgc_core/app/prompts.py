@@ -14,29 +14,35 @@ from cgc_core.query import (
     connected_part,
     cosine_to,
     feature_at,
-    mask_from_feature,
-    render_feature_map,
+    follow_edges,
+    render_feature_and_colour,
     selection_shares,
+    similarity_map,
     surface_point,
 )
 
 
 class FeatureCache:
-    """Normalised feature maps [H, W, D], rendered once per frame: a run's queries reuse views."""
+    """Normalised feature maps [H, W, D] and rendered colour [H, W, 3], rendered once per frame:
+    a run's queries reuse views."""
 
     def __init__(self, splats: torch.nn.ParameterDict, scene: Scene, render: RenderConfig):
         self.splats, self.scene, self.render = splats, scene, render
-        self._maps: dict[str, torch.Tensor] = {}
+        self._maps: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def __call__(self, frame: str) -> torch.Tensor:
+    def _render(self, frame: str) -> tuple[torch.Tensor, torch.Tensor]:
         if frame not in self._maps:
-            self._maps[frame] = render_feature_map(self.splats, self.scene.camera(frame),
-                                                   self.render)
+            self._maps[frame] = render_feature_and_colour(self.splats, self.scene.camera(frame),
+                                                          self.render)
         return self._maps[frame]
 
-    def add(self, frame: str, feature_map: torch.Tensor) -> None:
-        """Keep a map the caller already rendered (`render_feature_map`) for `frame`."""
-        self._maps[frame] = feature_map
+    def __call__(self, frame: str) -> torch.Tensor:
+        """[H, W, D] the frame's unit feature map."""
+        return self._render(frame)[0]
+
+    def colour(self, frame: str) -> torch.Tensor:
+        """[H, W, 3] the frame's rendered colour (the guide of `QueryConfig.edge_radius`)."""
+        return self._render(frame)[1]
 
 
 @dataclass
@@ -92,10 +98,13 @@ def prompted_objects(prompts: list[Prompt], features: FeatureCache, query: Query
 
 def object_mask(obj: PromptedObject, frame: str, features: FeatureCache, query: QueryConfig,
                 threshold: float) -> np.ndarray:
-    """[H, W] bool mask of `obj` in `frame`: Eq. 6, less (spatial filter) the pixels that
+    """[H, W] bool mask of `obj` in `frame`: Eq. 6 (on the similarity map steered to colour
+    edges, `QueryConfig.edge_radius`), less (spatial filter) the pixels that
     selected Gaussians of other objects apart explain mostly (at least half of the colour, and
     more than the prompted object)."""
-    mask = mask_from_feature(features(frame), obj.feature, threshold)
+    similarity = follow_edges(similarity_map(features(frame), obj.feature),
+                              features.colour(frame), query.edge_radius, query.edge_eps)
+    mask = similarity >= threshold
     if obj.part is not None:
         shares = selection_shares(features.splats, torch.stack([obj.part, obj.rest], dim=1),
                                   features.scene.camera(frame), features.render)

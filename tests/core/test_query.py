@@ -12,6 +12,7 @@ from cgc_core.model.gaussians import create_gaussians
 from cgc_core.query import (
     connected_part,
     feature_at,
+    follow_edges,
     mask_from_feature,
     render_feature_map,
     select_gaussians,
@@ -139,3 +140,18 @@ def test_a_query_with_several_part_features_selects_the_union_of_their_selection
     assert union.sum() > mask_from_feature(feature_map, parts[0], 0.6).sum()
     splats = {"features": feature_map.reshape(-1, 16)}
     assert torch.equal(select_gaussians(splats, parts, 0.6), union.reshape(-1))
+
+
+def test_masks_follow_colour_edges_where_the_features_blur_past_them():
+    # A red object on a grey table, its edge between columns 9 and 10; the rendered similarity
+    # to its feature falls off smoothly and still passes 0.75 on the table's first column.
+    height, width = 16, 24
+    columns = torch.arange(width, dtype=torch.float32)
+    colour = torch.full((height, width, 3), 0.6)
+    colour[:, :10] = torch.tensor([0.8, 0.1, 0.1])
+    similarity = torch.sigmoid(-(columns - 11.5) * 1.2).expand(height, width) * 0.9 + 0.05
+    raw = similarity >= 0.75
+    assert int(raw[0].sum()) == 11  # Eq. 6 alone: a table column in the mask
+    refined = follow_edges(similarity, colour, radius=1, eps=1e-3) >= 0.75
+    assert torch.equal(refined, torch.zeros_like(refined).index_fill_(1, torch.arange(10), True))
+    assert torch.equal(follow_edges(similarity, colour, radius=0, eps=1e-3), similarity)
