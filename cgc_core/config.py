@@ -275,7 +275,7 @@ class QueryConfig:
     edge_eps: float = 1e-3
     """The guided filter's regulariser (in squared colour units, colours in [0, 1]): smaller
     follows weaker colour edges."""
-    whole_objects: bool = True
+    whole_objects: bool = False
     """A pixel prompt on one part of an object that clustering merged from parts (`ObjectsConfig.
     merge_parts`: a lid on its tin) selects the whole object: its mask is Eq. 6 for the prompt's
     feature or any other part's. Off: Eq. 6 alone, the part under the pixel."""
@@ -388,12 +388,13 @@ class ObjectsConfig:
     fragment_min_cosine: float = 0.5
     """... when their mean features have at least this cosine similarity (an object's edge
     Gaussians, whose features blend it with its neighbours)."""
-    merge_parts: bool = True
+    merge_parts: bool = False
     """Merge touching objects whose union is as convex as they are apart: the parts of one object
     that every mask gives apart (a tin and its lid, a two-tone block) learn features of their
     own, and nothing in the masks says they belong together; geometry does (a convexity test, as
-    LCCP's). Objects stacked or side by side with a concave junction stay apart; two boxes
-    flush side by side pass the test and merge (turn this off for such scenes)."""
+    LCCP's). Objects stacked with a concave junction stay apart, but two objects side by side can
+    pass the test: on a held-out scene a sphere touching a mug merged (bench/results/
+    quality_experiments.md), hence off by default; turn it on where SAM splits your objects."""
     merge_contact: float = 0.02
     """Two objects touch when at least `merge_min_contact` of their Gaussians lie within this
     distance of the other's."""

@@ -174,7 +174,7 @@ def lid_on_tin_and_mug_on_book() -> list[Box]:
 
 def test_parts_that_form_one_convex_whole_merge_and_stacked_objects_stay_apart():
     model, owner = boxes_model(lid_on_tin_and_mug_on_book())
-    table = cluster_objects(model, ObjectsConfig())
+    table = cluster_objects(model, ObjectsConfig(merge_parts=True))
     tin, lid, book, mug, top = (owners_of(table, owner, box) for box in range(5))
     assert len(tin) == 1 and np.array_equal(tin, lid), "the lid and its tin are one object"
     whole = table.get(int(tin[0]))
@@ -182,14 +182,14 @@ def test_parts_that_form_one_convex_whole_merge_and_stacked_objects_stay_apart()
     assert sorted(int(np.argmax(f)) for f in whole.part_features) == [0, 5]
     assert len({int(book[0]), int(mug[0]), int(top[0]), whole.id}) == 4
     assert table.get(int(top[0])).background
-    # Turned off, the parts stay two objects.
-    apart = cluster_objects(model, ObjectsConfig(merge_parts=False))
+    # Turned off (the default), the parts stay two objects.
+    apart = cluster_objects(model, ObjectsConfig())
     assert owners_of(apart, owner, 0)[0] != owners_of(apart, owner, 1)[0]
 
 
 def test_a_prompt_on_one_part_takes_the_whole_object_and_only_near_its_seed():
     model, owner = boxes_model(lid_on_tin_and_mug_on_book())
-    table = cluster_objects(model, ObjectsConfig())
+    table = cluster_objects(model, ObjectsConfig(merge_parts=True))
     lid = torch.tensor(unit_feature(5), dtype=torch.float32)
     features = table.whole_object_features(lid, 0.75, seed=np.array([0.0, 0.0, 0.12]))
     assert features.shape == (2, 16)
@@ -205,7 +205,7 @@ def test_a_prompt_on_one_part_takes_the_whole_object_and_only_near_its_seed():
 
 def test_part_features_survive_json_and_old_tables_read_as_one_part():
     model, _ = boxes_model(lid_on_tin_and_mug_on_book())
-    table = cluster_objects(model, ObjectsConfig())
+    table = cluster_objects(model, ObjectsConfig(merge_parts=True))
     again = ObjectTable.from_json(table.to_json())
     for before, after in zip(table.objects, again.objects):
         np.testing.assert_allclose(before.part_features, after.part_features, atol=1e-5)
