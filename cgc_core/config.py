@@ -396,10 +396,13 @@ class ObjectsConfig:
     pass the test: on a held-out scene a sphere touching a mug merged (bench/results/
     quality_experiments.md), hence off by default; turn it on where SAM splits your objects."""
     merge_contact: float = 0.02
-    """Two objects touch when at least `merge_min_contact` of their Gaussians lie within this
-    distance of the other's."""
+    """Two objects touch when at least `merge_min_contact` Gaussians of each, and at least
+    `merge_min_contact_share` of one's, lie within this distance of the other's."""
     merge_min_contact: int = 5
     """See `merge_contact`."""
+    merge_min_contact_share: float = 0.1
+    """Parts meet over a face (a lid over the tin's whole rim: 13-46 % of the smaller part's
+    Gaussians lie at the joint), neighbours at a point or a line (a sphere against a mug: 3 %)."""
     merge_max_hull_ratio: float = 1.3
     """... and merge when the convex hull of their union holds at most this times the sum of
     their own hulls' volumes (an object on a table, or a mug on a book, fills far less of the

@@ -413,11 +413,11 @@ def merge_convex_parts(points: np.ndarray, parts: np.ndarray,
     """[N] object label of each Gaussian: `parts` [N] (-1: none) with the touching parts that form
     one convex whole joined, most convex pair first.
 
-    Two parts join when neither is background, they touch (`merge_contact`,
-    `merge_min_contact`) and the convex hull of their union holds at most `merge_max_hull_ratio`
-    times the sum of their own hulls: a lid on its tin fills the joint hull, while an object on
-    a tray or two objects leaning together leave it mostly empty. A label is the smallest part
-    label of its group.
+    Two parts join when neither is background, they meet over a face rather than at a point
+    (`merge_contact`, `merge_min_contact`, `merge_min_contact_share`) and the convex hull of
+    their union holds at most `merge_max_hull_ratio` times the sum of their own hulls: a lid on
+    its tin fills the joint hull, while an object on a tray or two objects leaning together
+    leave it mostly empty. A label is the smallest part label of its group.
     """
     labels = np.unique(parts[parts >= 0])
     members = {int(label): np.flatnonzero(parts == label) for label in labels}
@@ -434,8 +434,10 @@ def merge_convex_parts(points: np.ndarray, parts: np.ndarray,
             pa, pb = points[members[a]], points[members[b]]
             if ((pa.min(0) - reach > pb.max(0)) | (pb.min(0) - reach > pa.max(0))).any():
                 continue
-            touching = min(near_count(trees[b], pa, reach), near_count(trees[a], pb, reach))
-            if touching >= config.merge_min_contact:
+            near_a, near_b = near_count(trees[b], pa, reach), near_count(trees[a], pb, reach)
+            share = max(near_a / len(pa), near_b / len(pb))
+            if (min(near_a, near_b) >= config.merge_min_contact
+                    and share >= config.merge_min_contact_share):
                 joint = hull_volume(np.vstack([pa, pb]))
                 candidates.append((joint / max(volume[a] + volume[b], 1e-12), a, b))
     group = {label: label for label in objects}

@@ -213,3 +213,17 @@ def test_part_features_survive_json_and_old_tables_read_as_one_part():
     del old["part_features"]
     np.testing.assert_allclose(ObjectInfo.from_json(old).part_features,
                                [table.objects[0].mean_feature], atol=1e-5)
+
+
+def test_objects_that_touch_at_a_point_stay_apart_however_convex_their_union():
+    # A cube, and a second one turned 45 degrees and raised so that only the lowest centimetre of
+    # one vertical edge touches the first's face: 4 % of either's Gaussians lie at the joint.
+    boxes = [Box((0.0, 0.0, 0.05), (0.1, 0.1, 0.1), unit_feature(0), RED),
+             Box((0.1167, 0.0, 0.14), (0.1, 0.1, 0.1), unit_feature(5), BLUE, yaw_deg=45.0),
+             table_top()]
+    model, owner = boxes_model(boxes)
+    loose_hull = dict(merge_parts=True, merge_max_hull_ratio=10.0)  # only the contact decides
+    table = cluster_objects(model, ObjectsConfig(**loose_hull))
+    assert owners_of(table, owner, 0)[0] != owners_of(table, owner, 1)[0]
+    merged = cluster_objects(model, ObjectsConfig(**loose_hull, merge_min_contact_share=0.0))
+    assert owners_of(merged, owner, 0)[0] == owners_of(merged, owner, 1)[0]
