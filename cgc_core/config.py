@@ -124,6 +124,10 @@ class LossConfig:
 
     ssim_lambda: float = 0.2
     """Rendering loss (1 - l) * L1 + l * D-SSIM (3DGS)."""
+    depth_weight: float = 0.0
+    """Weight of the depth term (`losses.depth_loss`: L1 of rendered vs measured depth, relative
+    to the median) on views that have depth (RGB-D frames, scenes with depth maps); 0: colour
+    only, as the paper."""
     clustering_weight: float = 1e-6
     """lambda_clustering of Eq. 5 (paper: 1e-6, on the per-pixel sum of Eq. 3)."""
     clustering_every: int = 50

@@ -67,6 +67,25 @@ def ssim(img1: Tensor, img2: Tensor) -> Tensor:
     return ssim_map.mean()
 
 
+def depth_loss(rendered_depth: Tensor, alphas: Tensor, measured: Tensor) -> Tensor:
+    """L1 between rendered and measured depth on the pixels with a measurement, relative to their
+    median: mean |sum_i w_i z_i - alpha * d| / median(d). Comparing the blended z with alpha * d
+    (not z / alpha with d) keeps the term smooth where the model is still half transparent; RGB-D
+    3DGS mapping (SplaTAM, MonoGS) adds such a term to the photometric one.
+
+    Args:
+        rendered_depth: [H, W] alpha-blended camera z; alphas: [H, W] accumulated opacity.
+        measured: [H, W] metres, 0 (or non-finite) where there is no measurement.
+    Returns:
+        [] scalar; 0 when no pixel has a measurement.
+    """
+    valid = torch.isfinite(measured) & (measured > 0)
+    if not bool(valid.any()):
+        return rendered_depth.sum() * 0.0
+    target = measured[valid]
+    return (rendered_depth[valid] - alphas[valid] * target).abs().mean() / target.median()
+
+
 def rendering_loss(rendered: Tensor, target: Tensor, ssim_lambda: float) -> Tensor:
     """The 3DGS photometric loss: (1 - ssim_lambda) * L1 + ssim_lambda * (1 - SSIM).
 

@@ -82,7 +82,8 @@ def session_from_scene(scene: Scene, segments: dict[str, np.ndarray] | None, con
     session = LiveSession(config, device=device, seed_points=(points, colors), extent=extent,
                           iterations=iterations)
     for cam in cameras:
-        session.add_frame(cam, scene.load_image(cam), None,
+        depth = scene.load_depth(cam) if config.loss.depth_weight > 0 else None
+        session.add_frame(cam, scene.load_image(cam), depth,
                           None if segments is None else segments[cam.name], keyframe=True)
         session.process_frames()
     return session

@@ -350,6 +350,7 @@ class LiveSession:
                                   self.device)
         depth = None if frame.depth is None else torch.from_numpy(
             depth_at(frame.depth, view.height, view.width)).to(self.device)
+        view.depth = depth  # the depth term of the loss (`loss.depth_weight`)
         decide = frame.keyframe is None and bool(self.keyframes)
         with self.lock:
             needs_render = self.trainer is not None and (decide or self.config.live.grow)
@@ -657,4 +658,5 @@ def _keyframe_from_state(state: dict, device) -> Keyframe:
                               0, device)
     view.area_scale = float(state["area_scale"])
     depth = None if state["depth"] is None else state["depth"].to(device)
+    view.depth = depth
     return Keyframe(int(state["id"]), camera, view, depth, record=dict(state["record"]))

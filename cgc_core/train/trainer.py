@@ -29,7 +29,12 @@ from tqdm import tqdm
 
 from cgc_core.config import CGCConfig
 from cgc_core.io import DataError, atomic_path
-from cgc_core.losses import contrastive_clustering_loss, rendering_loss, spatial_similarity_loss
+from cgc_core.losses import (
+    contrastive_clustering_loss,
+    depth_loss,
+    rendering_loss,
+    spatial_similarity_loss,
+)
 from cgc_core.model.gaussians import create_gaussians, sh_degree_of
 from cgc_core.model.view import render_view
 from cgc_core.train.densify import Densifier
@@ -154,12 +159,17 @@ class Trainer:
             self._update_learning_rate()
             with_features = (loss_cfg.clustering_every > 0 and step % loss_cfg.clustering_every == 0
                              and view.segments is not None and loss_cfg.clustering_weight > 0)
+            with_depth = view.depth is not None and loss_cfg.depth_weight > 0
             out = render_view(self.splats, view.viewmat, view.K, view.width, view.height,
                               sh_degree=self.sh_degree, render=self.config.render,
-                              with_features=with_features, background=self.background)
+                              with_features=with_features, with_depth=with_depth,
+                              background=self.background)
             out.raw.means2d.retain_grad()
             rendering = rendering_loss(out.rgb, view.image, loss_cfg.ssim_lambda)
             loss = rendering
+            if with_depth:
+                loss = loss + loss_cfg.depth_weight * depth_loss(out.depths, out.alphas,
+                                                                 view.depth)
             clustering = regularization = None
             if with_features:
                 # The paper's 100-pixel minimum is meant at the images' own resolution: a view

@@ -20,6 +20,7 @@ class TrainingView:
     viewmat: Tensor          # [4, 4] world-to-camera
     K: Tensor                # [3, 3]
     area_scale: float = 1.0  # training pixels / native pixels (pixel-count thresholds scale by it)
+    depth: Tensor | None = None  # [H, W] measured metres (0 = invalid) at training resolution
 
     @property
     def width(self) -> int:

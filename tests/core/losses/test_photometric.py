@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cgc_core.losses import l1_loss, rendering_loss, ssim
+from cgc_core.losses import depth_loss, l1_loss, rendering_loss, ssim
 
 
 def test_l1_by_hand():
@@ -65,3 +65,14 @@ def test_ssim_equals_the_full_11x11_window_computation():
         ((2 * mu1 * mu2 + c1) * (2 * s12 + c2)) / ((mu1**2 + mu2**2 + c1) * (s1 + s2 + c2))
     ).mean()
     assert math.isclose(float(ssim(a, b)), float(expected), rel_tol=1e-5)
+
+
+def test_depth_loss_by_hand_on_measured_pixels_only():
+    measured = torch.tensor([[1.0, 2.0], [0.0, 4.0]])        # one pixel without a measurement
+    alphas = torch.tensor([[1.0, 0.5], [1.0, 1.0]])
+    exact = alphas * measured
+    assert float(depth_loss(exact, alphas, measured)) == 0.0
+    rendered = exact + torch.tensor([[0.3, 0.0], [9.0, -0.6]])  # the 9 falls where d = 0
+    # mean |error| over the three measured pixels, over their median depth (2)
+    assert float(depth_loss(rendered, alphas, measured)) == pytest.approx((0.3 + 0.6) / 3 / 2.0)
+    assert float(depth_loss(rendered, alphas, torch.zeros(2, 2))) == 0.0

@@ -99,3 +99,29 @@ def test_same_seed_same_model_and_resume_is_exact(tiny_scene, tmp_path):
     resumed.train(40, progress=False)
     for name in straight.splats:
         assert torch.equal(straight.splats[name], resumed.splats[name]), name
+
+
+def depth_error(trainer):
+    """Mean |rendered surface depth - measured| / measured over the views' measured pixels."""
+    errors = []
+    with torch.no_grad():
+        for view in trainer.views:
+            out = render_view(trainer.splats, view.viewmat, view.K, view.width, view.height,
+                              sh_degree=0, render=trainer.config.render, with_depth=True)
+            valid = (view.depth > 0) & (out.alphas > 0.5)
+            surface = out.depths[valid] / out.alphas[valid]
+            errors.append(((surface - view.depth[valid]).abs() / view.depth[valid]).mean())
+    return float(torch.stack(errors).mean())
+
+
+def test_the_depth_term_brings_the_rendered_surface_to_the_measured_depth(tiny_scene):
+    with_depth = make_trainer(tiny_scene, small_config(depth_weight=1.0))
+    colour_only = make_trainer(tiny_scene, small_config(depth_weight=1.0))
+    for view in colour_only.views:  # the same start, the same depth maps to measure against
+        assert view.depth is not None
+    colour_only.config.loss.depth_weight = 0.0
+    start = depth_error(with_depth)
+    with_depth.train(60, progress=False)
+    colour_only.train(60, progress=False)
+    assert depth_error(with_depth) < 0.8 * depth_error(colour_only)
+    assert depth_error(with_depth) < start
