@@ -48,12 +48,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from bench_scenes import parse_overrides  # noqa: E402
 from bench_train import cpu_name  # noqa: E402
 from objects_truth import gaussian_instances, instances, object_names, visible_surface  # noqa: E402
 
 from cgc_core.app.objects import keyframes_of  # noqa: E402
 from cgc_core.app.run_folder import load_run, train_scene  # noqa: E402
-from cgc_core.config import load_config  # noqa: E402
+from cgc_core.config import apply_overrides, load_config  # noqa: E402
 from cgc_core.data.synth import make_synthetic_scene  # noqa: E402
 from cgc_core.objects import cluster_objects, extract_object, ground_text, pixel_prompt  # noqa: E402
 from cgc_core.objects.colors import colour_shares  # noqa: E402
@@ -62,15 +63,15 @@ SHARE = 0.2
 """Split / merge / missing cut-off (share of an object's or a cluster's Gaussians)."""
 
 
-def ensure_run(work: Path, seed: int) -> Path:
-    run_dir = work / f"run_seed{seed}"
+def ensure_run(work: Path, seed: int, overrides: dict | None = None, prefix: str = "run") -> Path:
+    run_dir = work / f"{prefix}_seed{seed}"
     if (run_dir / "run.json").is_file():
         return run_dir
     scene_dir = work / f"scene_seed{seed}"
     if not (scene_dir / "transforms.json").is_file():
         make_synthetic_scene(scene_dir, seed=seed)
-    train_scene(scene_dir, run_dir, config=load_config(), progress=False,
-                masks_dir=scene_dir / "masks_inconsistent")
+    train_scene(scene_dir, run_dir, config=apply_overrides(load_config(), overrides or {}),
+                progress=False, masks_dir=scene_dir / "masks_inconsistent")
     return run_dir
 
 
@@ -221,11 +222,16 @@ def bench_scene(run_dir: Path, seed: int) -> dict:
                 "train_seconds")}
 
 
+def overrides_text(meta: dict) -> str:
+    return "".join(f" + `{item}`" for item in meta.get("overrides", []))
+
+
 def render_markdown(meta: dict, scenes: list[dict]) -> str:
     lines = ["# Objects on built-in scenes: clustering, extraction, colour words, timing", "",
              f"- command: `{meta['command']}`", f"- machine: {meta['machine']}",
              f"- date: {meta['date']}",
-             f"- runs: default config, trained on `masks_inconsistent` ({meta['runs']})", ""]
+             f"- runs: default config{overrides_text(meta)}, trained on `masks_inconsistent` "
+            f"({meta['runs']})", ""]
     lines += ["## Summary", "",
               "| seed | Gaussians | objects | clusters (not background) | objects split | "
               "objects merged | objects missing | extraction acc. 1 cm (median) | "
@@ -283,17 +289,26 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,100,200,302,400")
     parser.add_argument("--work", default=str(ROOT / "bench" / "out" / "objects"))
     parser.add_argument("--results", default=str(ROOT / "bench" / "results"))
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY.SUB=VALUE",
+                        help="config override for training the runs (repeatable); the runs are "
+                             "then WORK/run_LABEL_seedS")
+    parser.add_argument("--label", default="objects",
+                        help="names the result files bench/results/<label>.md/.json")
     args = parser.parse_args()
+    overrides = parse_overrides(args.overrides)
+    prefix = f"run_{args.label}" if overrides else "run"
     work = Path(args.work)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     meta = {"command": f".venv/bin/python bench/bench_objects.py {' '.join(sys.argv[1:])}".rstrip(),
             "machine": f"{cpu_name()}, {os.cpu_count()} cores, no GPU",
-            "date": datetime.date.today().isoformat(), "runs": str(work)}
+            "date": datetime.date.today().isoformat(), "runs": str(work),
+            "overrides": args.overrides}
     scenes = []
-    out_md = Path(args.results) / "objects.md"
+    out_md = Path(args.results) / f"{args.label}.md"
     out_md.parent.mkdir(parents=True, exist_ok=True)
     for seed in seeds:
-        run_dir = ensure_run(work, seed)  # trains (with gradients) when there is no run yet
+        run_dir = ensure_run(work, seed, overrides, prefix)  # trains when there is no run yet
         with torch.no_grad():
             scenes.append(bench_scene(run_dir, seed))
         text = render_markdown(meta, scenes)
