@@ -279,7 +279,7 @@ class QueryConfig:
     edge_eps: float = 1e-3
     """The guided filter's regulariser (in squared colour units, colours in [0, 1]): smaller
     follows weaker colour edges."""
-    whole_objects: bool = False
+    whole_objects: bool = True
     """A pixel prompt on one part of an object that clustering merged from parts (`ObjectsConfig.
     merge_parts`: a lid on its tin) selects the whole object: its mask is Eq. 6 for the prompt's
     feature or any other part's. Off: Eq. 6 alone, the part under the pixel."""
@@ -392,13 +392,13 @@ class ObjectsConfig:
     fragment_min_cosine: float = 0.5
     """... when their mean features have at least this cosine similarity (an object's edge
     Gaussians, whose features blend it with its neighbours)."""
-    merge_parts: bool = False
-    """Merge touching objects whose union is as convex as they are apart: the parts of one object
-    that every mask gives apart (a tin and its lid, a two-tone block) learn features of their
-    own, and nothing in the masks says they belong together; geometry does (a convexity test, as
-    LCCP's). Objects stacked with a concave junction stay apart, but two objects side by side can
-    pass the test: on a held-out scene a sphere touching a mug merged (bench/results/
-    quality_experiments.md), hence off by default; turn it on where SAM splits your objects."""
+    merge_parts: bool = True
+    """Merge touching objects that meet over a face and whose union is about as convex as they
+    are apart: the parts of one object that every mask gives apart (a tin and its lid, a
+    two-tone block) learn features of their own, and nothing in the masks says they belong
+    together; geometry does (a convexity test in the spirit of LCCP). Objects stacked with a
+    concave junction, or touching at a point, stay apart; two boxes flush side by side merge
+    (turn this off for such scenes). Measured in bench/results/quality_experiments.md."""
     merge_contact: float = 0.02
     """Two objects touch when at least `merge_min_contact` Gaussians of each, and at least
     `merge_min_contact_share` of one's, lie within this distance of the other's."""
