@@ -122,6 +122,7 @@ class Worker:
         self.table = None
         self._clustered_version = -1
         self._clustered_splats = None
+        self._clusters_cloud = None
         self._cluster_due = 0.0
         self._objects_due = 0.0
         self._latest_frame_id = ""
@@ -388,6 +389,7 @@ class Worker:
         self.table = table
         self._clustered_version = snapshot.version
         self._clustered_splats = snapshot.splats
+        self._clusters_cloud = None  # ~/clusters is rebuilt from the new table
         self._objects_due = 0.0  # publish the new objects at once
 
     def _recluster(self) -> None:
@@ -413,13 +415,16 @@ class Worker:
         if splats is None:
             return
         header = self._map_header()
-        keep = most_opaque(splats["opacities"], self.settings.cluster_max_points).cpu().numpy()
-        owner = self.table.gaussian_object[keep]
-        colors = np.array([UNASSIGNED_RGB] * len(keep), dtype=np.uint8).reshape(-1, 3)
-        for obj in self.table.objects:
-            colors[owner == obj.id] = obj.color
-        points = splats["means"][keep].cpu().numpy()
-        self.outputs.clusters.publish(cv.points_to_cloud(points, colors, header))
+        if self._clusters_cloud is None:  # built once per clustering, re-stamped at each publish
+            keep = most_opaque(splats["opacities"], self.settings.cluster_max_points).cpu().numpy()
+            owner = self.table.gaussian_object[keep]
+            colors = np.tile(np.array(UNASSIGNED_RGB, dtype=np.uint8), (len(keep), 1))
+            for obj in self.table.objects:
+                colors[owner == obj.id] = obj.color
+            points = splats["means"][keep].cpu().numpy()
+            self._clusters_cloud = cv.points_to_cloud(points, colors, header)
+        self._clusters_cloud.header = header
+        self.outputs.clusters.publish(self._clusters_cloud)
         infos = [self._object_msg(obj, header) for obj in self.table.objects]
         self.outputs.markers.publish(cv.object_markers(infos, header))
         self.counts["objects_published"] += 1
@@ -518,7 +523,8 @@ class Worker:
             if float(feature.norm()) < 0.5:
                 raise ServiceError(f"the model renders nothing at pixel ({request.u}, "
                                    f"{request.v}) of this view")
-            if self.config.query.whole_objects and self.table is not None:
+            if (self.config.query.whole_objects and self.table is not None
+                    and self.table.has_merged_objects):
                 seed = surface_point(snapshot.splats, camera, request.u, request.v,
                                      self.config.render)  # a prompt on a lid takes the tin too
                 feature = self.table.whole_object_features(feature, threshold, seed)
@@ -695,6 +701,7 @@ class Worker:
         self.table = table
         self._clustered_version = -1
         self._clustered_splats = None
+        self._clusters_cloud = None
         # Cluster the model exactly as saved, before training moves it: ids and labels carry
         # over from the saved table (the same model overlaps it fully).
         self._recluster()
@@ -709,5 +716,6 @@ class Worker:
         self.table = None
         self._clustered_version = -1
         self._clustered_splats = None
+        self._clusters_cloud = None
         response.success, response.message = True, "map cleared"
         return response

@@ -68,6 +68,8 @@ def prompted_objects(prompts: list[Prompt], features: FeatureCache, query: Query
     splats, scene, render = features.splats, features.scene, features.render
     table = (cluster_objects(splats, objects or ObjectsConfig())
              if query.whole_objects and prompts else None)
+    if table is not None and not table.has_merged_objects:
+        table = None  # nothing to take whole: no surface point to render
     if query.spatial_filter:  # per model, not per prompt
         with torch.no_grad():
             unit = torch.nn.functional.normalize(splats["features"], dim=-1, eps=1e-8)

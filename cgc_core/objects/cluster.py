@@ -158,6 +158,11 @@ class ObjectTable:
                                  for o in self.objects])
         return features, owners
 
+    @property
+    def has_merged_objects(self) -> bool:
+        """Whether an object was merged from parts (`whole_object_features` can add to a query)."""
+        return any(len(o.part_features) > 1 for o in self.objects)
+
     def whole_object_features(self, feature: torch.Tensor, threshold: float,
                               seed: np.ndarray | None) -> torch.Tensor:
         """[P, D]: `feature` [D] (a pixel prompt's) first, then the features of the object's other
