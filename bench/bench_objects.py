@@ -150,6 +150,7 @@ def bench_scene(run_dir: Path, seed: int) -> dict:
 
     extraction, extract_times, extract_only_times = [], [], []
     views = keyframes_of(run, config.objects.surface_views)  # training views only
+    depths = [scene.load_depth(view) for view in views]      # as `cgc extract` takes them
     true_volume: dict[str, float] = {}
     every_view = scene.train_names + scene.test_names
     for instance, name in names.items():
@@ -164,7 +165,8 @@ def bench_scene(run_dir: Path, seed: int) -> dict:
         prompted = time.perf_counter()
         try:
             obj = extract_object(splats, feature, config.query.threshold, config.objects,
-                                 seed=seed_point, views=views, render=config.render)
+                                 seed=seed_point, views=views, render=config.render,
+                                 depths=depths)
             points = obj.points
         except ValueError:
             points = np.zeros((0, 3))

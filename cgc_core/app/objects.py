@@ -77,6 +77,7 @@ def extract_from_run(run: Run, *, text: str | None = None, frame: str | None = N
     """Extract one object of a run, chosen by text, by a pixel prompt or by id."""
     config = run.config
     views = keyframes_of(run, config.objects.surface_views)
+    depths = [run.scene.load_depth(view) for view in views]  # None where a view has none
     t = config.query.threshold if threshold is None else threshold
     if not -1.0 <= t <= 1.0:
         raise ValueError(f"--threshold must lie in [-1, 1], got {t}")
@@ -89,7 +90,7 @@ def extract_from_run(run: Run, *, text: str | None = None, frame: str | None = N
             feature = run_objects(run.root, splats, config.objects).whole_object_features(
                 feature, t, seed)
         obj = extract_object(splats, feature, t, config.objects, seed=seed, views=views,
-                             render=config.render)
+                             render=config.render, depths=depths)
         return Extraction(obj, f"pixel ({u}, {v}) of {frame}")
     table = run_objects(run.root, splats, config.objects)
     if text is not None:
@@ -103,7 +104,8 @@ def extract_from_run(run: Run, *, text: str | None = None, frame: str | None = N
         description = f"object {object_id}"
     info = table.get(object_id)
     obj = extract_object(splats, torch.from_numpy(info.part_features), t, config.objects,
-                         members=table.members(object_id), views=views, render=config.render)
+                         members=table.members(object_id), views=views, render=config.render,
+                         depths=depths)
     return Extraction(obj, description)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import open3d as o3d
 import torch
+from scipy import ndimage
 from scipy.spatial import cKDTree
 from torch import Tensor
 
@@ -27,7 +28,8 @@ from cgc_core.model.gaussians import PARAM_NAMES
 from cgc_core.model.view import render_view
 from cgc_core.objects.colors import base_rgb
 from cgc_core.objects.voxels import connected_voxel_groups, voxel_keys
-from cgc_core.query import camera_tensors, cosine_to
+from cgc_core.query import camera_tensors, cosine_to, selection_shares
+from cgc_core.train.frames import depth_at
 
 
 @dataclass
@@ -108,7 +110,8 @@ def statistical_outliers(points: np.ndarray, neighbors: int, std_ratio: float) -
 def extract_object(splats, feature: Tensor, threshold: float, config: ObjectsConfig, *,
                    seed: np.ndarray | None = None, members: np.ndarray | None = None,
                    views: list[Camera] | None = None,
-                   render: RenderConfig | None = None) -> ExtractedObject:
+                   render: RenderConfig | None = None,
+                   depths: list[np.ndarray | None] | None = None) -> ExtractedObject:
     """Cut the object of a discriminative feature out of the model.
 
     Args:
@@ -123,6 +126,8 @@ def extract_object(splats, feature: Tensor, threshold: float, config: ObjectsCon
         views: cameras (keyframes) to take the point cloud from, as the surface the object
             renders alone there (`surface_points`, needs `render`); None: its opaque Gaussians'
             centres.
+        depths: per view, its measured depth [H, W] in metres (0: none) or None: where the object
+            is the visible surface, its points are taken from it (`surface_from_depth`).
 
     Raises ValueError when no opaque Gaussian is similar enough to `feature`.
     """
@@ -155,7 +160,10 @@ def extract_object(splats, feature: Tensor, threshold: float, config: ObjectsCon
     if views and render is None:
         raise ValueError("extract_object: views need a render config")
     if views:
-        points, colors = surface_points(gaussians, views, render, config)
+        seen = None
+        if depths is not None and config.surface_from_depth:
+            seen = (splats, torch.from_numpy(mask).to(splats["means"].device), depths)
+        points, colors = surface_points(gaussians, views, render, config, measured=seen)
     else:
         points_index = np.flatnonzero(mask & opaque)
         points = means[points_index]
@@ -175,7 +183,7 @@ def extract_object(splats, feature: Tensor, threshold: float, config: ObjectsCon
 
 @torch.no_grad()
 def surface_points(gaussians: dict[str, Tensor], views: list[Camera], render: RenderConfig,
-                   config: ObjectsConfig) -> tuple[np.ndarray, np.ndarray]:
+                   config: ObjectsConfig, measured=None) -> tuple[np.ndarray, np.ndarray]:
     """([P, 3] points, [P, 3] uint8 colours) of the surface the Gaussian subset renders alone in
     `views` (at `surface_scale` of their resolution): every pixel it covers with opacity at
     least `surface_min_alpha`, back-projected at its blended depth, thinned to one point per
@@ -184,9 +192,14 @@ def surface_points(gaussians: dict[str, Tensor], views: list[Camera], render: Re
     Why not the Gaussians' centres: they lie up to a scale away from the surface and thin it to
     their spacing; the rendered depth is the surface the model shows, and alone the object shows
     its occluded sides too.
+
+    `measured` = (the whole model, [N] bool the subset's Gaussians in it, per view a measured
+    depth [H, W] or None): where the subset gives at least half of what the whole model shows
+    (eroded by a pixel: edges mix with what lies behind) and the sensor measured depth, the
+    point is back-projected at the measured depth.
     """
     points, colors = [], []
-    for view in views:
+    for index, view in enumerate(views):
         camera = view.scaled(config.surface_scale)
         viewmat, K = camera_tensors(camera, gaussians["means"].device)
         out = render_view(gaussians, viewmat, K, camera.width, camera.height, sh_degree=0,
@@ -197,6 +210,12 @@ def surface_points(gaussians: dict[str, Tensor], views: list[Camera], render: Re
             continue
         depth = np.zeros(alpha.shape)
         depth[rows, cols] = out.depths.cpu().numpy()[rows, cols] / alpha[rows, cols]
+        if measured is not None and measured[2][index] is not None:
+            sensor = depth_at(measured[2][index], camera.height, camera.width)
+            share = selection_shares(measured[0], measured[1][:, None], camera, render)[..., 0]
+            seen = ndimage.binary_erosion(share.cpu().numpy() >= 0.5) & (sensor > 0)
+            use = seen[rows, cols]
+            depth[rows[use], cols[use]] = sensor[rows[use], cols[use]]
         points.append(backproject(camera, depth, rows, cols))
         rgb = out.rgb.cpu().numpy()[rows, cols] / alpha[rows, cols, None]
         colors.append(np.clip(rgb, 0.0, 1.0))
