@@ -442,6 +442,9 @@ class ObjectsConfig:
     """Where a keyframe has measured depth (RGB-D) and the object is the surface the whole model
     shows there, its points come from the sensor's depth instead of the model's (1-2 cm off at
     160x120 on a CPU); occluded parts keep the model's. Off: the model's depth everywhere."""
+    surface_depth_tolerance: float = 0.03
+    """... where the measured depth lies within this distance of the model's: farther, the sensor
+    sees something else there (a moved object, a misregistered frame) and the model's is kept."""
     grounding: str = "labels,attributes"
     """Comma-separated text grounding backends: 'labels' (names users give objects), 'attributes'
     (colour, size and position words; no weights), 'dino' (Grounding DINO, needs `dino_path`),

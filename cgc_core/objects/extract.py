@@ -196,7 +196,8 @@ def surface_points(gaussians: dict[str, Tensor], views: list[Camera], render: Re
     `measured` = (the whole model, [N] bool the subset's Gaussians in it, per view a measured
     depth [H, W] or None): where the subset gives at least half of what the whole model shows
     (eroded by a pixel: edges mix with what lies behind) and the sensor measured depth, the
-    point is back-projected at the measured depth.
+    point is back-projected at the measured depth, if that lies within
+    `surface_depth_tolerance` of the model's.
     """
     points, colors = [], []
     for index, view in enumerate(views):
@@ -213,7 +214,8 @@ def surface_points(gaussians: dict[str, Tensor], views: list[Camera], render: Re
         if measured is not None and measured[2][index] is not None:
             sensor = depth_at(measured[2][index], camera.height, camera.width)
             share = selection_shares(measured[0], measured[1][:, None], camera, render)[..., 0]
-            seen = ndimage.binary_erosion(share.cpu().numpy() >= 0.5) & (sensor > 0)
+            seen = (ndimage.binary_erosion(share.cpu().numpy() >= 0.5) & (sensor > 0)
+                    & (np.abs(sensor - depth) <= config.surface_depth_tolerance))
             use = seen[rows, cols]
             depth[rows[use], cols[use]] = sensor[rows[use], cols[use]]
         points.append(backproject(camera, depth, rows, cols))

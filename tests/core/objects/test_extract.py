@@ -176,3 +176,8 @@ def test_where_the_object_shows_its_points_come_from_the_measured_depth():
                                                                   surface_from_depth=False),
                          members=owner == 0, views=[view], render=render, depths=[sensor])
     assert np.allclose(np.sort(camera_z(off.points)), np.sort(camera_z(plain.points)))
+    # 10 cm off is not the object any more (something in front of it, a misregistered frame):
+    # the model's depth stays
+    elsewhere = extract_object(model, feature, THRESHOLD, config, members=owner == 0,
+                               views=[view], render=render, depths=[sensor - 0.085])
+    assert np.allclose(np.sort(camera_z(elsewhere.points)), np.sort(camera_z(plain.points)))
