@@ -279,7 +279,7 @@ class QueryConfig:
     edge_eps: float = 1e-3
     """The guided filter's regulariser (in squared colour units, colours in [0, 1]): smaller
     follows weaker colour edges."""
-    whole_objects: bool = True
+    whole_objects: bool = False
     """A pixel prompt on one part of an object that clustering merged from parts (`ObjectsConfig.
     merge_parts`: a lid on its tin) selects the whole object: its mask is Eq. 6 for the prompt's
     feature or any other part's. Off: Eq. 6 alone, the part under the pixel."""
@@ -392,13 +392,16 @@ class ObjectsConfig:
     fragment_min_cosine: float = 0.5
     """... when their mean features have at least this cosine similarity (an object's edge
     Gaussians, whose features blend it with its neighbours)."""
-    merge_parts: bool = True
+    merge_parts: bool = False
     """Merge touching objects that meet over a face and whose union is about as convex as they
     are apart: the parts of one object that every mask gives apart (a tin and its lid, a
     two-tone block) learn features of their own, and nothing in the masks says they belong
     together; geometry does (a convexity test in the spirit of LCCP). Objects stacked with a
-    concave junction, or touching at a point, stay apart; two boxes flush side by side merge
-    (turn this off for such scenes). Measured in bench/results/quality_experiments.md."""
+    concave junction, or touching at a point, stay apart; two boxes flush side by side merge.
+    Off by default: on a young live map (150 iterations, blobby geometry) it joined neighbours
+    (bench/results/node_100k.md); on trained models it lifts the 8-scene mean from 88.5 to 90.6
+    mIoU (bench/results/quality_experiments.md). Turn it on (with `query.whole_objects`) where
+    SAM splits your objects and the map has trained."""
     merge_contact: float = 0.02
     """Two objects touch when at least `merge_min_contact` Gaussians of each, and at least
     `merge_min_contact_share` of one's, lie within this distance of the other's."""

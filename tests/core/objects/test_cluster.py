@@ -182,8 +182,8 @@ def test_parts_that_form_one_convex_whole_merge_and_stacked_objects_stay_apart()
     assert sorted(int(np.argmax(f)) for f in whole.part_features) == [0, 5]
     assert len({int(book[0]), int(mug[0]), int(top[0]), whole.id}) == 4
     assert table.get(int(top[0])).background
-    # Turned off, the parts stay two objects.
-    apart = cluster_objects(model, ObjectsConfig(merge_parts=False))
+    # Turned off (the default), the parts stay two objects.
+    apart = cluster_objects(model, ObjectsConfig())
     assert owners_of(apart, owner, 0)[0] != owners_of(apart, owner, 1)[0]
 
 
