@@ -38,11 +38,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_train import cpu_name  # noqa: E402
 
-from cgc_core.app.prompts import FeatureCache, object_mask, prompted_objects  # noqa: E402
+from cgc_core.app.evaluate import score_prompted  # noqa: E402
+from cgc_core.app.prompts import FeatureCache, prompted_objects  # noqa: E402
 from cgc_core.app.run_folder import load_run  # noqa: E402
 from cgc_core.config import QueryConfig  # noqa: E402
 from cgc_core.data.ground_truth import load_gt_masks, load_prompts  # noqa: E402
-from cgc_core.metrics import evaluate_masks  # noqa: E402
 from cgc_core.query import similarity_map  # noqa: E402
 
 CANDIDATES = np.round(np.arange(0.70, 0.951, 0.025), 3)
@@ -88,17 +88,6 @@ def valley_t(cosines: np.ndarray, opacities: np.ndarray) -> float:
     return float(centres[inside][np.argmin(hist[inside])])
 
 
-def score(objects, gt, features, query, thresholds: dict[str, float]) -> dict:
-    predictions, pairs = {}, {}
-    for frame, frame_objects in gt.items():
-        for name, mask in frame_objects.items():
-            pairs[(frame, name)] = mask
-            if name in objects:
-                predictions[(frame, name)] = object_mask(objects[name], frame, features, query,
-                                                         thresholds[name])
-    return evaluate_masks(predictions, pairs)
-
-
 @torch.no_grad()
 def bench_run(run_dir: Path) -> dict[str, tuple[float, float | None]]:
     run = load_run(run_dir)
@@ -121,11 +110,12 @@ def bench_run(run_dir: Path) -> dict[str, tuple[float, float | None]]:
         chosen["valley >= t"][p.id] = max(fixed, chosen["valley"][p.id])
     result = {}
     for rule, thresholds in chosen.items():
-        scores = score(objects, gt, features, query, thresholds)
+        scores = score_prompted(objects, gt, features, query, thresholds)
         result[rule] = (scores["mIoU"], scores["mBIoU"])
     best: dict[str, float] = {}
     for t in CANDIDATES:
-        per_object = score(objects, gt, features, query, dict.fromkeys(objects, float(t)))
+        per_object = score_prompted(objects, gt, features, query,
+                                    dict.fromkeys(objects, float(t)))
         for name, values in per_object["per_object"].items():
             best[name] = max(best.get(name, 0.0), values["mIoU"])
     result["oracle"] = (float(np.mean(list(best.values()))), None)

@@ -20,7 +20,7 @@ from scipy.spatial import Delaunay, QhullError, cKDTree
 from torch import Tensor
 
 from cgc_core.cameras import Camera
-from cgc_core.config import RenderConfig
+from cgc_core.config import QueryConfig, RenderConfig
 from cgc_core.geometry import backproject
 from cgc_core.model.gaussians import sh_degree_of
 from cgc_core.model.view import render_view
@@ -65,6 +65,14 @@ def follow_edges(similarity: Tensor, colour: Tensor, radius: int, eps: float) ->
 
     guide = colour.permute(2, 0, 1)[None].to(similarity.dtype)
     return guided_blur(guide, similarity[None, None], 2 * radius + 1, eps)[0, 0]
+
+
+def prompt_mask(feature_map: Tensor, colour: Tensor, feature: Tensor, threshold: float,
+                query: QueryConfig) -> Tensor:
+    """Eq. 6 as cgc answers a query: [H, W] bool, the similarity to `feature` ([D], or [P, D] an
+    object's parts) steered to the edges of `colour` [H, W, 3] (`follow_edges`), >= threshold."""
+    similarity = similarity_map(feature_map, feature)
+    return follow_edges(similarity, colour, query.edge_radius, query.edge_eps) >= threshold
 
 
 def feature_at(feature_map: Tensor, u: float, v: float) -> Tensor:

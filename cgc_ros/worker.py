@@ -34,14 +34,13 @@ from cgc_core.objects.models import model_scorers
 from cgc_core.query import (
     cosine_to,
     feature_at,
-    follow_edges,
     label_map,
     most_opaque,
+    prompt_mask,
     render_feature_and_colour,
     render_feature_map,
     select_gaussians,
     selection_summary,
-    similarity_map,
     surface_point,
 )
 from cgc_core.segment import make_mask_source
@@ -530,9 +529,8 @@ class Worker:
                 feature = self.table.whole_object_features(feature, threshold, seed)
         else:
             feature = self._text_feature(request.text)
-        query = self.config.query
-        mask = (follow_edges(similarity_map(feature_map, feature), colour, query.edge_radius,
-                             query.edge_eps) >= threshold).cpu().numpy()
+        mask = prompt_mask(feature_map, colour, feature, threshold,
+                           self.config.query).cpu().numpy()
         selected = select_gaussians(snapshot.splats, feature, threshold).cpu().numpy()
         splats = {k: v.detach().cpu().numpy() for k, v in snapshot.splats.items()
                   if k in ("means", "features")}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from cgc_core.app.prompts import FeatureCache, object_mask, prompted_objects
+from cgc_core.app.prompts import FeatureCache, PromptedObject, object_mask, prompted_objects
 from cgc_core.config import ObjectsConfig, QueryConfig, RenderConfig
 from cgc_core.data import Scene
 from cgc_core.data.ground_truth import load_gt_masks, load_prompts
@@ -25,13 +25,20 @@ def evaluate_run(splats: torch.nn.ParameterDict, scene: Scene, render: RenderCon
     gt = load_gt_masks(scene.root)
     prompts = load_prompts(scene.root / "prompts.json")
     features = FeatureCache(splats, scene, render)
-    objects = {obj.id: obj for obj in prompted_objects(prompts, features, query, threshold,
-                                                               objects)}
+    prompted = {obj.id: obj
+                for obj in prompted_objects(prompts, features, query, threshold, objects)}
+    return score_prompted(prompted, gt, features, query, dict.fromkeys(prompted, threshold))
+
+
+def score_prompted(prompted: dict[str, PromptedObject], gt: dict, features: FeatureCache,
+                   query: QueryConfig, thresholds: dict[str, float]) -> dict:
+    """`evaluate_masks` of each prompted object's mask (`object_mask` at its own threshold)
+    against every (frame, object) of `gt` ({frame: {object: [H, W] bool}})."""
     gt_pairs, predictions = {}, {}
     for frame, frame_objects in gt.items():
         for name, mask in frame_objects.items():
             gt_pairs[(frame, name)] = mask
-            if name in objects:
-                predictions[(frame, name)] = object_mask(objects[name], frame, features, query,
-                                                         threshold)
+            if name in prompted:
+                predictions[(frame, name)] = object_mask(prompted[name], frame, features, query,
+                                                         thresholds[name])
     return evaluate_masks(predictions, gt_pairs)

@@ -14,10 +14,9 @@ from cgc_core.query import (
     connected_part,
     cosine_to,
     feature_at,
-    follow_edges,
+    prompt_mask,
     render_feature_and_colour,
     selection_shares,
-    similarity_map,
     surface_point,
 )
 
@@ -104,9 +103,7 @@ def object_mask(obj: PromptedObject, frame: str, features: FeatureCache, query: 
     edges, `QueryConfig.edge_radius`), less (spatial filter) the pixels that
     selected Gaussians of other objects apart explain mostly (at least half of the colour, and
     more than the prompted object)."""
-    similarity = follow_edges(similarity_map(features(frame), obj.feature),
-                              features.colour(frame), query.edge_radius, query.edge_eps)
-    mask = similarity >= threshold
+    mask = prompt_mask(features(frame), features.colour(frame), obj.feature, threshold, query)
     if obj.part is not None:
         shares = selection_shares(features.splats, torch.stack([obj.part, obj.rest], dim=1),
                                   features.scene.camera(frame), features.render)

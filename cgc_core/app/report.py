@@ -31,6 +31,7 @@ from cgc_core.cameras import Camera
 from cgc_core.io import read_json, read_label_png
 from cgc_core.model.sh import C0
 from cgc_core.model.view import render_view
+from cgc_core.objects.cluster import ObjectInfo
 from cgc_core.query import camera_tensors, cosine_to, select_gaussians
 
 REPORT_FILE = "report.html"
@@ -133,9 +134,8 @@ def display_colour(rgb) -> str:
 # ---------------------------------------------------------------------------------- the map
 
 def part_features(obj: dict) -> torch.Tensor:
-    """[P, D] the part features of a saved object (objects.json of older versions: its mean)."""
-    return torch.tensor(np.array(obj.get("part_features", [obj["mean_feature"]])),
-                        dtype=torch.float32)
+    """[P, D] the part features of a saved object (as `ObjectInfo.from_json` reads them)."""
+    return torch.from_numpy(ObjectInfo.from_json(obj).part_features).float()
 
 
 class SavedMap:
