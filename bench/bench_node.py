@@ -21,6 +21,7 @@ import datetime
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -57,6 +58,9 @@ def main() -> int:
     parser.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
                         help="another node parameter, e.g. model.max_gaussians:=100000")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "node")
+    parser.add_argument("--keep", type=Path, default=None, metavar="DIR",
+                        help="copy the scene (DIR/scene) and the node's saved map (DIR/map, a "
+                             "run folder for `cgc objects`) here, to study them offline")
     args = parser.parse_args()
     extra = [arg for param in args.param for arg in ("-p", param)]
     env = ros_environment()
@@ -81,6 +85,11 @@ def main() -> int:
         finally:
             os.killpg(node.pid, 2)
             node.wait(timeout=30)
+        if args.keep is not None:
+            shutil.rmtree(args.keep, ignore_errors=True)
+            shutil.copytree(scene, args.keep / "scene")
+            if (Path(work) / "maps" / "test_map").is_dir():
+                shutil.copytree(Path(work) / "maps" / "test_map", args.keep / "map")
     if done.returncode != 0:
         print(done.stderr, file=sys.stderr)
         return 1

@@ -279,10 +279,10 @@ class QueryConfig:
     edge_eps: float = 1e-3
     """The guided filter's regulariser (in squared colour units, colours in [0, 1]): smaller
     follows weaker colour edges."""
-    whole_objects: bool = False
+    whole_objects: bool = True
     """A pixel prompt on one part of an object that clustering merged from parts (`ObjectsConfig.
     merge_parts`: a lid on its tin) selects the whole object: its mask is Eq. 6 for the prompt's
-    feature or any other part's. Off: Eq. 6 alone, the part under the pixel."""
+    feature or any other part's. Off: Eq. 6 alone, the part under the pixel (the paper)."""
 
 
 @dataclass
@@ -392,16 +392,15 @@ class ObjectsConfig:
     fragment_min_cosine: float = 0.5
     """... when their mean features have at least this cosine similarity (an object's edge
     Gaussians, whose features blend it with its neighbours)."""
-    merge_parts: bool = False
+    merge_parts: bool = True
     """Merge touching objects that meet over a face and whose union is about as convex as they
     are apart: the parts of one object that every mask gives apart (a tin and its lid, a
     two-tone block) learn features of their own, and nothing in the masks says they belong
     together; geometry does (a convexity test in the spirit of LCCP). Objects stacked with a
     concave junction, or touching at a point, stay apart; two boxes flush side by side merge.
-    Off by default: on a young live map (150 iterations, blobby geometry) it joined neighbours
-    (bench/results/node_100k.md); on trained models it lifts the 8-scene mean from 88.5 to 90.6
-    mIoU (bench/results/quality_experiments.md). Turn it on (with `query.whole_objects`) where
-    SAM splits your objects and the map has trained."""
+    On trained models it lifts the 8-scene mean from 88.5 to 90.6 mIoU (bench/results/
+    quality_experiments.md); on young live maps it joins an object's fragments and no
+    neighbours (bench/results/merge_young.md). Off: one object per feature cluster."""
     merge_contact: float = 0.02
     """Two objects touch when at least `merge_min_contact` Gaussians of each, and at least
     `merge_min_contact_share` of one's, lie within this distance of the other's."""
@@ -414,6 +413,14 @@ class ObjectsConfig:
     """... and merge when the convex hull of their union holds at most this times the sum of
     their own hulls' volumes (an object on a table, or a mug on a book, fills far less of the
     joint hull). Measured on the split family's parts: 1.15-1.21 (bench/results/objects.md)."""
+    merge_max_background_share: float = 0.4
+    """A part with at least this share of its Gaussians within `merge_contact` of a background
+    object's is a patch of table (or floor) that the background's cluster left out, and merges
+    with nothing: on maps recovering from an opacity reset such patches under an object passed
+    the convexity test with it. Measured: object parts 0.00-0.15 on trained and young maps (a
+    box standing on the table, its unseen bottom face modelled too: 0.35), such patches
+    0.46-0.95 (bench/results/merge_young.md). Flat objects lying on the table are as close to
+    it: their parts never merge."""
     background_min_size: float = 0.6
     """An object whose oriented box has a side at least this long is background (table, floor,
     walls): listed, flagged, and left out of text answers unless its label is asked for."""

@@ -422,17 +422,28 @@ def merge_convex_parts(points: np.ndarray, parts: np.ndarray,
     (`merge_contact`, `merge_min_contact`, `merge_min_contact_share`) and the convex hull of
     their union holds at most `merge_max_hull_ratio` times the sum of their own hulls: a lid on
     its tin fills the joint hull, while an object on a tray or two objects leaning together
-    leave it mostly empty. A label is the smallest part label of its group.
+    leave it mostly empty. A part that lies mostly against the background
+    (`merge_max_background_share`: a patch of table that the table's cluster left out, common on
+    a map recovering from an opacity reset) merges with nothing. A label is the smallest part
+    label of its group.
     """
     labels = np.unique(parts[parts >= 0])
     members = {int(label): np.flatnonzero(parts == label) for label in labels}
-    objects = [label for label, index in members.items()
-               if len(index) >= 4 and not is_background(_boxes(points[index])[3], config)]
+    large = [len(index) >= 4 for index in members.values()]
+    background = {label: big and is_background(_boxes(points[members[label]])[3], config)
+                  for label, big in zip(members, large)}
+    objects = [label for label, big in zip(members, large) if big and not background[label]]
+    reach = config.merge_contact
+    flat = [members[label] for label in members if background[label]]
+    if flat and objects:  # patches of table the table's cluster left out merge with nothing
+        ground = cKDTree(points[np.concatenate(flat)])
+        objects = [label for label in objects
+                   if near_count(ground, points[members[label]], reach) / len(members[label])
+                   < config.merge_max_background_share]
     if len(objects) < 2:
         return parts.copy()
     volume = {label: hull_volume(points[members[label]]) for label in objects}
     trees = {label: cKDTree(points[members[label]]) for label in objects}
-    reach = config.merge_contact
     candidates = []
     for i, a in enumerate(objects):
         for b in objects[i + 1:]:

@@ -182,8 +182,8 @@ def test_parts_that_form_one_convex_whole_merge_and_stacked_objects_stay_apart()
     assert sorted(int(np.argmax(f)) for f in whole.part_features) == [0, 5]
     assert len({int(book[0]), int(mug[0]), int(top[0]), whole.id}) == 4
     assert table.get(int(top[0])).background
-    # Turned off (the default), the parts stay two objects.
-    apart = cluster_objects(model, ObjectsConfig())
+    # Turned off, the parts stay two objects.
+    apart = cluster_objects(model, ObjectsConfig(merge_parts=False))
     assert owners_of(apart, owner, 0)[0] != owners_of(apart, owner, 1)[0]
 
 
@@ -227,3 +227,24 @@ def test_objects_that_touch_at_a_point_stay_apart_however_convex_their_union():
     assert owners_of(table, owner, 0)[0] != owners_of(table, owner, 1)[0]
     merged = cluster_objects(model, ObjectsConfig(**loose_hull, merge_min_contact_share=0.0))
     assert owners_of(merged, owner, 0)[0] == owners_of(merged, owner, 1)[0]
+
+
+def test_a_patch_of_table_left_out_of_the_table_merges_with_nothing():
+    # On a map recovering from an opacity reset the table breaks up: here a 6 cm patch of it
+    # under a cube has a feature of its own, and the table's cluster leaves it out. Cube and
+    # patch are one convex whole that meets over a face, yet the patch lies against the table.
+    boxes = [Box((0.0, 0.0, 0.03), (0.06, 0.06, 0.06), unit_feature(0), RED),      # cube
+             Box((0.0, 0.0, -0.01), (0.06, 0.06, 0.02), unit_feature(5), WHITE),   # patch
+             table_top()]
+    model, owner = boxes_model(boxes)
+    means = model["means"].numpy()
+    under = (owner == 2) & (np.abs(means[:, :2]) < 0.03).all(axis=1)  # the table's hole
+    model = {k: v[torch.from_numpy(~under)] for k, v in model.items()}
+    owner = owner[~under]
+    table = cluster_objects(model, ObjectsConfig())
+    cube, patch, top = (owners_of(table, owner, box) for box in range(3))
+    assert len(cube) == len(patch) == 1 and cube[0] != patch[0]
+    assert table.get(int(top[0])).background and not table.get(int(patch[0])).background
+    # Without the background test, the convexity test alone joins them.
+    joined = cluster_objects(model, ObjectsConfig(merge_max_background_share=1.01))
+    assert owners_of(joined, owner, 0)[0] == owners_of(joined, owner, 1)[0]
