@@ -4,8 +4,8 @@ The parts test reads geometry, and a live map's geometry is blobby before it has
 bench streams built-in scenes into a live session (`cgc stream`, the node's engine) and stops
 early, then clusters each young map with part merging off and on, side by side:
 
-- `young`: the default config, SAM-like inconsistent masks, --iterations (default 190, before the live schedule's first opacity reset
-  at 200) in all;
+- `young`: the default config, SAM-like inconsistent masks, --iterations (default 190, before
+  the live schedule's first opacity reset at 200) in all;
 - `recovering`: the same at --recovering-iterations (default 290): 90 iterations after the
   first opacity reset, when the node serves (and clusters) the model again and most of it is
   not yet opaque;
