@@ -131,9 +131,11 @@ def oriented_volume(points: np.ndarray) -> float:
     return float(np.prod(cloud.get_oriented_bounding_box().extent))
 
 
-def bench_scene(run_dir: Path, seed: int) -> dict:
+def bench_scene(run_dir: Path, seed: int, query_overrides: dict | None = None) -> dict:
     run = load_run(run_dir, device="cpu")
     scene, config = run.scene, run.config
+    if query_overrides:  # settings read after training (objects, query) on a trained run
+        config = apply_overrides(config, query_overrides)
     splats = {k: v.detach() for k, v in run.splats.items()}
     names = object_names(scene.root)
     n = len(splats["means"])
@@ -295,11 +297,15 @@ def main() -> None:
                         metavar="KEY.SUB=VALUE",
                         help="config override for training the runs (repeatable); the runs are "
                              "then WORK/run_LABEL_seedS")
+    parser.add_argument("--reuse-runs", action="store_true",
+                        help="apply --set to the default runs WORK/run_seedS after training "
+                             "(for settings that training does not read: objects, query)")
     parser.add_argument("--label", default="objects",
                         help="names the result files bench/results/<label>.md/.json")
     args = parser.parse_args()
     overrides = parse_overrides(args.overrides)
-    prefix = f"run_{args.label}" if overrides else "run"
+    prefix = f"run_{args.label}" if overrides and not args.reuse_runs else "run"
+    query_overrides = overrides if args.reuse_runs else None
     work = Path(args.work)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     meta = {"command": f".venv/bin/python bench/bench_objects.py {' '.join(sys.argv[1:])}".rstrip(),
@@ -310,9 +316,9 @@ def main() -> None:
     out_md = Path(args.results) / f"{args.label}.md"
     out_md.parent.mkdir(parents=True, exist_ok=True)
     for seed in seeds:
-        run_dir = ensure_run(work, seed, overrides, prefix)  # trains when there is no run yet
-        with torch.no_grad():
-            scenes.append(bench_scene(run_dir, seed))
+        run_dir = ensure_run(work, seed, None if args.reuse_runs else overrides, prefix)
+        with torch.no_grad():  # ensure_run trains when there is no run yet
+            scenes.append(bench_scene(run_dir, seed, query_overrides))
         text = render_markdown(meta, scenes)
         out_md.write_text(text)
         out_md.with_suffix(".json").write_text(json.dumps({**meta, "scenes": scenes}, indent=2)

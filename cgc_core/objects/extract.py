@@ -135,7 +135,8 @@ def extract_object(splats, feature: Tensor, threshold: float, config: ObjectsCon
     unit = _unit(splats["features"].detach().cpu())
     feature = feature.detach().cpu().float()
     opaque = (torch.sigmoid(splats["opacities"].detach().cpu()) >= config.min_opacity).numpy()
-    selected = np.flatnonzero((cosine_to(unit, feature) >= threshold).numpy() & opaque)
+    cosine = cosine_to(unit, feature).numpy()
+    selected = np.flatnonzero((cosine >= threshold) & opaque)
     anchor = None if members is None else np.asarray(members, bool)[selected]
     if members is not None and not anchor.any():  # the object's own Gaussians, all below t
         part = np.flatnonzero(np.asarray(members, bool) & opaque)
@@ -149,8 +150,8 @@ def extract_object(splats, feature: Tensor, threshold: float, config: ObjectsCon
     mask = np.zeros(len(means), dtype=bool)
     mask[part] = True
     inside = inside_convex_hull(means[part], means)
-    if inside is not None:
-        mask |= inside
+    if inside is not None:  # optionally not what is clearly another thing (the table at a rim)
+        mask |= inside & (cosine >= config.hull_min_cosine)
     # Statistical outliers among the opaque Gaussians; transparent ones inside the hull stay in
     # the subset (they shade the object) but give no points.
     keep = np.flatnonzero(mask & opaque)

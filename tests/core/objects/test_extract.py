@@ -55,6 +55,19 @@ def test_extraction_keeps_the_hull_interior_and_drops_look_alikes_and_outliers()
         np.testing.assert_allclose(obj.aabb[1], [0.05, 0.05, 0.1], atol=1e-5)
 
 
+def test_a_cosine_floor_leaves_out_what_inside_the_hull_is_clearly_something_else():
+    # `objects.hull_min_cosine`: the plate inside box 0 has a feature orthogonal to the box's
+    # (cosine 0), as the table under a tin's rim is far from the tin's.
+    model, owner = model_with_hidden_plate_and_outlier()
+    query = torch.from_numpy(unit_feature(0)).float()
+    obj = extract_object(model, query, THRESHOLD, ObjectsConfig(hull_min_cosine=0.5),
+                         members=owner == 0)
+    assert obj.mask[owner == 0].all() and not obj.mask[owner == -1].any()
+    keeps = extract_object(model, query, THRESHOLD, ObjectsConfig(hull_min_cosine=-0.1),
+                           members=owner == 0)
+    assert keeps.mask[owner == -1].all()
+
+
 def test_the_point_cloud_file_has_xyz_rgb_vertices_in_world_coordinates(tmp_path):
     model, owner = model_with_hidden_plate_and_outlier()
     obj = extract_object(model, torch.from_numpy(unit_feature(0)).float(), THRESHOLD,
