@@ -6,9 +6,9 @@ early, then clusters each young map with part merging off and on, side by side:
 
 - `young`: the default config, SAM-like inconsistent masks, --iterations (default 190, before
   the live schedule's first opacity reset at 200) in all;
-- `recovering`: the same at --recovering-iterations (default 290): 90 iterations after the
-  first opacity reset, when the node serves (and clusters) the model again and most of it is
-  not yet opaque;
+- `recovering`: the same at --recovering-iterations (default 330): 130 iterations after the
+  first opacity reset (a stream makes no reset in its last 100 iterations), when much of the
+  model is not yet opaque again, as the node's is for a while after each reset;
 - `stress`: growth forced on every pixel up to 100k Gaussians (the node bench's stress map:
   `live.grow_points` 40000, `live.grow_alpha` 1.01), exact segments, --stress-iterations
   (default 380: long after the first reset, before the second).
@@ -127,7 +127,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,100,302")
     parser.add_argument("--iterations", type=int, default=190)
-    parser.add_argument("--recovering-iterations", type=int, default=290)
+    parser.add_argument("--recovering-iterations", type=int, default=330)
     parser.add_argument("--stress-iterations", type=int, default=380)
     parser.add_argument("--work", type=Path, default=Path("/tmp/cgc_merge_young"))
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "merge_young")

@@ -112,6 +112,7 @@ def stream_scene(scene_path: Path, out: Path, *, config: CGCConfig,
 
     if session.trainer is None:
         raise DataError(f"{scene_path}: no frame became a keyframe")
+    session.settle_by(total)  # the run written has recovered from its last opacity reset
     session.train(max(total, session.trainer.step_count), progress=False, on_step=on_step)
     bar.show(force=True)
     bar.close()

@@ -162,6 +162,7 @@ class LiveSession:
         self._snapshot: Snapshot | None = None
         self._held: Snapshot | None = None  # served instead while the model recovers
         self._held_until = 0
+        self._settled = False  # `settle_by` fixed the end of densification
         self._step_times: collections.deque[float] = collections.deque(maxlen=50)
         self._started = time.monotonic()
         self._thread: threading.Thread | None = None
@@ -236,6 +237,20 @@ class LiveSession:
             self._version += 1
         self._step_times.append(time.monotonic())
         return stats
+
+    def settle_by(self, last: int) -> None:
+        """The session will stop at iteration `last`: densification and opacity resets end
+        `opacity_reset_every / 2` iterations before it at the latest, so that the final model has
+        recovered from its last reset (a reset clamps every opacity to 0.01; `cgc stream
+        --iterations 300` used to write such a model). New keyframes after this call do not
+        extend them again."""
+        with self.lock:
+            if self.trainer is None:
+                return
+            quiet = self.config.train.opacity_reset_every // 2
+            densifier = self.trainer.densifier
+            densifier.until = min(densifier.until, max(last - quiet, self.trainer.step_count))
+            self._settled = True
 
     def train(self, until: int, **kwargs) -> StepStats | None:
         """Iterate in this thread until `until` iterations in all (`Trainer.train`'s options)."""
@@ -414,7 +429,7 @@ class LiveSession:
             del self.timeline[:len(self.timeline) - self.config.live.timeline_length]
         self.trainer.add_view(view)
         self._update_extent()
-        if self.iterations is None:
+        if self.iterations is None and not self._settled:
             # Open-ended: densification and resets go on for a planned run's length after the
             # newest keyframe, so they last as long as new views come.
             self.trainer.densifier.until = self.trainer.step_count + \
@@ -617,6 +632,7 @@ class LiveSession:
             self.timeline = []
             self._frames_since_keyframe = 0
             self._snapshot = self._held = None
+            self._settled = False
             self._version += 1
             if self._prior_used is not None:
                 self._prior_used[:] = False

@@ -244,3 +244,21 @@ def test_snapshots_skip_the_model_just_after_an_opacity_reset(tiny_scene):
         assert session.snapshot() is held
     session.step()  # step 14 = 10 + 4: the held copy is released
     assert session.snapshot() is not held and session.snapshot().step == 14
+
+
+def test_a_session_told_its_end_makes_no_opacity_reset_it_cannot_recover_from(tiny_scene):
+    # As `cgc stream --iterations N` does: with resets every 10 iterations, one at step 10 of a
+    # 12-iteration run would leave every opacity at 0.01 in the model written.
+    config = apply_overrides(live_config(), {"train": {"opacity_reset_every": 10,
+                                                       "scale_schedule": False}})
+    session = LiveSession(config, device="cpu")
+    scene_frames = frames(tiny_scene)
+    session.add_frame(*next(scene_frames))
+    session.process_frames()
+    session.settle_by(12)
+    session.add_frame(*next(scene_frames))  # a keyframe after it extends nothing
+    session.train(12, progress=False)
+    assert session.stats().step == 12
+    ceiling = 2 * 0.005  # where a reset clamps opacities
+    assert float(torch.sigmoid(session.trainer.splats["opacities"].detach()).median()) > \
+        5 * ceiling
