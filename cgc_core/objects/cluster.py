@@ -429,14 +429,13 @@ def merge_convex_parts(points: np.ndarray, parts: np.ndarray,
     """
     labels = np.unique(parts[parts >= 0])
     members = {int(label): np.flatnonzero(parts == label) for label in labels}
-    large = [len(index) >= 4 for index in members.values()]
-    background = {label: big and is_background(_boxes(points[members[label]])[3], config)
-                  for label, big in zip(members, large)}
-    objects = [label for label, big in zip(members, large) if big and not background[label]]
+    background = {label: is_background(_boxes(points[index])[3], config)
+                  for label, index in members.items() if len(index) >= 4}
+    objects = [label for label, is_ground in background.items() if not is_ground]
+    ground_parts = [members[label] for label, is_ground in background.items() if is_ground]
     reach = config.merge_contact
-    flat = [members[label] for label in members if background[label]]
-    if flat and objects:  # patches of table the table's cluster left out merge with nothing
-        ground = cKDTree(points[np.concatenate(flat)])
+    if ground_parts and objects:  # patches of table the table's cluster left out merge with nothing
+        ground = cKDTree(points[np.concatenate(ground_parts)])
         objects = [label for label in objects
                    if near_count(ground, points[members[label]], reach) / len(members[label])
                    < config.merge_max_background_share]
