@@ -147,14 +147,11 @@ class LossConfig:
     """Lower clip of the temperature (authors' code: 0.1; the bare formula: 1e-4)."""
     temperature_max: float = 1.0
     """Upper clip of the temperature (authors' code: 1; the bare formula: inf)."""
-    cluster_balance: float = 0.75
+    cluster_balance: float = 1.0
     """alpha in [0, 1]: weight each cluster's pixels in Eq. 3 by N^-alpha (rescaled so the loss
     keeps its size). 0 is the paper's plain sum over pixels, where floor and table outweigh small
-    objects and small objects end up sharing one feature; 1 gives every segment the same total
-    weight, but then a small object's pixel outweighs a table pixel a hundredfold and the table's
-    Gaussians at its edge take its feature (a halo that masks take in as a ring of table). 0.75
-    keeps the mean of 1 over 8 scenes and lifts the worst held-out ones by 4-6 mIoU
-    (bench/results/quality_experiments.md, "cluster weights")."""
+    objects and small objects end up sharing one feature; 1 (default) gives every segment the
+    same total weight (see `contrastive_clustering`; measured in bench/results/quality.md)."""
     regularization_every: int = 100
     """Apply the spatial-similarity regularizer every this many iterations (paper: 100)."""
     regularization_samples: int = 2048
