@@ -14,7 +14,7 @@ import struct
 import sys
 
 import rclpy
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import Image, PointField
 
@@ -87,15 +87,20 @@ def main() -> int:
     args = parser.parse_args()
     rclpy.init()
     node = RoundTripServer(args.namespace, args.lifetime)
+    # The executor exists before READY: a SIGINT that shuts the context down before spinning
+    # starts would otherwise make creating it fail (RCLError: context is not valid).
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
     try:
         # Inside the try: a SIGINT sent the moment READY is read must take the clean way out.
         print("READY", flush=True)
-        rclpy.spin(node)
+        executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass  # asked to stop: the normal way out
     except SystemExit as stop:
         return int(stop.code)
     finally:
+        executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
