@@ -259,6 +259,6 @@ def test_a_session_told_its_end_makes_no_opacity_reset_it_cannot_recover_from(ti
     session.add_frame(*next(scene_frames))  # a keyframe after it extends nothing
     session.train(12, progress=False)
     assert session.stats().step == 12
-    ceiling = 2 * 0.005  # where a reset clamps opacities
+    ceiling = 2 * config.train.prune_opacity  # where a reset clamps opacities
     assert float(torch.sigmoid(session.trainer.splats["opacities"].detach()).median()) > \
         5 * ceiling
