@@ -268,3 +268,72 @@ def test_contrastive_subsampling_is_an_unbiased_estimate():
         assert sub.num_pixels == 90
         estimates.append(sub.loss.item())
     assert np.mean(estimates) == pytest.approx(full.loss.item(), rel=0.02)
+
+
+def test_boundary_radius_lifts_only_the_table_pixels_beside_the_object():
+    """A 3x3 object (weight 1/9 per pixel with alpha 1) on a 12x12 table (1/135 per pixel).
+
+    Every table pixel has the same feature, so before lifting all table pixels get the same
+    gradient; a pixel's gradient differs from the others' only through its weight. Radius 1 must
+    change exactly the table pixels in the 5x5 square around the object (Chebyshev distance 1),
+    and their change must pull them toward the table's feature, away from the object's.
+    """
+    features = torch.zeros(12, 12, 2)
+    features[..., 0] = 1.0  # table: (1, 0)
+    features[5:8, 5:8] = torch.tensor([0.6, 0.8])  # object
+    segments = torch.ones(12, 12, dtype=torch.long)
+    segments[5:8, 5:8] = 2
+    chebyshev = torch.zeros(12, 12, dtype=torch.long)
+    for y in range(12):
+        for x in range(12):
+            chebyshev[y, x] = max(max(5 - y, y - 7, 0), max(5 - x, x - 7, 0))
+
+    def gradients(radius: int) -> torch.Tensor:
+        raw = features.clone().requires_grad_(True)
+        contrastive_clustering_loss(
+            raw, segments, min_pixels=0, temperature_eps=LOG_EPS, temperature_scale=10.0,
+            temperature_range=(0.1, 1.0), cluster_balance=1.0, boundary_radius=radius).backward()
+        return raw.grad
+
+    far = (chebyshev >= 2) & (segments == 1)
+    for radius, lifted_ring in ((0, None), (1, chebyshev == 1)):
+        grad = gradients(radius)
+        reference = grad[0, 0]  # a far table pixel
+        assert torch.allclose(grad[far], reference.expand_as(grad[far]), atol=1e-9)
+        obj = grad[segments == 2]
+        assert torch.allclose(obj, obj[0].expand_as(obj), atol=1e-9)
+        if lifted_ring is None:
+            ring = grad[chebyshev == 1]
+            assert torch.allclose(ring, reference.expand_as(ring), atol=1e-9)
+            continue
+        extra = grad[lifted_ring] - reference  # [16, 2]: (w_ring - w_far) * d(-log p)/df
+        assert extra.norm(dim=-1).min() > 1e-6
+        # Gradient descent moves a lifted pixel along -extra: toward (1, 0), away from (0.6, 0.8).
+        toward_table = torch.tensor([1.0, 0.0]) - torch.tensor([0.6, 0.8])
+        assert (-(extra @ toward_table) > 0).all()
+
+
+def test_boundary_radius_does_nothing_without_cluster_weights():
+    features, segments = two_segment_image()
+    plain = contrastive_clustering(features, segments, min_pixels=0, temperature_eps=LOG_EPS,
+                                   **BARE)
+    lifted = contrastive_clustering(features, segments, min_pixels=0, temperature_eps=LOG_EPS,
+                                    **BARE, boundary_radius=2)
+    assert lifted.loss.item() == plain.loss.item()
+
+
+def test_subsampling_stays_unbiased_with_lifted_cluster_weights():
+    g = torch.Generator().manual_seed(7)
+    features = torch.randn(20, 20, 3, generator=g)
+    segments = torch.zeros(20, 20, dtype=torch.long)
+    segments[:, :7], segments[:, 7:12], segments[:, 12:] = 1, 2, 3
+    segments[3:6, 3:6] = 4
+    weighted = {"temperature_scale": 10.0, "temperature_range": (0.1, 1.0),
+                "cluster_balance": 1.0, "boundary_radius": 1}
+    full = contrastive_clustering(features, segments, min_pixels=0, temperature_eps=LOG_EPS,
+                                  **weighted)
+    estimates = [contrastive_clustering(
+        features, segments, min_pixels=0, temperature_eps=LOG_EPS, **weighted,
+        max_pixels_per_segment=30, generator=torch.Generator().manual_seed(seed)).loss.item()
+        for seed in range(200)]
+    assert np.mean(estimates) == pytest.approx(full.loss.item(), rel=0.02)
