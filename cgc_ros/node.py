@@ -90,8 +90,13 @@ class CgcNode(Node):
             self.create_service(kind, name, self._queued(name, handler),
                                 callback_group=services)
         self.worker.start(outputs)
+        self._device = config.train.device
+
+    def announce_ready(self) -> None:
+        """Log the line that says the node serves (tools wait for "cgc ready"); main calls it
+        once the executor exists, so that a Ctrl-C sent on seeing it finds a clean way out."""
         self.get_logger().info(f"cgc ready: pose from {self.settings.pose_source}, map frame "
-                               f"'{self.settings.map_frame}', device {config.train.device}")
+                               f"'{self.settings.map_frame}', device {self._device}")
 
     def _buffer(self, kind, topic: str, buffer: StampBuffer, group) -> None:
         self.create_subscription(
@@ -155,12 +160,19 @@ def main(args=None) -> int:
         # always has a thread, so waiting requests never hold up the topics.
         executor = MultiThreadedExecutor(num_threads=node.settings.service_queue_length + 2)
         executor.add_node(node)
+        node.announce_ready()
         executor.spin()
     except params.ParameterError as error:
         print(f"cgc: {error}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass  # Ctrl-C or shutdown: the normal way out
+    except RuntimeError:
+        # rclpy's SIGINT handler shuts the context down at once; a start-up step that then
+        # touches it (creating the executor, a service) fails with RCLError before Python raises
+        # KeyboardInterrupt. That is still Ctrl-C; anything else is a real error.
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             node.destroy_node()

@@ -38,6 +38,18 @@ def test_refused_parameters_stop_the_node_naming_the_key(ros_python, ros_env):
     assert "parameter 'queue_length'" in done.stderr
 
 
+def test_ctrl_c_the_moment_the_node_says_ready_exits_cleanly(cgc_nodes, ros_namespace, tmp_path):
+    """Launch tools wait for "cgc ready" and may stop the node right away: that Ctrl-C must
+    take the clean way out (exit 0, no traceback), not race the executor's creation."""
+    for attempt in range(3):
+        node = cgc_nodes(f"{ros_namespace}_{attempt}", "pose_source:=topic",
+                         f"map_directory:={tmp_path}")
+        os.killpg(node.pid, signal.SIGINT)
+        assert node.wait(timeout=20) == 0
+        log = node.stdout.read()
+        assert "Traceback" not in log, log
+
+
 def test_stream_segment_label_save_and_load(cgc_nodes, run_script, scene, tmp_path,
                                             ros_namespace):
     maps = tmp_path / "maps"
