@@ -152,10 +152,6 @@ class LossConfig:
     keeps its size). 0 is the paper's plain sum over pixels, where floor and table outweigh small
     objects and small objects end up sharing one feature; 1 (default) gives every segment the
     same total weight (see `contrastive_clustering`; measured in bench/results/quality.md)."""
-    boundary_weight_radius: int = 0
-    """With cluster_balance > 0: a pixel within this many pixels (at the training resolution) of
-    another segment takes the larger of the two segments' weights, so that a small object's edge
-    does not outweigh the table pixels beside it (see `contrastive_clustering`). 0: off."""
     regularization_every: int = 100
     """Apply the spatial-similarity regularizer every this many iterations (paper: 100)."""
     regularization_samples: int = 2048

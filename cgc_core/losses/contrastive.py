@@ -36,7 +36,6 @@ def contrastive_clustering(
     temperature_scale: float,
     temperature_range: tuple[float, float],
     cluster_balance: float,
-    boundary_radius: int = 0,
     max_pixels_per_segment: int | None = None,
     generator: torch.Generator | None = None,
 ) -> ContrastiveClusteringResult:
@@ -75,13 +74,6 @@ def contrastive_clustering(
     pixels, where a table or floor segment of thousands of pixels outweighs a small object of a
     few dozen; alpha = 1 gives every cluster the same total weight.
 
-    Deviation knob `boundary_radius` (r, with alpha > 0): a pixel within r pixels (a square
-    window) of another cluster's pixel takes the larger of the weights found in its window. With
-    weights alone, a small object's edge pixels outweigh the table pixels next to them a
-    hundredfold, so the table's Gaussians that blend into the object's edge are pulled to the
-    object's feature and the object's mask grows a ring of table; lifting the table's pixels
-    along that edge to the object's weight makes the pull symmetric. 0 turns it off.
-
     Deviation knob: `max_pixels_per_segment` keeps at most that many random pixels of each
     segment in the sum over q (centroids and temperatures still use every pixel, they are cheap);
     the kept pixels' terms are scaled by N_p / kept so the result is an unbiased estimate of the
@@ -98,7 +90,6 @@ def contrastive_clustering(
         temperature_range: (min, max) of that clip (`LossConfig.temperature_min`, `_max`).
         cluster_balance: alpha in [0, 1] of the cluster weights below (`LossConfig.cluster_balance`;
             the paper: 0).
-        boundary_radius: see above (`LossConfig.boundary_weight_radius`); 0 = off.
         max_pixels_per_segment: see above; None = all pixels.
         generator: random source for the subsampling (any device).
     Returns:
@@ -140,53 +131,27 @@ def contrastive_clustering(
         phi = phi.clamp(min=max(temperature_range[0], MIN_TEMPERATURE),
                         max=temperature_range[1])  # [N_k]
 
-    weights = None  # [Q] per pixel
+    weights = None
     if cluster_balance != 0.0:
-        balance = n_p.pow(-cluster_balance)  # [N_k]
-        weights = balance[pixel_cluster]
-        if boundary_radius > 0:
-            weights = _lift_boundary_weights(weights, labelled, in_cluster, segments.shape,
-                                             boundary_radius)
-        weights = weights * (weights.numel() / weights.sum())  # sum_q w = Q
+        balance = n_p.pow(-cluster_balance)
+        weights = balance * (n_p.sum() / (balance * n_p).sum())  # [N_k], sum_q w = Q
     if max_pixels_per_segment is not None:
         sample, subsample_weights = _subsample_per_cluster(
             pixel_cluster, counts[keep_cluster], max_pixels_per_segment, generator)
         if sample is not None:
             f, pixel_cluster = f[sample], pixel_cluster[sample]
-            subsample_weights = subsample_weights[pixel_cluster]
-            weights = subsample_weights if weights is None else weights[sample] * subsample_weights
+            weights = subsample_weights if weights is None else weights * subsample_weights
 
     # [Q, N_k] logits: column s is divided by its own cluster's temperature phi_s.
     logits = (f @ centroids.T) / phi[None, :]
     log_prob = torch.log_softmax(logits, dim=-1)
     own = log_prob.gather(1, pixel_cluster[:, None])[:, 0]  # [Q]
     if weights is not None:
-        own = own * weights
+        own = own * weights[pixel_cluster]
     loss = -own.sum() / num_clusters
     return ContrastiveClusteringResult(
         loss=loss, num_clusters=num_clusters, num_pixels=int(f.shape[0]),
         segment_ids=ids[keep_cluster], temperatures=phi)
-
-
-def _lift_boundary_weights(
-    weights: Tensor, labelled: Tensor, in_cluster: Tensor, shape: torch.Size, radius: int,
-) -> Tensor:
-    """Each cluster pixel's weight raised to the largest cluster weight within `radius` pixels.
-
-    Args:
-        weights: [Q] weight of each cluster pixel (in image order).
-        labelled: [H*W] which pixels are labelled.
-        in_cluster: [L] which labelled pixels belong to a kept cluster (L = labelled.sum()).
-        shape: (H, W).
-        radius: half-width of the square window.
-    Returns:
-        [Q] lifted weights (pixels of no cluster add nothing to a window).
-    """
-    image = weights.new_zeros(labelled.shape[0])
-    cluster_pixels = labelled.nonzero()[:, 0][in_cluster]  # [Q] flat index of each
-    image[cluster_pixels] = weights
-    lifted = F.max_pool2d(image.view(1, 1, *shape), 2 * radius + 1, stride=1, padding=radius)
-    return lifted.view(-1)[cluster_pixels]
 
 
 def _subsample_per_cluster(
@@ -224,7 +189,6 @@ def contrastive_clustering_loss(
     temperature_scale: float,
     temperature_range: tuple[float, float],
     cluster_balance: float,
-    boundary_radius: int = 0,
     max_pixels_per_segment: int | None = None,
     generator: torch.Generator | None = None,
 ) -> Tensor:
@@ -239,5 +203,5 @@ def contrastive_clustering_loss(
     return contrastive_clustering(
         features, segments, min_pixels=min_pixels, temperature_eps=temperature_eps,
         temperature_scale=temperature_scale, temperature_range=temperature_range,
-        cluster_balance=cluster_balance, boundary_radius=boundary_radius,
-        max_pixels_per_segment=max_pixels_per_segment, generator=generator).loss
+        cluster_balance=cluster_balance, max_pixels_per_segment=max_pixels_per_segment,
+        generator=generator).loss

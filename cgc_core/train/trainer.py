@@ -180,8 +180,7 @@ class Trainer:
                     temperature_eps=loss_cfg.temperature_eps, generator=self.generator,
                     temperature_range=(loss_cfg.temperature_min, loss_cfg.temperature_max),
                     temperature_scale=loss_cfg.temperature_scale,
-                    cluster_balance=loss_cfg.cluster_balance,
-                    boundary_radius=loss_cfg.boundary_weight_radius)
+                    cluster_balance=loss_cfg.cluster_balance)
                 loss = loss + loss_cfg.clustering_weight * clustering
             regularize = (loss_cfg.regularization_every > 0
                           and step % loss_cfg.regularization_every == 0
