@@ -546,6 +546,8 @@ def _coerce(hint: Any, value: Any) -> Any:
 RETIRED_KEYS = {
     "objects.min_density": "it was an absolute density (Gaussians per voxel); the floor is now "
                            "relative to the map: objects.min_density_share",
+    "loss.boundary_weight_radius": "boundary lifting of Eq. 3's weights eroded every object "
+                                   "(bench/results/quality_experiments.md)",
 }
 """Keys that older versions wrote, with why they went: a file that sets one is refused with that
 reason, and configs stored by older versions (run.json, session files) drop them."""
