@@ -577,7 +577,18 @@ class LiveSession:
                 "timeline": list(self.timeline),
                 "counts": dict(self._counts),
                 "resolution": self.resolution,
+                "held": self._held_state(),
             }
+
+    def _held_state(self) -> dict | None:
+        """The snapshot served while the model recovers from an opacity reset: objects clustered
+        from it are saved beside the model, so a loaded session must serve it too."""
+        held = self._held
+        if held is None or self.trainer.step_count >= self._held_until:
+            return None
+        return {"step": held.step, "until": self._held_until, "sh_degree": held.sh_degree,
+                "keyframes": len(held.keyframes),
+                "splats": {k: v.cpu() for k, v in held.splats.items()}}
 
     def save(self, path: Path) -> None:
         """Atomic: a crash mid-write leaves the previous file intact."""
@@ -602,6 +613,15 @@ class LiveSession:
             self._counts = collections.Counter(state["counts"])
             self.resolution = int(state["resolution"])
             self._version += 1
+            self._snapshot = self._held = None
+            held = state.get("held")  # absent in files from before it was saved
+            if held is not None:
+                self._held = Snapshot(
+                    version=self._version, step=int(held["step"]),
+                    splats={k: v.to(self.device) for k, v in held["splats"].items()},
+                    keyframes=[k.camera for k in keyframes[:int(held["keyframes"])]],
+                    sh_degree=int(held["sh_degree"]))
+                self._held_until = int(held["until"])
 
     @classmethod
     def load(cls, path: Path, *, config: CGCConfig | None = None,

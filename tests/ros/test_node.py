@@ -57,7 +57,7 @@ def test_stream_segment_label_save_and_load(cgc_nodes, run_script, scene, tmp_pa
               "publish_rate:=2.0")
     first = cgc_nodes(ros_namespace, *common)
     out = run_script("drive_node.py", ros_namespace, str(scene), "stream", "--frames",
-                     str(FRAMES), "--rate", "2", "--steps", "300", "--train-timeout", "120",
+                     str(FRAMES), "--rate", "2", "--steps", "400", "--train-timeout", "120",
                      "--map", "kitchen", timeout=240)
     status = out["final_status"]
 

@@ -246,6 +246,35 @@ def test_snapshots_skip_the_model_just_after_an_opacity_reset(tiny_scene):
     assert session.snapshot() is not held and session.snapshot().step == 14
 
 
+def test_a_session_saved_while_it_holds_a_snapshot_serves_the_same_one_when_loaded(
+        tiny_scene, tmp_path):
+    # The node saves the objects clustered from the held snapshot beside the model: a loaded map
+    # must serve that snapshot until the hold ends, or it would cluster into other objects.
+    config = apply_overrides(live_config(reset_hold_iterations=4),
+                             {"train": {"opacity_reset_every": 10, "scale_schedule": False}})
+    session = LiveSession(config, device="cpu")
+    session.add_frame(*next(frames(tiny_scene)))
+    for _ in range(11):
+        session.step()  # step 10 reset the opacities; 11 is inside the hold
+    held = session.snapshot()
+    assert held.step == 10
+    session.save(tmp_path / "held.pt")
+    loaded = LiveSession.load(tmp_path / "held.pt", device="cpu")
+    served = loaded.snapshot()
+    assert served.step == 10 and [c.name for c in served.keyframes] == \
+        [c.name for c in held.keyframes]
+    assert all(torch.equal(served.splats[k], held.splats[k]) for k in held.splats)
+    latest = loaded.snapshot(latest=True)
+    assert latest.step == 11 and not torch.equal(latest.splats["opacities"],
+                                                 held.splats["opacities"])
+    for _ in range(3):  # released at step 14, as in the session that was saved
+        loaded.step()
+    assert loaded.snapshot().step == 14
+    # Saved after the hold: nothing held comes back.
+    loaded.save(tmp_path / "after.pt")
+    assert LiveSession.load(tmp_path / "after.pt", device="cpu").snapshot().step == 14
+
+
 def test_a_session_told_its_end_makes_no_opacity_reset_it_cannot_recover_from(tiny_scene):
     # As `cgc stream --iterations N` does: with resets every 10 iterations, one at step 10 of a
     # 12-iteration run would leave every opacity at 0.01 in the model written.
