@@ -152,6 +152,21 @@ class LossConfig:
     keeps its size). 0 is the paper's plain sum over pixels, where floor and table outweigh small
     objects and small objects end up sharing one feature; 1 (default) gives every segment the
     same total weight (see `contrastive_clustering`; measured in bench/results/quality.md)."""
+    mask_snap_px: int = 2
+    """Before a segment map trains anything, its pixels within this many pixels (at the
+    images' native resolution) of another segment move to the neighbouring segment whose local
+    colour they clearly have (`cgc_core.segment.edges.snap_to_colour`): a mask dilated onto the
+    table in a few views would otherwise lay a halo of the object's feature around it (a small
+    object's pixel weighs ~100 table pixels). 0: the masks as given (the paper)."""
+    mask_snap_window: int = 7
+    """Side in native pixels of the square in which each segment's interior colour is averaged
+    for `mask_snap_px`."""
+    mask_snap_ratio: float = 0.5
+    """A boundary pixel moves only when the neighbouring segment's colour distance is below this
+    many times its own segment's (lower: fewer, surer moves)."""
+    mask_snap_contrast: float = 0.1
+    """... and only when it is lower by at least this much (Euclidean RGB in [0, 1]), so that
+    noise and texture on one surface move nothing."""
     regularization_every: int = 100
     """Apply the spatial-similarity regularizer every this many iterations (paper: 100)."""
     regularization_samples: int = 2048

@@ -362,7 +362,7 @@ class LiveSession:
                 and self._frames_since_keyframe < self.config.live.min_keyframe_gap):
             return
         view = make_training_view(frame.camera, frame.image, frame.segments, self.resolution,
-                                  self.device)
+                                  self.device, loss=self.config.loss)
         depth = None if frame.depth is None else torch.from_numpy(
             depth_at(frame.depth, view.height, view.width)).to(self.device)
         view.depth = depth  # the depth term of the loss (`loss.depth_weight`)
@@ -552,8 +552,14 @@ class LiveSession:
             keyframe = next((k for k in self.keyframes if k.id == keyframe_id), None)
             if keyframe is None:
                 return False
-            resized = make_training_view(keyframe.camera, keyframe.image, segments,
-                                         self.resolution, self.device)
+            camera, image = keyframe.camera, keyframe.image
+        # Outside the model's lock: snapping a large map to colour takes up to a second, and
+        # training must not wait for it.
+        resized = make_training_view(camera, image, segments, self.resolution, self.device,
+                                     loss=self.config.loss)
+        with self.lock:
+            if not any(k is keyframe for k in self.keyframes):
+                return False  # evicted meanwhile
             keyframe.view.segments = resized.segments
             keyframe.record["segments"] = round(self.elapsed(), 3)
             keyframe.record["iteration_at_segments"] = self.trainer.step_count

@@ -10,6 +10,8 @@ from PIL import Image
 from torch import Tensor
 
 from cgc_core.cameras import Camera
+from cgc_core.config import LossConfig
+from cgc_core.segment.edges import snap_to_colour
 
 
 @dataclass
@@ -38,12 +40,15 @@ def training_scale(camera: Camera, max_resolution: int) -> float:
 
 
 def make_training_view(camera: Camera, image: np.ndarray, segments: np.ndarray | None,
-                       max_resolution: int, device: torch.device | str = "cpu") -> TrainingView:
+                       max_resolution: int, device: torch.device | str = "cpu",
+                       loss: LossConfig | None = None) -> TrainingView:
     """Resize image (area) and segments (nearest: ids must not blend) to training resolution.
 
     Args:
         image: [H, W, 3] uint8 at the camera's native resolution.
         segments: [H, W] int segment ids, or None.
+        loss: with `mask_snap_px` > 0, the segments' boundaries are first snapped to the image's
+            colour edges (`snap_to_colour`, at native resolution); None leaves them as given.
     """
     if image.shape[:2] != (camera.height, camera.width):
         raise ValueError(f"{camera.name}: image is {image.shape[1]}x{image.shape[0]}, camera says "
@@ -51,6 +56,10 @@ def make_training_view(camera: Camera, image: np.ndarray, segments: np.ndarray |
     if segments is not None and segments.shape != image.shape[:2]:
         raise ValueError(f"{camera.name}: segment map is {segments.shape[1]}x{segments.shape[0]}, "
                          f"image is {image.shape[1]}x{image.shape[0]}")
+    if segments is not None and loss is not None and loss.mask_snap_px > 0:
+        segments = snap_to_colour(segments, image, band=loss.mask_snap_px,
+                                  window=loss.mask_snap_window, ratio=loss.mask_snap_ratio,
+                                  contrast=loss.mask_snap_contrast)
     scale = training_scale(camera, max_resolution)
     cam = camera.scaled(scale) if scale != 1.0 else camera
     if scale != 1.0:

@@ -10,6 +10,7 @@ from cgc_core.config import CGCConfig, SegmenterConfig, apply_overrides
 from cgc_core.data import load_scene
 from cgc_core.io import DataError, read_label_png
 from cgc_core.segment import make_mask_source
+from cgc_core.segment.edges import snap_to_colour
 from cgc_core.train.live import LiveSession
 
 
@@ -50,6 +51,27 @@ def test_first_keyframe_seeds_gaussians_on_the_measured_depth(tiny_scene):
     u, v, z = project(cam, means)
     rows, cols = np.floor(v).astype(int), np.floor(u).astype(int)
     assert np.allclose(z, depth[rows, cols], rtol=1e-4)
+
+
+def test_keyframe_segments_are_snapped_to_colour_edges_whichever_way_they_arrive(tiny_scene):
+    # Masks given with the frame, and masks the segmenter worker attaches later, train alike:
+    # both with boundaries moved to the image's colour edges (`loss.mask_snap_px`).
+    config = live_config()
+    cam, image, depth, segments = next(frames(tiny_scene))
+    snapped = snap_to_colour(segments, image, band=config.loss.mask_snap_px,
+                             window=config.loss.mask_snap_window,
+                             ratio=config.loss.mask_snap_ratio,
+                             contrast=config.loss.mask_snap_contrast)
+    assert (snapped != segments).sum() > 10  # the scene's masks do wander off the edges
+    with_frame = LiveSession(config, device="cpu")
+    with_frame.add_frame(cam, image, depth, segments)
+    with_frame.process_frames()
+    later = LiveSession(config, device="cpu", mask_source=lambda image, name: segments)
+    later.add_frame(cam, image, depth, keyframe=True)
+    later.process_frames()  # the worker is not started: attach as it would
+    assert later.attach_segments(later.keyframes[0].id, later.mask_source(image, cam.name))
+    for session in (with_frame, later):
+        assert np.array_equal(session.keyframes[0].view.segments.numpy(), snapped)
 
 
 def test_without_depth_gaussians_go_on_the_prior_point_cloud(tiny_scene):
