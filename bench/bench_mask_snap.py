@@ -32,16 +32,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_scenes import make_scene  # noqa: E402
-from bench_train import cpu_name  # noqa: E402
-from scipy.ndimage import distance_transform_edt  # noqa: E402
+from bench_train import cpu_name, per_view_baseline  # noqa: E402
 
 from cgc_core.config import LossConfig  # noqa: E402
 from cgc_core.data import load_scene  # noqa: E402
-from cgc_core.data.ground_truth import load_gt_masks  # noqa: E402
 from cgc_core.data.synth import scene_family  # noqa: E402
 from cgc_core.io import read_label_png  # noqa: E402
-from cgc_core.metrics import evaluate_masks  # noqa: E402
-from cgc_core.segment.edges import snap_to_colour  # noqa: E402
+from cgc_core.segment.edges import snap_as_configured  # noqa: E402
 
 SEEDS = "0,3,100,101,200,201,302,400,1,102,301,2,4,401,303,304,103,402,5,104,202,305,403"
 """The 8 bench scenes of README's results, then the 15 held-out ones."""
@@ -56,20 +53,6 @@ def label_error(segments: np.ndarray, instances: np.ndarray) -> float:
     return error
 
 
-def per_view(scene_dir: Path, masks: dict[str, np.ndarray]) -> dict:
-    """bench_train.per_view_baseline on the given segment maps."""
-    predictions, pairs = {}, {}
-    for frame, objects in load_gt_masks(scene_dir).items():
-        segments = masks[frame]
-        for name, mask in objects.items():
-            pairs[(frame, name)] = mask
-            row, col = np.unravel_index(np.argmax(distance_transform_edt(mask)), mask.shape)
-            segment = segments[row, col]
-            predictions[(frame, name)] = (segments == segment) if segment > 0 else \
-                np.zeros_like(mask)
-    return evaluate_masks(predictions, pairs)
-
-
 def measure(scene_dir: Path, loss: LossConfig) -> dict:
     scene = load_scene(scene_dir)
     given, snapped, errors, seconds = {}, {}, {"given": [], "snapped": []}, 0.0
@@ -78,9 +61,7 @@ def measure(scene_dir: Path, loss: LossConfig) -> dict:
         segments = read_label_png(path)
         image = scene.load_image(scene.camera(frame))
         start = time.perf_counter()
-        moved = snap_to_colour(segments, image, band=loss.mask_snap_px,
-                               window=loss.mask_snap_window, ratio=loss.mask_snap_ratio,
-                               contrast=loss.mask_snap_contrast)
+        moved = snap_as_configured(segments, image, loss)
         seconds += time.perf_counter() - start
         given[frame], snapped[frame] = segments, moved
         if frame in scene.train_names:
@@ -89,8 +70,8 @@ def measure(scene_dir: Path, loss: LossConfig) -> dict:
             errors["snapped"].append(label_error(moved, instances))
     return {"error_given": float(np.mean(errors["given"])),
             "error_snapped": float(np.mean(errors["snapped"])),
-            "per_view_given": per_view(scene_dir, given),
-            "per_view_snapped": per_view(scene_dir, snapped),
+            "per_view_given": per_view_baseline(scene_dir, given),
+            "per_view_snapped": per_view_baseline(scene_dir, snapped),
             "ms_per_view": 1000 * seconds / len(given)}
 
 

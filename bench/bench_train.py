@@ -59,12 +59,14 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def per_view_baseline(scene_dir: Path) -> dict:
-    """The inconsistent masks used view by view (see module docstring)."""
+def per_view_baseline(scene_dir: Path, masks: dict[str, np.ndarray] | None = None) -> dict:
+    """The inconsistent masks used view by view (see module docstring); `masks` {frame: [H, W]
+    segment ids} replaces the scene's masks_inconsistent/ (bench_mask_snap.py)."""
     gt = load_gt_masks(scene_dir)
     predictions, pairs = {}, {}
     for frame, objects in gt.items():
-        segments = read_label_png(scene_dir / "masks_inconsistent" / f"{frame}.png")
+        segments = masks[frame] if masks is not None else \
+            read_label_png(scene_dir / "masks_inconsistent" / f"{frame}.png")
         for name, mask in objects.items():
             pairs[(frame, name)] = mask
             inside = distance_transform_edt(mask)

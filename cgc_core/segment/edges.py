@@ -21,6 +21,14 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from cgc_core.config import LossConfig
+
+
+def snap_as_configured(segments: np.ndarray, image: np.ndarray, loss: LossConfig) -> np.ndarray:
+    """`snap_to_colour` with `loss.mask_snap_*` (`mask_snap_px` 0: a copy of `segments`)."""
+    return snap_to_colour(segments, image, band=loss.mask_snap_px, window=loss.mask_snap_window,
+                          ratio=loss.mask_snap_ratio, contrast=loss.mask_snap_contrast)
+
 
 def snap_to_colour(segments: np.ndarray, image: np.ndarray, *, band: int, window: int,
                    ratio: float, contrast: float) -> np.ndarray:
@@ -79,13 +87,14 @@ def snap_to_colour(segments: np.ndarray, image: np.ndarray, *, band: int, window
         mean = np.stack([ndimage.uniform_filter(crop[..., c] * core, window, mode="constant")
                          for c in range(3)], axis=-1)
         known = near & (weight > 0.5 / window ** 2)
-        distance = np.linalg.norm(crop[known] - mean[known] / weight[known][:, None], axis=-1)
+        at = np.nonzero(known)
+        distance = np.linalg.norm(crop[at] - mean[at] / weight[at][:, None], axis=-1)
         best_d, best_l = best_distance[rows, cols], best_label[rows, cols]  # views
-        closer = distance < best_d[known]
-        where = tuple(axis[closer] for axis in np.nonzero(known))
+        closer = distance < best_d[at]
+        where = tuple(axis[closer] for axis in at)
         best_d[where], best_l[where] = distance[closer], label
-        own = mine[known]
-        own_distance[rows, cols][tuple(axis[own] for axis in np.nonzero(known))] = distance[own]
+        own = mine[at]
+        own_distance[rows, cols][tuple(axis[own] for axis in at)] = distance[own]
     move = in_band & (best_label != seg) & (best_distance < ratio * own_distance) & \
         (best_distance < own_distance - contrast)
     out[move] = best_label[move].astype(out.dtype)

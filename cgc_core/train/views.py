@@ -11,7 +11,7 @@ from torch import Tensor
 
 from cgc_core.cameras import Camera
 from cgc_core.config import LossConfig
-from cgc_core.segment.edges import snap_to_colour
+from cgc_core.segment.edges import snap_as_configured
 
 
 @dataclass
@@ -48,7 +48,7 @@ def make_training_view(camera: Camera, image: np.ndarray, segments: np.ndarray |
         image: [H, W, 3] uint8 at the camera's native resolution.
         segments: [H, W] int segment ids, or None.
         loss: with `mask_snap_px` > 0, the segments' boundaries are first snapped to the image's
-            colour edges (`snap_to_colour`, at native resolution); None leaves them as given.
+            colour edges (`snap_as_configured`, at native resolution); None leaves them as given.
     """
     if image.shape[:2] != (camera.height, camera.width):
         raise ValueError(f"{camera.name}: image is {image.shape[1]}x{image.shape[0]}, camera says "
@@ -57,9 +57,7 @@ def make_training_view(camera: Camera, image: np.ndarray, segments: np.ndarray |
         raise ValueError(f"{camera.name}: segment map is {segments.shape[1]}x{segments.shape[0]}, "
                          f"image is {image.shape[1]}x{image.shape[0]}")
     if segments is not None and loss is not None and loss.mask_snap_px > 0:
-        segments = snap_to_colour(segments, image, band=loss.mask_snap_px,
-                                  window=loss.mask_snap_window, ratio=loss.mask_snap_ratio,
-                                  contrast=loss.mask_snap_contrast)
+        segments = snap_as_configured(segments, image, loss)
     scale = training_scale(camera, max_resolution)
     cam = camera.scaled(scale) if scale != 1.0 else camera
     if scale != 1.0:

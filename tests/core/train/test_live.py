@@ -10,7 +10,7 @@ from cgc_core.config import CGCConfig, SegmenterConfig, apply_overrides
 from cgc_core.data import load_scene
 from cgc_core.io import DataError, read_label_png
 from cgc_core.segment import make_mask_source
-from cgc_core.segment.edges import snap_to_colour
+from cgc_core.segment.edges import snap_as_configured
 from cgc_core.train.live import LiveSession
 
 
@@ -58,10 +58,7 @@ def test_keyframe_segments_are_snapped_to_colour_edges_whichever_way_they_arrive
     # both with boundaries moved to the image's colour edges (`loss.mask_snap_px`).
     config = live_config()
     cam, image, depth, segments = next(frames(tiny_scene))
-    snapped = snap_to_colour(segments, image, band=config.loss.mask_snap_px,
-                             window=config.loss.mask_snap_window,
-                             ratio=config.loss.mask_snap_ratio,
-                             contrast=config.loss.mask_snap_contrast)
+    snapped = snap_as_configured(segments, image, config.loss)
     assert (snapped != segments).sum() > 10  # the scene's masks do wander off the edges
     with_frame = LiveSession(config, device="cpu")
     with_frame.add_frame(cam, image, depth, segments)
