@@ -163,10 +163,11 @@ def bench_scene(run_dir: Path, seed: int, query_overrides: dict | None = None) -
         start = time.perf_counter()
         feature, seed_point = pixel_prompt(splats, scene.camera(frame), u, v, config.render)
         if config.query.whole_objects:  # as `cgc extract --point` does
-            feature = table.whole_object_features(feature, config.query.threshold, seed_point)
+            feature = table.whole_object_features(feature, config.query.selection_threshold,
+                                                      seed_point)
         prompted = time.perf_counter()
         try:
-            obj = extract_object(splats, feature, config.query.threshold, config.objects,
+            obj = extract_object(splats, feature, config.query.selection_threshold, config.objects,
                                  seed=seed_point, views=views, render=config.render,
                                  depths=depths)
             points = obj.points

@@ -95,7 +95,7 @@ def bench_run(run_dir: Path) -> dict[str, tuple[float, float | None]]:
     gt = load_gt_masks(run.scene.root)
     prompts = load_prompts(run.scene.root / "prompts.json")
     features = FeatureCache(run.splats, run.scene, run.config.render)
-    objects = {o.id: o for o in prompted_objects(prompts, features, query, fixed)}
+    objects = {o.id: o for o in prompted_objects(prompts, features, query)}
     unit = torch.nn.functional.normalize(run.splats["features"], dim=-1)
     opacities = torch.sigmoid(run.splats["opacities"]).cpu().numpy()
     chosen = {rule: {} for rule in RULES[:-1]}

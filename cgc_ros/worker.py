@@ -474,11 +474,15 @@ class Worker:
             raise ServiceError("no map yet: no keyframe has been received")
         return snapshot
 
-    def _threshold(self, value: float) -> float:
+    def _thresholds(self, value: float) -> tuple[float, float]:
+        """(mask threshold, Gaussians' threshold) of a request: its own for both, or with 0 the
+        configured `query.threshold` and `query.selection_threshold`."""
+        query = self.config.query
         if not np.isfinite(value) or not 0.0 <= value <= 1.0:
             raise ServiceError(f"threshold must lie in (0, 1] (0: the configured "
-                               f"{self.config.query.threshold:g}), got {value}")
-        return value if value > 0 else self.config.query.threshold
+                               f"{query.threshold:g} for the mask, {query.selection_threshold:g} "
+                               f"for the Gaussians), got {value}")
+        return (value, value) if value > 0 else (query.threshold, query.selection_threshold)
 
     def _view(self, request, snapshot) -> tuple[Camera, Header]:
         """The camera a request's mask is computed in, and that view's header."""
@@ -510,7 +514,7 @@ class Worker:
 
     def segment_object(self, request, response):
         snapshot = self._snapshot()
-        threshold = self._threshold(request.threshold)
+        threshold, selection_threshold = self._thresholds(request.threshold)
         camera, header = self._view(request, snapshot)
         feature_map, colour = render_feature_and_colour(snapshot.splats, camera,
                                                         self.config.render)
@@ -526,12 +530,13 @@ class Worker:
                     and self.table.has_merged_objects):
                 seed = surface_point(snapshot.splats, camera, request.u, request.v,
                                      self.config.render)  # a prompt on a lid takes the tin too
-                feature = self.table.whole_object_features(feature, threshold, seed)
+                feature = self.table.whole_object_features(feature, selection_threshold,
+                                                           seed)
         else:
             feature = self._text_feature(request.text)
         mask = prompt_mask(feature_map, colour, feature, threshold,
                            self.config.query).cpu().numpy()
-        selected = select_gaussians(snapshot.splats, feature, threshold).cpu().numpy()
+        selected = select_gaussians(snapshot.splats, feature, selection_threshold).cpu().numpy()
         splats = {k: v.detach().cpu().numpy() for k, v in snapshot.splats.items()
                   if k in ("means", "features")}
         summary = selection_summary(splats["means"], splats["features"], selected,
@@ -558,9 +563,10 @@ class Worker:
         response.object = info
         response.score = float(summary["score"])
         response.success = summary["count"] > 0
-        response.message = (f"{summary['count']} Gaussians, {int(mask.sum())} pixels at "
-                            f"threshold {threshold:g}" if response.success else
-                            "no Gaussian reaches the threshold")
+        response.message = (f"{summary['count']} Gaussians at threshold "
+                            f"{selection_threshold:g}, {int(mask.sum())} pixels at {threshold:g}"
+                            if response.success else
+                            f"no Gaussian reaches the threshold {selection_threshold:g}")
         self.outputs.object.publish(cloud)
         return response
 

@@ -288,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--view", help="frame that position words (left, nearest) refer to "
                                   "(default: --render-frame)")
     p.add_argument("--threshold", type=float,
-                   help="cosine threshold t (default: query.threshold)")
+                   help="cosine threshold of the object's Gaussians' own features "
+                        "(default: query.selection_threshold)")
     p.add_argument("--config", help=CONFIG_HELP)
     p.set_defaults(func=cmd_extract)
 

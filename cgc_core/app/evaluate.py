@@ -26,7 +26,7 @@ def evaluate_run(splats: torch.nn.ParameterDict, scene: Scene, render: RenderCon
     prompts = load_prompts(scene.root / "prompts.json")
     features = FeatureCache(splats, scene, render)
     prompted = {obj.id: obj
-                for obj in prompted_objects(prompts, features, query, threshold, objects)}
+                for obj in prompted_objects(prompts, features, query, objects)}
     return score_prompted(prompted, gt, features, query, dict.fromkeys(prompted, threshold))
 
 

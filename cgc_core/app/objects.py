@@ -78,7 +78,7 @@ def extract_from_run(run: Run, *, text: str | None = None, frame: str | None = N
     config = run.config
     views = keyframes_of(run, config.objects.surface_views)
     depths = [run.scene.load_depth(view) for view in views]  # None where a view has none
-    t = config.query.threshold if threshold is None else threshold
+    t = config.query.selection_threshold if threshold is None else threshold
     if not -1.0 <= t <= 1.0:
         raise ValueError(f"--threshold must lie in [-1, 1], got {t}")
     splats = run.splats

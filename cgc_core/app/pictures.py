@@ -67,7 +67,7 @@ def write_frame_renders(run: Run, frame: str, out: Path) -> list[Path]:
         image = colour
         cache = FeatureCache(run.splats, run.scene, run.config.render)
         query = run.config.query
-        objects = prompted_objects(load_prompts(prompts_file), cache, query, query.threshold,
+        objects = prompted_objects(load_prompts(prompts_file), cache, query,
                                    run.config.objects)
         for i, obj in enumerate(objects):
             mask = object_mask(obj, frame, cache, query, query.threshold)

@@ -60,10 +60,12 @@ class PromptedObject:
 
 
 def prompted_objects(prompts: list[Prompt], features: FeatureCache, query: QueryConfig,
-                     threshold: float,
                      objects: ObjectsConfig | None = None) -> list[PromptedObject]:
     """One `PromptedObject` per prompt, in order; `objects` clusters the model for
-    `QueryConfig.whole_objects` (None: the defaults)."""
+    `QueryConfig.whole_objects` (None: the defaults). Gaussians' own features are compared at
+    `query.selection_threshold` (whole objects, spatial filter); masks take their threshold in
+    `object_mask`."""
+    threshold = query.selection_threshold
     splats, scene, render = features.splats, features.scene, features.render
     table = (cluster_objects(splats, objects or ObjectsConfig())
              if query.whole_objects and prompts else None)
@@ -117,6 +119,6 @@ def segment_prompts(splats: torch.nn.ParameterDict, scene: Scene, prompts: list[
                     objects_config: ObjectsConfig | None = None) -> dict[str, np.ndarray]:
     """{prompt id: [H, W] bool mask in the prompt's own frame}."""
     features = FeatureCache(splats, scene, render)
-    objects = prompted_objects(prompts, features, query, threshold, objects_config)
+    objects = prompted_objects(prompts, features, query, objects_config)
     return {obj.id: object_mask(obj, p.frame, features, query, threshold)
             for p, obj in zip(prompts, objects)}

@@ -166,13 +166,14 @@ class SavedMap:
         features = torch.nn.functional.normalize(self.splats["features"], dim=-1)
         best, index = torch.stack([cosine_to(features, part_features(o))
                                    for o in self.objects], dim=1).max(dim=1)
-        index[best < self.config.query.threshold] = -1
+        index[best < self.config.query.selection_threshold] = -1
         return index.numpy()
 
     def object_alone(self, obj: dict, camera: Camera) -> np.ndarray | None:
         """The object's Gaussians (feature within the threshold, inside its box grown by 10 %,
         so that look-alike floaters elsewhere stay out) rendered alone, cropped."""
-        keep = select_gaussians(self.splats, part_features(obj), self.config.query.threshold)
+        keep = select_gaussians(self.splats, part_features(obj),
+                               self.config.query.selection_threshold)
         low, high = np.array(obj["aabb_min"]), np.array(obj["aabb_max"])
         margin = 0.1 * (high - low) + 1e-3
         low, high = (torch.tensor(v, dtype=torch.float32) for v in (low - margin,

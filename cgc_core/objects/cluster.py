@@ -8,8 +8,8 @@
 3. Each feature group splits into spatially connected parts on voxels of `voxel_size`: two
    look-alike objects apart become two objects. Small parts touching a much larger part of a
    similar feature join it (an object's edge); parts with under `min_gaussians` Gaussians, or
-   sparser than `min_density_share` times the map's surface density (Gaussians per voxel), are
-   floaters.
+   sparser than `min_density_share` times the map's surface density (Gaussians per voxel),
+   are floaters, unless such a sparse part holds most of its feature group and is not flat.
 4. Touching parts whose union is as convex as they are apart become one object (`merge_parts`:
    a lid on its tin, which every mask gives apart); the object keeps each part's feature.
 5. Objects whose oriented box is large, or large and flat, are background (table, floor, walls).
@@ -329,6 +329,22 @@ def surface_density(counts: np.ndarray, density: np.ndarray, min_gaussians: int)
     return float(density[large][order][rank])
 
 
+def largest_part_per_group(groups: np.ndarray, parts: np.ndarray,
+                           counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per feature group, the part with the most Gaussians ([M] groups and parts of M
+    Gaussians, [P] `counts` per part; a part absorbed across groups counts for the group most of
+    its Gaussians come from). Returns (group ids, their largest parts' ids)."""
+    pairs, sizes = np.unique(np.stack([parts, groups], axis=1), axis=0, return_counts=True)
+    # each part's own group: the one that gave it most Gaussians
+    order = np.lexsort((-sizes, pairs[:, 0]))
+    first = np.r_[True, np.diff(pairs[order, 0]) != 0]
+    part, group = pairs[order][first, 0], pairs[order][first, 1]
+    # per group, its part with the most Gaussians
+    order = np.lexsort((-counts[part], group))
+    first = np.r_[True, np.diff(group[order]) != 0]
+    return group[order][first], part[order][first]
+
+
 def unique_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """[U, 2] the distinct (a, b) pairs of two [P] int64 arrays, sorted by a then b (a lexsort:
     np.unique(axis=0) is several times slower)."""
@@ -517,7 +533,19 @@ def cluster_objects(splats, config: ObjectsConfig, previous: ObjectTable | None 
         voxels = np.bincount(occupied[:, 0], minlength=len(counts))
         density = counts / np.maximum(voxels, 1)
         floor = config.min_density_share * surface_density(counts, density, config.min_gaussians)
-        floater = (counts < config.min_gaussians) | (density < floor)
+        sparse = density < floor
+        # A sparse part that holds most of its feature group and is not flat stays: it is the
+        # only stand for a feature the training learned, and a small object in a young map
+        # measures as sparse as the flat spreads the density test is for (the node test's mug:
+        # 1.3 Gaussians per voxel against a floor of 1.5, and it vanished with its group). The
+        # largest shred of a scattered group (trained maps have several) is still a floater.
+        group_size = np.bincount(group[group >= 0])
+        owners, largest = largest_part_per_group(group[assigned], parts[assigned], counts)
+        for g, part in zip(owners, largest):
+            if sparse[part] and counts[part] >= max(config.min_gaussians, group_size[g] / 2):
+                extent = _boxes(points[parts == part])[3]
+                sparse[part] = extent.min() <= config.background_flatness * extent.max()
+        floater = (counts < config.min_gaussians) | sparse
         parts[assigned[floater[parts[assigned]]]] = -1
 
     whole = merge_convex_parts(points, parts, config) if config.merge_parts else parts

@@ -150,4 +150,4 @@ def test_every_setting_has_a_docstring():
     missing = [key for key, _, _, doc in fields if not doc]
     assert not missing, f"settings without a docstring: {missing}"
     threshold = next(f for f in fields if f[0] == "query.threshold")
-    assert threshold[1] == 0.75 and threshold[2] is float and "Eq. 6" in threshold[3]
+    assert threshold[1] == 0.6 and threshold[2] is float and "Eq. 6" in threshold[3]

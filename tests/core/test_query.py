@@ -73,11 +73,11 @@ def test_spatial_filter_separates_look_alike_objects_apart():
     render = RenderConfig(backend="reference")
     prompt = [Prompt("left", "view", (25.3, 24.0))]
     cache = FeatureCache(splats, scene, render)
-    plain = object_mask(prompted_objects(prompt, cache, QueryConfig(), 0.7)[0], "view", cache,
+    plain = object_mask(prompted_objects(prompt, cache, QueryConfig())[0], "view", cache,
                         QueryConfig(), 0.7)
     assert plain[24, 25] and plain[24, 38]  # both blobs: they share the feature
-    spatial = QueryConfig(spatial_filter=True)
-    (obj,) = prompted_objects(prompt, cache, spatial, 0.7)
+    spatial = QueryConfig(spatial_filter=True, selection_threshold=0.7)
+    (obj,) = prompted_objects(prompt, cache, spatial)
     assert obj.part[:200].sum() > 180 and not obj.part[200:].any()
     assert obj.rest[200:].sum() > 180 and not obj.rest[:200].any()
     filtered = object_mask(obj, "view", cache, spatial, 0.7)

@@ -161,6 +161,34 @@ def test_a_thin_fringe_is_a_floater_however_dense_the_map_is(spacing):
     assert len(table.objects) == 4
 
 
+def test_a_sparse_object_with_a_feature_of_its_own_stays_and_a_sparse_copy_does_not():
+    # A young map's small object: opaque Gaussians 2.5 cm apart on a 10 cm box, far sparser per
+    # voxel than the trained boxes beside it. Alone with its feature it is the only stand for
+    # that feature and stays an object; the same sparse box carrying a dense box's feature
+    # elsewhere is a floater, as is a flat sheet with a feature of its own.
+    from box_scenes import box_surface
+
+    young = Box((-0.6, -0.5, 0.05), (0.1, 0.1, 0.1), unit_feature(6), GREEN)
+    points = box_surface(young, 0.025)
+    sparse = gaussians(points, unit_feature(6), GREEN, opacity=0.9, std=0.005,
+                       rng=np.random.default_rng(1))
+    copy = gaussians(points + [0.0, 1.2, 0.0], unit_feature(0), RED, opacity=0.9, std=0.005,
+                     rng=np.random.default_rng(2))
+    voxel = ObjectsConfig().voxel_size
+    u, v = np.meshgrid(np.arange(15), np.arange(10), indexing="ij")
+    sheet = gaussians(np.stack([(u.ravel() + 0.5) * voxel - 1.0, (v.ravel() + 0.5) * voxel + 0.6,
+                                np.full(u.size, 0.5 * voxel)], axis=1), unit_feature(5), GREEN,
+                      opacity=0.9, std=0.01, rng=np.random.default_rng(0))
+    model, owner = boxes_model(scene_boxes(), spacing=0.01, extra=[sparse, copy, sheet])
+    table = cluster_objects(model, ObjectsConfig())
+    n_sparse = len(points)
+    extra = np.flatnonzero(owner == -1)  # the extra Gaussians, in the order given
+    young_ids = np.unique(table.gaussian_object[extra[:n_sparse]])
+    assert len(young_ids) == 1 and young_ids[0] != UNASSIGNED
+    assert (table.gaussian_object[extra[n_sparse:]] == UNASSIGNED).all()
+    assert len(table.objects) == 5
+
+
 def lid_on_tin_and_mug_on_book() -> list[Box]:
     """A block whose two halves have features of their own (the masks always give them apart),
     and a tall box standing on a smaller-than-background one: the first pair is one convex
