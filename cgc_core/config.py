@@ -276,15 +276,16 @@ class QueryConfig:
     """Cosine similarity threshold t of Eq. 6 for masks in a view (paper: 0.7): a pixel's
     rendered feature against the prompt's. Rendered features blend across an object's edge, and
     with training masks snapped to colour edges (`LossConfig.mask_snap_px`) masks at 0.75 came
-    out too tight (missed pixels outnumbered stray ones about ten to one). Chosen as the best
-    mean mIoU over 0.5-0.75 on the 8 bench scenes and checked on the 15 held-out ones
-    (bench/results/threshold_2d.md). Query time only: no retraining to change it."""
+    out too tight (on held-out 104 each object's missed pixels outnumbered its stray ones 2 to
+    57 times). Chosen as the best mean mIoU over 0.5-0.75 on the 8 bench scenes and checked on
+    the 15 held-out ones (bench/results/threshold_2d.md). Query time only: no retraining to
+    change it."""
     selection_threshold: float = 0.75
     """Cosine threshold for single Gaussians' features against a prompt's (3D): what `cgc
     extract` and the node's object clouds take, the parts a prompt takes whole (`whole_objects`)
     and the spatial filter's selection. A Gaussian's own feature does not blend with its
     neighbours', and at 0.6 extraction took in the table under objects (points within 1 cm of
-    the object: 0.97 -> 0.75 on seed 0; bench/results/threshold_2d.md)."""
+    the object: 0.97 -> 0.75 on seed 0; bench/results/objects_selection_t06.md)."""
     spatial_filter: bool = False
     """Split a prompt's selection (Gaussians with cosine >= t) into the spatially connected part
     that holds the prompt's surface point and the rest, and drop from each view's mask the pixels
@@ -372,8 +373,9 @@ class LiveConfig:
     opacity to 0.01 and the model needs about a hundred iterations to look like itself again.
     Measured on the node test's map (12 keyframes, reset at 400): Gaussians at opacity >= 0.1,
     the objects' clustering threshold, were 92 % before the reset, 60 % 56 iterations after it,
-    82 % after 100 and no more later; with a hold of 50, a re-clustering just after it lost
-    objects whose Gaussians were still faint. 0: serve it at once."""
+    82 % after 100 and no more later: with a hold of 50, readers (the node's clustering among
+    them, which leaves out Gaussians below 0.1) got a model with 40 % of its Gaussians still
+    faint. 0: serve it at once."""
     max_translation: float = 1e4
     """Frames whose camera is farther than this (metres) from the origin are rejected."""
     timeline_length: int = 10_000
