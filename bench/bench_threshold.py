@@ -29,11 +29,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench_train import cpu_name  # noqa: E402
 
-from cgc_core.app.evaluate import score_prompted  # noqa: E402
-from cgc_core.app.prompts import FeatureCache, prompted_objects  # noqa: E402
+from cgc_core.app.evaluate import evaluate_at_thresholds  # noqa: E402
 from cgc_core.app.run_folder import load_run  # noqa: E402
 from cgc_core.config import QueryConfig  # noqa: E402
-from cgc_core.data.ground_truth import load_gt_masks, load_prompts  # noqa: E402
 
 THRESHOLDS = (0.6, 0.7, 0.75, 0.8, 0.85, 0.9)
 
@@ -41,13 +39,8 @@ THRESHOLDS = (0.6, 0.7, 0.75, 0.8, 0.85, 0.9)
 def evaluate_seed(work: Path, seed: int, variant: str, thresholds) -> dict[float, dict]:
     """{t: mIoU results} of WORK/run_<variant>_seed<seed> with the default query settings."""
     run = load_run(work / f"run_{variant}_seed{seed}", device="cpu")
-    query = QueryConfig()
-    features = FeatureCache(run.splats, run.scene, run.config.render)
-    prompts = load_prompts(run.scene.root / "prompts.json")
-    prompted = {o.id: o for o in prompted_objects(prompts, features, query, run.config.objects)}
-    gt = load_gt_masks(run.scene.root)
-    return {t: score_prompted(prompted, gt, features, query, dict.fromkeys(prompted, t))
-            for t in thresholds}
+    return evaluate_at_thresholds(run.splats, run.scene, run.config.render, thresholds,
+                                  QueryConfig(), run.config.objects)
 
 
 def other_variants(work: Path, seeds: list[int], chosen: str,

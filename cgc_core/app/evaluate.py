@@ -21,13 +21,21 @@ def evaluate_run(splats: torch.nn.ParameterDict, scene: Scene, render: RenderCon
         query: the query settings (spatial filter, whole objects); None = the defaults.
         objects: the clustering settings `query.whole_objects` uses; None = the defaults.
     """
+    return evaluate_at_thresholds(splats, scene, render, [threshold], query, objects)[threshold]
+
+
+def evaluate_at_thresholds(splats: torch.nn.ParameterDict, scene: Scene, render: RenderConfig,
+                           thresholds: list[float], query: QueryConfig | None = None,
+                           objects: ObjectsConfig | None = None) -> dict[float, dict]:
+    """{t: `evaluate_run` at t} for each of `thresholds`, rendering each view's features once."""
     query = QueryConfig() if query is None else query
     gt = load_gt_masks(scene.root)
     prompts = load_prompts(scene.root / "prompts.json")
     features = FeatureCache(splats, scene, render)
     prompted = {obj.id: obj
                 for obj in prompted_objects(prompts, features, query, objects)}
-    return score_prompted(prompted, gt, features, query, dict.fromkeys(prompted, threshold))
+    return {t: score_prompted(prompted, gt, features, query, dict.fromkeys(prompted, t))
+            for t in thresholds}
 
 
 def score_prompted(prompted: dict[str, PromptedObject], gt: dict, features: FeatureCache,

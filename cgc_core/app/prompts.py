@@ -65,7 +65,6 @@ def prompted_objects(prompts: list[Prompt], features: FeatureCache, query: Query
     `QueryConfig.whole_objects` (None: the defaults). Gaussians' own features are compared at
     `query.selection_threshold` (whole objects, spatial filter); masks take their threshold in
     `object_mask`."""
-    threshold = query.selection_threshold
     splats, scene, render = features.splats, features.scene, features.render
     table = (cluster_objects(splats, objects or ObjectsConfig())
              if query.whole_objects and prompts else None)
@@ -85,10 +84,10 @@ def prompted_objects(prompts: list[Prompt], features: FeatureCache, query: Query
         seed = (surface_point(splats, scene.camera(p.frame), p.point[0], p.point[1], render)
                 if query.spatial_filter or table is not None else None)
         if table is not None:
-            feature = table.whole_object_features(feature, threshold, seed)
+            feature = table.whole_object_features(feature, query.selection_threshold, seed)
         if query.spatial_filter:
             if seed is not None:
-                selected = (cosine_to(unit, feature) >= threshold) & opaque
+                selected = (cosine_to(unit, feature) >= query.selection_threshold) & opaque
                 part, rest = connected_part(means, extents, selected.cpu().numpy(), seed)
                 if rest.any():
                     part = torch.from_numpy(part).to(selected.device)
