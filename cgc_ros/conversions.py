@@ -213,6 +213,14 @@ def pose_to_matrix(pose: Pose) -> np.ndarray:
     return _matrix((p.x, p.y, p.z), (q.x, q.y, q.z, q.w), "pose")
 
 
+def pose_is_set(pose) -> bool:
+    """Whether a geometry_msgs/PoseStamped carries anything: a frame_id, a position or a
+    rotation other than the message's default (0, 0, 0 and the identity w = 1)."""
+    p, q = pose.pose.position, pose.pose.orientation
+    return bool(pose.header.frame_id) or any(v != 0.0 for v in (p.x, p.y, p.z, q.x, q.y, q.z)) \
+        or q.w != 1.0
+
+
 def transform_to_matrix(transform: Transform) -> np.ndarray:
     """geometry_msgs/Transform (child in parent, as TF stores it) -> [4, 4] child-to-parent."""
     t, q = transform.translation, transform.rotation

@@ -55,18 +55,19 @@ class CgcNode(Node):
                              segments=StampBuffer(), lookup_tf=self._tf_lookup(),
                              clock=lambda: self.get_clock().now().nanoseconds * 1e-9)
         self.worker = Worker(config, self.settings, self.inputs, self.get_logger().warning)
-        # 3. Subscriptions: sensor-data QoS, enqueue only.
-        inputs = MutuallyExclusiveCallbackGroup()
+        # 3. Subscriptions: sensor-data QoS, enqueue only. One callback group per topic: each
+        #    topic's messages are taken in order, and no topic waits behind another's (a large
+        #    image's take and conversion never holds up its camera_info).
         self.create_subscription(
             Image, "image",
             lambda m: self._admit("image", m) and self.inputs.frames.put((time.monotonic(), m)),
-            qos_profile_sensor_data, callback_group=inputs)
-        self._buffer(CameraInfo, "camera_info", self.inputs.camera_info, inputs)
-        self._buffer(Image, "depth", self.inputs.depth, inputs)
+            qos_profile_sensor_data, callback_group=MutuallyExclusiveCallbackGroup())
+        self._buffer(CameraInfo, "camera_info", self.inputs.camera_info)
+        self._buffer(Image, "depth", self.inputs.depth)
         if self.settings.pose_source == "topic":
-            self._buffer(PoseStamped, "pose", self.inputs.pose, inputs)
+            self._buffer(PoseStamped, "pose", self.inputs.pose)
         if self.settings.external_segments:
-            self._buffer(Image, "segments", self.inputs.segments, inputs)
+            self._buffer(Image, "segments", self.inputs.segments)
         # 4. Timers: none; the worker refreshes the object outputs at publish_rate itself, so
         #    that clustering never runs beside a frame.
         # 5. Publishers.
@@ -98,14 +99,16 @@ class CgcNode(Node):
         self.get_logger().info(f"cgc ready: pose from {self.settings.pose_source}, map frame "
                                f"'{self.settings.map_frame}', device {self._device}")
 
-    def _buffer(self, kind, topic: str, buffer: StampBuffer, group) -> None:
+    def _buffer(self, kind, topic: str, buffer: StampBuffer) -> None:
         self.create_subscription(
             kind, topic,
             lambda m: self._admit(topic, m) and buffer.put(cv.stamp_seconds(m.header), m),
-            qos_profile_sensor_data, callback_group=group)
+            qos_profile_sensor_data, callback_group=MutuallyExclusiveCallbackGroup())
 
     def _admit(self, topic: str, msg) -> bool:
-        """False (counted, logged) for a message too large to keep; True otherwise."""
+        """False (counted, logged) for a message too large to keep; True otherwise. Every
+        message is counted per topic (`received.<topic>` in ~/status)."""
+        self.worker.counts[f"received.{topic}"] += 1  # only this topic's thread writes it
         size = len(getattr(msg, "data", b""))
         if size <= MAX_MESSAGE_BYTES:
             return True
@@ -156,9 +159,10 @@ def main(args=None) -> int:
     node = None
     try:
         node = CgcNode()
-        # One thread per request that may wait for the worker, and two more: the inputs' group
-        # always has a thread, so waiting requests never hold up the topics.
-        executor = MultiThreadedExecutor(num_threads=node.settings.service_queue_length + 2)
+        # One thread per request that may wait for the worker, one per input topic and one
+        # more: waiting requests never hold up the topics, nor one topic another.
+        executor = MultiThreadedExecutor(
+            num_threads=node.settings.service_queue_length + len(INPUT_TOPICS) + 1)
         executor.add_node(node)
         node.announce_ready()
         executor.spin()

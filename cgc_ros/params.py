@@ -60,6 +60,10 @@ def node_parameters() -> list[NodeParameter]:
                       "separate best-effort messages and come late when the CPU is loaded); a "
                       "frame still incomplete then is refused (camera_info, pose) or not made a "
                       "keyframe (segments).", range=(0.0, 5.0)),
+        NodeParameter("camera_info_reuse", 2.0, "Seconds an image without a camera_info at its "
+                      "stamp may reuse the newest camera_info of its frame and size (drivers that "
+                      "send camera_info every other frame, or at 1 Hz); counted in ~/status as "
+                      "camera_info_reused. 0: every image needs its own.", range=(0.0, 3600.0)),
         NodeParameter("tf_timeout", 0.05, "Seconds to wait for a TF pose at the image's stamp "
                       "(pose_source 'tf').", range=(0.0, 5.0)),
         NodeParameter("queue_length", 2, "Frames waiting for the worker; when full, the oldest "
@@ -105,6 +109,7 @@ class NodeSettings:
     external_segments: bool
     sync_slop: float
     sync_wait: float
+    camera_info_reuse: float
     tf_timeout: float
     queue_length: int
     publish_rate: float
@@ -175,8 +180,8 @@ def declare(node: Node) -> tuple[NodeSettings, CGCConfig]:
         raise ParameterError("parameter 'autosave_name' must be a plain folder name (no '/', "
                              f"not '.' or '..'), got {name!r}")
     values["map_directory"] = Path(os.path.expanduser(values["map_directory"])).resolve()
-    for name in ("sync_slop", "sync_wait", "tf_timeout", "publish_rate", "cluster_period",
-                 "service_timeout", "max_stamp_skew", "autosave_period"):
+    for name in ("sync_slop", "sync_wait", "camera_info_reuse", "tf_timeout", "publish_rate",
+                 "cluster_period", "service_timeout", "max_stamp_skew", "autosave_period"):
         values[name] = float(values[name])
     settings = NodeSettings(**values)
 

@@ -61,6 +61,14 @@ STAMP_RESTART_FRAMES = 5
 """After this many images in a row whose stamps all lie before the last accepted one, time is
 taken to have jumped back for good (a bag restarted, a simulator reset) and is followed."""
 UNASSIGNED_RGB = (128, 128, 128)
+REUSE_AFTER = 0.1
+"""Seconds an image without a camera_info at its stamp waits for its own before the last one
+is reused (`camera_info_reuse`)."""
+GAP_FACTOR = 2.5
+"""A gap between two images' stamps this many times the stream's median period is counted as
+frames lost before the node (`frames_missing`)."""
+GAP_MIN_INTERVALS = 4
+"""Periods seen before gaps are judged (a stream's first frames set its rate)."""
 
 
 class FrameSkipped(ValueError):
@@ -126,8 +134,14 @@ class Worker:
         self._objects_due = 0.0
         self._latest_frame_id = ""
         self._last_stamp: float | None = None
-        """Stamp of the last accepted image: later images must be newer."""
+        """Stamp of the last image admitted to wait for its companions: later ones must be
+        newer."""
         self._stamps_backwards = 0
+        self._pending: collections.deque = collections.deque()
+        """(arrival, image) taken from the queue, waiting for their companions."""
+        self._last_arrival_stamp: float | None = None
+        self._intervals: collections.deque = collections.deque(maxlen=20)
+        """The last periods between images' stamps, for gaps (`_note_gap`)."""
         self._autosave_due = time.monotonic() + settings.autosave_period
         self._generation = 0
         """Bumped whenever the map is replaced or clustered on request: a background clustering
@@ -174,7 +188,8 @@ class Worker:
             self.requests.run_pending()
             item = self.inputs.frames.get(timeout=0.02)
             if item is not None:
-                self._guarded(lambda: self._process(*item))
+                self._guarded(lambda: self._arrived(*item))
+            self._guarded(self._match_pending)
             if time.monotonic() >= self._objects_due:
                 self._objects_due = time.monotonic() + 1.0 / self.settings.publish_rate
                 self._guarded(self._publish_objects)
@@ -196,24 +211,80 @@ class Worker:
 
     # ------------------------------------------------------------------ frames
 
-    def _process(self, arrival: float, image) -> None:
-        """One image: match, hand to the session, publish its segmentation. `arrival` is when
-        the callback received it (monotonic seconds), for the latency figures."""
+    def _arrived(self, arrival: float, image) -> None:
+        """An image taken from the queue: note its stamp (gaps in a steady stream are frames
+        lost before the node saw them) and let it wait for its companions (`_match_pending`)."""
         self.counts["frames_taken"] += 1
-        self.latency["wait_ms"].append(1000 * (time.monotonic() - arrival))
         stamp = cv.stamp_seconds(image.header)
         try:
             self._check_stamp(stamp)
-            camera, rgb, depth, segments, keyframe = self._frame(image)
+        except FrameSkipped as error:
+            self._refuse(stamp, error, arrival)
+            return
+        self._last_stamp = stamp  # images admitted must be newer than this one
+        self._note_gap(stamp)
+        self._pending.append((arrival, image))
+
+    def _note_gap(self, stamp: float) -> None:
+        """Count and log a gap in the images' stamps several times the stream's usual period:
+        frames that a driver sent and that never reached the node (best-effort transport drops
+        large messages when socket buffers are small; README, "Large images")."""
+        last, self._last_arrival_stamp = self._last_arrival_stamp, stamp
+        if last is None or stamp <= last:
+            return
+        interval = stamp - last
+        periods = self._intervals
+        if len(periods) >= GAP_MIN_INTERVALS:
+            usual = float(np.median(periods))
+            if usual > 0 and interval > GAP_FACTOR * usual:
+                missing = int(round(interval / usual)) - 1
+                self.counts["stream_gaps"] += 1
+                self.counts["frames_missing"] += missing
+                self.report("stream_gap", f"image stamps jump {interval:.2f} s after "
+                            f"{last:.3f} (usually {usual:.2f} s): about {missing} frame(s) "
+                            "never reached the node (lost in transport before it, or not sent)")
+                return  # a gap is not a period: the median stays the stream's own
+        periods.append(interval)
+
+    def _match_pending(self) -> None:
+        """Take the waiting images in stamp-arrival order: the oldest is processed once its
+        companions are all there, or refused once it has waited `sync_wait` (naming what is
+        missing). Matching happens whenever the worker is free, whatever order the messages
+        arrived in: nothing blocks while an image waits."""
+        while self._pending:
+            arrival, image = self._pending[0]
+            waited = time.monotonic() - arrival
+            try:
+                frame = self._companions(image, waited)
+            except FrameSkipped as error:
+                self._pending.popleft()
+                self._refuse(cv.stamp_seconds(image.header), error, arrival)
+                continue
+            if frame is None:
+                return  # still waiting; later images wait behind it (stamps stay in order)
+            self._pending.popleft()
+            self._process(arrival, image, frame)
+
+    def _refuse(self, stamp: float, error: Exception, arrival: float) -> None:
+        reason = getattr(error, "reason", None) or str(error).split(":")[0]
+        self.counts["frames_rejected"] += 1
+        self.counts[f"rejected.{reason}"] += 1
+        self.latency["wait_ms"].append(1000 * (time.monotonic() - arrival))
+        self.report(f"frame:{reason}", f"frame at {stamp:.3f} refused: {error}")
+
+    def _process(self, arrival: float, image, companions) -> None:
+        """One image with its companions: hand to the session, publish its segmentation.
+        `arrival` is when the callback received the image (monotonic seconds), for the latency
+        figures."""
+        self.latency["wait_ms"].append(1000 * (time.monotonic() - arrival))
+        stamp = cv.stamp_seconds(image.header)
+        try:
+            camera, rgb, depth, segments, keyframe = self._frame(image, *companions)
             self.session.add_frame(camera, rgb, depth, segments, stamp=stamp, keyframe=keyframe)
         except (cv.ConversionError, FrameSkipped, FrameRejected) as error:
-            reason = getattr(error, "reason", None) or str(error).split(":")[0]
-            self.counts["frames_rejected"] += 1
-            self.counts[f"rejected.{reason}"] += 1
-            self.report(f"frame:{reason}", f"frame at {stamp:.3f} refused: {error}")
+            self._refuse(stamp, error, arrival)
             return
         self.counts["frames_accepted"] += 1
-        self._last_stamp = stamp
         self._latest_frame_id = image.header.frame_id
         self._guarded(lambda: self._publish_segmentation(image.header, camera))
         self.latency["segmentation_ms"].append(1000 * (time.monotonic() - arrival))
@@ -244,30 +315,62 @@ class Worker:
                         f"{last:.3f}: time went back (bag restarted?), following it")
         self._stamps_backwards = 0
 
-    def _frame(self, image):
+    def _companions(self, image, waited: float):
+        """(camera_info, depth, pose, segments) of an image once all that it needs has arrived
+        (stamps within `sync_slop`), None while it may still come (less than `sync_wait`
+        waited), FrameSkipped naming what is missing after that.
+
+        camera_info is the one companion drivers send more rarely than images (some every
+        other frame, some at 1 Hz): without one at the image's stamp, the newest of the same
+        frame and size is reused when it is at most `camera_info_reuse` seconds older, after a
+        short wait for the image's own."""
+        stamp = cv.stamp_seconds(image.header)
+        slop = self.settings.sync_slop
+        want_depth = len(self.inputs.depth) > 0  # a depth stream exists
+        info = self.inputs.camera_info.nearest(stamp, slop)
+        reused = False
+        if info is None and waited >= min(REUSE_AFTER, self.settings.sync_wait):
+            info = self._reusable_camera_info(image, stamp)
+            reused = info is not None
+        depth = self.inputs.depth.nearest(stamp, slop) if want_depth else None
+        segments = self.inputs.segments.nearest(stamp, slop) \
+            if self.settings.external_segments else None
+        pose = self.inputs.pose.nearest(stamp, slop) \
+            if self.settings.pose_source == "topic" else None
+        needed = {"camera_info": info is not None,
+                  "pose": pose is not None or self.settings.pose_source == "tf",
+                  "depth": depth is not None or not want_depth,
+                  "segments": segments is not None or not self.settings.external_segments}
+        if all(needed.values()):
+            if reused:
+                self.counts["camera_info_reused"] += 1
+            return info, depth, pose, segments
+        if waited < self.settings.sync_wait:
+            return None
+        if info is None:
+            latest = self.inputs.camera_info.latest()
+            since = "none received yet" if latest is None else \
+                f"the newest is {cv.stamp_seconds(latest.header) - stamp:+.2f} s from it"
+            raise FrameSkipped("camera_info", f"no camera_info within {slop:g} s of the image "
+                               f"after waiting {waited:.2f} s ({since})")
+        if pose is None and self.settings.pose_source == "topic":
+            self._pose(image, None)  # raises FrameSkipped("pose", ...) with the detail
+        # Depth and segments are optional per frame: go on without (segments: no keyframe).
+        return info, depth, pose, segments
+
+    def _reusable_camera_info(self, image, stamp: float):
+        latest = self.inputs.camera_info.latest()
+        if latest is None or (latest.width, latest.height) != (image.width, image.height):
+            return None
+        if latest.header.frame_id != image.header.frame_id:
+            return None
+        age = stamp - cv.stamp_seconds(latest.header)
+        return latest if 0 <= age <= self.settings.camera_info_reuse else None
+
+    def _frame(self, image, info, depth, pose, segments):
         """(camera, rgb, depth, segments, keyframe) of an image message and its companions."""
         stamp = cv.stamp_seconds(image.header)
         rgb = cv.image_to_rgb(image)
-        slop = self.settings.sync_slop
-        want_depth = len(self.inputs.depth) > 0  # a depth stream exists
-        deadline = time.monotonic() + self.settings.sync_wait
-        while True:
-            info = self.inputs.camera_info.nearest(stamp, slop)
-            depth = self.inputs.depth.nearest(stamp, slop) if want_depth else None
-            segments = self.inputs.segments.nearest(stamp, slop) \
-                if self.settings.external_segments else None
-            pose = None
-            if self.settings.pose_source == "topic":
-                pose = self.inputs.pose.nearest(stamp, slop)
-            complete = info is not None and (pose is not None
-                                             or self.settings.pose_source == "tf") \
-                and (depth is not None or not want_depth) \
-                and (segments is not None or not self.settings.external_segments)
-            if complete or time.monotonic() > deadline:
-                break
-            time.sleep(0.005)
-        if info is None:
-            raise FrameSkipped("camera_info", f"no camera_info within {slop:g} s of the image")
         matrix = self._pose(image, pose)
         if (info.width, info.height) != (image.width, image.height):
             raise FrameSkipped("size", f"camera_info is {info.width}x{info.height}, the image "
@@ -487,6 +590,9 @@ class Worker:
     def _view(self, request, snapshot) -> tuple[Camera, Header]:
         """The camera a request's mask is computed in, and that view's header."""
         info, pose = request.camera_info, request.camera_pose
+        if info.width == 0 and cv.pose_is_set(pose):
+            raise ServiceError("camera_pose is given but camera_info is empty (width 0): give "
+                               "both for a view of your own, or neither for the latest keyframe")
         if request.image.height > 0 or info.width > 0:
             if info.width == 0:
                 raise ServiceError("an image needs its camera_info and camera_pose")

@@ -5,7 +5,9 @@ all backends that understood something multiply. Size and position words are rel
 the objects that the other words allow ("the big blue one": the biggest of the blue ones).
 Backends:
 
-- labels: query words found in an object's label (names users give, case-insensitive tokens);
+- labels: an object whose whole label is the query (`exact_label`: any words, numbers
+  included), else query words found in an object's label (names users give, case-insensitive
+  tokens);
 - attributes (no weights): colour words (the share of the object's Gaussians whose base colour
   has that name), size words (box volume relative to the largest / smallest), position words
   relative to a view (left, right, nearest, farthest);
@@ -84,6 +86,25 @@ def label_scores(objects: list[ObjectInfo], words: list[str]) -> tuple[Scores | 
     return {o.id: len(set(used) & set(tokens(o.label))) / len(set(used)) for o in objects}, used
 
 
+def exact_label(objects: list[ObjectInfo], text: str) -> GroundingResult | None:
+    """The object whose whole label is the query (same word tokens, in order, case and
+    punctuation aside): found when one object has it, ambiguous when several do; None when no
+    label is the query. A label is always found again by its own text, whatever its words:
+    numbers ("124"), stop words ("the one") or words another backend reads ("red")."""
+    words = tokens(text)
+    if not words:
+        return None
+    same = [o for o in objects if o.label and tokens(o.label) == words]
+    if not same:
+        return None
+    ranked = [(o.id, 1.0) for o in same[:5]]
+    if len(same) > 1:
+        return GroundingResult(AMBIGUOUS, None, ranked, f"{len(same)} objects are labelled "
+                               f"{text!r}: {', '.join(str(o.id) for o in same)}", words)
+    return GroundingResult(FOUND, same[0], ranked, f"{text!r} -> object {same[0].id} (its "
+                           "label)", words)
+
+
 def colour_scores(objects: list[ObjectInfo], words: list[str],
                   colour_full_share: float) -> tuple[Scores | None, list[str]]:
     """Per colour word, the share of each object's opacity with that colour name, over
@@ -154,6 +175,10 @@ def ground_text(table: ObjectTable, text: str, config: ObjectsConfig, *, view: C
     unknown = backends - {"labels", "attributes", "dino", "clip"}
     if unknown:
         raise ValueError(f"unknown grounding backend(s): {', '.join(sorted(unknown))}")
+    if "labels" in backends:
+        exact = exact_label(table.objects, text)
+        if exact is not None:
+            return exact
     words = [w for w in tokens(text) if w not in STOPWORDS]
     if not words:
         return GroundingResult(NOT_FOUND, None, [], f"nothing to look for in {text!r}")

@@ -87,6 +87,35 @@ def test_labels_match_case_insensitive_tokens_and_name_background(three_boxes):
         label_object(table, 999, "x")
 
 
+@pytest.mark.parametrize("label, query", [
+    ("124", "124"), ("object_124", "object_124"), ("object 7", "Object-7"), ("the one", "the one"),
+    ("red", "red"), ("it", "IT")])
+def test_a_label_is_found_again_by_its_own_text(three_boxes, label, query):
+    """Numbers, stop words and words another backend reads ('red' on the blue box): the whole
+    label as the query names that object (issue 25: "124" was "no enabled backend knows")."""
+    table, ids = three_boxes
+    label_object(table, ids[1], label)
+    try:
+        result = ground_text(table, query, ObjectsConfig())
+        assert result.found, result.message
+        assert result.object.id == ids[1]
+        assert ground_text(table, query, ObjectsConfig(grounding="labels")).object.id == ids[1]
+    finally:
+        table.get(ids[1]).label = ""
+
+
+def test_one_label_on_two_objects_is_ambiguous(three_boxes):
+    table, ids = three_boxes
+    label_object(table, ids[0], "124")
+    label_object(table, ids[2], "124")
+    try:
+        result = ground_text(table, "124", ObjectsConfig())
+        assert result.status == "ambiguous" and {i for i, _ in result.candidates} == {ids[0],
+                                                                                      ids[2]}
+    finally:
+        table.get(ids[0]).label = table.get(ids[2]).label = ""
+
+
 def test_colour_names_hold_under_shading():
     names = colour_name_list()
     rgb = np.array([[0.8, 0.1, 0.1], [0.45, 0.06, 0.06], [0.95, 0.8, 0.1], [0.1, 0.2, 0.8],

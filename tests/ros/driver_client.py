@@ -1,0 +1,225 @@
+"""A driver-like client of a running cgc node: what a camera driver and a SLAM pose source send.
+
+    driver_client.py NAMESPACE SCENE [--order image_last] [--frames 40] [--rate 2]
+                     [--masks DIR] [--steps 0] [--heldout] [--save NAME]
+
+Unlike the main job's player (cgc_ros.player), nothing here is arranged for the node: for each
+frame the five messages go out back to back, all with the frame's stamp, on sensor-data QoS
+(best effort, depth 5), as drivers publish them:
+
+- image_last: PoseStamped, CameraInfo, 32FC1 depth, mono16 segments, rgb8 Image (issue 25);
+- image_first: Image first, then segments, depth, CameraInfo, PoseStamped;
+- info_every_other: as image_last, but CameraInfo only on every other frame (some drivers
+  publish it at a lower rate): the node reuses the last one.
+
+Then, with --steps, it waits until the node has trained that many iterations; with --heldout it
+asks `~/segment_object` by pixel prompt in every held-out view of the scene (test_mask/), giving
+that view's `camera_info` and `camera_pose` and no image, and scores the masks (mIoU). The
+prompt pixel of an object in a view is the inside-most pixel of its true mask there (farthest
+from the mask's edge; `heldout_prompts`), so the node and an offline query of the same map can
+be given the very same prompts.
+
+Prints one JSON object: frames sent, the node's ~/status after, the held-out scores and the
+service latencies. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from geometry_msgs.msg import PoseStamped
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header, String
+
+from cgc_core.data.ground_truth import load_gt_masks
+from cgc_core.data.load import load_scene
+from cgc_core.io import read_label_png
+from cgc_core.metrics import evaluate_masks
+from cgc_ros import conversions as cv
+from cgc_ros.srv import SaveMap, SegmentObject
+
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+OPTICAL_FRAME = "camera_optical"
+ORDERS = ("image_last", "image_first", "info_every_other")
+
+
+def header(stamp: float, frame_id: str = OPTICAL_FRAME) -> Header:
+    msg = Header(frame_id=frame_id)
+    msg.stamp.sec, msg.stamp.nanosec = divmod(int(round(stamp * 1e9)), 1_000_000_000)
+    return msg
+
+
+def heldout_prompts(gt: dict) -> dict:
+    """{(frame, object): (u, v)}: the pixel of each true mask farthest from its edge."""
+    from scipy.ndimage import distance_transform_edt
+
+    prompts = {}
+    for frame, objects in gt.items():
+        for name, mask in objects.items():
+            if mask.sum() == 0:
+                continue
+            distance = distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+            v, u = np.unravel_index(int(np.argmax(distance)), mask.shape)
+            prompts[(frame, name)] = (int(u), int(v))
+    return prompts
+
+
+class Client:
+    def __init__(self, namespace: str):
+        self.node = rclpy.create_node("cgc_driver_client", namespace=namespace)
+        self.pub = {name: self.node.create_publisher(kind, name, qos_profile_sensor_data)
+                    for name, kind in (("image", Image), ("camera_info", CameraInfo),
+                                       ("depth", Image), ("pose", PoseStamped),
+                                       ("segments", Image))}
+        self.status: dict = {}
+        self.node.create_subscription(String, "cgc/status",
+                                      lambda m: setattr(self, "status", json.loads(m.data)),
+                                      LATCHED)
+        self.segment = self.node.create_client(SegmentObject, "cgc/segment_object")
+        self.save = self.node.create_client(SaveMap, "cgc/save_map")
+
+    def spin(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            rclpy.spin_once(self.node, timeout_sec=min(0.05, left))
+
+    def wait_for(self, predicate, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if predicate():
+                return True
+            rclpy.spin_once(self.node, timeout_sec=0.05)
+        return predicate()
+
+    def call(self, client, request, timeout: float = 60.0):
+        if not client.wait_for_service(timeout_sec=20.0):
+            raise RuntimeError(f"{client.srv_name} did not appear")
+        future = client.call_async(request)
+        rclpy.spin_until_future_complete(self.node, future, timeout_sec=timeout)
+        if not future.done():
+            raise RuntimeError(f"{client.srv_name} did not answer within {timeout} s")
+        return future.result()
+
+    def frame_messages(self, camera, rgb, depth, segments, stamp: float) -> dict:
+        head = header(stamp)
+        msgs = {"pose": PoseStamped(header=header(stamp, "map"),
+                                    pose=cv.matrix_to_pose(camera.cam_to_world)),
+                "camera_info": cv.camera_to_camera_info(camera, head),
+                "image": cv.rgb_to_image(rgb, head)}
+        if depth is not None:
+            msg = Image(header=head, height=depth.shape[0], width=depth.shape[1],
+                        encoding="32FC1", step=4 * depth.shape[1])
+            msg.data = cv._byte_array(np.asarray(depth, "<f4"))
+            msgs["depth"] = msg
+        if segments is not None:
+            msgs["segments"] = cv.ids_to_image(segments, head)
+        return msgs
+
+    def publish(self, msgs: dict, order: str, index: int) -> None:
+        names = ["pose", "camera_info", "depth", "segments", "image"]
+        if order == "image_first":
+            names.reverse()
+        if order == "info_every_other" and index % 2 == 1:
+            names.remove("camera_info")
+        for name in names:  # back to back: no spin, no sleep between them
+            if name in msgs:
+                self.pub[name].publish(msgs[name])
+
+
+def run(args) -> dict:
+    scene = load_scene(args.scene)
+    client = Client(args.namespace)
+    ok = client.wait_for(lambda: all(p.get_subscription_count() > 0 for name, p in
+                                     client.pub.items() if name != "segments" or args.masks),
+                         30.0)
+    if not ok:
+        raise RuntimeError("the node's subscriptions did not appear")
+    client.spin(1.0)
+    cameras = scene.train_cameras[:args.frames]
+    start_wall, start = time.time(), time.monotonic()
+    sent = []
+    for i, camera in enumerate(cameras):
+        segments = None
+        if args.masks is not None:
+            segments = read_label_png(args.masks / f"{camera.name}.png").astype(np.int64)
+        msgs = client.frame_messages(camera, scene.load_image(camera), scene.load_depth(camera),
+                                     segments, start_wall + i / args.rate)
+        client.wait_for(lambda: time.monotonic() >= start + i / args.rate, 60.0)
+        client.publish(msgs, args.order, i)
+        sent.append(start_wall + i / args.rate)
+    # Every frame accounted for in ~/status (taken or dropped), bounded.
+    client.wait_for(lambda: client.status.get("frames_taken", 0)
+                    + client.status.get("frames_dropped", 0) >= len(sent), 30.0)
+    streamed = dict(client.status)
+    result = {"order": args.order, "frames_sent": len(sent), "rate": args.rate,
+              "size": [cameras[0].width, cameras[0].height], "status_streamed": streamed}
+    if args.steps:
+        client.wait_for(lambda: client.status.get("session", {}).get("step", 0) >= args.steps,
+                        args.train_timeout)
+    if args.heldout:
+        result["heldout"] = heldout(client, scene)
+    if args.save:
+        saved = client.call(client.save, SaveMap.Request(name=args.save), timeout=180.0)
+        result["saved"] = {"success": saved.success, "path": saved.path,
+                           "message": saved.message}
+    client.spin(1.5)
+    result["status"] = client.status
+    return result
+
+
+def heldout(client: Client, scene) -> dict:
+    """Pixel prompts at every held-out view's pose, scored against its true masks."""
+    gt = load_gt_masks(scene.root)
+    predictions, seconds, failures = {}, [], []
+    for (frame, name), (u, v) in heldout_prompts(gt).items():
+        camera = scene.camera(frame)
+        request = SegmentObject.Request(
+            use_pixel=True, u=u, v=v, camera_info=cv.camera_to_camera_info(camera, header(0.0)),
+            camera_pose=PoseStamped(header=header(0.0, "map"),
+                                    pose=cv.matrix_to_pose(camera.cam_to_world)))
+        started = time.monotonic()
+        response = client.call(client.segment, request)
+        seconds.append(time.monotonic() - started)
+        if response.success:
+            predictions[(frame, name)] = cv.image_to_segments(response.mask) > 0
+        else:
+            failures.append(f"{frame}/{name}: {response.message}")
+    scores = evaluate_masks(predictions, {(f, n): m for f, objs in gt.items()
+                                          for n, m in objs.items()})
+    return {"mIoU": round(scores["mIoU"], 2), "mBIoU": round(scores["mBIoU"], 2),
+            "pairs": scores["pairs"], "answered": len(predictions), "failures": failures[:10],
+            "service_seconds_median": round(float(np.median(seconds)), 3) if seconds else None,
+            "service_seconds_max": round(float(np.max(seconds)), 3) if seconds else None}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("namespace")
+    parser.add_argument("scene", type=Path)
+    parser.add_argument("--order", choices=ORDERS, default="image_last")
+    parser.add_argument("--frames", type=int, default=40)
+    parser.add_argument("--rate", type=float, default=2.0)
+    parser.add_argument("--masks", type=Path, help="segment PNGs per frame, sent on `segments`")
+    parser.add_argument("--steps", type=int, default=0, help="wait for this many iterations")
+    parser.add_argument("--train-timeout", type=float, default=900.0)
+    parser.add_argument("--heldout", action="store_true")
+    parser.add_argument("--save", help="save the map under this name at the end")
+    args = parser.parse_args(argv)
+    rclpy.init()
+    try:
+        print(json.dumps(run(args)), flush=True)
+    finally:
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
