@@ -58,6 +58,7 @@ from cgc_core.data.ground_truth import Prompt, write_gt_mask, write_prompts
 from cgc_core.data.inconsistent import make_inconsistent_masks
 from cgc_core.data.nerfstudio import write_nerfstudio_scene, write_point_ply
 from cgc_core.data.scene import SPLIT_FILE
+from cgc_core.data.sensor_noise import depth_noise, exposure_and_noise, perturb_pose, pose_error
 from cgc_core.geometry import backproject
 from cgc_core.io import write_depth_png, write_json, write_label_png, write_rgb
 
@@ -70,6 +71,9 @@ NEAR, FAR = 0.05, 20.0
 # TinyRenderer samples pixel (col, row) at (col + 0, row + 1) of the OpenGL window mapping;
 # shifting the principal point by these amounts makes it sample at the pixel centres.
 _TINY_CX_SHIFT, _TINY_CY_SHIFT = -0.5, 0.5
+POSES_TRUE_FILE = "poses_true.json"
+"""{frame: [4, 4] exact OpenCV camera-to-world} of every view, written when the family's
+training poses carry SLAM-like error (pose, robot)."""
 
 
 @dataclass(frozen=True)
@@ -215,7 +219,42 @@ class Family:
     """make_inconsistent_masks arguments that differ from its defaults."""
     merge_reach: float | None = None
     """Merges: merge_reach_px as a fraction of the image width."""
+    # --- robot conditions (families 500+); the defaults leave the scenes above as they were ---
+    n_objects_range: tuple[int, int] | None = None
+    """Clutter: (min, max) objects, drawn per scene, instead of n_objects."""
+    n_touching: tuple[int, int] = (0, 0)
+    """Clutter: (min, max) pairs placed touching (footprints `pair_gap` apart)."""
+    n_train: int = 40
+    """Training views (the default of make_synthetic_scene's n_train)."""
+    pose_rot_deg: float = 0.0
+    """SLAM-like error of the training poses written to transforms.json / COLMAP: RMS rotation
+    about the camera centre (degrees), independent per frame, random axis. Test views and
+    poses_true.json keep the exact poses."""
+    pose_trans_m: float = 0.0
+    """RMS camera-centre error of the training poses (m), random direction."""
+    exposure: float = 0.0
+    """Training images: one gain per frame, uniform in [1 - exposure, 1 + exposure]."""
+    white_balance: float = 0.0
+    """Training images: one factor per channel and frame, uniform in 1 ± white_balance."""
+    image_noise: float = 0.0
+    """Training images: Gaussian sensor noise, σ in grey levels of 255 (clipped to uint8)."""
+    depth_noise_at_1m: float = 0.0
+    """Training depth: Gaussian noise of σ(z) = depth_noise_at_1m · z² (m)."""
+    depth_hole_fraction: float = 0.0
+    """Training depth: share of valid pixels made invalid (0), along edges, in blobs, single."""
 
+
+ROBOT_CONDITIONS = dict(
+    clutter=dict(n_objects_range=(8, 12), n_touching=(3, 4), pair_gap=(0.0, 0.01), gap=0.01,
+                 spread=0.5, small_size=(0.06, 0.10), n_split=(0, 1), min_gt_pixels=60),
+    pose=dict(pose_rot_deg=0.5, pose_trans_m=0.005),
+    photometric=dict(exposure=0.12, white_balance=0.03, image_noise=3.0),
+    depth_noise=dict(depth_noise_at_1m=0.0025, depth_hole_fraction=0.02),
+    low=dict(elevation_deg=(20.0, 45.0), distance=(0.55, 0.9), n_train=60, room=True,
+             cloud_radius=4.5),
+)
+"""The robot conditions of issue 24, one family each (seeds 500-999) and all together (robot,
+1000-1099). Low views see over the table, so they get the wide family's walls instead of sky."""
 
 FAMILIES = (
     Family("tabletop"),
@@ -225,9 +264,24 @@ FAMILIES = (
     Family("split", n_split=(1, 2)),
     Family("merges", gap=0.01, spread=0.45, masks={"merge_prob": 0.4, "merge_with": "objects"},
            merge_reach=0.02),
+    *(Family(name, **params) for name, params in ROBOT_CONDITIONS.items()),
+    Family("robot", **{k: v for params in ROBOT_CONDITIONS.values() for k, v in params.items()}),
 )
 FAMILY_SEEDS = 100
 """Seeds per family: seed // FAMILY_SEEDS indexes FAMILIES."""
+_ROBOT_FIELDS = ("n_objects_range", "n_touching", "n_train", "pose_rot_deg", "pose_trans_m",
+                 "exposure", "white_balance", "image_noise", "depth_noise_at_1m",
+                 "depth_hole_fraction")
+
+
+def family_params(family: Family) -> dict:
+    """The family as synth.json records it: every field, except the robot-condition fields a
+    family leaves at their defaults (so scenes of families 0-499 keep their synth.json)."""
+    params = dataclasses.asdict(family)
+    for name in _ROBOT_FIELDS:
+        if params[name] == dataclasses.asdict(Family("default"))[name]:
+            del params[name]
+    return params
 
 
 def scene_family(seed: int) -> Family:
@@ -261,7 +315,7 @@ class PlacedObject:
 
 
 def make_synthetic_scene(out_dir: str | Path, seed: int = 0, width: int = 320, height: int = 240,
-                         n_train: int = 40, n_test: int = 8, n_objects: int | None = None,
+                         n_train: int | None = None, n_test: int = 8, n_objects: int | None = None,
                          fov_deg: float = 60.0, radius: tuple[float, float] | None = None,
                          elevation: tuple[float, float] | None = None,
                          min_gt_pixels: int | None = None, n_cloud_views: int = 6,
@@ -275,9 +329,11 @@ def make_synthetic_scene(out_dir: str | Path, seed: int = 0, width: int = 320, h
             camera jitter and mask corruption.
         width, height: image size in pixels.
         n_train, n_test: number of views; test views are interleaved between train views on
-            the orbit (never at a train pose).
-        n_objects: objects on the table (default: the family's; tabletop 6), drawn without
-            repetition from CATALOGUE (and the family's own objects).
+            the orbit (never at a train pose). n_train defaults to the family's (40; low and
+            robot 60).
+        n_objects: objects on the table (default: the family's; tabletop 6, clutter and robot
+            8-12 drawn per scene), drawn without repetition from CATALOGUE (and the family's
+            own objects).
         fov_deg: horizontal field of view; fx = fy (square pixels), principal point at the centre.
         radius: (min, max) horizontal distance of the cameras from the table centre, metres
             (default: the family's, see orbit_cameras).
@@ -287,7 +343,9 @@ def make_synthetic_scene(out_dir: str | Path, seed: int = 0, width: int = 320, h
             floaters that fog novel views. (The wide family's lower cameras see walls instead.)
         min_gt_pixels: an object gets a test mask in a test view only with at least this many
             visible pixels (default: the family's; 100, small family 40).
-        n_cloud_views: train views whose depth maps are back-projected into `points3d.ply`.
+        n_cloud_views: train views whose depth maps are back-projected into `points3d.ply`:
+            as a user would have it, from the depth and the poses the scene gives (in the
+            pose and depth-noise families, the noisy ones).
         max_cloud_points: random subsample size of that point cloud.
         shadows: render cast shadows (about twice the render time; view-consistent shading
             that makes the scene look less like flat-coloured cut-outs).
@@ -300,7 +358,7 @@ def make_synthetic_scene(out_dir: str | Path, seed: int = 0, width: int = 320, h
     import pybullet_data
 
     family = scene_family(seed)
-    n_objects = family.n_objects if n_objects is None else n_objects
+    n_train = family.n_train if n_train is None else n_train
     min_gt_pixels = family.min_gt_pixels if min_gt_pixels is None else min_gt_pixels
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -308,6 +366,10 @@ def make_synthetic_scene(out_dir: str | Path, seed: int = 0, width: int = 320, h
     # Independent streams per stage, so the cameras can be re-derived without pybullet
     # (`orbit_cameras`) and changing one stage's draws leaves the others as they were.
     object_rng, cloud_rng = np.random.default_rng([seed, 0]), np.random.default_rng([seed, 2])
+    if n_objects is None and family.n_objects_range is not None:
+        n_objects = int(object_rng.integers(family.n_objects_range[0],
+                                            family.n_objects_range[1] + 1))
+    n_objects = family.n_objects if n_objects is None else n_objects
     if family.name == "tabletop" and not 1 <= n_objects <= len(CATALOGUE):
         raise ValueError(f"n_objects must lie in 1..{len(CATALOGUE)}, got {n_objects}")
     client = pybullet.connect(pybullet.DIRECT)
@@ -336,8 +398,10 @@ def make_synthetic_scene(out_dir: str | Path, seed: int = 0, width: int = 320, h
     if world.part_groups:
         mask_args["keep_apart"] = world.part_groups
     say("writing images, depth, instances and corrupted masks")
+    # What the user gets: training views as the sensors and SLAM give them (sensor families).
+    sensed, given, sensor = _sensor_views(family, seed, cameras, set(test_list), renders)
     for index, cam in enumerate(cameras):
-        rgb, depth, instances = renders[cam.name]
+        rgb, depth, instances = sensed[cam.name]
         write_rgb(cam.image_path, rgb)
         write_depth_png(cam.depth_path, depth)
         write_label_png(out / "instances" / f"{cam.name}.png", instances)
@@ -354,13 +418,15 @@ def make_synthetic_scene(out_dir: str | Path, seed: int = 0, width: int = 320, h
     train_names = [c.name for c in cameras if c.name not in test_list]
 
     say("writing point cloud, transforms.json, COLMAP model and ground truth")
-    cloud_views = [cameras[i] for i in _spread([cameras.index(c) for c in cameras
-                                                if c.name in train_names], n_cloud_views)]
-    points, colors = _point_cloud(cloud_views, renders, max_cloud_points, cloud_rng,
+    cloud_views = [given[i] for i in _spread([cameras.index(c) for c in cameras
+                                              if c.name in train_names], n_cloud_views)]
+    points, colors = _point_cloud(cloud_views, sensed, max_cloud_points, cloud_rng,
                                   family.cloud_radius)
     write_point_ply(out / "points3d.ply", points, colors)
-    write_nerfstudio_scene(out, cameras, train_names, test_list, ply_file="points3d.ply")
-    write_colmap_model(out / "sparse" / "0", cameras, points, colors, binary=True)
+    write_nerfstudio_scene(out, given, train_names, test_list, ply_file="points3d.ply")
+    write_colmap_model(out / "sparse" / "0", given, points, colors, binary=True)
+    if family.pose_rot_deg > 0 or family.pose_trans_m > 0:
+        write_json(out / POSES_TRUE_FILE, {c.name: c.cam_to_world.tolist() for c in cameras})
     write_json(out / SPLIT_FILE, {"train": train_names, "test": test_list})
     write_json(out / "objects.json", {str(k): v for k, v in sorted(names.items())})
     gt_count = _write_test_masks(out, test_list, renders, object_names, min_gt_pixels)
@@ -372,14 +438,58 @@ def make_synthetic_scene(out_dir: str | Path, seed: int = 0, width: int = 320, h
     write_json(out / "synth.json", {
         "seed": seed, "width": width, "height": height, "near": NEAR, "far": FAR,
         "family": family.name,
-        "family_params": dataclasses.asdict(family),
+        "family_params": family_params(family),
         "masks": {k: v for k, v in mask_args.items() if k != "keep_apart"},
         "min_gt_pixels": min_gt_pixels,
         "objects": [_object_record(o) for o in objects],
-        **world.extra,
+        **world.extra, **({"sensor": sensor} if sensor else {}),
         "test_masks": gt_count, "prompts": len(prompts), "unprompted": unprompted,
     })
     return out
+
+
+def _sensor_views(family: Family, seed: int, cameras: list[Camera], test_names: set[str],
+                  renders: dict) -> tuple[dict, list[Camera], dict]:
+    """The views as a robot's sensors and SLAM give them: ({frame: (rgb, depth, instances)},
+    the cameras with the given poses, the sensor record for synth.json; empty without any
+    corruption).
+
+    Only training views are corrupted (test views and every instance map stay exact). Each
+    condition draws from its own stream per view, [seed, 5 | 6 | 7, view]: pose, image, depth.
+    """
+    if not any(getattr(family, name) > 0 for name in (
+            "pose_rot_deg", "pose_trans_m", "exposure", "white_balance", "image_noise",
+            "depth_noise_at_1m", "depth_hole_fraction")):
+        return renders, list(cameras), {}
+    sensed, given, frames = dict(renders), [], {}
+    for index, cam in enumerate(cameras):
+        if cam.name in test_names:
+            given.append(cam)
+            continue
+        rgb, depth, instances = renders[cam.name]
+        record = {}
+        c2w = cam.cam_to_world
+        if family.pose_rot_deg > 0 or family.pose_trans_m > 0:
+            c2w = perturb_pose(c2w, family.pose_rot_deg, family.pose_trans_m,
+                               np.random.default_rng([seed, 5, index]))
+            rot, trans = pose_error(c2w, cam.cam_to_world)
+            record.update(rot_error_deg=rot, trans_error_m=trans)
+        if family.exposure > 0 or family.white_balance > 0 or family.image_noise > 0:
+            rgb, drawn = exposure_and_noise(rgb, np.random.default_rng([seed, 6, index]),
+                                            family.exposure, family.white_balance,
+                                            family.image_noise)
+            record.update(drawn)
+        if family.depth_noise_at_1m > 0 or family.depth_hole_fraction > 0:
+            depth = depth_noise(depth, np.random.default_rng([seed, 7, index]),
+                                family.depth_noise_at_1m, family.depth_hole_fraction)
+        sensed[cam.name] = (rgb, depth, instances)
+        given.append(dataclasses.replace(cam, cam_to_world=c2w))
+        frames[cam.name] = record
+    params = {name: getattr(family, name) for name in (
+        "pose_rot_deg", "pose_trans_m", "exposure", "white_balance", "image_noise",
+        "depth_noise_at_1m", "depth_hole_fraction")}
+    return sensed, given, {**params, "streams": "pose [seed, 5, view], image [seed, 6, view], "
+                           "depth [seed, 7, view]", "frames": frames}
 
 
 def _object_record(o: PlacedObject) -> dict:
@@ -425,6 +535,8 @@ def _build_world(pybullet, client: int, rng: np.random.Generator, n_objects: int
     placer = _Placer(pybullet, client, rng, family)
     if family.name == "small":
         _small_objects(placer, world, n_objects)
+    elif family.n_touching[1] > 0:
+        _clutter_objects(placer, world, n_objects)
     elif family.name == "split":
         n_split = int(rng.integers(family.n_split[0], family.n_split[1] + 1))
         if not 1 <= n_objects - n_split <= len(CATALOGUE):
@@ -492,6 +604,43 @@ def _small_objects(placer: _Placer, world: _World, n_objects: int) -> None:
         pairs.append({"objects": [a[0].name, b[0].name], "gap": gap})
     for item in loaded[2 * n_pairs:]:
         placer.place_loaded(world, item, spread=family.single_spread)
+    world.extra["pairs"] = pairs
+
+
+def _clutter_objects(placer: _Placer, world: _World, n_objects: int) -> None:
+    """Clutter: up to 7 catalogue models (no tray), 0-1 split objects and small primitives to
+    make `n_objects`; `n_touching` pairs placed touching (footprints 0-1 cm apart), the others
+    `gap` (1 cm) apart, all packed in the middle of the table."""
+    family, rng = placer.family, placer.rng
+    n_split = int(rng.integers(family.n_split[0], family.n_split[1] + 1))
+    models = [k for k, spec in enumerate(CATALOGUE) if spec.name != "tray"]
+    n_models = min(len(models), n_objects - n_split, int(rng.integers(5, 8)))
+    n_small = n_objects - n_split - n_models
+    if n_small > len(SMALL_PRIMITIVES) or n_objects < 2:
+        raise ValueError(f"n_objects must lie in 2..{len(models) + len(SMALL_PRIMITIVES) + 1} "
+                         f"for the {family.name} family, got {n_objects}")
+    items = []
+    for k in rng.choice(models, size=n_models, replace=False):
+        yaw = float(rng.uniform(0, 2 * np.pi))
+        body, lo, hi = placer.load_model(CATALOGUE[k], yaw)
+        items.append((CATALOGUE[k], [body], lo, hi, yaw, None))
+    for k in rng.choice(len(SPLIT_CATALOGUE), size=n_split, replace=False):
+        yaw = float(rng.uniform(0, 2 * np.pi))
+        bodies, lo, hi = placer.make_primitive(SPLIT_CATALOGUE[k], yaw)
+        items.append((SPLIT_CATALOGUE[k], bodies, lo, hi, yaw, None))
+    for k in rng.choice(len(SMALL_PRIMITIVES), size=n_small, replace=False):
+        items.append(placer.load_small(SMALL_PRIMITIVES[k], float(rng.uniform(*family.small_size)),
+                                       float(rng.uniform(0, 2 * np.pi))))
+    items = [items[k] for k in rng.permutation(len(items))]
+    n_pairs = min(int(rng.integers(family.n_touching[0], family.n_touching[1] + 1)),
+                  len(items) // 2)
+    pairs = []
+    for k in range(n_pairs):
+        a, b = items[2 * k], items[2 * k + 1]
+        gap = placer.place_pair(world, a, b)
+        pairs.append({"objects": [a[0].name, b[0].name], "gap": gap})
+    for item in items[2 * n_pairs:]:
+        placer.place_loaded(world, item)
     world.extra["pairs"] = pairs
 
 
@@ -747,7 +896,7 @@ def _free_spot(rng: np.random.Generator, half_size: np.ndarray,
 
 
 def orbit_cameras(out_dir: str | Path, seed: int = 0, width: int = 320, height: int = 240,
-                  n_train: int = 40, n_test: int = 8, fov_deg: float = 60.0,
+                  n_train: int | None = None, n_test: int = 8, fov_deg: float = 60.0,
                   radius: tuple[float, float] | None = None,
                   elevation: tuple[float, float] | None = None, max_roll_deg: float = 4.0
                   ) -> tuple[list[Camera], list[str]]:
@@ -762,11 +911,13 @@ def orbit_cameras(out_dir: str | Path, seed: int = 0, width: int = 320, height: 
 
     `radius` (horizontal distance from the table centre) and `elevation` (height above the table
     top), in metres, default to the seed's family's (tabletop (0.7, 1.0) and (0.6, 0.9)). The
-    wide family instead sweeps the elevation angle seen from the table centre over
+    wide and low families instead sweep the elevation angle seen from the table centre over
     `Family.elevation_deg` and the distance over `Family.distance` (far when low), unless
-    radius or elevation is given.
+    radius or elevation is given. These are the exact poses; the pose family's training poses
+    get their error later (`make_synthetic_scene`).
     """
     family = scene_family(seed)
+    n_train = family.n_train if n_train is None else n_train
     angles = family.elevation_deg is not None and radius is None and elevation is None
     radius = family.radius if radius is None else radius
     elevation = family.elevation if elevation is None else elevation
