@@ -226,6 +226,23 @@ class TrainConfig:
     adam_eps: float = 1e-15
     """Adam's epsilon for every parameter (3DGS): tiny gradients of far Gaussians must still
     move them."""
+    pose_refine: bool = True
+    """Learn a pose correction per training view jointly with the map (`train/corrections.py`):
+    given poses from SLAM or SfM carry error, which blurs the map and bleeds features across
+    object borders. Results in bench/results/robust_factors.md."""
+    pose_refine_from: int = 100
+    """First iteration that moves the poses: before it the map is still the initial cloud."""
+    lr_pose_rotation: float = 1e-3
+    """Adam rate of the pose corrections' rotation (radians per step), decaying to a tenth by the
+    last planned iteration."""
+    lr_pose_translation: float = 1e-3
+    """Adam rate of the pose corrections' translation, times the scene extent (metres per
+    step), decaying as the rotation's."""
+    exposure_compensation: bool = True
+    """Learn a per-channel gain and offset per training view (cameras change exposure between
+    frames); the map itself is rendered at the neutral exposure for queries and reports."""
+    lr_exposure: float = 1e-3
+    """Adam rate of the exposure corrections (log-gain and offset)."""
     densify_from: int = 500
     """First iteration that may clone or split Gaussians (3DGS)."""
     densify_until: int = 15_000

@@ -1,7 +1,9 @@
 """A training run on disk: `cgc train` writes it, `cgc segment / eval / render` read it.
 
 RUN/
-    run.json        what was trained: scene path, masks, effective config, iterations, timings
+    run.json        what was trained: scene path, masks, effective config, iterations, timings,
+                    and each training view's learned pose and exposure correction
+                    ("view_corrections": name, rotation_deg, translation_mm, pose, gain, offset)
     model.ply       the Gaussians (3DGS PLY + f_seg_* features), readable by splat viewers
     checkpoint.pt   the whole live session, resumable (written atomically, loads weights-only)
     stream.json     `cgc stream` only: per keyframe, when it arrived, became a keyframe and got
@@ -93,6 +95,7 @@ def write_run(out: Path, session: LiveSession, scene: Scene, info: dict,
     view = trainer.views[0]
     info = {**info, "iterations": trainer.step_count, "train_resolution": [view.width, view.height],
             "device": str(session.device), "num_gaussians": int(trainer.splats["means"].shape[0]),
+            "view_corrections": trainer.view_corrections(),
             "config": dataclasses.asdict(session.config)}
     write_json(out / RUN_FILE, info)
     log(f"{info['num_gaussians']} Gaussians after {info['iterations']} iterations -> "

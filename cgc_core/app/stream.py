@@ -122,6 +122,7 @@ def stream_scene(scene_path: Path, out: Path, *, config: CGCConfig,
     write_json(out / STREAM_FILE, {
         "rate": rate, "frames": stats.frames_received, "frames_dropped": stats.frames_dropped,
         "keyframes_evicted": stats.keyframes_evicted, "stream_seconds": round(streamed, 2),
+        "pose_corrections": stats.pose_corrections,
         "total_seconds": round(seconds, 2), "keyframes": session.timeline,
         "quality": quality.samples})
     log(f"streamed in {streamed:.0f} s, trained in {seconds:.0f} s in all: "

@@ -7,6 +7,7 @@ iterations of the paper's schedule cost one render, not two.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -14,6 +15,9 @@ from torch import Tensor
 from cgc_core.config import RenderConfig
 from cgc_core.model.sh import eval_sh
 from cgc_core.render import RenderOutput, rasterize
+
+if TYPE_CHECKING:
+    from cgc_core.train.corrections import WorldTransform
 
 
 @dataclass
@@ -28,17 +32,25 @@ class ViewRender:
 def render_view(splats: torch.nn.ParameterDict, viewmat: Tensor, K: Tensor, width: int,
                 height: int, *, sh_degree: int, render: RenderConfig, with_rgb: bool = True,
                 with_features: bool = False, with_depth: bool = False,
-                background: Tensor | None = None) -> ViewRender:
+                background: Tensor | None = None,
+                world_transform: WorldTransform | None = None) -> ViewRender:
     """Rasterize the model.
 
     Args:
         viewmat: [4, 4] world-to-camera (OpenCV axes); K: [3, 3].
         sh_degree: active SH degree for colour.
         background: [3] colour background (features always use 0).
+        world_transform: moves the Gaussians before rasterizing (a learned pose correction,
+            `train/corrections.py`); colour still sees them from the corrected camera centre.
     """
+    means, quats = splats["means"], splats["quats"]
+    if world_transform is None:
+        cam_centre = torch.linalg.inv(viewmat)[:3, 3]
+    else:
+        cam_centre = world_transform.camera_centre(viewmat)
+        means, quats = world_transform.apply(means, quats)
     channels = []
     if with_rgb:
-        cam_centre = torch.linalg.inv(viewmat)[:3, 3]
         dirs = splats["means"] - cam_centre
         channels.append(eval_sh(sh_degree, splats["sh0"], splats["shN"], dirs))
     if with_features:
@@ -48,7 +60,7 @@ def render_view(splats: torch.nn.ParameterDict, viewmat: Tensor, K: Tensor, widt
     if background is not None and with_rgb:
         bg = torch.cat([background.to(colors), colors.new_zeros(colors.shape[1] - 3)])
     out = rasterize(
-        splats["means"], splats["quats"], splats["log_scales"].exp(),
+        means, quats, splats["log_scales"].exp(),
         torch.sigmoid(splats["opacities"]), colors, viewmat, K, width, height,
         background=bg, render_depth=with_depth, near=render.near, far=render.far,
         eps2d=render.eps2d, backend=render.backend)

@@ -112,6 +112,9 @@ class LiveStats:
     num_gaussians: int
     step: int
     iterations_per_second: float
+    pose_corrections: dict = field(default_factory=dict)
+    """The keyframes' learned pose corrections: count, median and max rotation (degrees) and
+    translation (mm); empty before any keyframe trained (`corrections_summary`)."""
 
 
 class LiveSession:
@@ -346,7 +349,9 @@ class LiveSession:
             keyframes=len(self.keyframes), keyframes_evicted=counts.get("evicted", 0),
             segments_pending=len(self._segment_jobs),
             num_gaussians=0 if trainer is None else int(trainer.splats["means"].shape[0]),
-            step=0 if trainer is None else trainer.step_count, iterations_per_second=rate)
+            step=0 if trainer is None else trainer.step_count, iterations_per_second=rate,
+            pose_corrections={} if trainer is None else corrections_summary(
+                trainer.view_corrections()))
 
     def elapsed(self) -> float:
         """Seconds since the session began (the clock of `timeline`)."""
@@ -662,6 +667,20 @@ class LiveSession:
             self._version += 1
             if self._prior_used is not None:
                 self._prior_used[:] = False
+
+
+def corrections_summary(corrections: list[dict | None]) -> dict:
+    """Median and largest pose correction over the views that have one (`view_corrections`)."""
+    known = [c for c in corrections if c is not None]
+    if not known:
+        return {}
+    rotation = [c["rotation_deg"] for c in known]
+    translation = [c["translation_mm"] for c in known]
+    return {"views": len(known),
+            "median_rotation_deg": round(float(np.median(rotation)), 4),
+            "max_rotation_deg": round(float(np.max(rotation)), 4),
+            "median_translation_mm": round(float(np.median(translation)), 3),
+            "max_translation_mm": round(float(np.max(translation)), 3)}
 
 
 def _get(state, key):

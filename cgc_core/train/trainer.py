@@ -37,6 +37,7 @@ from cgc_core.losses import (
 )
 from cgc_core.model.gaussians import create_gaussians, sh_degree_of
 from cgc_core.model.view import render_view
+from cgc_core.train.corrections import ViewCorrection
 from cgc_core.train.densify import Densifier
 from cgc_core.train.keyframes import KeyframePicker
 from cgc_core.train.views import TrainingView
@@ -146,6 +147,38 @@ class Trainer:
             lr *= (t.lr_means_final / t.lr_means) ** progress
         self.optimizers["means"].param_groups[0]["lr"] = lr
 
+    def _correction(self, view: TrainingView) -> ViewCorrection | None:
+        """The view's learned pose / exposure correction, made on its first use (None when both
+        are switched off)."""
+        t = self.config.train
+        if not (t.pose_refine or t.exposure_compensation):
+            return None
+        if view.correction is None:
+            view.correction = ViewCorrection(t, self.device)
+        return view.correction
+
+    def _set_correction_rates(self, correction: ViewCorrection) -> None:
+        """Pose rates decay to a tenth over a planned schedule (constant when open-ended), so
+        the corrections settle instead of jittering by one step around the answer."""
+        t = self.config.train
+        decay = 1.0
+        if self.iterations is not None:
+            decay = 0.1 ** min(1.0, self.step_count / max(1, self.iterations))
+        rates = {"rotation": t.lr_pose_rotation * decay,
+                 "translation": t.lr_pose_translation * self.extent * decay}
+        for group in correction.optimizer.param_groups:
+            name = group.get("name")
+            if name in rates:
+                group["lr"] = rates[name]
+
+    def view_corrections(self) -> list[dict | None]:
+        """Each training view's learned correction in plain numbers (`ViewCorrection.summary`),
+        None for a view not yet trained."""
+        with self.lock:
+            return [None if v.correction is None else {"name": v.camera.name,
+                                                       **v.correction.summary()}
+                    for v in self.views]
+
     # ------------------------------------------------------------------ one iteration
 
     def step(self) -> StepStats:
@@ -160,12 +193,20 @@ class Trainer:
             with_features = (loss_cfg.clustering_every > 0 and step % loss_cfg.clustering_every == 0
                              and view.segments is not None and loss_cfg.clustering_weight > 0)
             with_depth = view.depth is not None and loss_cfg.depth_weight > 0
+            correction = self._correction(view)
+            transform = None
+            if correction is not None and correction.pose_enabled \
+                    and step >= self.config.train.pose_refine_from:
+                transform = correction.world_transform(view.viewmat)
             out = render_view(self.splats, view.viewmat, view.K, view.width, view.height,
                               sh_degree=self.sh_degree, render=self.config.render,
                               with_features=with_features, with_depth=with_depth,
-                              background=self.background)
+                              background=self.background, world_transform=transform)
             out.raw.means2d.retain_grad()
-            rendering = rendering_loss(out.rgb, view.image, loss_cfg.ssim_lambda)
+            rgb = out.rgb
+            if correction is not None and correction.exposure_enabled:
+                rgb = correction.expose(rgb)
+            rendering = rendering_loss(rgb, view.image, loss_cfg.ssim_lambda)
             loss = rendering
             if with_depth:
                 loss = loss + loss_cfg.depth_weight * depth_loss(out.depths, out.alphas,
@@ -200,6 +241,9 @@ class Trainer:
             for optimizer in self.optimizers.values():
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
+            if correction is not None:
+                self._set_correction_rates(correction)
+                correction.step()
             if self.before_opacity_reset is not None and self.densifier.resets_opacity_at(step):
                 self.before_opacity_reset()
             self.densifier.step(step, self.splats, self.optimizers)
@@ -276,6 +320,8 @@ class Trainer:
                 "view_rng": self.view_rng.bit_generator.state,
                 "picker": self.picker.state(),
                 "view_uses": list(self.view_uses),
+                "view_corrections": [None if v.correction is None else v.correction.state()
+                                     for v in self.views],
             }
 
     def load_state_dict(self, state: dict) -> None:
@@ -298,6 +344,11 @@ class Trainer:
             self.view_rng.bit_generator.state = state["view_rng"]
             self.picker.load_state(state["picker"])
             self.view_uses = [int(u) for u in state["view_uses"]]
+            # Checkpoints from before the corrections existed load with none learned.
+            for view, saved in zip(self.views, state.get("view_corrections") or [], strict=False):
+                view.correction = None
+                if saved is not None and self._correction(view) is not None:
+                    view.correction.load_state(saved)
 
     def save_checkpoint(self, path: Path) -> None:
         """Atomic: a crash mid-write leaves the previous checkpoint intact."""

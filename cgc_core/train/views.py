@@ -12,6 +12,7 @@ from torch import Tensor
 from cgc_core.cameras import Camera
 from cgc_core.config import LossConfig
 from cgc_core.segment.edges import snap_as_configured
+from cgc_core.train.corrections import ViewCorrection
 
 
 @dataclass
@@ -23,6 +24,8 @@ class TrainingView:
     K: Tensor                # [3, 3]
     area_scale: float = 1.0  # training pixels / native pixels (pixel-count thresholds scale by it)
     depth: Tensor | None = None  # [H, W] measured metres (0 = invalid) at training resolution
+    correction: ViewCorrection | None = None
+    """Pose and exposure learned for this view (`train/corrections.py`); made by the trainer."""
 
     @property
     def width(self) -> int:
