@@ -120,6 +120,16 @@ def test_robot_scene_corrupts_only_what_sensors_and_slam_give(tmp_path, monkeypa
     info = json.loads((root / "synth.json").read_text())
     assert info["family"] == "robot" and 8 <= len(info["objects"]) <= 12
     assert len(info["pairs"]) >= 3 and all(0 <= p["gap"] <= 0.01 for p in info["pairs"])
+    # Touching pairs 0-1 cm apart (footprints), every other pair of objects at least 1 cm.
+    footprints = {o["name"]: (np.array(o["aabb"][0][:2]), np.array(o["aabb"][1][:2]))
+                  for o in info["objects"]}
+    paired = {frozenset(p["objects"]) for p in info["pairs"]}
+    for a in footprints:
+        for b in footprints:
+            if a < b:
+                (lo_a, hi_a), (lo_b, hi_b) = footprints[a], footprints[b]
+                gap = np.linalg.norm(np.maximum(np.maximum(lo_a - hi_b, lo_b - hi_a), 0.0))
+                assert gap <= 0.01 + 1e-6 if frozenset((a, b)) in paired else gap >= 0.01 - 1e-6
     sensor = info["sensor"]
     assert sensor["pose_rot_deg"] == 0.5 and sensor["depth_hole_fraction"] == 0.02
     truth, test_names = orbit_cameras(root, 1003, **ROBOT_VIEWS)
