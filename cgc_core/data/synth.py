@@ -18,19 +18,40 @@ user meets; all write the same layout:
     400-499  merges    objects packed 1 cm apart; the masks merge an object with a neighbouring
                        object (never the table) with probability 0.4 instead of 0.1
 
+Robot conditions (`ROBOT_CONDITIONS`), each alone, then together. Only what a sensor or SLAM
+gives is corrupted: training RGB, training depth, training poses (`cgc_core.data.sensor_noise`,
+one RNG stream per condition and view); instances, masks, test views and ground truth are exact:
+
+    500-599    clutter      8-12 objects (catalogue, small primitives, 0-1 split objects) packed
+                            in the middle of the table, 3-4 pairs touching (footprints 0-1 cm
+                            apart), the others at least 1 cm apart
+    600-699    pose         tabletop objects; training poses with SLAM-like error, 0.5 deg and
+                            5 mm RMS per frame (random axis, rotation about the camera centre)
+    700-799    photometric  tabletop objects; exposure gain ±12 % and white balance ±3 % per
+                            frame, sensor noise σ 3/255
+    800-899    depth_noise  tabletop objects; depth noise σ = 0.0025 z² (m), 2 % holes (edges,
+                            blobs, single pixels)
+    900-999    low          views 20-45 deg above the table, 0.55-0.9 m from its centre, 60
+                            training views; walls around the room (a robot indoors sees no sky)
+    1000-1099  robot        all of the above
+
 Layout:
 
-    images/<frame>.png              RGB
-    depth/<frame>.png               16-bit z-depth in millimetres (0 = sky)
+    images/<frame>.png              RGB (training views as the camera gives them)
+    depth/<frame>.png               16-bit z-depth in millimetres (0 = sky or a sensor hole)
     instances/<frame>.png           exact instance ids, the same in every view (objects.json)
     masks_inconsistent/<frame>.png  SAM-like corrupted segments (cgc_core.data.inconsistent)
-    transforms.json                 nerfstudio cameras + split + depth + ply_file_path
+    transforms.json                 nerfstudio cameras + split + depth + ply_file_path (the
+                                    given poses: with error in the pose and robot families)
     sparse/0/                       the same cameras (and points) as a binary COLMAP model
     split.json                      the split, for readers of the COLMAP model
-    points3d.ply                    coloured points back-projected from a few depth maps
+    points3d.ply                    coloured points back-projected from a few training views'
+                                    depth maps with their given poses (noisy where those are)
+    poses_true.json                 pose and robot families: {frame: exact [4, 4] OpenCV c2w}
     test_mask/<frame>/<object>.png  LERF-Mask style ground truth for the test views
     prompts.json                    one pixel prompt per object, in a train view
     objects.json                    {instance id: name}; synth.json: generator parameters
+                                    (robot conditions: "sensor", the draws of every frame)
 
 Instance ids: 0 = background (sky), 1 = floor, 2 = table, 3.. = the objects, then (wide family)
 the room's walls and furniture ("scenery" in synth.json). Floor, table and scenery are kept as ids
