@@ -61,6 +61,7 @@ from cgc_core.data.synth import (  # noqa: E402
     FAMILIES,
     FAMILY_SEEDS,
     POSES_TRUE_FILE,
+    exact_sensor_family,
     family_params,
     make_synthetic_scene,
     scene_family,
@@ -92,27 +93,30 @@ def parse_overrides(items: list[str]) -> dict:
     return overrides
 
 
-def scene_is_current(scene_dir: Path, seed: int) -> bool:
+def scene_is_current(scene_dir: Path, seed: int, exact_sensor: bool = False) -> bool:
     """A cached scene of this seed made with the current family parameters."""
     try:
         info = json.loads((scene_dir / "synth.json").read_text())
     except (OSError, ValueError):
         return False
-    family = family_params(scene_family(seed))
+    family = scene_family(seed)
+    family = family_params(exact_sensor_family(family) if exact_sensor else family)
     return (info.get("seed") == seed and info.get("family_params") == json.loads(
         json.dumps(family)) and (scene_dir / "prompts.json").is_file()
         and (scene_dir / "transforms.json").is_file())
 
 
-def make_scene(work: Path, seed: int, fresh: bool) -> tuple[Path, float | None]:
-    """The scene folder of `seed` (made unless cached); seconds spent making it, None if cached."""
-    scene_dir = work / f"scene_seed{seed}"
-    if not fresh and scene_is_current(scene_dir, seed):
+def make_scene(work: Path, seed: int, fresh: bool, exact_sensor: bool = False
+               ) -> tuple[Path, float | None]:
+    """The scene folder of `seed` (made unless cached); seconds spent making it, None if cached.
+    `exact_sensor`: the same scene without its sensor and pose corruptions (scene_seedS_exact)."""
+    scene_dir = work / (f"scene_seed{seed}_exact" if exact_sensor else f"scene_seed{seed}")
+    if not fresh and scene_is_current(scene_dir, seed, exact_sensor):
         return scene_dir, None
     if scene_dir.exists():
         shutil.rmtree(scene_dir)
     start = time.perf_counter()
-    make_synthetic_scene(scene_dir, seed=seed)
+    make_synthetic_scene(scene_dir, seed=seed, exact_sensor=exact_sensor)
     return scene_dir, time.perf_counter() - start
 
 
@@ -208,6 +212,9 @@ def render_markdown(meta: dict, rows: list[dict], complete: bool) -> str:
         f"- iterations: {meta['iterations_text']}; mask threshold t = {meta['threshold']}",
         f"- scenes: `cgc synth --seed S` (family = S // 100), cached in {meta['work']}",
     ]
+    if meta.get("exact_sensor"):
+        lines.append("- **exact sensor**: the scenes without their pose, image and depth "
+                     "corruptions (same objects, views and masks; scene_seedS_exact)")
     if meta.get("reused_runs"):
         lines.append(f"- models: the runs `run_{meta['reused_runs']}_seedS` trained earlier, "
                      "evaluated with today's query code (train seconds are theirs)")
@@ -320,6 +327,9 @@ def main() -> None:
                         help="scenes (cached) and runs")
     parser.add_argument("--results", default=str(ROOT / "bench" / "results"),
                         help="folder for <label>.md and <label>.json")
+    parser.add_argument("--exact-sensor", action="store_true",
+                        help="the same scenes without their pose, image and depth corruptions "
+                             "(scene_seedS_exact): what each condition costs")
     parser.add_argument("--fresh-scenes", action="store_true",
                         help="regenerate the scenes even when cached")
     parser.add_argument("--reuse-runs", metavar="LABEL",
@@ -358,11 +368,12 @@ def main() -> None:
         "work": str(work),
         "seeds": seeds,
         "reused_runs": args.reuse_runs,
+        "exact_sensor": args.exact_sensor,
     }
     rows: list[dict] = []
     for seed in seeds:
         family = scene_family(seed).name
-        scene_dir, synth_seconds = make_scene(work, seed, args.fresh_scenes)
+        scene_dir, synth_seconds = make_scene(work, seed, args.fresh_scenes, args.exact_sensor)
         made = "cached" if synth_seconds is None else f"made in {synth_seconds:.1f} s"
         print(f"[{family} {seed}] scene {scene_dir} ({made})", flush=True)
         baseline = per_view_baseline(scene_dir)

@@ -295,6 +295,16 @@ _ROBOT_FIELDS = ("n_objects_range", "n_touching", "n_train", "pose_rot_deg", "po
                  "depth_hole_fraction")
 
 
+SENSOR_FIELDS = ("pose_rot_deg", "pose_trans_m", "exposure", "white_balance", "image_noise",
+                 "depth_noise_at_1m", "depth_hole_fraction")
+"""The corruptions of what a sensor and SLAM give (the rest of a family is the scene itself)."""
+
+
+def exact_sensor_family(family: Family) -> Family:
+    """The family with its sensor and pose corruptions off: the same draws otherwise."""
+    return dataclasses.replace(family, **{name: 0.0 for name in SENSOR_FIELDS})
+
+
 def family_params(family: Family) -> dict:
     """The family as synth.json records it: every field, except the robot-condition fields a
     family leaves at their defaults (so scenes of families 0-499 keep their synth.json)."""
@@ -341,7 +351,7 @@ def make_synthetic_scene(out_dir: str | Path, seed: int = 0, width: int = 320, h
                          elevation: tuple[float, float] | None = None,
                          min_gt_pixels: int | None = None, n_cloud_views: int = 6,
                          max_cloud_points: int = 20_000, shadows: bool = True,
-                         progress=None) -> Path:
+                         exact_sensor: bool = False, progress=None) -> Path:
     """Generate a synthetic scene folder of the seed's family (layout in the module docstring).
 
     Args:
@@ -370,6 +380,9 @@ def make_synthetic_scene(out_dir: str | Path, seed: int = 0, width: int = 320, h
         max_cloud_points: random subsample size of that point cloud.
         shadows: render cast shadows (about twice the render time; view-consistent shading
             that makes the scene look less like flat-coloured cut-outs).
+        exact_sensor: switch the family's sensor and pose corruptions off (`exact_sensor`):
+            the same scene, objects, views and masks as with them, as an exact sensor and
+            exact poses give it, to measure what each condition costs.
         progress: optional callable(str) told about each stage.
 
     Returns:
@@ -379,6 +392,8 @@ def make_synthetic_scene(out_dir: str | Path, seed: int = 0, width: int = 320, h
     import pybullet_data
 
     family = scene_family(seed)
+    if exact_sensor:
+        family = exact_sensor_family(family)
     n_train = family.n_train if n_train is None else n_train
     min_gt_pixels = family.min_gt_pixels if min_gt_pixels is None else min_gt_pixels
     out = Path(out_dir)
