@@ -57,12 +57,16 @@ def ros_environment() -> dict[str, str]:
     return env
 
 
+NODE_ENV: dict[str, str] = {}
+"""Environment only the node gets (--node-env), to try transport settings on one side."""
+
+
 def run_node_and_client(env, work: Path, scene: Path, client_args: list[str],
                         params: list[str], timeout: float) -> tuple[dict, str]:
     """Start the node, run the client to its end, stop the node: (client JSON, node log)."""
     python = str(Path(env["VENV"]) / "bin" / "python")
     log_path = work / f"node_{time.monotonic_ns()}.log"
-    node_env = dict(env, RCUTILS_CONSOLE_OUTPUT_FORMAT="{message}")
+    node_env = dict(env, RCUTILS_CONSOLE_OUTPUT_FORMAT="{message}", **NODE_ENV)
     with open(log_path, "w") as log:
         node = subprocess.Popen(
             [python, "-m", "cgc_ros.node", "--ros-args", "-r", "__ns:=/bench",
@@ -107,6 +111,9 @@ def frames(args, env) -> int:
                        "accepted": s.get("frames_accepted", 0),
                        "dropped": s.get("frames_dropped", 0), "rejected": rejected,
                        "camera_info_reused": s.get("camera_info_reused", 0),
+                       "received": {k.removeprefix("received."): v for k, v in s.items()
+                                    if k.startswith("received.")},
+                       "missing": s.get("frames_missing", 0),
                        "iterations": s.get("session", {}).get("step", 0),
                        "latency_ms": s.get("latency_ms", {}),
                        "refusal_lines": [x for x in log.splitlines() if "refused" in x][:5]}
@@ -114,7 +121,8 @@ def frames(args, env) -> int:
                 print(json.dumps(row), flush=True)
     today, cpu = datetime.date.today().isoformat(), cpu_name()
     command = (f"bench/bench_driver.py frames --runs {args.runs} --orders {args.orders} "
-               f"--seed {args.seed}" + "".join(f" --param {p}" for p in args.param))
+               f"--seed {args.seed}" + "".join(f" --param {p}" for p in args.param)
+               + "".join(f" --node-env {e}" for e in args.node_env))
     lines = [f"# Frames taken with a driver-like client ({today})", "",
              f"Command: `{command}`  ", f"Machine: {cpu}, 2 cores shared with other work.", "",
              "40 frames of 320x240 at 2 frames/s; five messages per frame back to back on "
@@ -270,7 +278,10 @@ def main() -> int:
     for p in (f, q):
         p.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE")
         p.add_argument("--out", type=Path)
+        p.add_argument("--node-env", action="append", default=[], metavar="NAME=VALUE",
+                       help="an environment variable for the node only (transport settings)")
     args = parser.parse_args()
+    NODE_ENV.update(item.split("=", 1) for item in args.node_env)
     env = ros_environment()
     return frames(args, env) if args.what == "frames" else quality(args, env)
 

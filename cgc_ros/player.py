@@ -48,8 +48,6 @@ LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
 OPTICAL_FRAME = "camera_optical"
 MAP_NAME = "map"
-COMPANION_LEAD = 0.1
-"""Seconds between a frame's companions (camera_info, pose, depth, segments) and its image."""
 AGAIN_FRAMES = 8
 """Frames sent again after learning, for the node's segmentation of them in the report."""
 SAMPLE_VIEWS = 2
@@ -118,6 +116,7 @@ class Player:
         self.status: dict = {}
         self.live: list[dict] = []
         self.sent: dict[int, str] = {}
+        self.images_sent = 0
         self.labels: dict[str, int] = {}
         """Name -> the object id the player last gave it to."""
         self.phase = "stream"
@@ -190,22 +189,23 @@ class Player:
         self.labels[name] = object_id
 
     def publish(self, camera: Camera, rgb, depth, segments, stamp: float) -> None:
+        """One frame as a camera driver and a pose source send it: every message built first,
+        then all published back to back with the frame's stamp on sensor-data QoS, the image
+        and its camera_info together (the node matches them in whatever order they arrive)."""
         head = header(stamp)
         info, pose = view_msgs(camera, stamp)
-        self.pub["camera_info"].publish(info)
-        self.pub["pose"].publish(pose)
+        msgs = [("pose", pose), ("camera_info", info)]
         if depth is not None:
             depth_msg = Image(header=head, height=depth.shape[0], width=depth.shape[1],
                               encoding="32FC1", step=4 * depth.shape[1])
             depth_msg.data = cv._byte_array(np.asarray(depth, "<f4"))
-            self.pub["depth"].publish(depth_msg)
+            msgs.append(("depth", depth_msg))
         if segments is not None:
-            self.pub["segments"].publish(cv.ids_to_image(segments, head))
-        # The image last, a moment later: the node takes an image at once and waits only
-        # 0.2 s for its companions, which a node busy training on a loaded CPU may not yet
-        # have read (18 of 39 frames were refused for it at load 8 on 2 cores).
-        self.spin(COMPANION_LEAD)
-        self.pub["image"].publish(cv.rgb_to_image(rgb, head))
+            msgs.append(("segments", cv.ids_to_image(segments, head)))
+        msgs.append(("image", cv.rgb_to_image(rgb, head)))
+        for topic, msg in msgs:
+            self.pub[topic].publish(msg)
+        self.images_sent += 1
 
 
 class Progress:
@@ -512,7 +512,14 @@ def play(args) -> dict:
         "frames_dropped", 0) >= len(frames) + len(again), 10.0)
 
     player.spin(0.2)
+    received = player.status.get("received.image", 0)
+    lost = max(0, player.images_sent - received)
+    if lost:
+        print(f"player: {lost} of the {player.images_sent} images sent never reached the node "
+              "(lost in transport; README, \"Large images\")", file=sys.stderr, flush=True)
     result = {
+        "images_sent": player.images_sent, "images_received": received,
+        "images_lost_in_transport": lost,
         "source": str(args.bag or args.scene), "kind": "bag" if args.bag else "scene",
         "rate": args.rate, "iterations": args.iterations, "frames": strip,
         "live": player.live, "quality": quality.samples, "quality_errors": quality.errors,

@@ -28,7 +28,7 @@ from std_msgs.msg import Header, String
 from cgc_core.cameras import Camera
 from cgc_core.config import CGCConfig
 from cgc_core.io import DataError, read_json, write_json
-from cgc_core.objects.cluster import cluster_objects
+from cgc_core.objects.cluster import cluster_objects, match_objects
 from cgc_core.objects.grounding import ground_text
 from cgc_core.objects.models import model_scorers
 from cgc_core.query import (
@@ -352,11 +352,23 @@ class Worker:
             since = "none received yet" if latest is None else \
                 f"the newest is {cv.stamp_seconds(latest.header) - stamp:+.2f} s from it"
             raise FrameSkipped("camera_info", f"no camera_info within {slop:g} s of the image "
-                               f"after waiting {waited:.2f} s ({since})")
+                               f"after waiting {waited:.2f} s ({since}; "
+                               f"{self._received('camera_info')})")
         if pose is None and self.settings.pose_source == "topic":
-            self._pose(image, None)  # raises FrameSkipped("pose", ...) with the detail
+            try:
+                self._pose(image, None)  # raises FrameSkipped("pose", ...) with the detail
+            except FrameSkipped as error:
+                raise FrameSkipped("pose", f"{error}; {self._received('pose')}") from None
         # Depth and segments are optional per frame: go on without (segments: no keyframe).
         return info, depth, pose, segments
+
+    def _received(self, topic: str) -> str:
+        """How many messages of `topic` and images have arrived: far fewer of a companion than
+        images means messages lost in transport before the node, not late ones."""
+        images, companions = self.counts["received.image"], self.counts[f"received.{topic}"]
+        hint = " (lost before the node? README, \"Large images\")" \
+            if companions < 0.9 * images else ""
+        return f"{companions} {topic} and {images} images received so far{hint}"
 
     def _reusable_camera_info(self, image, stamp: float):
         latest = self.inputs.camera_info.latest()
@@ -482,10 +494,29 @@ class Worker:
             return
         _, snapshot, table = result
         if self.table is not None:
-            labels = {o.id: o.label for o in self.table.objects}
-            for obj in table.objects:
-                obj.label = labels.get(obj.id, obj.label)
+            self._carry_labels(self.table, table)
         self._use(snapshot, table)
+
+    def _carry_labels(self, current, table) -> None:
+        """Labels given to `current` go to `table`, by id; a labelled object whose id the new
+        clustering no longer has passes its label to the new object that overlaps it (the
+        clustering's own match, `match_objects`), so that a label is found again by its text
+        (issue 25: "124" was lost when ids moved). A label with no object left is logged."""
+        labels = {o.id: o.label for o in current.objects}
+        new = {o.id: o for o in table.objects}
+        for object_id, label in labels.items():
+            if object_id in new:  # removed labels ("") stay removed
+                new[object_id].label = label
+        lost = {i: label for i, label in labels.items() if label and i not in new}
+        if not lost:
+            return
+        for new_id, old_id in match_objects(table.objects, current, self.config.objects).items():
+            if old_id in lost and not new[new_id].label:
+                new[new_id].label = lost.pop(old_id)
+        for old_id, label in lost.items():
+            self.counts["labels_dropped"] += 1
+            self.report("label_dropped", f"label '{label}' dropped: object {old_id} is gone "
+                        "from the new clustering and no new object overlaps it")
 
     def _use(self, snapshot, table) -> None:
         self.table = table

@@ -64,4 +64,21 @@ fi
 step "building the ROS 2 package"
 "$ROOT/scripts/build_ros.sh"
 
+# 6. Transport for camera frames (README, "Large images"). Fast DDS's buffers come from
+#    config/fastdds.xml, which scripts/ros_env.sh hands every ROS process; the kernel caps socket
+#    buffers at net.core.rmem_max / wmem_max, which matter for frames from another machine (UDP).
+#    Raised here when this runs as root; otherwise the command to run is printed.
+want=33554432
+for key in net.core.rmem_max net.core.wmem_max; do
+  current=$(sysctl -n "$key" 2>/dev/null || echo 0)
+  if [ "$current" -lt "$want" ]; then
+    if [ "$(id -u)" -eq 0 ] && sysctl -q -w "$key=$want" >/dev/null 2>&1; then
+      step "raised $key from $current to $want bytes (large camera frames over UDP)"
+    else
+      step "note: $key is $current bytes; for large frames from another machine run:" \
+        "sudo sysctl -w $key=$want"
+    fi
+  fi
+done
+
 step "ready: $VENV"

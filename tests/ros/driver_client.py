@@ -153,6 +153,8 @@ def run(args) -> dict:
         msgs = client.frame_messages(camera, scene.load_image(camera), scene.load_depth(camera),
                                      segments, start_wall + i / args.rate)
         client.wait_for(lambda: time.monotonic() >= start + i / args.rate, 60.0)
+        if i in args.skip:
+            continue  # a frame lost on the way: never published
         client.publish(msgs, args.order, i)
         sent.append(start_wall + i / args.rate)
     # Every frame accounted for in ~/status (taken or dropped), bounded.
@@ -160,7 +162,8 @@ def run(args) -> dict:
                     + client.status.get("frames_dropped", 0) >= len(sent), 30.0)
     streamed = dict(client.status)
     result = {"order": args.order, "frames_sent": len(sent), "rate": args.rate,
-              "size": [cameras[0].width, cameras[0].height], "status_streamed": streamed}
+              "size": [cameras[0].width, cameras[0].height] if cameras else None,
+              "status_streamed": streamed}
     if args.steps:
         client.wait_for(lambda: client.status.get("session", {}).get("step", 0) >= args.steps,
                         args.train_timeout)
@@ -194,7 +197,14 @@ def heldout(client: Client, scene) -> dict:
             failures.append(f"{frame}/{name}: {response.message}")
     scores = evaluate_masks(predictions, {(f, n): m for f, objs in gt.items()
                                           for n, m in objs.items()})
-    return {"mIoU": round(scores["mIoU"], 2), "mBIoU": round(scores["mBIoU"], 2),
+    # A view only half given: camera_pose without camera_info must be refused, not answered
+    # for the latest keyframe.
+    frame = next(iter(gt))
+    half = client.call(client.segment, SegmentObject.Request(
+        use_pixel=True, u=1, v=1, camera_pose=PoseStamped(
+            header=header(0.0, "map"), pose=cv.matrix_to_pose(scene.camera(frame).cam_to_world))))
+    return {"half_view": {"success": half.success, "message": half.message},
+            "mIoU": round(scores["mIoU"], 2), "mBIoU": round(scores["mBIoU"], 2),
             "pairs": scores["pairs"], "answered": len(predictions), "failures": failures[:10],
             "service_seconds_median": round(float(np.median(seconds)), 3) if seconds else None,
             "service_seconds_max": round(float(np.max(seconds)), 3) if seconds else None}
@@ -210,6 +220,8 @@ def main(argv=None) -> int:
     parser.add_argument("--masks", type=Path, help="segment PNGs per frame, sent on `segments`")
     parser.add_argument("--steps", type=int, default=0, help="wait for this many iterations")
     parser.add_argument("--train-timeout", type=float, default=900.0)
+    parser.add_argument("--skip", type=lambda text: {int(i) for i in text.split(",")},
+                        default=set(), help="frame indices not to publish (lost on the way)")
     parser.add_argument("--heldout", action="store_true")
     parser.add_argument("--save", help="save the map under this name at the end")
     args = parser.parse_args(argv)
