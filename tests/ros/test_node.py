@@ -148,7 +148,8 @@ def test_bad_messages_are_counted_by_reason_and_the_good_ones_still_served(
         cgc_nodes, run_script, scene, tmp_path, ros_namespace):
     node = cgc_nodes(ros_namespace, "pose_source:=topic", "external_segments:=true",
                      f"map_directory:={tmp_path}", "publish_rate:=2.0", "max_stamp_skew:=600.0",
-                     "queue_length:=64")  # this test counts refusals: no frame may be dropped
+                     "queue_length:=64",  # this test counts refusals: no frame may be dropped
+                     "camera_info_reuse:=0.0")  # "none came" must be refused, not reused
     out = run_script("drive_node.py", ros_namespace, str(scene), "bad", timeout=180)
     status = out["status"]
     assert len(out["kinds"]) >= 25, out["kinds"]
