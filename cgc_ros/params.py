@@ -66,8 +66,11 @@ def node_parameters() -> list[NodeParameter]:
                       "camera_info_reused. 0: every image needs its own.", range=(0.0, 3600.0)),
         NodeParameter("tf_timeout", 0.05, "Seconds to wait for a TF pose at the image's stamp "
                       "(pose_source 'tf').", range=(0.0, 5.0)),
-        NodeParameter("queue_length", 2, "Frames waiting for the worker; when full, the oldest "
-                      "is dropped (and counted), so the worker always takes recent frames.",
+        NodeParameter("queue_length", 8, "Frames waiting for the worker; when full, the oldest "
+                      "is dropped (and counted), so the worker always takes recent frames. 8 "
+                      "holds 4 s of a 2 Hz stream: a worker held up for seconds on busy cores "
+                      "(a clustering, a render) catches up instead of losing keyframes; at "
+                      "30 Hz it is a quarter of a second.",
                       range=(1, 64)),
         NodeParameter("publish_rate", 1.0, "Hz at which ~/clusters and ~/objects/markers are "
                       "refreshed (reliable, transient-local).", range=(0.01, 30.0)),
