@@ -260,16 +260,22 @@ class Worker:
                 self._pending.popleft()
                 self._refuse(cv.stamp_seconds(image.header), error, arrival)
                 continue
+            except Exception:
+                self._pending.popleft()  # a bug must not hold every later frame up
+                raise
             if frame is None:
                 return  # still waiting; later images wait behind it (stamps stay in order)
             self._pending.popleft()
             self._process(arrival, image, frame)
 
-    def _refuse(self, stamp: float, error: Exception, arrival: float) -> None:
+    def _refuse(self, stamp: float, error: Exception, arrival: float | None = None) -> None:
+        """Count and log a refused frame; `arrival` (monotonic s) when its wait is not yet
+        recorded."""
         reason = getattr(error, "reason", None) or str(error).split(":")[0]
         self.counts["frames_rejected"] += 1
         self.counts[f"rejected.{reason}"] += 1
-        self.latency["wait_ms"].append(1000 * (time.monotonic() - arrival))
+        if arrival is not None:
+            self.latency["wait_ms"].append(1000 * (time.monotonic() - arrival))
         self.report(f"frame:{reason}", f"frame at {stamp:.3f} refused: {error}")
 
     def _process(self, arrival: float, image, companions) -> None:
@@ -282,7 +288,7 @@ class Worker:
             camera, rgb, depth, segments, keyframe = self._frame(image, *companions)
             self.session.add_frame(camera, rgb, depth, segments, stamp=stamp, keyframe=keyframe)
         except (cv.ConversionError, FrameSkipped, FrameRejected) as error:
-            self._refuse(stamp, error, arrival)
+            self._refuse(stamp, error)
             return
         self.counts["frames_accepted"] += 1
         self._latest_frame_id = image.header.frame_id
