@@ -235,9 +235,11 @@ class TrainConfig:
     lr_pose_rotation: float = 1e-3
     """Adam rate of the pose corrections' rotation (radians per step), decaying to a tenth by the
     last planned iteration."""
-    lr_pose_translation: float = 1e-3
+    lr_pose_translation: float = 2.5e-4
     """Adam rate of the pose corrections' translation, times the scene extent (metres per
-    step), decaying as the rotation's."""
+    step), decaying as the rotation's. Lower than the rotation's: a small sideways shift and a
+    small turn move the image alike, and a shift along the optical axis barely changes it, so
+    at the rotation's rate the translation wandered (bench/results/robust_factors.md)."""
     exposure_compensation: bool = True
     """Learn a per-channel gain and offset per training view (cameras change exposure between
     frames); the map itself is rendered at the neutral exposure for queries and reports."""
