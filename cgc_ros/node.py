@@ -58,10 +58,8 @@ class CgcNode(Node):
         # 3. Subscriptions: sensor-data QoS, enqueue only. One callback group per topic: each
         #    topic's messages are taken in order, and no topic waits behind another's (a large
         #    image's take and conversion never holds up its camera_info).
-        self.create_subscription(
-            Image, "image",
-            lambda m: self._admit("image", m) and self.inputs.frames.put((time.monotonic(), m)),
-            qos_profile_sensor_data, callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_subscription(Image, "image", self._on_image, qos_profile_sensor_data,
+                                 callback_group=MutuallyExclusiveCallbackGroup())
         self._buffer(CameraInfo, "camera_info", self.inputs.camera_info)
         self._buffer(Image, "depth", self.inputs.depth)
         if self.settings.pose_source == "topic":
@@ -98,6 +96,11 @@ class CgcNode(Node):
         once the executor exists, so that a Ctrl-C sent on seeing it finds a clean way out."""
         self.get_logger().info(f"cgc ready: pose from {self.settings.pose_source}, map frame "
                                f"'{self.settings.map_frame}', device {self._device}")
+
+    def _on_image(self, msg: Image) -> None:
+        if self._admit("image", msg):
+            self.worker.note_image(cv.stamp_seconds(msg.header))
+            self.inputs.frames.put((time.monotonic(), msg))
 
     def _buffer(self, kind, topic: str, buffer: StampBuffer) -> None:
         self.create_subscription(

@@ -141,7 +141,7 @@ class Worker:
         """(arrival, image) taken from the queue, waiting for their companions."""
         self._last_arrival_stamp: float | None = None
         self._intervals: collections.deque = collections.deque(maxlen=20)
-        """The last periods between images' stamps, for gaps (`_note_gap`)."""
+        """The last periods between images' stamps, for gaps (`note_image`, the image callback's thread only)."""
         self._autosave_due = time.monotonic() + settings.autosave_period
         self._generation = 0
         """Bumped whenever the map is replaced or clustered on request: a background clustering
@@ -222,13 +222,14 @@ class Worker:
             self._refuse(stamp, error, arrival)
             return
         self._last_stamp = stamp  # images admitted must be newer than this one
-        self._note_gap(stamp)
         self._pending.append((arrival, image))
 
-    def _note_gap(self, stamp: float) -> None:
-        """Count and log a gap in the images' stamps several times the stream's usual period:
+    def note_image(self, stamp: float) -> None:
+        """On the image callback's thread (the only one that calls it), before the queue:
+        count and log a gap in the images' stamps several times the stream's usual period,
         frames that a driver sent and that never reached the node (best-effort transport drops
-        large messages when socket buffers are small; README, "Large images")."""
+        large messages when buffers are small; README, "Large images"). Frames the node's own
+        queue drops are counted apart (`frames_dropped`)."""
         last, self._last_arrival_stamp = self._last_arrival_stamp, stamp
         if last is None or stamp <= last:
             return
