@@ -141,7 +141,8 @@ class Worker:
         """(arrival, image) taken from the queue, waiting for their companions."""
         self._last_arrival_stamp: float | None = None
         self._intervals: collections.deque = collections.deque(maxlen=20)
-        """The last periods between images' stamps, for gaps (`note_image`, the image callback's thread only)."""
+        """The last periods between images' stamps, for gaps (`note_image`; only the image
+        callback's thread touches these two)."""
         self._autosave_due = time.monotonic() + settings.autosave_period
         self._generation = 0
         """Bumped whenever the map is replaced or clustered on request: a background clustering
