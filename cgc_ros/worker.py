@@ -448,9 +448,11 @@ class Worker:
     def _segmentation(self, camera: Camera) -> np.ndarray:
         """[H, W] object ids rendered from the model at `camera` (0: no object)."""
         ids = np.zeros((camera.height, camera.width), dtype=np.int64)
-        snapshot = self.session.snapshot()
         object_ids, features, _ = self._object_features()
-        if snapshot is None or len(object_ids) == 0:
+        if len(object_ids) == 0:
+            return ids  # no objects yet: no need to wait for the model's lock
+        snapshot = self.session.snapshot()
+        if snapshot is None:
             return ids
         feature_map = render_feature_map(snapshot.splats, camera, self.config.render)
         index = label_map(feature_map, features, self.config.query.threshold).cpu().numpy()
