@@ -72,6 +72,12 @@ def node_parameters() -> list[NodeParameter]:
                       "(a clustering, a render) catches up instead of losing keyframes; at "
                       "30 Hz it is a quarter of a second.",
                       range=(1, 64)),
+        NodeParameter("segmentation_max_side", 640, "~/segmentation is rendered at most this "
+                      "many pixels on its longer side and scaled up (nearest) to the image's "
+                      "size, so that large frames (1080p and up) do not hold the worker for "
+                      "seconds; the model trains at a lower resolution anyway on a CPU "
+                      "(`train.cpu_max_resolution`). 0: the image's own size.",
+                      range=(0, 100_000)),
         NodeParameter("publish_rate", 1.0, "Hz at which ~/clusters and ~/objects/markers are "
                       "refreshed (reliable, transient-local).", range=(0.01, 30.0)),
         NodeParameter("cluster_period", 5.0, "Seconds between two clusterings of the model "
@@ -115,6 +121,7 @@ class NodeSettings:
     camera_info_reuse: float
     tf_timeout: float
     queue_length: int
+    segmentation_max_side: int
     publish_rate: float
     cluster_period: float
     cluster_max_points: int

@@ -67,6 +67,9 @@ is reused (`camera_info_reuse`)."""
 GAP_FACTOR = 2.5
 """A gap between two images' stamps this many times the stream's median period is counted as
 frames lost before the node (`frames_missing`)."""
+STREAM_PAUSE = 10.0
+"""Seconds between two images' stamps taken as a pause of the stream (a bag paused, a robot
+parked), not as lost frames; the stream's period is learnt again after it."""
 GAP_MIN_INTERVALS = 4
 """Periods seen before gaps are judged (a stream's first frames set its rate)."""
 
@@ -238,6 +241,9 @@ class Worker:
         periods = self._intervals
         if len(periods) >= GAP_MIN_INTERVALS:
             usual = float(np.median(periods))
+            if interval > STREAM_PAUSE:  # the stream stopped and started again: no loss
+                periods.clear()
+                return
             if usual > 0 and interval > GAP_FACTOR * usual:
                 missing = int(round(interval / usual)) - 1
                 self.counts["stream_gaps"] += 1
@@ -454,9 +460,18 @@ class Worker:
         snapshot = self.session.snapshot()
         if snapshot is None:
             return ids
-        feature_map = render_feature_map(snapshot.splats, camera, self.config.render)
+        side, cap = max(camera.width, camera.height), self.settings.segmentation_max_side
+        view = camera.scaled(cap / side) if 0 < cap < side else camera
+        feature_map = render_feature_map(snapshot.splats, view, self.config.render)
         index = label_map(feature_map, features, self.config.query.threshold).cpu().numpy()
-        return np.where(index >= 0, object_ids[np.maximum(index, 0)], 0)
+        ids = np.where(index >= 0, object_ids[np.maximum(index, 0)], 0)
+        if view is not camera:  # nearest neighbour back to the image's size: ids, not colours
+            rows = np.minimum((np.arange(camera.height) + 0.5) * view.height / camera.height,
+                              view.height - 1).astype(np.int64)
+            cols = np.minimum((np.arange(camera.width) + 0.5) * view.width / camera.width,
+                              view.width - 1).astype(np.int64)
+            ids = ids[rows[:, None], cols[None, :]]
+        return ids
 
     def _publish_segmentation(self, header: Header, camera: Camera) -> None:
         ids = self._segmentation(camera)
