@@ -68,6 +68,12 @@ class StampBuffer:
             return None
         return best[1]
 
+    def latest_before(self, stamp: float) -> tuple[float, Any] | None:
+        """(stamp, message) of the newest message stamped at or before `stamp`, or None."""
+        with self._lock:
+            earlier = [item for item in self._items if item[0] <= stamp]
+        return max(earlier, key=lambda item: item[0], default=None)
+
     def latest(self) -> Any | None:
         with self._lock:
             return self._items[-1][1] if self._items else None

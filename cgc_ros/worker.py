@@ -385,13 +385,16 @@ class Worker:
         return f"{companions} {topic} and {images} images received so far{hint}"
 
     def _reusable_camera_info(self, image, stamp: float):
-        latest = self.inputs.camera_info.latest()
-        if latest is None or (latest.width, latest.height) != (image.width, image.height):
+        """The newest camera_info stamped before the image (a later frame's may have arrived
+        already), if of the image's frame and size and at most `camera_info_reuse` older."""
+        found = self.inputs.camera_info.latest_before(stamp)
+        if found is None:
             return None
-        if latest.header.frame_id != image.header.frame_id:
+        info_stamp, info = found
+        if (info.width, info.height) != (image.width, image.height) \
+                or info.header.frame_id != image.header.frame_id:
             return None
-        age = stamp - cv.stamp_seconds(latest.header)
-        return latest if 0 <= age <= self.settings.camera_info_reuse else None
+        return info if stamp - info_stamp <= self.settings.camera_info_reuse else None
 
     def _frame(self, image, info, depth, pose, segments):
         """(camera, rgb, depth, segments, keyframe) of an image message and its companions."""
@@ -455,14 +458,14 @@ class Worker:
         """[H, W] object ids rendered from the model at `camera` (0: no object)."""
         ids = np.zeros((camera.height, camera.width), dtype=np.int64)
         object_ids, features, _ = self._object_features()
-        if len(object_ids) == 0:
-            return ids  # no objects yet: no need to wait for the model's lock
-        snapshot = self.session.snapshot()
-        if snapshot is None:
+        splats = self._clustered_splats
+        if len(object_ids) == 0 or splats is None:
             return ids
+        # The model the objects were clustered from: their prototypes' own features, and no
+        # wait for the training thread's lock (a frame waited seconds for it on busy cores).
         side, cap = max(camera.width, camera.height), self.settings.segmentation_max_side
         view = camera.scaled(cap / side) if 0 < cap < side else camera
-        feature_map = render_feature_map(snapshot.splats, view, self.config.render)
+        feature_map = render_feature_map(splats, view, self.config.render)
         index = label_map(feature_map, features, self.config.query.threshold).cpu().numpy()
         ids = np.where(index >= 0, object_ids[np.maximum(index, 0)], 0)
         if view is not camera:  # nearest neighbour back to the image's size: ids, not colours

@@ -143,6 +143,7 @@ def run(args) -> dict:
     if not ok:
         raise RuntimeError("the node's subscriptions did not appear")
     client.spin(1.0)
+    base = dict(client.status)  # the node may have taken other streams before this one
     cameras = scene.train_cameras[:args.frames]
     start_wall, start = time.time(), time.monotonic()
     sent = []
@@ -157,9 +158,12 @@ def run(args) -> dict:
             continue  # a frame lost on the way: never published
         client.publish(msgs, args.order, i)
         sent.append(start_wall + i / args.rate)
-    # Every frame accounted for in ~/status (taken or dropped), bounded.
-    client.wait_for(lambda: client.status.get("frames_taken", 0)
-                    + client.status.get("frames_dropped", 0) >= len(sent), 30.0)
+    # Every frame of this stream accounted for in ~/status (accepted, refused or dropped),
+    # bounded.
+    def settled(status: dict) -> int:
+        return sum(status.get(k, 0) for k in ("frames_accepted", "frames_rejected",
+                                              "frames_dropped"))
+    client.wait_for(lambda: settled(client.status) - settled(base) >= len(sent), 60.0)
     streamed = dict(client.status)
     result = {"order": args.order, "frames_sent": len(sent), "rate": args.rate,
               "size": [cameras[0].width, cameras[0].height] if cameras else None,

@@ -32,21 +32,31 @@ def delta(after: dict, before: dict, key: str) -> int:
 @pytest.mark.slow
 def test_every_frame_taken_in_any_order_and_prompts_at_held_out_poses(
         cgc_nodes, run_script, scene, tmp_path, ros_namespace):
+    # A queue deep enough that a worker starved of CPU by other jobs on the machine never
+    # drops a frame (dropping the oldest is the queue's designed load shedding, counted apart;
+    # bench/bench_driver.py measures the default queue): this test is about matching.
     cgc_nodes(ros_namespace, "pose_source:=topic", "external_segments:=true",
-              f"map_directory:={tmp_path}", "publish_rate:=4.0")
-    before: dict = {}
+              f"map_directory:={tmp_path}", "publish_rate:=4.0", "queue_length:=32")
     masks = str(scene / "masks_inconsistent")
+    # A first stream that loses two frames on the way (never published): the gap in its
+    # stamps is counted and said, before the node's queue, however busy the node is. It also
+    # starts the training that the streams below arrive under.
+    out = run_script("driver_client.py", ros_namespace, str(scene), "--frames", str(FRAMES),
+                     "--rate", "2", "--masks", masks, "--skip", "7,8", "--steps", "30",
+                     timeout=180)
+    before = out["status"]
+    assert before["received.image"] == FRAMES - 2, before
+    assert before.get("stream_gaps") == 1 and before.get("frames_missing") == 2, before
+    assert before["session"]["step"] >= 30
     for order in ("image_last", "image_first", "info_every_other"):
-        # The first stream loses two frames on the way (never published).
-        skip = ("--skip", "7,8") if not before else ()
         out = run_script("driver_client.py", ros_namespace, str(scene), "--order", order,
-                         "--frames", str(FRAMES), "--rate", "4", "--masks", masks, *skip,
+                         "--frames", str(FRAMES), "--rate", "2", "--masks", masks,
                          timeout=120)
         status = out["status"]
         sent = out["frames_sent"]
-        assert sent == FRAMES - len(skip) and sent > 0
-        # Every image and every companion reached the node and every frame was taken, though
-        # the node trains all the while (it started on the first run's first keyframe).
+        assert sent == FRAMES
+        # Every image and every companion reached the node and every frame was taken while
+        # the node trains.
         for topic in ("image", "camera_info", "pose", "depth", "segments"):
             expected = sent // 2 if order == "info_every_other" and topic == "camera_info" \
                 else sent
@@ -55,8 +65,6 @@ def test_every_frame_taken_in_any_order_and_prompts_at_held_out_poses(
         assert delta(status, before, "frames_rejected") == 0, (order, status)
         reused = delta(status, before, "camera_info_reused")
         assert reused == (sent // 2 if order == "info_every_other" else 0), (order, status)
-        if skip:  # the gap in the steady stream's stamps is counted (and logged)
-            assert status.get("stream_gaps") == 1 and status.get("frames_missing") == 2, status
         before = status
 
     # Pixel prompts at the held-out poses, given by camera_info + camera_pose only.

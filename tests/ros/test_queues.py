@@ -35,6 +35,16 @@ def test_stamp_buffer_finds_the_nearest_message_within_the_slop():
     assert buffer.latest() == "m4" and len(buffer) == 3
 
 
+def test_stamp_buffer_finds_the_newest_message_at_or_before_a_stamp():
+    buffer = StampBuffer(maxlen=4)
+    assert buffer.latest_before(5.0) is None
+    for stamp in (1.0, 3.0, 2.0, 6.0):  # arrival order is not stamp order
+        buffer.put(stamp, f"m{stamp:g}")
+    assert buffer.latest_before(5.0) == (3.0, "m3")
+    assert buffer.latest_before(6.0) == (6.0, "m6")
+    assert buffer.latest_before(0.5) is None
+
+
 def test_requests_run_on_the_worker_with_results_errors_timeouts_and_a_bound():
     requests = RequestQueue(maxlen=2)
     stop = threading.Event()
