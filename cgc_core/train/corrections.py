@@ -65,6 +65,17 @@ def quat_multiply(a: Tensor, b: Tensor) -> Tensor:
     ], dim=-1)
 
 
+def left_product_matrix(q: Tensor) -> Tensor:
+    """[4, 4] matrix L(q) with L(q) @ p = q * p (Hamilton product, w x y z) for q [4]."""
+    w, x, y, z = q.unbind()
+    return torch.stack([
+        torch.stack([w, -x, -y, -z]),
+        torch.stack([x, w, -z, y]),
+        torch.stack([y, z, w, -x]),
+        torch.stack([z, -y, x, w]),
+    ])
+
+
 @dataclass
 class WorldTransform:
     """A rigid motion of the world, x -> rotation @ x + translation, for rendering."""
@@ -74,8 +85,14 @@ class WorldTransform:
     translation: Tensor  # [3]
 
     def apply(self, means: Tensor, quats: Tensor) -> tuple[Tensor, Tensor]:
-        """Moved centres [N, 3] and rotations [N, 4] of Gaussians."""
-        return means @ self.rotation.T + self.translation, quat_multiply(self.quat, quats)
+        """Moved centres [N, 3] and rotations [N, 4] of Gaussians.
+
+        Both are one matrix product each (the quaternion product q * p is a 4x4 matrix of q
+        times p), so the forward and backward passes over N Gaussians are four BLAS calls instead
+        of a few dozen elementwise ones: it runs on every training iteration.
+        """
+        moved = torch.addmm(self.translation.to(means), means, self.rotation.T.to(means))
+        return moved, quats @ left_product_matrix(self.quat).T.to(quats)
 
     def camera_centre(self, viewmat: Tensor) -> Tensor:
         """[3] the centre of the camera that sees the unmoved world as `viewmat` sees the moved
