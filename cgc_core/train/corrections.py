@@ -53,18 +53,6 @@ def rotation_from_vector(omega: Tensor) -> tuple[Tensor, Tensor]:
     return rot, quat
 
 
-def quat_multiply(a: Tensor, b: Tensor) -> Tensor:
-    """Hamilton product a * b of quaternions (w, x, y, z); a [4] or [N, 4], b [N, 4]."""
-    aw, ax, ay, az = a.unbind(-1)
-    bw, bx, by, bz = b.unbind(-1)
-    return torch.stack([
-        aw * bw - ax * bx - ay * by - az * bz,
-        aw * bx + ax * bw + ay * bz - az * by,
-        aw * by - ax * bz + ay * bw + az * bx,
-        aw * bz + ax * by - ay * bx + az * bw,
-    ], dim=-1)
-
-
 def left_product_matrix(q: Tensor) -> Tensor:
     """[4, 4] matrix L(q) with L(q) @ p = q * p (Hamilton product, w x y z) for q [4]."""
     w, x, y, z = q.unbind()

@@ -8,9 +8,14 @@ import torch
 from cgc_core.cameras import Camera
 from cgc_core.config import CGCConfig, apply_overrides
 from cgc_core.data.synth import look_at
+from cgc_core.geometry import quat_to_rotmat
 from cgc_core.model.gaussians import create_gaussians
 from cgc_core.model.view import render_view
-from cgc_core.train.corrections import ViewCorrection, rotation_from_vector
+from cgc_core.train.corrections import (
+    ViewCorrection,
+    left_product_matrix,
+    rotation_from_vector,
+)
 from cgc_core.train.trainer import Trainer
 from cgc_core.train.views import TrainingView
 
@@ -62,6 +67,19 @@ def pose_error(w2c_a, w2c_b):
     angle = math.degrees(math.acos(np.clip((np.trace(relative) - 1) / 2, -1, 1)))
     centre = lambda w2c: -w2c[:3, :3].T @ w2c[:3, 3]  # noqa: E731
     return angle, float(np.linalg.norm(centre(w2c_a) - centre(w2c_b)))
+
+
+def test_rotation_from_vector_and_the_quaternion_product_agree_with_rotation_matrices():
+    omega = torch.tensor([0.3, -0.2, 0.5])
+    rot, quat = rotation_from_vector(omega)
+    angle = float(omega.norm())
+    assert torch.allclose(rot @ rot.T, torch.eye(3), atol=1e-6)
+    assert abs(math.acos((float(torch.trace(rot)) - 1) / 2) - angle) < 1e-5
+    assert torch.allclose(rot @ omega, omega, atol=1e-6)  # the axis stays put
+    assert torch.allclose(quat_to_rotmat(quat[None])[0], rot, atol=1e-6)
+    others = torch.randn(5, 4, generator=torch.Generator().manual_seed(0))
+    product = others @ left_product_matrix(quat).T
+    assert torch.allclose(quat_to_rotmat(product), rot @ quat_to_rotmat(others), atol=1e-5)
 
 
 def test_moving_the_world_renders_the_corrected_camera():
