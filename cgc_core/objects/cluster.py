@@ -434,8 +434,9 @@ def merge_convex_parts(points: np.ndarray, parts: np.ndarray,
     """[N] object label of each Gaussian: `parts` [N] (-1: none) with the touching parts that form
     one convex whole joined, most convex pair first.
 
-    Two parts join when neither is background, they meet over a face rather than at a point
-    (`merge_contact`, `merge_min_contact`, `merge_min_contact_share`) and the convex hull of
+    Two parts join when neither is background, they meet over a face rather than at a point,
+    on both sides (`merge_contact`, `merge_min_contact`, `merge_min_contact_share`,
+    `merge_min_mutual_share`) and the convex hull of
     their union holds at most `merge_max_hull_ratio` times the sum of their own hulls: a lid on
     its tin fills the joint hull, while an object on a tray or two objects leaning together
     leave it mostly empty. A part that lies mostly against the background
@@ -466,9 +467,10 @@ def merge_convex_parts(points: np.ndarray, parts: np.ndarray,
             if ((pa.min(0) - reach > pb.max(0)) | (pb.min(0) - reach > pa.max(0))).any():
                 continue
             near_a, near_b = near_count(trees[b], pa, reach), near_count(trees[a], pb, reach)
-            share = max(near_a / len(pa), near_b / len(pb))
+            share_a, share_b = near_a / len(pa), near_b / len(pb)
             if (min(near_a, near_b) >= config.merge_min_contact
-                    and share >= config.merge_min_contact_share):
+                    and max(share_a, share_b) >= config.merge_min_contact_share
+                    and min(share_a, share_b) >= config.merge_min_mutual_share):
                 joint = hull_volume(np.vstack([pa, pb]))
                 candidates.append((joint / max(volume[a] + volume[b], 1e-12), a, b))
     group = {label: label for label in objects}
