@@ -615,7 +615,8 @@ class Worker:
                         "frames_rejected": stats.frames_rejected, "keyframes": stats.keyframes,
                         "segments_pending": stats.segments_pending,
                         "num_gaussians": stats.num_gaussians, "step": stats.step,
-                        "iterations_per_second": round(stats.iterations_per_second, 2)},
+                        "iterations_per_second": round(stats.iterations_per_second, 2),
+                        "pose_corrections": stats.pose_corrections},
             "objects": 0 if self.table is None else len(self.table.objects),
             "latency_ms": {name.removesuffix("_ms"): {
                 "last": round(values[-1], 1), "max": round(max(values), 1),

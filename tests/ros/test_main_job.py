@@ -53,6 +53,9 @@ def test_one_folder_with_map_objects_log_and_quality(tiny_run):
     assert status.get("frames_rejected", 0) == 0, status
     assert status["session"]["keyframes"] >= 3
     assert player["status_trained"]["session"]["step"] >= 200
+    # The keyframes' learned pose corrections are summarised for the user.
+    corrections = player["status_trained"]["session"]["pose_corrections"]
+    assert corrections["views"] >= 3 and 0 <= corrections["median_rotation_deg"] < 5
     # Held-out quality through the node while it learned, and at the end.
     assert len(player["quality"]) >= 1
     assert player["final"]["pairs"] > 0 and player["final"]["mIoU"] >= 25, player["final"]
