@@ -173,11 +173,11 @@ class Trainer:
 
     def view_corrections(self) -> list[dict | None]:
         """Each training view's learned correction in plain numbers (`ViewCorrection.summary`),
-        None for a view not yet trained."""
-        with self.lock:
-            return [None if v.correction is None else {"name": v.camera.name,
-                                                       **v.correction.summary()}
-                    for v in self.views]
+        None for a view not yet trained. Read without the model's lock, so that status
+        reports never wait for an iteration: at worst a value is one optimiser step old."""
+        return [None if v.correction is None else {"name": v.camera.name,
+                                                   **v.correction.summary()}
+                for v in list(self.views)]
 
     # ------------------------------------------------------------------ one iteration
 
