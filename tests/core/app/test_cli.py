@@ -68,6 +68,7 @@ def test_render_writes_pictures(trained_run, tiny_scene, tmp_path):
         assert image.size == (64, 48) and image.mode == "RGB"
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_checkpoint(tiny_scene, tmp_path):
     run = tmp_path / "run"
     config = fast_config(tmp_path)
@@ -80,6 +81,7 @@ def test_resume_continues_from_the_checkpoint(tiny_scene, tmp_path):
     assert info["iterations"] == 20
 
 
+@pytest.mark.slow
 def test_stream_writes_a_run_that_the_other_commands_read(tiny_scene, tmp_path, capsys):
     run = tmp_path / "streamed"
     assert main(["stream", str(tiny_scene), "--out", str(run), "--masks",
@@ -155,6 +157,7 @@ def test_console_script_reports_usage_errors_with_code_2():
     assert result.returncode == 2 and "--out" in result.stderr
 
 
+@pytest.mark.slow
 def test_training_is_reproducible_across_processes(tiny_scene, tmp_path):
     """Same scene, seed and config in two fresh processes (with different hash seeds, so that any
     dependence on set or dict-of-str order would show) -> byte-identical models."""

@@ -59,6 +59,7 @@ def test_test_views_are_interleaved_and_not_train_poses(synth_root):
         assert np.linalg.norm(train_centres - cam.cam_to_world[:3, 3], axis=1).min() > 0.05
 
 
+@pytest.mark.slow
 def test_colmap_text_and_binary_models_are_identical(synth_root, tmp_path):
     scene = read_colmap_scene(synth_root)
     loaded = {}
@@ -366,6 +367,7 @@ def split_part_labels(world, record, tol=0.003):
     return label
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [302, 304])
 def test_split_family_masks_always_split_the_object(tmp_path, seed):
     """In every view where both parts of a split object show, the masks give them different
@@ -418,6 +420,7 @@ def merged_share(root) -> float:
     return merged / total
 
 
+@pytest.mark.slow
 def test_merges_family_packs_objects_and_merges_them_more_often(tmp_path):
     views = dict(FAMILY_VIEWS, n_train=12)
     merges = make_synthetic_scene(tmp_path / "merges", seed=401, **views)

@@ -112,6 +112,7 @@ def read_depth_m(path) -> np.ndarray:
     return read_label_png(path).astype(np.float64) / 1000.0
 
 
+@pytest.mark.slow
 def test_robot_scene_corrupts_only_what_sensors_and_slam_give(tmp_path, monkeypatch):
     """A robot-family scene against the exact renders of its own cameras: training images,
     depth and poses are corrupted as asked; instances, masks, test views and the ground truth

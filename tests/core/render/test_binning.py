@@ -116,6 +116,7 @@ def rect_masks(rects: torch.Tensor) -> torch.Tensor:
     return (r[:, 0] <= tx) & (tx < r[:, 2]) & (r[:, 1] <= ty) & (ty < r[:, 3])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_alpha_box_holds_every_tile_with_a_visible_pixel(dtype):
     g = adversarial_gaussians(dtype)

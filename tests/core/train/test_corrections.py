@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from cgc_core.cameras import Camera
@@ -110,6 +111,7 @@ def test_moving_the_world_renders_the_corrected_camera():
     assert (given.rgb - direct.rgb).abs().max() > 0.05
 
 
+@pytest.mark.slow
 def test_training_pulls_perturbed_poses_back_to_the_truth():
     """Images rendered at true poses, views given poses off by 0.8 deg and 8 mm, the map frozen:
     the learned corrections bring every pose closer to the truth."""
@@ -149,6 +151,7 @@ def test_training_pulls_perturbed_poses_back_to_the_truth():
     assert len(summary) == 4 and all(s["rotation_deg"] > 0.3 for s in summary)
 
 
+@pytest.mark.slow
 def test_exposure_correction_learns_a_views_gain():
     """A view shown 20 % brighter than the map: its gain goes toward 1.2, the map stays."""
     points, colors = textured_cloud(1500)

@@ -71,6 +71,7 @@ def test_keyframe_segments_are_snapped_to_colour_edges_whichever_way_they_arrive
         assert np.array_equal(session.keyframes[0].view.segments.numpy(), snapped)
 
 
+@pytest.mark.slow
 def test_without_depth_gaussians_go_on_the_prior_point_cloud(tiny_scene):
     scene = load_scene(tiny_scene)
     session = LiveSession(live_config(), device="cpu", prior_points=scene.points,
@@ -151,6 +152,7 @@ def test_segments_from_the_mask_source_arrive_later_in_a_worker(tiny_scene):
         assert record["segments"] >= record["keyframe"] >= record["arrival"]
 
 
+@pytest.mark.slow
 def test_training_thread_keeps_add_frame_fast_and_readers_waiting_at_most_an_iteration(
         tiny_scene):
     session = LiveSession(live_config(), device="cpu")

@@ -3,6 +3,7 @@
 import dataclasses
 
 import numpy as np
+import pytest
 import torch
 
 from cgc_core.config import CGCConfig, apply_overrides
@@ -57,6 +58,7 @@ def losses_on(trainer):
     return rgb / len(trainer.views), cc / len(trainer.views)
 
 
+@pytest.mark.slow
 def test_training_lowers_both_losses(tiny_scene):
     trainer = make_trainer(tiny_scene, small_config(clustering_every=2))
     rgb0, cc0 = losses_on(trainer)
@@ -80,6 +82,7 @@ def test_features_move_only_on_feature_iterations(tiny_scene):
     assert not torch.equal(trainer.splats["features"], before)
 
 
+@pytest.mark.slow
 def test_same_seed_same_model_and_resume_is_exact(tiny_scene, tmp_path):
     config = small_config()
     straight = make_trainer(tiny_scene, config)
@@ -114,6 +117,7 @@ def depth_error(trainer):
     return float(torch.stack(errors).mean())
 
 
+@pytest.mark.slow
 def test_the_depth_term_brings_the_rendered_surface_to_the_measured_depth(tiny_scene):
     with_depth = make_trainer(tiny_scene, small_config(depth_weight=1.0))
     colour_only = make_trainer(tiny_scene, small_config(depth_weight=1.0))
