@@ -41,7 +41,7 @@ from cgc_core.io import read_label_png  # noqa: E402
 from cgc_core.segment.edges import snap_as_configured  # noqa: E402
 
 SEEDS = "0,3,100,101,200,201,302,400,1,102,301,2,4,401,303,304,103,402,5,104,202,305,403"
-"""The 8 bench scenes of README's results, then the 15 held-out ones."""
+"""The 8 bench scenes of docs/results.md, then the 15 held-out ones."""
 
 
 def label_error(segments: np.ndarray, instances: np.ndarray) -> float:

@@ -1,6 +1,6 @@
 """The one camera type of cgc_core.
 
-Conventions (README, "Conventions"): OpenCV / ROS optical axes (x right, y down, z forward),
+Conventions (docs/engine.md, "Conventions"): OpenCV / ROS optical axes (x right, y down, z forward),
 camera-to-world 4x4 matrices, pixel (u, v) = (column, row) with pixel centres at integer + 0.5,
 depth in metres along the optical axis (0 or non-finite = invalid).
 """

@@ -55,7 +55,7 @@ _cgc_prepend LD_LIBRARY_PATH "$CGC_ROS_INSTALL/lib"
 # missing one an explicit error.
 export RMW_IMPLEMENTATION=${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}
 
-# Fast DDS transport settings for camera frames (config/fastdds.xml, README "Large images"):
+# Fast DDS transport settings for camera frames (config/fastdds.xml, docs/node.md "Large images and Fast DDS"):
 # with Fast DDS's defaults a sender reuses its 512 KiB shared-memory segment before a busy
 # receiver has read it, and best-effort messages larger than that (an image with its depth) are
 # lost. Every ROS process started from this shell, a camera driver's included, gets the larger

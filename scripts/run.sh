@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's first command: set up (idempotent), then the main job through the real ROS 2 node:
+# The README's main job: set up (idempotent), then the main job through the real ROS 2 node:
 #   the built-in scene -> the cgc node (python -m cgc_ros.node with config/cgc.yaml, as the
 #   launch file) <- a player process streaming it as ROS 2 messages -> every object by pixel and
 #   by text -> the map saved -> OUT/report.html (default OUT: out/run).

@@ -2,7 +2,7 @@
 # Set up everything cgc needs on a fresh Debian 12 machine, idempotently:
 #   Debian libraries -> venv -> pinned Python packages -> native CPU rasterizer -> ROS 2 package.
 # Each step is skipped when its inputs have not changed since it last succeeded, so a second run
-# takes seconds. Both README commands (scripts/run.sh, scripts/test.sh) call this first.
+# takes seconds. scripts/run.sh, scripts/test.sh and scripts/node.sh call this first.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -64,7 +64,7 @@ fi
 step "building the ROS 2 package"
 "$ROOT/scripts/build_ros.sh"
 
-# 6. Transport for camera frames (README, "Large images"). Fast DDS's buffers come from
+# 6. Transport for camera frames (docs/node.md, "Large images and Fast DDS"). Fast DDS's buffers come from
 #    config/fastdds.xml, which scripts/ros_env.sh hands every ROS process; the kernel caps socket
 #    buffers at net.core.rmem_max / wmem_max, which matter for frames from another machine (UDP).
 #    Raised here when this runs as root; otherwise the command to run is printed.
