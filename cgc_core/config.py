@@ -7,7 +7,9 @@ take it as a required keyword argument, so a default cannot contradict this file
 
 Constants marked "paper" come from Silva et al., sections 3.2 and 4.2; "3DGS" from Kerbl et al.
 Where a default departs from the paper, its docstring says so and points to the measurement in
-`bench/results/` (figures are kept there and in the README, not here, so they cannot drift).
+`bench/results/` (bench/README.md says which command made each file) or in docs/results.md.
+Docstrings say what a field is, its unit and why it has its value; figures are kept in those
+files, not here, so they cannot drift.
 
 Conventions: a value chosen per device or per scene is spelled "auto" (a string, also for integer
 fields); a disabled interval is 0.
@@ -141,7 +143,7 @@ class LossConfig:
     """The temperature divided into the logits is clip(scale * phi, min, max), as in the
     authors' released code (clip(10 phi, 0.1, 1)). The bare formula of the paper (scale 1, no
     clip) saturates the softmax while clusters are still spread out, so t = 0.7 masks fall apart,
-    and lets tight clusters' logits explode (README, "departures"). Scale 1, min 1e-4, max inf
+    and lets tight clusters' logits explode (docs/departures.md). Scale 1, min 1e-4, max inf
     gives the bare formula."""
     temperature_min: float = 0.1
     """Lower clip of the temperature (authors' code: 0.1; the bare formula: 1e-4)."""
@@ -151,7 +153,8 @@ class LossConfig:
     """alpha in [0, 1]: weight each cluster's pixels in Eq. 3 by N^-alpha (rescaled so the loss
     keeps its size). 0 is the paper's plain sum over pixels, where floor and table outweigh small
     objects and small objects end up sharing one feature; 1 (default) gives every segment the
-    same total weight (see `contrastive_clustering`; measured in bench/results/quality.md)."""
+    same total weight (see `contrastive_clustering`; measured in bench/results/
+    quality_experiments.md, "Cluster weights", and docs/departures.md)."""
     mask_snap_px: int = 2
     """Before a segment map trains anything, its pixels within this many pixels (at the
     images' native resolution) of another segment move to the neighbouring segment whose local
@@ -181,8 +184,8 @@ class LossConfig:
     """lambda_far (paper: 0.15)."""
     use_similarity: bool = False
     """The near (similarity) half of Eq. 4 (the paper: on). Off by default: every CPU-budget run
-    measured scored higher without it (bench/results/threshold.md, bench/results/quality.md),
-    and it costs a KD-tree search every few iterations."""
+    measured scored higher without it (bench/results/threshold.md, bench/results/
+    quality_experiments.md), and it costs a KD-tree search every few iterations."""
     use_dissimilarity: bool = False
     """The far (dissimilarity) half of Eq. 4; True gives the paper's complete model. Off by
     default because on our scenes it hurts (bench/results/train.md): the L farthest Gaussians of
@@ -200,7 +203,8 @@ class TrainConfig:
     gpu_iterations: int = 30_000
     """Paper: 30k iterations (about 20 minutes on an RTX 4090)."""
     cpu_iterations: int = 2000
-    """Default on a CPU: about 5 minutes for the built-in 40-view scene on 2 cores (README)."""
+    """Iterations on a CPU when `iterations` is "auto" (time per iteration:
+    bench/results/iteration.md)."""
     seed: int = 0
     """Seeds everything random in training (initial features, view order, splits, samples):
     the same seed, config and data give the same model."""
@@ -295,16 +299,16 @@ class QueryConfig:
     """Cosine similarity threshold t of Eq. 6 for masks in a view (paper: 0.7): a pixel's
     rendered feature against the prompt's. Rendered features blend across an object's edge, and
     with training masks snapped to colour edges (`LossConfig.mask_snap_px`) masks at 0.75 came
-    out too tight (on held-out 104 each object's missed pixels outnumbered its stray ones 2 to
-    57 times). Chosen as the best mean mIoU over 0.5-0.75 on the 8 bench scenes and checked on
-    the 15 held-out ones (bench/results/threshold_2d.md). Query time only: no retraining to
-    change it."""
+    out too tight, missing an object's rim (docs/departures.md). Chosen as the best mean mIoU
+    over 0.5-0.75 on the 8 bench scenes and checked on the 15 held-out ones
+    (bench/results/threshold_2d.md). Query time only: no retraining to change it."""
     selection_threshold: float = 0.75
     """Cosine threshold for single Gaussians' features against a prompt's (3D): what `cgc
     extract` and the node's object clouds take, the parts a prompt takes whole (`whole_objects`)
     and the spatial filter's selection. A Gaussian's own feature does not blend with its
-    neighbours', and at 0.6 extraction took in the table under objects (points within 1 cm of
-    the object: 0.97 -> 0.75 on seed 0; bench/results/objects_selection_t06.md)."""
+    neighbours', and at 0.6 extraction took in the table under objects
+    (bench/results/objects_selection_t06.md against objects_sparse_rule.md at 0.75; compared
+    in quality_experiments.md, "Not for Gaussians")."""
     spatial_filter: bool = False
     """Split a prompt's selection (Gaussians with cosine >= t) into the spatially connected part
     that holds the prompt's surface point and the rest, and drop from each view's mask the pixels
@@ -389,12 +393,9 @@ class LiveConfig:
     reset_hold_iterations: int = 100
     """For this many iterations after an opacity reset (at most half the reset interval),
     `snapshot()` keeps serving the model as it was just before the reset: a reset clamps every
-    opacity to 0.01 and the model needs about a hundred iterations to look like itself again.
-    Measured on the node test's map (12 keyframes, reset at 400): Gaussians at opacity >= 0.1,
-    the objects' clustering threshold, were 92 % before the reset, 60 % 56 iterations after it,
-    82 % after 100 and no more later: with a hold of 50, readers (the node's clustering among
-    them, which leaves out Gaussians below 0.1) got a model with 40 % of its Gaussians still
-    faint. 0: serve it at once."""
+    opacity to 0.01 and the model needs about a hundred iterations to look like itself again
+    (measured on the node test's map: docs/results.md, "The live session after an opacity
+    reset"). In iterations; 0: serve it at once."""
     max_translation: float = 1e4
     """Frames whose camera is farther than this (metres) from the origin are rejected."""
     timeline_length: int = 10_000
@@ -433,9 +434,8 @@ class ObjectsConfig:
     """... and so are parts with fewer Gaussians per voxel they occupy than this share of the
     map's dense-surface density (`cluster.surface_density`: 90 % of the Gaussians of parts with
     `min_gaussians` lie in parts below it): thin spreads of large Gaussians at the map's edges
-    and over the floor, not objects. Relative, because density grows with training: on trained
-    built-in scenes objects measure 5-12 Gaussians per voxel, the table about 3.3 and such
-    spreads 1.1-2.3; in a map of a few hundred iterations everything measures 1.1-2.3."""
+    and over the floor, not objects. Relative, because density grows with training (measured
+    densities: docs/results.md, "Measurements behind some defaults")."""
     fragment_share: float = 0.25
     """A part smaller than this share of a part it touches may be absorbed by it ..."""
     fragment_min_cosine: float = 0.5
@@ -447,36 +447,35 @@ class ObjectsConfig:
     two-tone block) learn features of their own, and nothing in the masks says they belong
     together; geometry does (a convexity test in the spirit of LCCP). Objects stacked with a
     concave junction, or touching at a point, stay apart; two boxes flush side by side merge.
-    On trained models it lifts the 8-scene mean from 88.5 to 90.6 mIoU (bench/results/
-    quality_experiments.md); on young live maps it joins an object's fragments and no
-    neighbours (bench/results/merge_young.md). Off: one object per feature cluster."""
+    On trained models it lifts the 8-scene mean mIoU (bench/results/quality_experiments.md);
+    on young live maps it joins an object's fragments and no neighbours
+    (bench/results/merge_young.md). Off: one object per feature cluster."""
     merge_contact: float = 0.02
     """Two objects touch when at least `merge_min_contact` Gaussians of each, and at least
     `merge_min_contact_share` of one's, lie within this distance of the other's."""
     merge_min_contact: int = 5
     """See `merge_contact`."""
     merge_min_contact_share: float = 0.1
-    """Parts meet over a face (a lid over the tin's whole rim: 13-46 % of the smaller part's
-    Gaussians lie at the joint), neighbours at a point or a line (a sphere against a mug: 3 %)."""
+    """Share of one part's Gaussians that lie at the joint, at least: parts of one object meet
+    over a face (a lid over the tin's whole rim), neighbours at a point or a line (measured
+    shares: bench/results/quality_experiments.md, "The face-contact guard")."""
     merge_min_mutual_share: float = 0.03
     """... and at least this share of each part's Gaussians lies within `merge_contact` of the
-    other: parts of one object meet over a face or a rim on both sides (a tin's body 0.047 and
-    its lid 0.41, a crate's body 0.12 and lid 0.39, a two-tone block's halves 0.18 and 0.24),
-    while a ball touches its neighbour at a point (robot scene 1003: a soccer ball 0.13, the
-    small sphere against it 0.021; they merged without this test and both objects' masks took
-    in the other, 34.1 and 62.1 mIoU)."""
+    other: parts of one object meet over a face or a rim on both sides, while a ball touches
+    its neighbour at a point and merged with it without this test (robot scene 1003; measured
+    shares and scores: bench/results/robust_factors.md, robust_robot_1003_mutual.md)."""
     merge_max_hull_ratio: float = 1.3
     """... and merge when the convex hull of their union holds at most this times the sum of
     their own hulls' volumes (an object on a table, or a mug on a book, fills far less of the
-    joint hull). Measured on the split family's parts: 1.15-1.21 (bench/results/objects.md)."""
+    joint hull). Measured on the split family's parts: bench/results/quality_experiments.md."""
     merge_max_background_share: float = 0.4
     """A part with at least this share of its Gaussians within `merge_contact` of a background
     object's is a patch of table (or floor) that the background's cluster left out, and merges
     with nothing: on maps recovering from an opacity reset such patches under an object passed
-    the convexity test with it. Measured: object parts 0.00-0.15 on trained and young maps (a
-    box standing on the table, its unseen bottom face modelled too: 0.35), such patches
-    0.46-0.95 (bench/results/merge_young.md). Flat objects lying on the table are as close to
-    it: their parts never merge."""
+    the convexity test with it (measured shares: bench/results/quality_experiments.md and
+    docs/results.md, "Measurements behind some defaults"; the maps: bench/results/
+    merge_young.md). Flat objects lying on the table are as close to it: their parts never
+    merge."""
     background_min_size: float = 0.6
     """An object whose oriented box has a side at least this long is background (table, floor,
     walls): listed, flagged, and left out of text answers unless its label is asked for."""
@@ -494,8 +493,9 @@ class ObjectsConfig:
     """Extraction keeps the Gaussians inside the selection's convex hull whose feature has at
     least this cosine with the query; -1: every one, as the paper's supplementary (a hidden
     part whose feature never trained comes along). 0.5 leaves out the table inside a tin's
-    hull at its rim: extraction accuracy within 1 cm reaches 0.90 for 27 of 31 objects instead
-    of 22, completeness unchanged (bench/results/objects_hull05.md)."""
+    hull at its rim: more objects' extracted points lie within 1 cm of their surface,
+    completeness unchanged (bench/results/objects_hull05.md against objects.md; counts in
+    docs/results.md, "Objects")."""
     outlier_neighbors: int = 20
     """Extraction: statistical outlier removal looks at this many neighbours."""
     outlier_std_ratio: float = 2.0
@@ -512,8 +512,9 @@ class ObjectsConfig:
     """... thinned to one point per voxel of this side."""
     surface_from_depth: bool = True
     """Where a keyframe has measured depth (RGB-D) and the object is the surface the whole model
-    shows there, its points come from the sensor's depth instead of the model's (1-2 cm off at
-    160x120 on a CPU); occluded parts keep the model's. Off: the model's depth everywhere."""
+    shows there, its points come from the sensor's depth instead of the model's (which is off
+    by more at CPU training resolutions: bench/results/quality_experiments.md, docs/results.md
+    "Objects"); occluded parts keep the model's. Off: the model's depth everywhere."""
     surface_depth_tolerance: float = 0.03
     """... where the measured depth lies within this distance of the model's: farther, the sensor
     sees something else there (a moved object, a misregistered frame) and the model's is kept."""
