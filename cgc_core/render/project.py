@@ -52,20 +52,6 @@ class Projection:
     radii: Tensor  # [N]    int32 pixel radius, 0 = culled
 
 
-def covariance_3d(quats: Tensor, scales: Tensor) -> Tensor:
-    """World-space covariances R S S^T R^T.
-
-    Args:
-        quats: [N, 4] (w, x, y, z).
-        scales: [N, 3] linear standard deviations along the Gaussian's axes.
-
-    Returns:
-        [N, 3, 3] symmetric covariances.
-    """
-    rs = quat_to_rotmat(quats) * scales[:, None, :]  # R @ diag(s): scales the columns
-    return rs @ rs.transpose(1, 2)
-
-
 def project_gaussians(
     means: Tensor,  # [N, 3]
     quats: Tensor,  # [N, 4]
