@@ -54,7 +54,7 @@ def _threshold(args, config) -> float:
 
 def cmd_synth(args) -> None:
     from cgc_core.data.synth import synth_command
-    synth_command(Path(args.out), seed=args.seed)
+    synth_command(Path(args.out), seed=args.seed, exact_sensor=args.exact_sensor)
 
 
 def cmd_train(args) -> None:
@@ -200,11 +200,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write a built-in synthetic scene (pybullet, CPU, seconds). The seed picks "
                     "the scene family (seed // 100): 0-99 tabletop, 100-199 small objects, "
                     "200-299 wide views of a room, 300-399 objects the masks always split, "
-                    "400-499 crowded objects the masks often merge.")
+                    "400-499 crowded objects the masks often merge; what a robot sees: "
+                    "500-599 clutter, 600-699 pose error, 700-799 exposure drift and noise, "
+                    "800-899 depth noise and holes, 900-999 low views, 1000-1099 all of these.")
     p.add_argument("out")
     p.add_argument("--seed", type=int, default=0,
-                   help="0-499; family = seed // 100: 0 tabletop, 1 small, 2 wide, 3 split, "
-                        "4 merges (default 0)")
+                   help="0-1099; family = seed // 100: 0 tabletop, 1 small, 2 wide, 3 split, "
+                        "4 merges, 5 clutter, 6 pose, 7 photometric, 8 depth_noise, 9 low, "
+                        "10 robot (default 0)")
+    p.add_argument("--exact-sensor", action="store_true",
+                   help="the same scene without its pose, image and depth corruptions "
+                        "(pose, photometric, depth_noise, robot): shows what they cost")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("train", help="train a CGC model on a posed scene")
