@@ -72,6 +72,10 @@ STREAM_PAUSE = 10.0
 parked), not as lost frames; the stream's period is learnt again after it."""
 GAP_MIN_INTERVALS = 4
 """Periods seen before gaps are judged (a stream's first frames set its rate)."""
+SNAPSHOT_PERIOD = 0.25
+"""Seconds between the model copies a background thread takes for requests (`_served`): a
+request reads the latest finished iteration at most one iteration and this long old, instead of
+waiting under the model's lock for the iteration under way."""
 
 
 class FrameSkipped(ValueError):
@@ -123,9 +127,11 @@ class Worker:
         self.requests = RequestQueue(settings.service_queue_length)
         self.counts: collections.Counter = collections.Counter()
         self.latency = {name: collections.deque(maxlen=100)
-                        for name in ("wait_ms", "segmentation_ms", "cluster_ms")}
+                        for name in ("wait_ms", "segmentation_ms", "cluster_ms",
+                                     "segment_object_ms", "model_wait_ms")}
         """Recent figures: an image's wait in the queue, image to its segmentation published,
-        one clustering."""
+        one clustering, a `segment_object` request on the worker, and of it the wait for the
+        model."""
         self.report = RateLimitedLog(log)
         self.log = log
         self.session = self._new_session()
@@ -157,6 +163,12 @@ class Worker:
         self._thread = threading.Thread(target=self._loop, name="cgc-worker", daemon=True)
         self._clusterer = threading.Thread(target=self._cluster_loop, name="cgc-cluster",
                                            daemon=True)
+        self._served = None
+        """(epoch, session, snapshot): the model's latest copy for requests (`_snapshot_loop`)."""
+        self._epoch = 0
+        """Bumped when the map is cleared or replaced: a copy of the map before is not served."""
+        self._copier = threading.Thread(target=self._snapshot_loop, name="cgc-snapshot",
+                                        daemon=True)
 
     # ------------------------------------------------------------------ life cycle
 
@@ -175,13 +187,14 @@ class Worker:
         self.outputs = outputs
         self.session.start()
         self._thread.start()
+        self._copier.start()
         if cluster_objects is not None:
             self._clusterer.start()
 
     def stop(self) -> None:
         self._stop.set()
         self.inputs.frames.wake()
-        for thread in (self._thread, self._clusterer):
+        for thread in (self._thread, self._clusterer, self._copier):
             if thread.is_alive():
                 thread.join(timeout=10)
         self.session.stop()
@@ -507,6 +520,35 @@ class Worker:
                 self.report(f"cluster:{type(error).__name__}", f"clustering failed: {error}")
             self._cluster_due = time.monotonic() + self.settings.cluster_period
 
+    def _snapshot_loop(self) -> None:
+        """Background thread: every `SNAPSHOT_PERIOD`, a copy of the model for requests. The
+        training thread holds the model's lock for a whole iteration (1.7 s at 100k Gaussians on
+        busy CPU cores), so a request that asked the session for its snapshot waited for the
+        iteration under way; this thread does that waiting instead (issue 25: service latency).
+        `LiveSession.snapshot` keeps its rules (a copy per model version, the model from before
+        an opacity reset while it recovers)."""
+        while not self._stop.wait(SNAPSHOT_PERIOD):
+            epoch, session = self._epoch, self.session
+            try:
+                snapshot = session.snapshot()
+            except Exception as error:  # counted and logged; the next period tries again
+                self.counts["internal_errors"] += 1
+                self.report(f"snapshot:{type(error).__name__}", f"model copy failed: {error}")
+                continue
+            self._served = None if snapshot is None else (epoch, session, snapshot)
+
+    def _served_snapshot(self):
+        """The model for a request: the background copy (`_snapshot_loop`) when it is of the
+        current map, else the session's own (waiting for the lock)."""
+        started = time.monotonic()
+        served = self._served
+        if served is not None and served[0] == self._epoch and served[1] is self.session:
+            snapshot = served[2]
+        else:
+            snapshot = self._snapshot()
+        self.latency["model_wait_ms"].append(1000 * (time.monotonic() - started))
+        return snapshot
+
     def _cluster(self, snapshot, previous):
         started = time.monotonic()
         table = cluster_objects(snapshot.splats, self.config.objects, previous=previous)
@@ -679,7 +721,13 @@ class Worker:
         return camera, Header(frame_id=self._latest_frame_id, stamp=self._map_header().stamp)
 
     def segment_object(self, request, response):
-        snapshot = self._snapshot()
+        started = time.monotonic()
+        response = self._segment_object(request, response)
+        self.latency["segment_object_ms"].append(1000 * (time.monotonic() - started))
+        return response
+
+    def _segment_object(self, request, response):
+        snapshot = self._served_snapshot()
         threshold, selection_threshold = self._thresholds(request.threshold)
         camera, header = self._view(request, snapshot)
         feature_map, colour = render_feature_and_colour(snapshot.splats, camera,
@@ -744,7 +792,7 @@ class Worker:
             raise ServiceError(f"text query longer than {MAX_TEXT} characters")
         if self.table is None or not self.table.objects:
             raise ServiceError("no objects yet: the map has not been clustered")
-        snapshot = self.session.snapshot()
+        snapshot = self._served_snapshot()
         try:
             answer = ground_text(self.table, text, self.config.objects,
                                  view=snapshot.keyframes[-1],  # position words: latest keyframe
@@ -868,6 +916,7 @@ class Worker:
                                "is kept") from None
         self.session.stop()
         self.session = session
+        self._epoch += 1  # after the swap: a copy begun before it is not served
         self.table = table
         self._clustered_version = -1
         self._clustered_splats = None
@@ -882,6 +931,7 @@ class Worker:
 
     def reset(self, request, response):
         self.session.reset()
+        self._epoch += 1  # after the reset: a copy begun before it is not served
         self._generation += 1
         self.table = None
         self._clustered_version = -1
