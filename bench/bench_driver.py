@@ -194,6 +194,11 @@ def quality(args, env) -> int:
                    "stream_seconds": round(stream_seconds, 1)}
             rows.append(row)
             print(json.dumps(row), flush=True)
+            write_quality(args, rows)  # after each seed, so that a timeout keeps what was measured
+    return 0
+
+
+def write_quality(args, rows: list[dict]) -> None:
     today, cpu = datetime.date.today().isoformat(), cpu_name()
     command = (f"bench/bench_driver.py quality --seeds {args.seeds} --iterations "
                f"{args.iterations} --order {args.order}"
@@ -221,7 +226,6 @@ def quality(args, env) -> int:
             "stream_eval_protocol")}
         lines += ["", "Means: " + ", ".join(f"{k} {v:.2f}" for k, v in mean.items())]
     write(args.out or ROOT / "bench" / "results" / "driver_quality", lines, rows)
-    return 0
 
 
 def held_out_scores(splats, config, scene_dir: Path) -> dict:
