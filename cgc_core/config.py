@@ -236,6 +236,10 @@ class TrainConfig:
     object borders. Results in bench/results/robust_factors.md."""
     pose_refine_from: int = 100
     """First iteration that moves the poses: before it the map is still the initial cloud."""
+    pose_zero_mean: bool = True
+    """Keep the views' pose corrections at zero mean (in camera axes): a shift or turn that
+    every view makes alike moves the map away from the given poses' frame without explaining
+    any view better, so the map stays where the given poses put it on average (gauge fixing)."""
     lr_pose_rotation: float = 1e-3
     """Adam rate of the pose corrections' rotation (radians per step), decaying to a tenth by the
     last planned iteration."""

@@ -246,13 +246,15 @@ class LiveSession:
         `opacity_reset_every / 2` iterations before it at the latest, so that the final model has
         recovered from its last reset (a reset clamps every opacity to 0.01; `cgc stream
         --iterations 300` used to write such a model). New keyframes after this call do not
-        extend them again."""
+        extend them again. The learning rates of the centres and the pose corrections decay
+        toward `last` from here (`Trainer.plan_end`), as a planned run's do."""
         with self.lock:
             if self.trainer is None:
                 return
             quiet = self.config.train.opacity_reset_every // 2
             densifier = self.trainer.densifier
             densifier.until = min(densifier.until, max(last - quiet, self.trainer.step_count))
+            self.trainer.plan_end(last)
             self._settled = True
 
     def train(self, until: int, **kwargs) -> StepStats | None:

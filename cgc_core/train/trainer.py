@@ -79,6 +79,9 @@ class Trainer:
         self.view_uses = [0] * len(self.views)
         self.extent = float(extent)
         self.iterations = None if iterations is None else int(iterations)
+        self.schedule_start = 0
+        """The step the planned schedule counts from: 0 offline; for a live session, the step at
+        which its end became known (`plan_end`)."""
         self.lock = threading.RLock()
         self.step_count = 0
         self.generator = torch.Generator(device="cpu").manual_seed(config.train.seed)
@@ -139,11 +142,27 @@ class Trainer:
         self.view_uses[index] += 1
         return self.views[index]
 
+    def plan_end(self, last: int) -> None:
+        """An open-ended run learns that it stops at iteration `last`: from here on the rates
+        decay toward it as a planned run's do over its whole length, so that the map and the
+        pose corrections settle instead of ending at the constant live rates (a `cgc stream`
+        run used to keep them to its last iteration). A planned run keeps its own schedule."""
+        if self.iterations is None:
+            self.schedule_start = self.step_count
+            self.iterations = max(int(last), self.step_count + 1)
+
+    def _progress(self) -> float | None:
+        """How far along the planned schedule (0 to 1), None when open-ended."""
+        if self.iterations is None:
+            return None
+        span = max(1, self.iterations - self.schedule_start)
+        return min(1.0, max(0, self.step_count - self.schedule_start) / span)
+
     def _update_learning_rate(self) -> None:
         t = self.config.train
         lr = t.lr_means * self.extent
-        if self.iterations is not None:
-            progress = min(1.0, self.step_count / max(1, self.iterations))
+        progress = self._progress()
+        if progress is not None:
             lr *= (t.lr_means_final / t.lr_means) ** progress
         self.optimizers["means"].param_groups[0]["lr"] = lr
 
@@ -161,15 +180,29 @@ class Trainer:
         """Pose rates decay to a tenth over a planned schedule (constant when open-ended), so
         the corrections settle instead of jittering by one step around the answer."""
         t = self.config.train
-        decay = 1.0
-        if self.iterations is not None:
-            decay = 0.1 ** min(1.0, self.step_count / max(1, self.iterations))
+        progress = self._progress()
+        decay = 1.0 if progress is None else 0.1 ** progress
         rates = {"rotation": t.lr_pose_rotation * decay,
                  "translation": t.lr_pose_translation * self.extent * decay}
         for group in correction.optimizer.param_groups:
             name = group.get("name")
             if name in rates:
                 group["lr"] = rates[name]
+
+    @torch.no_grad()
+    def _center_pose_corrections(self) -> None:
+        """Subtract the views' mean pose correction from each (`train.pose_zero_mean`): the
+        part all views share is a drift of the whole map against the given poses, which the
+        data cannot tell from a moved map, and which held-out views at given poses would pay."""
+        corrections = [v.correction for v in self.views if v.correction is not None]
+        if not corrections:
+            return
+        rotations = torch.stack([c.rotation for c in corrections])         # [V, 3]
+        translations = torch.stack([c.translation for c in corrections])   # [V, 3]
+        rotation_mean, translation_mean = rotations.mean(0), translations.mean(0)
+        for c in corrections:
+            c.rotation.sub_(rotation_mean)
+            c.translation.sub_(translation_mean)
 
     def view_corrections(self) -> list[dict | None]:
         """Each training view's learned correction in plain numbers (`ViewCorrection.summary`),
@@ -244,6 +277,11 @@ class Trainer:
             if correction is not None:
                 self._set_correction_rates(correction)
                 correction.step()
+                # Once per round of the views: the drift it removes is slow, and the loop over
+                # every view costs a few milliseconds.
+                if correction.pose_enabled and self.config.train.pose_zero_mean \
+                        and step % len(self.views) == 0:
+                    self._center_pose_corrections()
             if self.before_opacity_reset is not None and self.densifier.resets_opacity_at(step):
                 self.before_opacity_reset()
             self.densifier.step(step, self.splats, self.optimizers)
@@ -308,6 +346,7 @@ class Trainer:
                 "version": CHECKPOINT_VERSION,
                 "step": self.step_count,
                 "iterations": self.iterations,
+                "schedule_start": self.schedule_start,
                 "extent": self.extent,
                 "config": dataclasses.asdict(self.config),
                 "splats": {k: v.detach().cpu() for k, v in self.splats.items()},
@@ -330,6 +369,7 @@ class Trainer:
         with self.lock:
             self.step_count = int(state["step"])
             self.iterations = None if state["iterations"] is None else int(state["iterations"])
+            self.schedule_start = int(state.get("schedule_start", 0))
             self.extent = float(state["extent"])
             self.splats = torch.nn.ParameterDict(
                 {k: torch.nn.Parameter(v.to(self.device)) for k, v in state["splats"].items()}

@@ -129,3 +129,42 @@ def test_the_depth_term_brings_the_rendered_surface_to_the_measured_depth(tiny_s
     colour_only.train(60, progress=False)
     assert depth_error(with_depth) < 0.8 * depth_error(colour_only)
     assert depth_error(with_depth) < start
+
+
+@pytest.mark.slow
+def test_an_open_ended_run_that_learns_its_end_decays_its_rates_toward_it(tiny_scene):
+    """`cgc stream` trains open-ended while frames come, then to a known end: from the moment
+    the end is known, the centres' and the pose corrections' rates decay as a planned run's."""
+    from cgc_core.train.trainer import Trainer
+
+    config = small_config()
+    planned = make_trainer(tiny_scene, config)
+    points = planned.splats["means"].detach().cpu().numpy()
+    trainer = Trainer(config, planned.views, points=points, extent=planned.extent,
+                      iterations=None)
+    t = config.train
+
+    def means_rate():
+        return trainer.optimizers["means"].param_groups[0]["lr"]
+
+    for _ in range(10):
+        trainer.step()
+    assert means_rate() == pytest.approx(t.lr_means * trainer.extent)  # constant live rate
+    trainer.plan_end(30)
+    for _ in range(10):
+        trainer.step()
+    halfway = (t.lr_means_final / t.lr_means) ** 0.5
+    assert means_rate() == pytest.approx(t.lr_means * trainer.extent * halfway)
+    for _ in range(10):
+        trainer.step()
+    assert means_rate() == pytest.approx(t.lr_means_final * trainer.extent)
+    rotation_rates = [g["lr"] for view in trainer.views if view.correction is not None
+                      for g in view.correction.optimizer.param_groups if g["name"] == "rotation"]
+    # The view of the last iteration had its pose rate set at the end: a tenth.
+    assert min(rotation_rates) == pytest.approx(t.lr_pose_rotation * 0.1)
+    restored = Trainer(config, planned.views, points=points, extent=planned.extent,
+                       iterations=None)
+    restored.load_state_dict(trainer.state_dict())
+    assert (restored.schedule_start, restored.iterations) == (10, 30)
+    trainer.plan_end(100)  # a planned run keeps its schedule
+    assert (trainer.schedule_start, trainer.iterations) == (10, 30)
