@@ -134,12 +134,20 @@ def surface_point(splats, camera: Camera, u: float, v: float,
     viewmat, K = camera_tensors(camera, splats["means"].device)
     out = render_view(splats, viewmat, K, camera.width, camera.height, sh_degree=0, render=render,
                       with_rgb=True, with_depth=True)
+    return surface_at(out.alphas, out.depths, camera, u, v)
+
+
+def surface_at(alphas: Tensor, depths: Tensor, camera: Camera, u: float,
+               v: float) -> np.ndarray | None:
+    """[3] world point of the surface under pixel (u, v) of a render's alpha [H, W] and blended
+    depth [H, W], or None where it shows (almost) nothing (alpha < 0.5). The one rule of where
+    a prompt lies, for `surface_point` and `objects.extract.pixel_prompt`."""
     col, row = int(u), int(v)
-    alpha = float(out.alphas[row, col])
+    alpha = float(alphas[row, col])
     if alpha < 0.5:
         return None
     depth = np.zeros((camera.height, camera.width), dtype=np.float64)
-    depth[row, col] = float(out.depths[row, col]) / alpha  # blended z of the visible surface
+    depth[row, col] = float(depths[row, col]) / alpha  # blended z of the visible surface
     return backproject(camera, depth, np.array([row]), np.array([col]))[0]
 
 

@@ -79,10 +79,10 @@ def cmd_stream(args) -> None:
 
 
 def cmd_segment(args) -> None:
-    from cgc_core.app.prompts import segment_prompts
     from cgc_core.app.run_folder import load_run
     from cgc_core.data.ground_truth import load_prompts
     from cgc_core.io import write_label_png
+    from cgc_core.service.query import segment_prompts
     run = load_run(Path(args.run))
     prompts = load_prompts(Path(args.prompts))
     for prompt in prompts:

@@ -1,4 +1,4 @@
-"""`cgc demo`, the offline demo (scripts/run.sh runs the node instead: cgc_ros.main_job): make
+"""`cgc demo`, the offline demo (scripts/run.sh runs the node instead: cgc_eval.main_job): make
 a synthetic scene with SAM-like inconsistent masks, train CGC on it, evaluate on held-out views,
 and render pictures, all into one folder."""
 

@@ -61,9 +61,9 @@ def test_feature_selects_the_gaussians_of_one_object():
 def test_spatial_filter_separates_look_alike_objects_apart():
     """Two blobs with the SAME feature: Eq. 6 alone masks both; the connected part of the
     selection that holds the prompt's surface point masks only the prompted one."""
-    from cgc_core.app.prompts import FeatureCache, object_mask, prompted_objects
     from cgc_core.config import QueryConfig
     from cgc_core.data import Prompt, Scene
+    from cgc_core.service.query import FeatureCache, object_mask, prompted_objects
 
     splats, camera = two_blobs()
     with torch.no_grad():

@@ -3,7 +3,7 @@
     driver_client.py NAMESPACE SCENE [--order image_last] [--frames 40] [--rate 2]
                      [--masks DIR] [--steps 0] [--heldout] [--save NAME]
 
-Unlike the main job's player (cgc_ros.player), nothing here is arranged for the node: for each
+Unlike the main job's player (cgc_eval.player), nothing here is arranged for the node: for each
 frame the five messages go out back to back, all with the frame's stamp, on sensor-data QoS
 (best effort, depth 5), as drivers publish them:
 

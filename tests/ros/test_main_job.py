@@ -1,4 +1,4 @@
-"""The main job (scripts/run.sh runs `python -m cgc_ros.main_job` after set-up) on a tiny scene:
+"""The main job (scripts/run.sh runs `python -m cgc_eval.main_job` after set-up) on a tiny scene:
 the real node and the player in separate processes, then report.html opened in real headless
 Chromium (Debian's package, driven by Playwright), and a rosbag2 folder played the same way.
 
@@ -24,7 +24,7 @@ TINY = ["--width", "160", "--height", "120", "--frames", "8", "--test-frames", "
 
 
 def main_job(ros_python, ros_env, out: Path, *args: str, timeout: float = 300) -> dict:
-    done = subprocess.run([ros_python, "-m", "cgc_ros.main_job", str(out), *args], cwd=ROOT,
+    done = subprocess.run([ros_python, "-m", "cgc_eval.main_job", str(out), *args], cwd=ROOT,
                           env=ros_env, capture_output=True, text=True, timeout=timeout,
                           check=False)
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"

@@ -1,7 +1,7 @@
 """The player: a robot and its user in one process, facing a running cgc node over ROS 2.
 
-    python -m cgc_ros.player OUT --scene DIR [--masks DIR] [--rate 2] [--iterations 2000]
-    python -m cgc_ros.player OUT --bag DIR --image-topic T --camera-info-topic T --pose-topic T
+    python -m cgc_eval.player OUT --scene DIR [--masks DIR] [--rate 2] [--iterations 2000]
+    python -m cgc_eval.player OUT --bag DIR --image-topic T --camera-info-topic T --pose-topic T
                              [--depth-topic T] [--segments-topic T]
 
 It streams posed frames as Image + CameraInfo + PoseStamped (+ depth, + segments) at a real frame
@@ -9,7 +9,7 @@ rate, shows the node's progress from `~/status`, measures the held-out mIoU thro
 services while it learns (when the scene has ground truth), waits until the node has trained
 `--iterations`, asks for every object by pixel and by text (its label and its colour word), saves
 the map, and writes everything it saw into OUT (`player.json`, frames, masks, object PLYs) for
-cgc_core.app.report. scripts/run.sh starts it beside the node (cgc_ros.main_job).
+cgc_eval.report. scripts/run.sh starts it beside the node (cgc_eval.main_job).
 
 Held-out quality through the node: each prompt's pixel, in its frame (pose + CameraInfo given),
 names an object; the player labels that object with the prompt's name, and the object's mask in
