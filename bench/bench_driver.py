@@ -143,10 +143,11 @@ def frames(args, env) -> int:
 def offline_scores(map_dir: Path, scene_dir: Path) -> dict:
     """The node's saved map queried offline (`held_out_scores`)."""
     from cgc_core.config import load_config
+    from cgc_core.service.maps import checkpoint_of
     from cgc_core.train.live import LiveSession
 
     config = load_config(ROOT / "config" / "cgc.yaml")
-    session = LiveSession.load(map_dir / "session.pt", config=config, device="cpu")
+    session = LiveSession.load(checkpoint_of(map_dir), config=config, device="cpu")
     return held_out_scores(session.snapshot().splats, config, scene_dir)
 
 

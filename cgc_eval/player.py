@@ -39,8 +39,9 @@ from std_msgs.msg import Header, String
 from cgc_core.cameras import Camera
 from cgc_core.data.ground_truth import load_gt_masks, load_prompts
 from cgc_core.data.nerfstudio import write_point_ply
-from cgc_core.io import read_json, write_json, write_label_png
+from cgc_core.io import write_json, write_label_png
 from cgc_core.metrics import evaluate_masks
+from cgc_core.service import maps
 from cgc_ros import conversions as cv
 from cgc_ros.srv import LabelObject, ListObjects, SaveMap, SegmentObject
 
@@ -405,11 +406,8 @@ def query_objects(player: Player, heldout: HeldOut, final: dict | None, cameras:
 
 
 def saved_objects(path: Path) -> list[dict]:
-    objects_file = path / "objects.json"
-    if not objects_file.is_file():
-        return []
-    data = read_json(objects_file)
-    return data.get("objects", []) if isinstance(data, dict) else data
+    table = maps.read_objects(path)  # the one reader of a map's objects.json
+    return [] if table is None else [o.to_json(with_voxels=False) for o in table.objects]
 
 
 # ---------------------------------------------------------------------------------- main

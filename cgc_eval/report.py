@@ -1,7 +1,7 @@
 """report.html of a main-job folder, built only from the files the run wrote.
 
 Reads OUT/player.json (what the player streamed and what the node answered), OUT/run.json
-(command, timings), the saved map OUT/map/session.pt + objects.json, the scene when it has one
+(command, timings), the saved map OUT/map/ (checkpoint.pt + objects.json), the scene when it has one
 (held-out images and ground truth) and OUT/node.log. Writes one self-contained page: every
 picture is embedded as a data URI and the page loads nothing from the network, so it can be
 mailed or opened from a USB stick. Pictures that need the model (objects alone, the clusters'
@@ -29,12 +29,13 @@ from PIL import Image
 from cgc_core.app.pictures import overlay
 from cgc_core.cameras import Camera
 from cgc_core.geometry import look_at
-from cgc_core.io import read_json, read_label_png
+from cgc_core.io import DataError, read_json, read_label_png
 from cgc_core.model.gaussians import subset
 from cgc_core.model.sh import C0
 from cgc_core.model.view import render_view
 from cgc_core.objects.cluster import ObjectInfo
 from cgc_core.query import camera_tensors, cosine_to
+from cgc_core.service import maps
 from cgc_core.service.query import PromptedObject, select_object
 
 REPORT_FILE = "report.html"
@@ -128,21 +129,29 @@ def part_features(obj: dict) -> torch.Tensor:
     return torch.from_numpy(ObjectInfo.from_json(obj).part_features).float()
 
 
+def is_map(folder: Path) -> bool:
+    try:
+        maps.checkpoint_of(folder)
+        return True
+    except DataError:
+        return False
+
+
 class SavedMap:
-    """The map the node saved (session.pt, objects.json), loaded without executing code."""
+    """The map the node saved (cgc_core.service.maps), loaded without executing code."""
 
     def __init__(self, folder: Path):
         from cgc_core.train.live import LiveSession
 
-        session = LiveSession.load(folder / "session.pt", device="cpu")
+        session = LiveSession.load(maps.checkpoint_of(folder), device="cpu")
         snapshot = session.snapshot()
         self.config = session.config
         self.splats = {k: v.detach() for k, v in snapshot.splats.items()}
         self.sh_degree = snapshot.sh_degree
         self.keyframes = snapshot.keyframes
         self.step = snapshot.step
-        objects_file = folder / "objects.json"
-        self.objects = read_json(objects_file)["objects"] if objects_file.is_file() else []
+        table = maps.read_objects(folder)
+        self.objects = [] if table is None else [o.to_json() for o in table.objects]
 
     def object(self, object_id: int, label: str = "") -> dict | None:
         """The saved object with this label (labels survive re-clustering), else this id."""
@@ -378,7 +387,7 @@ def write_report(out: str | Path) -> Path:
         from cgc_core.data.load import load_scene
 
         scene = load_scene(Path(run["scene"]))
-    saved = SavedMap(out / "map") if (out / "map" / "session.pt").is_file() else None
+    saved = SavedMap(out / "map") if is_map(out / "map") else None
     status = player.get("status", {})
     session = status.get("session", {})
     final = player.get("final") or {}
@@ -458,7 +467,8 @@ def write_report(out: str | Path) -> Path:
     parts.append("<h2>Machine</h2>" + key_values(
         {**machine(), "date": datetime.datetime.now(datetime.UTC).isoformat(
             timespec="minutes")}))
-    files = [("map", "map/session.pt"), ("objects", "map/objects.json"),
+    files = [("map", f"map/{maps.checkpoint_of(out / 'map').name}" if is_map(out / "map")
+              else "map/checkpoint.pt"), ("objects", "map/objects.json"),
              ("node log", "node.log"), ("player record", "player.json")]
     parts.append("<h2>Files</h2><ul>" + "".join(
         f'<li><a href="{p}">{html.escape(n)}: {p}</a></li>' for n, p in files

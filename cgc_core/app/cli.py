@@ -103,6 +103,9 @@ def cmd_eval(args) -> None:
     from cgc_core.io import write_json
     from cgc_core.metrics import format_table
     run = load_run(Path(args.run))
+    if not run.scene.test_names:
+        raise ValueError(f"{args.run}: no test views to evaluate on (a map the node saved keeps "
+                         "only its keyframes, without ground truth)")
     results = evaluate_run(run.splats, run.scene, run.config.render, _threshold(args, run.config),
                            run.config.query, run.config.objects)
     print(format_table(results))

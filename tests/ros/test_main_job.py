@@ -43,7 +43,7 @@ def test_one_folder_with_map_objects_log_and_quality(tiny_run):
     assert run["node_exit"] == 0  # stopped with Ctrl-C, cleanly
     assert Path(run["params_file"]) == ROOT / "config" / "cgc.yaml"
     assert "cgc ready" in (out / "node.log").read_text()
-    assert (out / "map" / "session.pt").is_file() and (out / "map" / "objects.json").is_file()
+    assert (out / "map" / "checkpoint.pt").is_file() and (out / "map" / "objects.json").is_file()
 
     # Streamed as ROS messages and learned online.
     assert len(player["frames"]) == 8
@@ -143,4 +143,4 @@ def test_a_rosbag_plays_through_the_node(tiny_run, tmp_path, ros_python, ros_env
     assert status["frames_accepted"] >= 3 and status["session"]["keyframes"] >= 2
     assert status.get("frames_rejected", 0) == 0  # depth and segments matched every image
     assert player["final"] is None  # a bag has no ground truth
-    assert (out / "report.html").is_file() and (out / "map" / "session.pt").is_file()
+    assert (out / "report.html").is_file() and (out / "map" / "checkpoint.pt").is_file()

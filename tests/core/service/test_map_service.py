@@ -12,8 +12,7 @@ import torch
 from cgc_core.config import CGCConfig, apply_overrides
 from cgc_core.data import load_scene
 from cgc_core.io import read_label_png
-from cgc_core.service import MapService, Query, QueryError
-from cgc_core.service import maps
+from cgc_core.service import MapService, Query, QueryError, maps
 from cgc_core.service.buffers import DropOldestQueue, StampBuffer
 from cgc_core.service.frames import FrameInputs
 from cgc_core.service.settings import NodeSettings, node_parameters
@@ -161,3 +160,48 @@ def test_status_counts_requests_and_session_figures(trained):
     json.dumps(status)  # what ~/status publishes
     assert isinstance(service.counts, collections.Counter)
     assert np.isfinite(status["session"]["iterations_per_second"])
+
+
+def test_the_commands_work_on_a_map_the_service_saved(trained, capsys):
+    # `cgc objects / label / extract / segment` on the node's ~/save_map folder: its keyframes
+    # stand in for the scene, and a label given by the command is what the node loads.
+    from cgc_core.app.cli import main
+
+    service, _ = trained
+    path = service.save("for_commands")
+    capsys.readouterr()
+    assert main(["objects", str(path), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {o["id"] for o in listed} == {o.id for o in service.table.objects}
+    object_id = listed[0]["id"]
+    assert main(["label", str(path), str(object_id), "teapot"]) == 0
+    other = service_for(service.settings.map_directory)
+    other.load("for_commands")
+    assert other.table.get(object_id).label == "teapot"
+    other.session.stop()
+    frame = other.session.keyframes[0].view.camera
+    out = path / "teapot.ply"
+    assert main(["extract", str(path), "--text", "teapot", "--out", str(out)]) == 0
+    assert out.is_file()
+    prompts = path / "prompts.json"
+    prompts.write_text(json.dumps([{"id": "middle", "frame": frame.name,
+                                    "point": [frame.width // 2, frame.height // 2]}]))
+    assert main(["segment", str(path), "--prompts", str(prompts), "--out",
+                 str(path / "masks")]) == 0
+    assert (path / "masks" / "middle.png").is_file()
+    assert main(["eval", str(path)]) != 0  # no ground truth in a node's map: refused
+    assert "no test views" in capsys.readouterr().err
+
+
+def test_the_service_loads_a_cgc_train_run(tiny_scene, tmp_path):
+    from cgc_core.app.run_folder import train_scene
+
+    config = apply_overrides(tiny_config(), {"train": {"iterations": 15}})
+    run = train_scene(tiny_scene, tmp_path / "trained", config=config,
+                      masks_dir=tiny_scene / "masks_inconsistent", progress=False,
+                      log=lambda _: None)
+    service = service_for(tmp_path)
+    assert service.load("trained") == (tmp_path / "trained").resolve()
+    assert torch.equal(service.clustered_splats["means"], run.splats["means"].detach())
+    assert service.table is not None  # clustered as loaded, before training resumes
+    service.session.stop()
