@@ -142,7 +142,7 @@ def frames(args, env) -> int:
 
 def offline_scores(map_dir: Path, scene_dir: Path) -> dict:
     """The node's saved map queried offline (`held_out_scores`)."""
-    from cgc_core.config import load_config
+    from cgc_core.app.config_file import load_config
     from cgc_core.service.maps import checkpoint_of
     from cgc_core.train.live import LiveSession
 
@@ -152,9 +152,9 @@ def offline_scores(map_dir: Path, scene_dir: Path) -> dict:
 
 
 def quality(args, env) -> int:
+    from cgc_core.app.config_file import load_config
     from cgc_core.app.run_folder import load_run
     from cgc_core.app.stream import stream_scene
-    from cgc_core.config import load_config
 
     rows = []
     for seed in [int(s) for s in args.seeds.split(",")]:

@@ -29,10 +29,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cgc_core.app.config_file import load_config  # noqa: E402
 from cgc_core.app.evaluate import evaluate_run  # noqa: E402
 from cgc_core.app.run_folder import load_run  # noqa: E402
 from cgc_core.app.stream import stream_scene  # noqa: E402
-from cgc_core.config import load_config  # noqa: E402
 from cgc_core.data.load import load_scene  # noqa: E402
 from cgc_eval.report import SavedMap, machine  # noqa: E402
 

@@ -52,9 +52,10 @@ from bench_scenes import parse_overrides  # noqa: E402
 from bench_train import cpu_name  # noqa: E402
 from objects_truth import gaussian_instances, instances, object_names, visible_surface  # noqa: E402
 
+from cgc_core.app.config_file import load_config  # noqa: E402
 from cgc_core.app.objects import keyframes_of  # noqa: E402
 from cgc_core.app.run_folder import load_run, train_scene  # noqa: E402
-from cgc_core.config import apply_overrides, load_config  # noqa: E402
+from cgc_core.config import apply_overrides  # noqa: E402
 from cgc_core.data.synth import make_synthetic_scene  # noqa: E402
 from cgc_core.objects import cluster_objects, extract_object, ground_text  # noqa: E402
 from cgc_core.objects.colors import colour_shares  # noqa: E402

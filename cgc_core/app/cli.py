@@ -31,7 +31,8 @@ CONFIG_HELP = ("YAML overriding the run's config field by field (e.g. objects.gr
 
 
 def _config(args) -> CGCConfig:
-    from cgc_core.config import apply_overrides, load_config
+    from cgc_core.app.config_file import load_config
+    from cgc_core.config import apply_overrides
     config = load_config(getattr(args, "config", None))
     train = {}
     if getattr(args, "iterations", None) is not None:

@@ -7,7 +7,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from cgc_core.config import apply_overrides, load_config
+from cgc_core.app.config_file import load_config
+from cgc_core.config import apply_overrides
 
 
 def run_demo(out: Path, *, seed: int = 0, iterations: int | None = None, log=print) -> dict:

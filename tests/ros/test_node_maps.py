@@ -97,14 +97,14 @@ def test_requests_are_validated_and_no_map_is_lost(ros_python, ros_env, run_scri
                                 start_new_session=True)
         seen, deadline = [], time.monotonic() + 90
         while not seen and time.monotonic() < deadline and node.poll() is None:
-            seen = [n for n in os.listdir(good) if n.startswith(".session.")]
+            seen = [n for n in os.listdir(good) if n.startswith(".checkpoint.")]
             if seen:
                 os.killpg(node.pid, signal.SIGKILL)
             else:
                 time.sleep(0.0002)
         assert seen, "no save was caught writing within 90 s"
         assert node.wait(timeout=10) == -signal.SIGKILL
-        left = [n for n in os.listdir(good) if n.startswith(".session.")]
+        left = [n for n in os.listdir(good) if n.startswith(".checkpoint.")]
         assert left, "the save had finished when the kill landed; not a mid-save kill"
         state = torch.load(good / "checkpoint.pt", weights_only=True)  # the previous map, whole
         assert "trainer" in state and state["keyframes"]
