@@ -60,9 +60,6 @@ def ros_env(tmp_path_factory) -> dict[str, str]:
     # rcl writes log files under ~/.ros/log by default; keep them with the test's temp files.
     env["ROS_LOG_DIR"] = str(tmp_path_factory.mktemp("ros_log"))
     env["PYTHONUNBUFFERED"] = "1"
-    # The drivers here (cgc_eval.driver) and the node's modules come from this tree, whichever
-    # folder a script runs in (they run in tests/ros).
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
     return env
 
 

@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # cgc_eval: run from a clone
+
 import numpy as np
 import rclpy
 from geometry_msgs.msg import PoseStamped
