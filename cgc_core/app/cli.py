@@ -132,24 +132,12 @@ def cmd_demo(args) -> None:
 
 def _run_for_objects(args):
     """The run, its stored config overridden by --config (objects.grounding, weight paths)."""
-    import yaml
-
+    from cgc_core.app.config_file import read_overrides
     from cgc_core.app.run_folder import load_run
-    from cgc_core.config import (
-        apply_overrides,
-        engine_overrides_of_ros_parameters,
-        is_ros_parameters_file,
-    )
+    from cgc_core.config import apply_overrides
     run = load_run(Path(args.run))
-    if args.config:
-        path = Path(args.config)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
-        data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping at the top level")
-        if is_ros_parameters_file(data):  # the node's config/cgc.yaml works here too
-            data = engine_overrides_of_ros_parameters(data, path)
+    if args.config:  # a YAML of sections, or the node's config/cgc.yaml
+        data = read_overrides(Path(args.config))
         apply_overrides(run.config, data)
     return run
 

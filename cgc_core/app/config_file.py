@@ -19,16 +19,21 @@ def load_config(path: str | Path | None = None) -> CGCConfig:
     """Defaults, overridden by a YAML file when given."""
     config = CGCConfig()
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
-        data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping at the top level")
-        if is_ros_parameters_file(data):
-            data = engine_overrides_of_ros_parameters(data, path)
-        apply_overrides(config, data)
+        apply_overrides(config, read_overrides(Path(path)))
     return config
+
+
+def read_overrides(path: Path) -> dict[str, Any]:
+    """The engine overrides in a YAML file of CGCConfig's sections or in a ROS 2 parameters
+    file (its engine sections); FileNotFoundError / ValueError naming the file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    if is_ros_parameters_file(data):
+        data = engine_overrides_of_ros_parameters(data, path)
+    return data
 
 
 ROS_PARAMETERS = "ros__parameters"
