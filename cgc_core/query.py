@@ -218,23 +218,6 @@ def selection_shares(splats, selections: Tensor, camera: Camera, render: RenderC
 
 
 @torch.no_grad()
-def label_map(feature_map: Tensor, prototypes: Tensor, threshold: float) -> Tensor:
-    """[H, W] int64: per pixel, the index of the prototype feature it is most similar to, or -1
-    where no prototype reaches cosine `threshold` (and where nothing is rendered).
-
-    Args:
-        feature_map: [H, W, D] L2-normalised rendered features (`render_feature_map`).
-        prototypes: [K, D] features of the objects (normalised here).
-    """
-    height, width = feature_map.shape[:2]
-    if len(prototypes) == 0:
-        return torch.full((height, width), -1, dtype=torch.int64, device=feature_map.device)
-    prototypes = torch.nn.functional.normalize(prototypes.to(feature_map), dim=-1, eps=1e-8)
-    similarity = feature_map @ prototypes.T                     # [H, W, K]
-    best, index = similarity.max(dim=-1)
-    return torch.where(best >= threshold, index, torch.full_like(index, -1))
-
-
 def selection_summary(means: np.ndarray, features: np.ndarray, selected: np.ndarray,
                       feature: np.ndarray) -> dict:
     """What a 3D extraction returns about its Gaussians: centroid, axis-aligned box and score.

@@ -34,7 +34,8 @@ from cgc_core.data.messages import ConversionError, stamp_seconds
 from cgc_core.io import DataError
 from cgc_core.objects.cluster import ObjectInfo, ObjectTable, cluster_objects, match_objects
 from cgc_core.objects.models import model_scorers
-from cgc_core.query import cosine_to, label_map, most_opaque, render_feature_map
+from cgc_core.objects.segmentation import object_id_map
+from cgc_core.query import cosine_to, most_opaque
 from cgc_core.segment import make_mask_source
 from cgc_core.service import maps
 from cgc_core.service.buffers import RateLimitedLog, RequestQueue
@@ -202,16 +203,16 @@ class MapService:
     def segmentation(self, camera: Camera) -> tuple[np.ndarray, dict[int, tuple]]:
         """([H, W] object ids rendered at `camera`, 0 = none; {id: colour})."""
         ids = np.zeros((camera.height, camera.width), dtype=np.int64)
-        object_ids, features, colors = self.object_features()
+        object_ids, _, colors = self.object_features()
         palette = {int(i): c for i, c in zip(object_ids, colors)}
-        splats = self.clustered_splats
+        splats, table = self.clustered_splats, self.table
         if len(object_ids) == 0 or splats is None:
             return ids, palette
         side, cap = max(camera.width, camera.height), self.settings.segmentation_max_side
         view = camera.scaled(cap / side) if 0 < cap < side else camera
-        feature_map = render_feature_map(splats, view, self.config.render)
-        index = label_map(feature_map, features, self.config.query.threshold).cpu().numpy()
-        ids = np.where(index >= 0, object_ids[np.maximum(index, 0)], 0)
+        # The model the objects were clustered from, with their own prototypes: no wait for
+        # the training thread's lock (a frame waited seconds for it on busy cores).
+        ids = object_id_map(splats, table, view, self.config.render, self.config.query.threshold)
         if view is not camera:  # nearest neighbour back to the image's size: ids, not colours
             rows = np.minimum((np.arange(camera.height) + 0.5) * view.height / camera.height,
                               view.height - 1).astype(np.int64)
