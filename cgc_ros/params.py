@@ -1,8 +1,9 @@
 """The node's parameters: its own (frames, queues, rates, paths) and the engine's (every setting of
 cgc_core.config, under the same dotted names: `query.threshold`, `train.device`, ...).
 
-One source of defaults: the engine's parameters are declared from `CGCConfig()` with the field
-docstrings as descriptions, so nothing here repeats an engine default. Every value is checked
+One source of defaults: the node's own are listed with their descriptions and ranges in
+`cgc_core.service.settings` (the map service reads them), the engine's are declared from
+`CGCConfig()` with the field docstrings as descriptions; nothing here repeats a default. Every value is checked
 once, at start; an invalid one stops the node with a message that names the parameter.
 """
 
