@@ -3,8 +3,9 @@ cgc_core.config, under the same dotted names: `query.threshold`, `train.device`,
 
 One source of defaults: the node's own are listed with their descriptions and ranges in
 `cgc_core.service.settings` (the map service reads them), the engine's are declared from
-`CGCConfig()` with the field docstrings as descriptions; nothing here repeats a default. Every value is checked
-once, at start; an invalid one stops the node with a message that names the parameter.
+`CGCConfig()` with the field docstrings as descriptions; nothing here repeats a default. Every
+value is checked once, at start; an invalid one stops the node with a message that names the
+parameter.
 """
 
 from __future__ import annotations

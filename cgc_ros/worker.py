@@ -59,6 +59,7 @@ class Worker:
 
     def stop(self) -> None:
         self._stop = True
+        self.service.halt()  # its threads wind down while this one does
         self.inputs.frames.wake()
         if self._thread.is_alive():
             self._thread.join(timeout=10)

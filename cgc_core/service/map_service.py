@@ -151,6 +151,11 @@ class MapService:
         for thread in self._threads:
             thread.start()
 
+    def halt(self) -> None:
+        """Tell the background threads to stop (`stop` waits for them): a face stopping its
+        own threads first lets these finish their work meanwhile."""
+        self._stop.set()
+
     def stop(self) -> None:
         self._stop.set()
         for thread in self._threads:
