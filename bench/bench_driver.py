@@ -15,7 +15,7 @@ after the first arrives under training load. Counts come from the node's ~/statu
 `quality`: per seed, the client streams the scene with its SAM-like masks, waits for
 --iterations, prompts every object in every held-out view by pixel at that view's pose and
 saves the map; the saved map is then queried offline with the very same prompts
-(cgc_core.app.prompts, what `cgc eval` uses), and `cgc stream` runs on the same scene, masks,
+(cgc_core.service.query, what `cgc eval` uses), and `cgc stream` runs on the same scene, masks,
 rate and iterations (held-out mIoU by `cgc eval`'s protocol, and by the same per-view prompts).
 
 Writes bench/results/driver_frames.{md,json} or driver_quality.{md,json}.
@@ -142,18 +142,19 @@ def frames(args, env) -> int:
 
 def offline_scores(map_dir: Path, scene_dir: Path) -> dict:
     """The node's saved map queried offline (`held_out_scores`)."""
-    from cgc_core.config import load_config
+    from cgc_core.app.config_file import load_config
+    from cgc_core.service.maps import checkpoint_of
     from cgc_core.train.live import LiveSession
 
     config = load_config(ROOT / "config" / "cgc.yaml")
-    session = LiveSession.load(map_dir / "session.pt", config=config, device="cpu")
+    session = LiveSession.load(checkpoint_of(map_dir), config=config, device="cpu")
     return held_out_scores(session.snapshot().splats, config, scene_dir)
 
 
 def quality(args, env) -> int:
+    from cgc_core.app.config_file import load_config
     from cgc_core.app.run_folder import load_run
     from cgc_core.app.stream import stream_scene
-    from cgc_core.config import load_config
 
     rows = []
     for seed in [int(s) for s in args.seeds.split(",")]:
@@ -235,11 +236,11 @@ def held_out_scores(splats, config, scene_dir: Path) -> dict:
     from driver_client import heldout_prompts
 
     from cgc_core.app.evaluate import evaluate_run
-    from cgc_core.app.prompts import FeatureCache, object_mask, prompted_objects
     from cgc_core.data import Prompt
     from cgc_core.data.ground_truth import load_gt_masks
     from cgc_core.data.load import load_scene
     from cgc_core.metrics import evaluate_masks
+    from cgc_core.service.query import FeatureCache, object_mask, prompted_objects
 
     scene = load_scene(scene_dir)
     gt = load_gt_masks(scene_dir)

@@ -3,7 +3,7 @@
     source scripts/ros_env.sh
     .venv/bin/python bench/bench_main_job.py [--run OUT] [--rate 2] [--iterations 2000]
 
-1. Runs the main job (`python -m cgc_ros.main_job OUT`, what scripts/run.sh runs after set-up:
+1. Runs the main job (`python -m cgc_eval.main_job OUT`, what scripts/run.sh runs after set-up:
    the built-in scene streamed to the real node, objects queried, report written) and times it;
    with `--run OUT` an existing main-job folder is measured instead.
 2. Runs `cgc stream` on that folder's scene with the same masks (SAM-like, inconsistent), the
@@ -29,12 +29,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cgc_core.app.config_file import load_config  # noqa: E402
 from cgc_core.app.evaluate import evaluate_run  # noqa: E402
-from cgc_core.app.report import SavedMap, machine  # noqa: E402
 from cgc_core.app.run_folder import load_run  # noqa: E402
 from cgc_core.app.stream import stream_scene  # noqa: E402
-from cgc_core.config import load_config  # noqa: E402
 from cgc_core.data.load import load_scene  # noqa: E402
+from cgc_eval.report import SavedMap, machine  # noqa: E402
 
 
 def main() -> int:
@@ -52,7 +52,7 @@ def main() -> int:
     if run_dir is None:
         run_dir = work / "run"
         started = time.monotonic()
-        subprocess.run([sys.executable, "-m", "cgc_ros.main_job", str(run_dir), "--rate",
+        subprocess.run([sys.executable, "-m", "cgc_eval.main_job", str(run_dir), "--rate",
                         str(args.rate), "--iterations", str(args.iterations)], cwd=ROOT,
                        check=True)
         print(f"main job: {time.monotonic() - started:.0f} s", flush=True)

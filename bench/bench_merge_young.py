@@ -41,10 +41,11 @@ from bench_objects import match_clusters  # noqa: E402
 from bench_train import cpu_name  # noqa: E402
 from objects_truth import gaussian_instances, object_names  # noqa: E402
 
+from cgc_core.app.config_file import load_config  # noqa: E402
 from cgc_core.app.evaluate import evaluate_run  # noqa: E402
 from cgc_core.app.run_folder import load_run  # noqa: E402
 from cgc_core.app.stream import stream_scene  # noqa: E402
-from cgc_core.config import apply_overrides, load_config  # noqa: E402
+from cgc_core.config import apply_overrides  # noqa: E402
 from cgc_core.data.synth import make_synthetic_scene  # noqa: E402
 from cgc_core.objects import cluster_objects  # noqa: E402
 

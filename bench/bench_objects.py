@@ -52,12 +52,14 @@ from bench_scenes import parse_overrides  # noqa: E402
 from bench_train import cpu_name  # noqa: E402
 from objects_truth import gaussian_instances, instances, object_names, visible_surface  # noqa: E402
 
+from cgc_core.app.config_file import load_config  # noqa: E402
 from cgc_core.app.objects import keyframes_of  # noqa: E402
 from cgc_core.app.run_folder import load_run, train_scene  # noqa: E402
-from cgc_core.config import apply_overrides, load_config  # noqa: E402
+from cgc_core.config import apply_overrides  # noqa: E402
 from cgc_core.data.synth import make_synthetic_scene  # noqa: E402
-from cgc_core.objects import cluster_objects, extract_object, ground_text, pixel_prompt  # noqa: E402
+from cgc_core.objects import cluster_objects, extract_object, ground_text  # noqa: E402
 from cgc_core.objects.colors import colour_shares  # noqa: E402
+from cgc_core.service.query import pixel_object  # noqa: E402
 
 SHARE = 0.2
 """Split / merge / missing cut-off (share of an object's or a cluster's Gaussians)."""
@@ -161,15 +163,13 @@ def bench_scene(run_dir: Path, seed: int, query_overrides: dict | None = None) -
             continue
         frame, u, v = prompt
         start = time.perf_counter()
-        feature, seed_point = pixel_prompt(splats, scene.camera(frame), u, v, config.render)
-        if config.query.whole_objects:  # as `cgc extract --point` does
-            feature = table.whole_object_features(feature, config.query.selection_threshold,
-                                                      seed_point)
+        prompt = pixel_object(splats, scene.camera(frame), u, v, render=config.render,
+                              query=config.query, table=table)  # as `cgc extract --point`
         prompted = time.perf_counter()
         try:
-            obj = extract_object(splats, feature, config.query.selection_threshold, config.objects,
-                                 seed=seed_point, views=views, render=config.render,
-                                 depths=depths)
+            obj = extract_object(splats, prompt.feature, config.query.selection_threshold,
+                                 config.objects, seed=prompt.seed, views=views,
+                                 render=config.render, depths=depths)
             points = obj.points
         except ValueError:
             points = np.zeros((0, 3))

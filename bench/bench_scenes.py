@@ -53,9 +53,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_train import cpu_name, per_view_baseline  # noqa: E402
 
+from cgc_core.app.config_file import load_config  # noqa: E402
 from cgc_core.app.evaluate import evaluate_run  # noqa: E402
 from cgc_core.app.run_folder import load_run, train_scene  # noqa: E402
-from cgc_core.config import apply_overrides, load_config  # noqa: E402
+from cgc_core.config import apply_overrides  # noqa: E402
 from cgc_core.data.sensor_noise import pose_error, rotation_from_vector  # noqa: E402
 from cgc_core.data.synth import (  # noqa: E402
     FAMILIES,

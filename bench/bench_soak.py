@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
-import json
 import os
 import shlex
 import signal
@@ -63,50 +62,26 @@ def group_rss_mib(pgid: int) -> float:
 
 def drive(args) -> int:
     """In the ROS environment: publish frames at --rate, sample every --sample s into --csv."""
-    import numpy as np
     import rclpy
-    from geometry_msgs.msg import PoseStamped
-    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-    from sensor_msgs.msg import CameraInfo, Image
-    from std_msgs.msg import Header, String
+    from sensor_msgs.msg import Image
 
     from cgc_core.data.load import load_scene
     from cgc_core.io import read_label_png
-    from cgc_ros import conversions as cv
+    from cgc_eval.driver import NodeDriver, set_stamp
 
     rclpy.init()
-    node = rclpy.create_node("cgc_soak", namespace=args.namespace)
-    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
-    pub = {name: node.create_publisher(kind, name, qos_profile_sensor_data)
-           for name, kind in (("image", Image), ("camera_info", CameraInfo), ("depth", Image),
-                              ("pose", PoseStamped), ("segments", Image))}
-    state = {"status": {}, "received": 0}
-    node.create_subscription(String, "cgc/status",
-                             lambda m: state.update(status=json.loads(m.data)), latched)
+    driver = NodeDriver("cgc_soak", args.namespace)
+    node = driver.node
+    state = {"received": 0}
     node.create_subscription(Image, "cgc/segmentation",
                              lambda m: state.update(received=state["received"] + 1), 50)
 
     scene = load_scene(Path(args.scene))
-    frames = []
-    for camera in scene.train_cameras:  # messages built once; only the stamps change
-        header = Header(frame_id="camera_optical")
-        depth_mm = np.round(scene.load_depth(camera) * 1000).astype("<u2")
-        depth = Image(header=header, height=depth_mm.shape[0], width=depth_mm.shape[1],
-                      encoding="16UC1", step=2 * depth_mm.shape[1])
-        depth.data = cv._byte_array(depth_mm)
-        segments = cv.ids_to_image(read_label_png(Path(args.scene) / "instances"
-                                                  / f"{camera.name}.png"), header)
-        frames.append({
-            "camera_info": cv.camera_to_camera_info(camera, header),
-            "pose": PoseStamped(header=Header(frame_id="map"),
-                                pose=cv.matrix_to_pose(camera.cam_to_world)),
-            "depth": depth, "segments": segments,
-            "image": cv.rgb_to_image(scene.load_image(camera), header)})
-
-    end = time.monotonic() + 20
-    while time.monotonic() < end and not all(p.get_subscription_count() for p in pub.values()):
-        rclpy.spin_once(node, timeout_sec=0.05)
+    frames = [driver.frame_messages(  # messages built once; only the stamps change
+        camera, scene.load_image(camera), scene.load_depth(camera),
+        read_label_png(Path(args.scene) / "instances" / f"{camera.name}.png"), 0.0,
+        depth_encoding="16UC1") for camera in scene.train_cameras]
+    driver.wait_for_inputs(20.0)
 
     out = open(args.csv, "w", newline="")
     writer = csv.writer(out)
@@ -117,7 +92,7 @@ def drive(args) -> int:
     while True:
         now = time.monotonic()
         if now >= next_sample:
-            status = state["status"]
+            status = driver.status
             session = status.get("session", {})
             t = now - start
             published = status.get("segmentation_published", 0)
@@ -139,19 +114,15 @@ def drive(args) -> int:
                 break
         if now >= next_frame:
             frame = frames[index % len(frames)]
-            stamp = time.time()
-            for msg in frame.values():
-                msg.header.stamp.sec = int(stamp)
-                msg.header.stamp.nanosec = int((stamp % 1) * 1e9)
-            for name in ("camera_info", "pose", "depth", "segments", "image"):
-                pub[name].publish(frame[name])
+            set_stamp(frame, time.time())
+            driver.publish(frame)
             sent += 1
             index += 1
             next_frame += 1.0 / args.rate
         rclpy.spin_once(node, timeout_sec=max(0.0, min(next_frame, next_sample)
                                                - time.monotonic()))
     out.close()
-    node.destroy_node()
+    driver.destroy()
     rclpy.try_shutdown()
     return 0
 

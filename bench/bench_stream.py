@@ -33,10 +33,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_train import cpu_name  # noqa: E402
 
+from cgc_core.app.config_file import load_config  # noqa: E402
 from cgc_core.app.evaluate import evaluate_run  # noqa: E402
 from cgc_core.app.run_folder import load_run, train_scene  # noqa: E402
 from cgc_core.app.stream import stream_scene  # noqa: E402
-from cgc_core.config import load_config  # noqa: E402
 from cgc_core.data import load_scene  # noqa: E402
 from cgc_core.data.synth import make_synthetic_scene, scene_family  # noqa: E402
 from cgc_core.io import read_label_png  # noqa: E402

@@ -32,7 +32,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_train import cpu_name  # noqa: E402
 
-from cgc_core.config import apply_overrides, load_config  # noqa: E402
+from cgc_core.app.config_file import load_config  # noqa: E402
+from cgc_core.config import apply_overrides  # noqa: E402
 from cgc_core.data import load_scene  # noqa: E402
 from cgc_core.data.synth import make_synthetic_scene  # noqa: E402
 from cgc_core.io import read_label_png  # noqa: E402

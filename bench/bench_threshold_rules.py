@@ -39,11 +39,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 from bench_train import cpu_name  # noqa: E402
 
 from cgc_core.app.evaluate import score_prompted  # noqa: E402
-from cgc_core.app.prompts import FeatureCache, prompted_objects  # noqa: E402
 from cgc_core.app.run_folder import load_run  # noqa: E402
 from cgc_core.config import QueryConfig  # noqa: E402
 from cgc_core.data.ground_truth import load_gt_masks, load_prompts  # noqa: E402
 from cgc_core.query import similarity_map  # noqa: E402
+from cgc_core.service.query import FeatureCache, prompted_objects  # noqa: E402
 
 CANDIDATES = np.round(np.arange(0.70, 0.951, 0.025), 3)
 RULES = ("fixed", "stable", "otsu", "valley", "valley >= t", "oracle")

@@ -30,9 +30,10 @@ from scipy.ndimage import distance_transform_edt
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cgc_core.app.config_file import load_config  # noqa: E402
 from cgc_core.app.evaluate import evaluate_run  # noqa: E402
 from cgc_core.app.run_folder import train_scene  # noqa: E402
-from cgc_core.config import apply_overrides, load_config  # noqa: E402
+from cgc_core.config import apply_overrides  # noqa: E402
 from cgc_core.data import load_scene  # noqa: E402
 from cgc_core.data.ground_truth import load_gt_masks  # noqa: E402
 from cgc_core.data.synth import make_synthetic_scene  # noqa: E402

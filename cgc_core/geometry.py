@@ -48,3 +48,27 @@ def backproject(camera: Camera, depth: np.ndarray, rows: np.ndarray,
     y = (rows + 0.5 - camera.cy) / camera.fy * z
     c2w = camera.cam_to_world
     return np.stack([x, y, z], axis=1) @ c2w[:3, :3].T + c2w[:3, 3]
+
+
+def look_at(eye: np.ndarray, target: np.ndarray, up=(0.0, 0.0, 1.0)) -> np.ndarray:
+    """[4, 4] OpenCV camera-to-world at `eye` looking at `target`, image 'up' towards `up`."""
+    forward = np.asarray(target, float) - np.asarray(eye, float)
+    forward /= np.linalg.norm(forward)
+    right = np.cross(forward, np.asarray(up, float))
+    if np.linalg.norm(right) < 1e-6:  # looking along `up`: any right angle will do
+        right = np.array([1.0, 0.0, 0.0])
+    right /= np.linalg.norm(right)
+    down = np.cross(forward, right)  # OpenCV y points down in the image
+    c2w = np.eye(4)
+    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, down, forward, eye
+    return c2w
+
+
+def depth_at(depth: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A depth map [H, W] at another size by nearest sampling (depths must not blend across
+    edges). Returns [height, width] float32."""
+    rows = np.minimum(((np.arange(height) + 0.5) * depth.shape[0] / height).astype(int),
+                      depth.shape[0] - 1)
+    cols = np.minimum(((np.arange(width) + 0.5) * depth.shape[1] / width).astype(int),
+                      depth.shape[1] - 1)
+    return np.ascontiguousarray(depth[rows][:, cols], dtype=np.float32)

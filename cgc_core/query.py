@@ -134,12 +134,20 @@ def surface_point(splats, camera: Camera, u: float, v: float,
     viewmat, K = camera_tensors(camera, splats["means"].device)
     out = render_view(splats, viewmat, K, camera.width, camera.height, sh_degree=0, render=render,
                       with_rgb=True, with_depth=True)
+    return surface_at(out.alphas, out.depths, camera, u, v)
+
+
+def surface_at(alphas: Tensor, depths: Tensor, camera: Camera, u: float,
+               v: float) -> np.ndarray | None:
+    """[3] world point of the surface under pixel (u, v) of a render's alpha [H, W] and blended
+    depth [H, W], or None where it shows (almost) nothing (alpha < 0.5). The one rule of where
+    a prompt lies, for `surface_point` and `objects.extract.pixel_prompt`."""
     col, row = int(u), int(v)
-    alpha = float(out.alphas[row, col])
+    alpha = float(alphas[row, col])
     if alpha < 0.5:
         return None
     depth = np.zeros((camera.height, camera.width), dtype=np.float64)
-    depth[row, col] = float(out.depths[row, col]) / alpha  # blended z of the visible surface
+    depth[row, col] = float(depths[row, col]) / alpha  # blended z of the visible surface
     return backproject(camera, depth, np.array([row]), np.array([col]))[0]
 
 
@@ -210,23 +218,6 @@ def selection_shares(splats, selections: Tensor, camera: Camera, render: RenderC
 
 
 @torch.no_grad()
-def label_map(feature_map: Tensor, prototypes: Tensor, threshold: float) -> Tensor:
-    """[H, W] int64: per pixel, the index of the prototype feature it is most similar to, or -1
-    where no prototype reaches cosine `threshold` (and where nothing is rendered).
-
-    Args:
-        feature_map: [H, W, D] L2-normalised rendered features (`render_feature_map`).
-        prototypes: [K, D] features of the objects (normalised here).
-    """
-    height, width = feature_map.shape[:2]
-    if len(prototypes) == 0:
-        return torch.full((height, width), -1, dtype=torch.int64, device=feature_map.device)
-    prototypes = torch.nn.functional.normalize(prototypes.to(feature_map), dim=-1, eps=1e-8)
-    similarity = feature_map @ prototypes.T                     # [H, W, K]
-    best, index = similarity.max(dim=-1)
-    return torch.where(best >= threshold, index, torch.full_like(index, -1))
-
-
 def selection_summary(means: np.ndarray, features: np.ndarray, selected: np.ndarray,
                       feature: np.ndarray) -> dict:
     """What a 3D extraction returns about its Gaussians: centroid, axis-aligned box and score.

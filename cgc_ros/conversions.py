@@ -1,5 +1,9 @@
 """ROS 2 messages <-> the plain arrays and dataclasses of cgc_core. No maths lives here.
 
+Reading (image, depth, segments, camera_info, poses, stamps) is `cgc_core.data.messages`,
+re-exported here: the bag reader decodes through the same functions and checks without rclpy.
+This module builds the messages the node publishes and the tools send.
+
 Libraries (README, "Message conversions"): PointCloud2 packing and reading go through
 `sensor_msgs_py.point_cloud2` when it is importable (a ROS 2 install) and otherwise through the
 PyPI package `pointcloud2`, a numpy-only port of the same module with the same functions.
@@ -18,17 +22,27 @@ depth in metres (0 or non-finite = invalid), segment id 0 = unlabelled.
 from __future__ import annotations
 
 import array
-import math
 from collections.abc import Sequence
 
 import numpy as np
-from geometry_msgs.msg import Point, Pose, Quaternion, Transform, Vector3
+from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
 from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from cgc_core.cameras import Camera
+from cgc_core.data.messages import (  # noqa: F401  (re-exported: the node reads through these)
+    ConversionError,
+    camera_info_to_camera,
+    image_to_depth,
+    image_to_rgb,
+    image_to_segments,
+    pose_is_set,
+    pose_to_matrix,
+    stamp_seconds,
+    transform_to_matrix,
+)
 
 try:  # a ROS 2 install ships it; PyPI does not (DESIGN.md, "Not on PyPI")
     from sensor_msgs_py import point_cloud2 as _pc2
@@ -36,93 +50,7 @@ except ImportError:
     import pointcloud2 as _pc2
 
 
-class ConversionError(ValueError):
-    """A message that cannot be converted; the text says why."""
-
-
-RGB_ENCODINGS = ("rgb8", "bgr8", "mono8", "rgba8", "bgra8")
-DEPTH_ENCODINGS = ("32FC1", "16UC1", "mono16")
-SEGMENT_ENCODINGS = ("mono16", "16UC1", "32SC1", "mono8", "8UC1")
-
-# encoding -> (dtype, channels) of the pixel buffer.
-_LAYOUT = {
-    "rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "rgba8": (np.uint8, 4), "bgra8": (np.uint8, 4),
-    "mono8": (np.uint8, 1), "8UC1": (np.uint8, 1), "mono16": (np.uint16, 1),
-    "16UC1": (np.uint16, 1), "32SC1": (np.int32, 1), "32FC1": (np.float32, 1),
-}
-
-MAX_IMAGE_SIDE = 8192
-"""Larger images are refused: a corrupt header must not make the node allocate gigabytes."""
-
-
 # --- images -----------------------------------------------------------------------------------
-
-def _pixels(msg: Image, accepted: Sequence[str], what: str) -> np.ndarray:
-    """The message's pixels as a native-endian [H, W] or [H, W, C] array (a copy)."""
-    if msg.encoding not in accepted:
-        raise ConversionError(f"{what}: unsupported encoding '{msg.encoding}' "
-                              f"(supported: {', '.join(accepted)})")
-    dtype, channels = _LAYOUT[msg.encoding]
-    dtype = np.dtype(dtype)
-    height, width = int(msg.height), int(msg.width)
-    if height == 0 or width == 0:
-        raise ConversionError(f"{what}: empty image ({width}x{height})")
-    if height > MAX_IMAGE_SIDE or width > MAX_IMAGE_SIDE:
-        raise ConversionError(f"{what}: {width}x{height} is larger than {MAX_IMAGE_SIDE} pixels "
-                              "on a side")
-    row_bytes = width * channels * dtype.itemsize
-    if msg.step < row_bytes:
-        raise ConversionError(f"{what}: step {msg.step} is shorter than a row of {width} "
-                              f"{msg.encoding} pixels ({row_bytes} bytes)")
-    if len(msg.data) != msg.step * height:
-        raise ConversionError(f"{what}: data holds {len(msg.data)} bytes, step x height is "
-                              f"{msg.step * height}")
-    rows = np.frombuffer(msg.data, dtype=np.uint8).reshape(height, msg.step)[:, :row_bytes]
-    order = ">" if msg.is_bigendian else "<"
-    values = np.ascontiguousarray(rows).view(dtype.newbyteorder(order))
-    values = values.astype(dtype.newbyteorder("="), copy=True)
-    return values.reshape(height, width, channels) if channels > 1 else values.reshape(height,
-                                                                                        width)
-
-
-def image_to_rgb(msg: Image) -> np.ndarray:
-    """rgb8 / bgr8 / mono8 (and rgba8 / bgra8) -> [H, W, 3] uint8 RGB."""
-    pixels = _pixels(msg, RGB_ENCODINGS, "image")
-    if msg.encoding == "mono8":
-        return np.repeat(pixels[:, :, None], 3, axis=2)
-    if msg.encoding.startswith("bgr"):
-        pixels = pixels[:, :, 2::-1]
-    return np.ascontiguousarray(pixels[:, :, :3])
-
-
-def image_to_depth(msg: Image) -> tuple[np.ndarray, int]:
-    """32FC1 metres or 16UC1 / mono16 millimetres -> ([H, W] float32 metres (0 = invalid),
-    how many pixels were NaN or inf).
-
-    REP 118 gives 32FC1 depth NaN for "no measurement" and -inf / +inf for "too close" / "too
-    far": all three become 0, cgc's "invalid", and the caller counts them. A depth image with
-    no finite value at all, or with negative finite values, is refused: that is a driver bug,
-    not a missing measurement.
-    """
-    pixels = _pixels(msg, DEPTH_ENCODINGS, "depth")
-    if msg.encoding == "32FC1":
-        finite = np.isfinite(pixels)
-        if not finite.any():
-            raise ConversionError("depth: no finite value (every pixel is NaN or inf)")
-        if (pixels[finite] < 0).any():
-            raise ConversionError("depth: negative values (32FC1 must be metres >= 0; "
-                                  "0, NaN and inf = invalid)")
-        return np.where(finite, pixels, np.float32(0.0)), int(finite.size - finite.sum())
-    return pixels.astype(np.float32) / np.float32(1000.0), 0
-
-
-def image_to_segments(msg: Image) -> np.ndarray:
-    """mono16 / 16UC1 / 32SC1 (or 8-bit) segment ids -> [H, W] int32 (0 = unlabelled)."""
-    ids = _pixels(msg, SEGMENT_ENCODINGS, "segments").astype(np.int32)
-    if (ids < 0).any():
-        raise ConversionError("segments: negative ids (0 = unlabelled, segments are > 0)")
-    return ids
-
 
 def _byte_array(values: np.ndarray) -> array.array:
     """A uint8[] field value without rclpy's per-byte check (which takes seconds per image)."""
@@ -159,26 +87,23 @@ def mask_to_image(mask: np.ndarray, header: Header) -> Image:
                  step=width, data=_byte_array(np.where(mask, 255, 0).astype(np.uint8)))
 
 
+def depth_to_image(depth: np.ndarray, header: Header, encoding: str = "32FC1") -> Image:
+    """[H, W] metres (0 = invalid) -> a 32FC1 Image in metres, or 16UC1 in millimetres (REP
+    118), the two encodings `image_to_depth` reads back."""
+    if depth.ndim != 2:
+        raise ValueError(f"depth wants [H, W], got {depth.shape}")
+    if encoding == "32FC1":
+        pixels, size = depth.astype("<f4"), 4
+    elif encoding == "16UC1":
+        pixels, size = np.clip(np.round(depth * 1000.0), 0, 65535).astype("<u2"), 2
+    else:
+        raise ValueError(f"depth encoding must be 32FC1 or 16UC1, got {encoding!r}")
+    height, width = depth.shape
+    return Image(header=header, height=height, width=width, encoding=encoding, is_bigendian=0,
+                 step=size * width, data=_byte_array(pixels))
+
+
 # --- cameras and poses ------------------------------------------------------------------------
-
-def camera_info_to_camera(info: CameraInfo, cam_to_world: np.ndarray, name: str = "") -> Camera:
-    """CameraInfo (its K) and a camera-to-world pose -> a cgc_core Camera.
-
-    Only pinhole intrinsics are read: the images are taken as already rectified (distortion is
-    ignored), which is what image_proc's `image_rect` topics give.
-    """
-    width, height = int(info.width), int(info.height)
-    if width == 0 or height == 0:
-        raise ConversionError(f"camera_info: empty size {width}x{height}")
-    if width > MAX_IMAGE_SIDE or height > MAX_IMAGE_SIDE:
-        raise ConversionError(f"camera_info: {width}x{height} is larger than {MAX_IMAGE_SIDE} "
-                              "pixels on a side")
-    fx, fy, cx, cy = (float(info.k[i]) for i in (0, 4, 2, 5))
-    if not all(math.isfinite(x) for x in (fx, fy, cx, cy)) or fx <= 0 or fy <= 0:
-        raise ConversionError(f"camera_info: invalid intrinsics fx={fx:g} fy={fy:g} cx={cx:g} "
-                              f"cy={cy:g} (focal lengths must be finite and > 0)")
-    return Camera(name, width, height, fx, fy, cx, cy, np.asarray(cam_to_world, dtype=np.float64))
-
 
 def camera_to_camera_info(camera: Camera, header: Header) -> CameraInfo:
     """A cgc_core Camera's intrinsics -> CameraInfo (plumb_bob, no distortion)."""
@@ -189,55 +114,12 @@ def camera_to_camera_info(camera: Camera, header: Header) -> CameraInfo:
                       r=[1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0], p=p)
 
 
-QUATERNION_NORM_TOLERANCE = 1e-3
-"""A pose's quaternion must have unit norm within this (ROS messages carry unit quaternions;
-anything else is a bug upstream, not a rotation to guess)."""
-
-
-def _matrix(translation: Sequence[float], quaternion: Sequence[float], what: str) -> np.ndarray:
-    values = [*translation, *quaternion]
-    if not all(math.isfinite(v) for v in values):
-        raise ConversionError(f"{what}: non-finite values {values}")
-    norm = math.sqrt(sum(q * q for q in quaternion))
-    if abs(norm - 1.0) > QUATERNION_NORM_TOLERANCE:
-        raise ConversionError(f"{what}: quaternion norm {norm:.6g} is not 1")
-    matrix = np.eye(4)
-    matrix[:3, :3] = Rotation.from_quat(quaternion).as_matrix()  # scipy: (x, y, z, w), as ROS
-    matrix[:3, 3] = translation
-    return matrix
-
-
-def pose_to_matrix(pose: Pose) -> np.ndarray:
-    """geometry_msgs/Pose (of a frame in its parent) -> [4, 4] frame-to-parent."""
-    p, q = pose.position, pose.orientation
-    return _matrix((p.x, p.y, p.z), (q.x, q.y, q.z, q.w), "pose")
-
-
-def pose_is_set(pose) -> bool:
-    """Whether a geometry_msgs/PoseStamped carries anything: a frame_id, a position or a
-    rotation other than the message's default (0, 0, 0 and the identity w = 1)."""
-    p, q = pose.pose.position, pose.pose.orientation
-    return bool(pose.header.frame_id) or any(v != 0.0 for v in (p.x, p.y, p.z, q.x, q.y, q.z)) \
-        or q.w != 1.0
-
-
-def transform_to_matrix(transform: Transform) -> np.ndarray:
-    """geometry_msgs/Transform (child in parent, as TF stores it) -> [4, 4] child-to-parent."""
-    t, q = transform.translation, transform.rotation
-    return _matrix((t.x, t.y, t.z), (q.x, q.y, q.z, q.w), "transform")
-
-
 def matrix_to_pose(matrix: np.ndarray) -> Pose:
     """[4, 4] frame-to-parent -> geometry_msgs/Pose."""
     x, y, z, w = Rotation.from_matrix(matrix[:3, :3]).as_quat()
     tx, ty, tz = (float(v) for v in matrix[:3, 3])
     return Pose(position=Point(x=tx, y=ty, z=tz),
                 orientation=Quaternion(x=float(x), y=float(y), z=float(z), w=float(w)))
-
-
-def stamp_seconds(header: Header) -> float:
-    """A header's stamp in seconds."""
-    return header.stamp.sec + header.stamp.nanosec * 1e-9
 
 
 # --- point clouds -----------------------------------------------------------------------------

@@ -2,10 +2,10 @@
 
     python -m cgc_ros.node [--ros-args ...]      (colcon: ros2 run cgc_ros cgc_node)
 
-A thin adapter over cgc_core's live session (README, "The ROS 2 node"). Callbacks only put
-messages into bounded queues; one worker thread (cgc_ros.worker) owns the session and the
-objects, and also runs the service requests, queued with a timeout, so that a slow request never
-blocks the topics.
+A thin adapter over cgc_core's map service (docs/node.md). Callbacks only put messages into
+bounded queues; one worker thread (cgc_ros.worker) calls the service, for frames and for the
+service requests (cgc_ros.answers), queued with a timeout, so that a slow request never blocks
+the topics.
 """
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
+from cgc_core.service import DropOldestQueue, FrameInputs, QueryError, StampBuffer
 from cgc_ros import conversions as cv
 from cgc_ros import params
-from cgc_ros.queues import DropOldestQueue, StampBuffer
+from cgc_ros.answers import Answers
 from cgc_ros.srv import LabelObject, ListObjects, LoadMap, SaveMap, SegmentObject
-from cgc_ros.worker import Inputs, Outputs, ServiceError, Worker
+from cgc_ros.worker import Outputs, Worker
 
 INPUT_TOPICS = ("image", "camera_info", "depth", "pose", "segments")
 """Relative input names (remap them; launch/cgc.launch.py does)."""
@@ -49,12 +50,15 @@ class CgcNode(Node):
         super().__init__("cgc", **kwargs)
         # 1. Parameters (refused values stop the node here, naming the parameter).
         self.settings, config = params.declare(self)
-        # 2. Engine: the worker and its live session; inputs are filled by the callbacks below.
-        self.inputs = Inputs(frames=DropOldestQueue(self.settings.queue_length),
-                             camera_info=StampBuffer(), depth=StampBuffer(), pose=StampBuffer(),
-                             segments=StampBuffer(), lookup_tf=self._tf_lookup(),
-                             clock=lambda: self.get_clock().now().nanoseconds * 1e-9)
-        self.worker = Worker(config, self.settings, self.inputs, self.get_logger().warning)
+        # 2. Engine: the worker and its map service; inputs are filled by the callbacks below.
+        self.inputs = FrameInputs(frames=DropOldestQueue(self.settings.queue_length),
+                                  camera_info=StampBuffer(), depth=StampBuffer(),
+                                  pose=StampBuffer(), segments=StampBuffer(),
+                                  lookup_tf=self._tf_lookup(),
+                                  clock=lambda: self.get_clock().now().nanoseconds * 1e-9)
+        self.worker = Worker(config, self.settings, self.inputs, self.get_logger().warning,
+                             now=lambda: self.get_clock().now().to_msg())
+        answers = Answers(self.worker)
         # 3. Subscriptions: sensor-data QoS, enqueue only. One callback group per topic: each
         #    topic's messages are taken in order, and no topic waits behind another's (a large
         #    image's take and conversion never holds up its camera_info).
@@ -80,12 +84,12 @@ class CgcNode(Node):
         #    reentrant, so that several can wait at once and a full queue refuses the next.
         services = ReentrantCallbackGroup()
         for kind, name, handler in (
-                (SegmentObject, "~/segment_object", self.worker.segment_object),
-                (ListObjects, "~/list_objects", self.worker.list_objects),
-                (LabelObject, "~/label_object", self.worker.label_object),
-                (SaveMap, "~/save_map", self.worker.save_map),
-                (LoadMap, "~/load_map", self.worker.load_map),
-                (Trigger, "~/reset", self.worker.reset)):
+                (SegmentObject, "~/segment_object", answers.segment_object),
+                (ListObjects, "~/list_objects", answers.list_objects),
+                (LabelObject, "~/label_object", answers.label_object),
+                (SaveMap, "~/save_map", answers.save_map),
+                (LoadMap, "~/load_map", answers.load_map),
+                (Trigger, "~/reset", answers.reset)):
             self.create_service(kind, name, self._queued(name, handler),
                                 callback_group=services)
         self.worker.start(outputs)
@@ -99,7 +103,7 @@ class CgcNode(Node):
 
     def _on_image(self, msg: Image) -> None:
         if self._admit("image", msg):
-            self.worker.note_image(cv.stamp_seconds(msg.header))
+            self.worker.service.intake.gaps.note(cv.stamp_seconds(msg.header))
             self.inputs.frames.put((time.monotonic(), msg))
 
     def _buffer(self, kind, topic: str, buffer: StampBuffer) -> None:
@@ -125,7 +129,7 @@ class CgcNode(Node):
         def callback(request, response):
             try:
                 return self.worker.call(lambda: handler(request, response))
-            except (ServiceError, TimeoutError, BufferError) as error:
+            except (QueryError, TimeoutError, BufferError) as error:
                 message = str(error)
             except Exception as error:  # a bug must answer, not kill the node
                 message = f"internal error: {type(error).__name__}: {error}"

@@ -19,5 +19,5 @@ esac
 # shellcheck source=/dev/null
 source "$ROOT/scripts/ros_env.sh"
 cd "$ROOT"
-if [ -z "$OUT" ]; then exec "$VENV/bin/python" -m cgc_ros.main_job --help; fi
-exec "$VENV/bin/python" -m cgc_ros.main_job "$OUT" "$@"
+if [ -z "$OUT" ]; then exec "$VENV/bin/python" -m cgc_eval.main_job --help; fi
+exec "$VENV/bin/python" -m cgc_eval.main_job "$OUT" "$@"

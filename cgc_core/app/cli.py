@@ -31,7 +31,8 @@ CONFIG_HELP = ("YAML overriding the run's config field by field (e.g. objects.gr
 
 
 def _config(args) -> CGCConfig:
-    from cgc_core.config import apply_overrides, load_config
+    from cgc_core.app.config_file import load_config
+    from cgc_core.config import apply_overrides
     config = load_config(getattr(args, "config", None))
     train = {}
     if getattr(args, "iterations", None) is not None:
@@ -79,10 +80,10 @@ def cmd_stream(args) -> None:
 
 
 def cmd_segment(args) -> None:
-    from cgc_core.app.prompts import segment_prompts
     from cgc_core.app.run_folder import load_run
     from cgc_core.data.ground_truth import load_prompts
     from cgc_core.io import write_label_png
+    from cgc_core.service.query import segment_prompts
     run = load_run(Path(args.run))
     prompts = load_prompts(Path(args.prompts))
     for prompt in prompts:
@@ -103,6 +104,9 @@ def cmd_eval(args) -> None:
     from cgc_core.io import write_json
     from cgc_core.metrics import format_table
     run = load_run(Path(args.run))
+    if not run.scene.test_names:
+        raise ValueError(f"{args.run}: no test views to evaluate on (a map the node saved keeps "
+                         "only its keyframes, without ground truth)")
     results = evaluate_run(run.splats, run.scene, run.config.render, _threshold(args, run.config),
                            run.config.query, run.config.objects)
     print(format_table(results))
@@ -128,24 +132,12 @@ def cmd_demo(args) -> None:
 
 def _run_for_objects(args):
     """The run, its stored config overridden by --config (objects.grounding, weight paths)."""
-    import yaml
-
+    from cgc_core.app.config_file import read_overrides
     from cgc_core.app.run_folder import load_run
-    from cgc_core.config import (
-        apply_overrides,
-        engine_overrides_of_ros_parameters,
-        is_ros_parameters_file,
-    )
+    from cgc_core.config import apply_overrides
     run = load_run(Path(args.run))
-    if args.config:
-        path = Path(args.config)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
-        data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping at the top level")
-        if is_ros_parameters_file(data):  # the node's config/cgc.yaml works here too
-            data = engine_overrides_of_ros_parameters(data, path)
+    if args.config:  # a YAML of sections, or the node's config/cgc.yaml
+        data = read_overrides(Path(args.config))
         apply_overrides(run.config, data)
     return run
 

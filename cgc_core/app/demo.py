@@ -1,4 +1,4 @@
-"""`cgc demo`, the offline demo (scripts/run.sh runs the node instead: cgc_ros.main_job): make
+"""`cgc demo`, the offline demo (scripts/run.sh runs the node instead: cgc_eval.main_job): make
 a synthetic scene with SAM-like inconsistent masks, train CGC on it, evaluate on held-out views,
 and render pictures, all into one folder."""
 
@@ -7,7 +7,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from cgc_core.config import apply_overrides, load_config
+from cgc_core.app.config_file import load_config
+from cgc_core.config import apply_overrides
 
 
 def run_demo(out: Path, *, seed: int = 0, iterations: int | None = None, log=print) -> dict:

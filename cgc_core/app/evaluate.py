@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from cgc_core.app.prompts import FeatureCache, PromptedObject, object_mask, prompted_objects
 from cgc_core.config import ObjectsConfig, QueryConfig, RenderConfig
 from cgc_core.data import Scene
 from cgc_core.data.ground_truth import load_gt_masks, load_prompts
 from cgc_core.metrics import evaluate_masks
+from cgc_core.service.query import FeatureCache, PromptedObject, object_mask, prompted_objects
 
 
 def evaluate_run(splats: torch.nn.ParameterDict, scene: Scene, render: RenderConfig,

@@ -16,13 +16,14 @@ from cgc_core.objects import (
     ObjectTable,
     extract_object,
     ground_text,
-    pixel_prompt,
     run_objects,
     save_object_table,
     write_point_cloud,
 )
 from cgc_core.objects.store import label_object
 from cgc_core.query import camera_tensors
+from cgc_core.service.map_service import spread
+from cgc_core.service.query import pixel_object
 
 
 def format_object_table(table: ObjectTable) -> str:
@@ -43,17 +44,9 @@ def table_json(table: ObjectTable) -> list[dict]:
     return [obj.to_json(with_voxels=False) for obj in table.objects]
 
 
-def spread_cameras(cameras: list, count: int) -> list:
-    """`count` cameras evenly spread over `cameras` (all of them when there are fewer)."""
-    if count <= 0 or not cameras:
-        return []
-    index = np.unique(np.linspace(0, len(cameras) - 1, min(count, len(cameras))).round())
-    return [cameras[int(i)] for i in index]
-
-
 def keyframes_of(run: Run, count: int) -> list:
-    """Evenly spread training cameras of the run's scene."""
-    return spread_cameras(run.scene.train_cameras or run.scene.cameras, count)
+    """Evenly spread training cameras of the run's scene (as the node spreads its keyframes)."""
+    return spread(run.scene.train_cameras or run.scene.cameras, count)
 
 
 def _frame(run: Run, name: str):
@@ -82,15 +75,14 @@ def extract_from_run(run: Run, *, text: str | None = None, frame: str | None = N
     if not -1.0 <= t <= 1.0:
         raise ValueError(f"--threshold must lie in [-1, 1], got {t}")
     splats = run.splats
-    if frame is not None:
-        camera = _frame(run, frame)
+    if frame is not None:  # the one query pipeline, as the node's pixel prompts
         u, v = point
-        feature, seed = pixel_prompt(splats, camera, u, v, config.render)
-        if config.query.whole_objects:  # a prompt on a lid takes the tin too
-            feature = run_objects(run.root, splats, config.objects).whole_object_features(
-                feature, t, seed)
-        obj = extract_object(splats, feature, t, config.objects, seed=seed, views=views,
-                             render=config.render, depths=depths)
+        table = run_objects(run.root, splats, config.objects) \
+            if config.query.whole_objects else None  # a prompt on a lid takes the tin too
+        prompted = pixel_object(splats, _frame(run, frame), u, v, render=config.render,
+                                query=config.query, table=table, selection_threshold=t)
+        obj = extract_object(splats, prompted.feature, t, config.objects, seed=prompted.seed,
+                             views=views, render=config.render, depths=depths)
         return Extraction(obj, f"pixel ({u}, {v}) of {frame}")
     table = run_objects(run.root, splats, config.objects)
     if text is not None:

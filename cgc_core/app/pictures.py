@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from cgc_core.app.prompts import FeatureCache, object_mask, prompted_objects
 from cgc_core.data.ground_truth import load_prompts
 from cgc_core.io import write_rgb
 from cgc_core.query import render_feature_and_colour
+from cgc_core.service.query import FeatureCache, object_mask, prompted_objects
 
 if TYPE_CHECKING:
     from cgc_core.app.run_folder import Run

@@ -1,5 +1,9 @@
 """A training run on disk: `cgc train` writes it, `cgc segment / eval / render` read it.
 
+It is the one map folder format (cgc_core.service.maps): `cgc train`, `cgc stream` and the
+node's `~/save_map` write checkpoint.pt and objects.json alike, and every command reads a map
+the node saved (`load_run`: its keyframes stand in for the scene) as the node loads a run.
+
 RUN/
     run.json        what was trained: scene path, masks, effective config, iterations, timings,
                     and each training view's learned pose and exposure correction
@@ -19,14 +23,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from cgc_core.app.masks import segment_maps
+from cgc_core.cameras import Camera
 from cgc_core.config import CGCConfig, apply_overrides, without_retired
 from cgc_core.data import Scene, load_scene
 from cgc_core.devices import resolve_device
 from cgc_core.io import DataError, read_json, write_json
 from cgc_core.model.gaussians import load_ply, save_ply
+from cgc_core.service.maps import checkpoint_of
 from cgc_core.train.from_scene import session_from_scene
 from cgc_core.train.live import LiveSession
 from cgc_core.train.trainer import load_checkpoint
@@ -104,9 +111,51 @@ def write_run(out: Path, session: LiveSession, scene: Scene, info: dict,
 
 
 def load_run(run_dir: Path, device: str = "auto") -> Run:
-    """Open RUN/ for queries (segment, eval, render)."""
+    """Open RUN/ for queries (segment, eval, render), or a map the node saved (no run.json:
+    `load_saved_map`)."""
     run_dir = Path(run_dir)
+    if run_dir.is_dir() and not (run_dir / RUN_FILE).is_file():
+        return load_saved_map(run_dir, device)
     info = read_json(run_dir / RUN_FILE)
     config = apply_overrides(CGCConfig(), without_retired(info["config"]))
     splats = load_ply(run_dir / MODEL_FILE, device=resolve_device(device))
     return Run(run_dir, config, load_scene(Path(info["scene"])), splats, info)
+
+
+class KeyframeScene(Scene):
+    """The scene of a map the node saved: its keyframes (cameras, images and depth at training
+    resolution, as the checkpoint keeps them), all of them training views, no test views."""
+
+    def __init__(self, root: Path, keyframes: list):
+        cameras = [k.view.camera for k in keyframes]
+        super().__init__(root, cameras, [c.name for c in cameras], [])
+        self._images = {k.view.camera.name: (k.view.image * 255).round().byte().cpu().numpy()
+                        for k in keyframes}
+        self._depths = {k.view.camera.name: None if k.depth is None
+                        else k.depth.cpu().numpy().astype(np.float32) for k in keyframes}
+
+    def load_image(self, cam: Camera | str) -> np.ndarray:
+        return self._images[cam if isinstance(cam, str) else cam.name]
+
+    def load_depth(self, cam: Camera | str) -> np.ndarray | None:
+        depth = self._depths[cam if isinstance(cam, str) else cam.name]
+        camera = self.camera(cam) if isinstance(cam, str) else cam
+        return depth if depth is not None and depth.shape == (camera.height, camera.width) \
+            else None
+
+
+def load_saved_map(folder: Path, device: str = "auto") -> Run:
+    """A map folder without run.json (the node's `~/save_map`) as a Run: the model the node
+    serves (`LiveSession.snapshot`), its configuration, and its keyframes as the scene.
+    DataError with a one-line reason for a folder that is no map."""
+    checkpoint = checkpoint_of(folder)
+    session = LiveSession.load(checkpoint, device=resolve_device(device))
+    snapshot = session.snapshot()
+    if snapshot is None:
+        raise DataError(f"{checkpoint}: the saved session has no model")
+    splats = torch.nn.ParameterDict({k: torch.nn.Parameter(v, requires_grad=False)
+                                     for k, v in snapshot.splats.items()})
+    info = {"scene": None, "saved_by": "the node (~/save_map)", "iterations": snapshot.step,
+            "num_gaussians": int(len(splats["means"]))}
+    return Run(Path(folder), session.config, KeyframeScene(Path(folder), session.keyframes),
+               splats, info)

@@ -17,6 +17,16 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from cgc_core.cameras import Camera
+from cgc_core.data.messages import (
+    ConversionError,
+    camera_info_to_camera,
+    image_to_depth,
+    image_to_rgb,
+    image_to_segments,
+    nearest_stamped,
+    pose_to_matrix,
+    stamp_seconds,
+)
 from cgc_core.io import DataError
 
 
@@ -42,68 +52,13 @@ class BagFrame:
     segments: np.ndarray | None = None  # [H, W] int64 segment ids, 0 = none
 
 
-def _stamp(header) -> float:
-    return header.stamp.sec + header.stamp.nanosec * 1e-9
-
-
-def _pixels(msg) -> np.ndarray:
-    """[H, W] or [H, W, C] array of a sensor_msgs/Image (row step and endianness respected)."""
-    layouts = {"rgb8": ("u1", 3), "bgr8": ("u1", 3), "mono8": ("u1", 1), "rgba8": ("u1", 4),
-               "bgra8": ("u1", 4), "mono16": ("u2", 1), "16UC1": ("u2", 1),
-               "32SC1": ("i4", 1), "32FC1": ("f4", 1)}
-    if msg.encoding not in layouts:
-        raise DataError(f"image encoding '{msg.encoding}' is not supported "
-                        f"({', '.join(layouts)})")
-    kind, channels = layouts[msg.encoding]
-    dtype = np.dtype((">" if msg.is_bigendian else "<") + kind)
-    rows = np.frombuffer(bytes(msg.data), np.uint8)[:msg.height * msg.step]
-    rows = rows.reshape(msg.height, msg.step)[:, :msg.width * channels * dtype.itemsize]
-    pixels = rows.copy().view(dtype).astype(dtype.newbyteorder("="))
-    return pixels.reshape(msg.height, msg.width, channels).squeeze(-1) if channels == 1 \
-        else pixels.reshape(msg.height, msg.width, channels)
-
-
-def image_to_rgb(msg) -> np.ndarray:
-    pixels = _pixels(msg)
-    if msg.encoding == "mono8":
-        return np.repeat(pixels[..., None], 3, axis=-1)
-    rgb = pixels[..., :3]
-    return np.ascontiguousarray(rgb[..., ::-1] if msg.encoding.startswith("bgr") else rgb)
-
-
-def image_to_depth(msg) -> np.ndarray:
-    """Metres; 16-bit encodings are millimetres (REP 118); non-finite -> 0 (invalid)."""
-    pixels = _pixels(msg).astype(np.float32)
-    if msg.encoding in ("16UC1", "mono16"):
-        pixels /= 1000.0
-    return np.where(np.isfinite(pixels), pixels, 0.0).astype(np.float32)
-
-
-def camera_from(info, pose_msg, name: str) -> Camera:
-    """Camera of a CameraInfo (K) and a PoseStamped (optical frame in the map frame)."""
-    k = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
-    p, q = pose_msg.pose.position, pose_msg.pose.orientation
-    cam_to_world = np.eye(4)
-    cam_to_world[:3, :3] = Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix()
-    cam_to_world[:3, 3] = (p.x, p.y, p.z)
-    return Camera(name=name, width=int(info.width), height=int(info.height), fx=float(k[0, 0]),
-                  fy=float(k[1, 1]), cx=float(k[0, 2]), cy=float(k[1, 2]),
-                  cam_to_world=cam_to_world)
-
-
-def _nearest(messages: list[tuple[float, object]], stamp: float, slop: float):
-    if not messages:
-        return None
-    stamps = np.array([s for s, _ in messages])
-    i = int(np.argmin(np.abs(stamps - stamp)))
-    return messages[i][1] if abs(stamps[i] - stamp) <= slop else None
-
-
 def read_bag_frames(path: str | Path, topics: BagTopics, slop: float = 0.05
                     ) -> Iterator[BagFrame]:
     """The bag's images in stamp order, each with its camera_info, pose (required) and depth and
     segments (when their topics are given and a message lies within `slop`). Images without a
-    camera_info or pose within the slop are skipped, as the node would refuse them."""
+    camera_info or pose within the slop, or that the node's conversions refuse
+    (`cgc_core.data.messages`: encoding, size, intrinsics, quaternion, depth), are skipped, as
+    the node would refuse them."""
     from rosbags.highlevel import AnyReader
 
     path = Path(path)
@@ -122,19 +77,23 @@ def read_bag_frames(path: str | Path, topics: BagTopics, slop: float = 0.05
         names = {topic: name for name, topic in wanted.items()}
         for connection, _, raw in reader.messages(connections=connections):
             msg = reader.deserialize(raw, connection.msgtype)
-            by_topic[names[connection.topic]].append((_stamp(msg.header), msg))
+            by_topic[names[connection.topic]].append((stamp_seconds(msg.header), msg))
     for stamp, image in sorted(by_topic["image"], key=lambda item: item[0]):
-        info = _nearest(by_topic["camera_info"], stamp, slop)
-        pose = _nearest(by_topic["pose"], stamp, slop)
+        info = nearest_stamped(by_topic["camera_info"], stamp, slop)
+        pose = nearest_stamped(by_topic["pose"], stamp, slop)
         if info is None or pose is None:
             continue
-        depth = _nearest(by_topic.get("depth", []), stamp, slop)
-        segments = _nearest(by_topic.get("segments", []), stamp, slop)
-        yield BagFrame(stamp=stamp, camera=camera_from(info, pose, f"{stamp:.6f}"),
-                       image=image_to_rgb(image),
-                       depth=None if depth is None else image_to_depth(depth),
-                       segments=None if segments is None else
-                       _pixels(segments).astype(np.int64))
+        depth = nearest_stamped(by_topic.get("depth", []), stamp, slop)
+        segments = nearest_stamped(by_topic.get("segments", []), stamp, slop)
+        try:  # the node's conversions and checks: a frame it would refuse is skipped here too
+            camera = camera_info_to_camera(info, pose_to_matrix(pose.pose), f"{stamp:.6f}")
+            frame = BagFrame(stamp=stamp, camera=camera, image=image_to_rgb(image),
+                             depth=None if depth is None else image_to_depth(depth)[0],
+                             segments=None if segments is None else
+                             image_to_segments(segments).astype(np.int64))
+        except ConversionError:
+            continue
+        yield frame
 
 
 def write_bag_frames(path: str | Path, frames: list[BagFrame], topics: BagTopics,

@@ -80,7 +80,7 @@ from cgc_core.data.inconsistent import make_inconsistent_masks
 from cgc_core.data.nerfstudio import write_nerfstudio_scene, write_point_ply
 from cgc_core.data.scene import SPLIT_FILE
 from cgc_core.data.sensor_noise import depth_noise, exposure_and_noise, perturb_pose, pose_error
-from cgc_core.geometry import backproject
+from cgc_core.geometry import backproject, look_at
 from cgc_core.io import write_depth_png, write_json, write_label_png, write_rgb
 
 BACKGROUND_ID, FLOOR_ID, TABLE_ID, FIRST_OBJECT_ID = 0, 1, 2, 3
@@ -989,18 +989,6 @@ def orbit_cameras(out_dir: str | Path, seed: int = 0, width: int = 320, height: 
         if k in test_index:
             test_names.append(name)
     return cameras, test_names
-
-
-def look_at(eye: np.ndarray, target: np.ndarray, up=(0.0, 0.0, 1.0)) -> np.ndarray:
-    """[4, 4] OpenCV camera-to-world at `eye` looking at `target`, image 'up' towards `up`."""
-    forward = np.asarray(target, float) - np.asarray(eye, float)
-    forward /= np.linalg.norm(forward)
-    right = np.cross(forward, np.asarray(up, float))
-    right /= np.linalg.norm(right)
-    down = np.cross(forward, right)  # OpenCV y points down in the image
-    c2w = np.eye(4)
-    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, down, forward, eye
-    return c2w
 
 
 def _roll_about_optical_axis(angle: float) -> np.ndarray:

@@ -183,3 +183,9 @@ def load_ply(path: str | Path, device: torch.device | str = "cpu") -> torch.nn.P
     return torch.nn.ParameterDict(
         {k: torch.nn.Parameter(v.to(torch.float32).to(device)) for k, v in params.items()}
     )
+
+
+def subset(splats, mask: np.ndarray) -> dict[str, torch.Tensor]:
+    """The rows `mask` [N] bool of every parameter, detached."""
+    index = torch.from_numpy(np.flatnonzero(mask)).to(splats["means"].device)
+    return {name: splats[name].detach()[index] for name in PARAM_NAMES if name in splats}

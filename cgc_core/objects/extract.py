@@ -22,14 +22,13 @@ from torch import Tensor
 
 from cgc_core.cameras import Camera
 from cgc_core.config import ObjectsConfig, RenderConfig
-from cgc_core.geometry import backproject
+from cgc_core.geometry import backproject, depth_at
 from cgc_core.io import atomic_path
-from cgc_core.model.gaussians import PARAM_NAMES
+from cgc_core.model.gaussians import subset
 from cgc_core.model.view import render_view
 from cgc_core.objects.colors import base_rgb
 from cgc_core.objects.voxels import connected_voxel_groups, voxel_keys
-from cgc_core.query import camera_tensors, cosine_to, selection_shares
-from cgc_core.train.frames import depth_at
+from cgc_core.query import camera_tensors, cosine_to, selection_shares, surface_at
 
 
 @dataclass
@@ -242,22 +241,10 @@ def pixel_prompt(splats, camera: Camera, u: float, v: float,
     viewmat, K = camera_tensors(camera, splats["means"].device)
     out = render_view(splats, viewmat, K, camera.width, camera.height, sh_degree=0, render=render,
                       with_rgb=False, with_features=True, with_depth=True)
-    col, row = int(u), int(v)
-    feature = out.features[row, col]
+    feature = out.features[int(v), int(u)]
     if float(feature.norm()) == 0.0:
         raise ValueError(f"the model renders nothing at pixel ({u}, {v}) of {camera.name}")
-    alpha = float(out.alphas[row, col])
-    if alpha < 0.5:
-        return feature, None
-    depth = np.zeros((camera.height, camera.width))
-    depth[row, col] = float(out.depths[row, col]) / alpha  # blended z of the visible surface
-    return feature, backproject(camera, depth, np.array([row]), np.array([col]))[0]
-
-def subset(splats, mask: np.ndarray) -> dict[str, Tensor]:
-    """The rows `mask` [N] bool of every parameter, detached."""
-    index = torch.from_numpy(np.flatnonzero(mask)).to(splats["means"].device)
-    return {name: splats[name].detach()[index] for name in PARAM_NAMES if name in splats}
-
+    return feature, surface_at(out.alphas, out.depths, camera, u, v)
 
 def write_point_cloud(path: str | Path, points: np.ndarray, colors: np.ndarray) -> None:
     """Write [P, 3] points with [P, 3] uint8 colours as a binary PLY with `x y z red green blue`

@@ -73,13 +73,3 @@ def _check_camera(camera: Camera, config: LiveConfig) -> None:
     if np.linalg.norm(pose[:3, 3]) > config.max_translation:
         raise FrameRejected("pose", f"camera is {np.linalg.norm(pose[:3, 3]):.3g} m from the "
                             f"origin, more than live.max_translation = {config.max_translation}")
-
-
-def depth_at(depth: np.ndarray, height: int, width: int) -> np.ndarray:
-    """A depth map [H, W] at another size by nearest sampling (depths must not blend across
-    edges). Returns [height, width] float32."""
-    rows = np.minimum(((np.arange(height) + 0.5) * depth.shape[0] / height).astype(int),
-                      depth.shape[0] - 1)
-    cols = np.minimum(((np.arange(width) + 0.5) * depth.shape[1] / width).astype(int),
-                      depth.shape[1] - 1)
-    return np.ascontiguousarray(depth[rows][:, cols], dtype=np.float32)

@@ -34,13 +34,14 @@ import torch
 from cgc_core.cameras import Camera
 from cgc_core.config import CGCConfig, apply_overrides, without_retired
 from cgc_core.devices import resolve_device
+from cgc_core.geometry import depth_at
 from cgc_core.io import DataError, atomic_path
 from cgc_core.model.sh import num_sh_bases
 from cgc_core.model.view import render_view
 from cgc_core.render.project import project_gaussians
 from cgc_core.segment.base import MaskSource
 from cgc_core.train.densify import append_gaussians
-from cgc_core.train.frames import FrameRejected, check_frame, depth_at
+from cgc_core.train.frames import FrameRejected, check_frame
 from cgc_core.train.growth import (
     gaussian_rows,
     new_gaussians,

@@ -5,7 +5,8 @@ import typing
 
 import pytest
 
-from cgc_core.config import CGCConfig, apply_overrides, load_config, without_retired
+from cgc_core.app.config_file import load_config
+from cgc_core.config import CGCConfig, apply_overrides, without_retired
 
 
 def test_every_field_has_a_docstring():

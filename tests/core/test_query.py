@@ -61,9 +61,9 @@ def test_feature_selects_the_gaussians_of_one_object():
 def test_spatial_filter_separates_look_alike_objects_apart():
     """Two blobs with the SAME feature: Eq. 6 alone masks both; the connected part of the
     selection that holds the prompt's surface point masks only the prompted one."""
-    from cgc_core.app.prompts import FeatureCache, object_mask, prompted_objects
     from cgc_core.config import QueryConfig
     from cgc_core.data import Prompt, Scene
+    from cgc_core.service.query import FeatureCache, object_mask, prompted_objects
 
     splats, camera = two_blobs()
     with torch.no_grad():
@@ -97,21 +97,6 @@ def test_connected_part_links_overlapping_gaussians_only():
     part, others = connected_part(means, extents, selected, seed=np.array([5.2, 0, 0]))
     assert part.tolist() == [False, False, False, True, False]
     assert others.tolist() == [True, True, True, False, False]
-
-
-def test_label_map_picks_the_most_similar_prototype_above_the_threshold():
-    from cgc_core.query import label_map
-
-    feature_map = torch.zeros(2, 2, 3)
-    feature_map[0, 0] = torch.tensor([1.0, 0, 0])
-    feature_map[0, 1] = torch.tensor([0.0, 1, 0])
-    feature_map[1, 0] = torch.nn.functional.normalize(torch.tensor([1.0, 1, 0]), dim=0)
-    # [1, 1] stays 0: nothing rendered there
-    prototypes = torch.tensor([[0.0, 2, 0], [3.0, 0, 0]])  # normalised inside
-    labels = label_map(feature_map, prototypes, threshold=0.75)
-    assert labels.tolist() == [[1, 0], [-1, -1]]  # cos 0.707 < 0.75 at [1, 0]
-    assert label_map(feature_map, prototypes, threshold=0.7)[1, 0] in (0, 1)
-    assert (label_map(feature_map, torch.zeros(0, 3), 0.5) == -1).all()
 
 
 def test_selection_summary_box_centroid_and_score():

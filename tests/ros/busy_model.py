@@ -80,7 +80,7 @@ def main() -> int:
 
     try:
         scene = load_scene(args.scene)
-        session = node.worker.session
+        session = node.worker.service.session
         for camera in scene.train_cameras:
             segments = read_label_png(args.scene / "masks_inconsistent" / f"{camera.name}.png")
             session.add_frame(camera, scene.load_image(camera), scene.load_depth(camera),
@@ -109,7 +109,7 @@ def main() -> int:
         served = []
         for _ in range(8):  # training goes on: the copies the node serves move with it
             time.sleep(0.5)
-            copy = getattr(node.worker, "_served", None)  # None: a node that has none
+            copy = getattr(node.worker.service, "_served", None)  # None: a node that has none
             served.append(None if copy is None else copy[2].version)
         cleared, _ = call(reset, Trigger.Request())
         after_reset, _ = call(segment, request)
@@ -120,7 +120,7 @@ def main() -> int:
                      "steps_during": step_after - step_before},
             "served_versions": served, "reset": cleared.success,
             "after_reset": {"success": after_reset.success, "message": after_reset.message},
-            "latency_ms": {k: list(v) for k, v in node.worker.latency.items()
+            "latency_ms": {k: list(v) for k, v in node.worker.service.latency.items()
                            if k in ("segment_object_ms", "model_wait_ms")}}), flush=True)
     finally:
         node_executor.shutdown(timeout_sec=5)

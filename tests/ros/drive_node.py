@@ -18,53 +18,42 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # cgc_eval: run from a clone
+
 import numpy as np
 import rclpy
 from geometry_msgs.msg import PoseStamped
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-from std_msgs.msg import Header, String
+from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
 from cgc_core.data.load import load_scene
 from cgc_core.io import read_json, read_label_png
+from cgc_eval.driver import LATCHED, OPTICAL_FRAME, NodeDriver, header
 from cgc_ros import conversions as cv
 from cgc_ros.srv import LabelObject, ListObjects, LoadMap, SaveMap, SegmentObject
 
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
-OPTICAL_FRAME = "camera_optical"
 
+class Driver(NodeDriver):
+    """The node's test driver (cgc_eval.driver), with its outputs recorded."""
 
-class Driver:
     def __init__(self, namespace: str, scene_dir: Path):
-        self.node = rclpy.create_node("cgc_driver", namespace=namespace)
+        super().__init__("cgc_driver", namespace)
         self.scene_dir = scene_dir
         self.scene = load_scene(scene_dir)
         node = self.node
-        self.pub = {name: node.create_publisher(kind, name, qos_profile_sensor_data)
-                    for name, kind in (("image", Image), ("camera_info", CameraInfo),
-                                       ("depth", Image), ("pose", PoseStamped),
-                                       ("segments", Image))}
         self.segmentation: list[dict] = []
         self.segment_maps: dict[float, np.ndarray] = {}
         self.colors: list[dict] = []
         self.clusters: PointCloud2 | None = None
         self.markers: MarkerArray | None = None
-        self.status: dict = {}
         node.create_subscription(Image, "cgc/segmentation", self._on_segmentation, 50)
         node.create_subscription(Image, "cgc/segmentation/color", self._on_color, 50)
         node.create_subscription(PointCloud2, "cgc/clusters",
                                  lambda m: setattr(self, "clusters", m), LATCHED)
         node.create_subscription(MarkerArray, "cgc/objects/markers",
                                  lambda m: setattr(self, "markers", m), LATCHED)
-        node.create_subscription(String, "cgc/status",
-                                 lambda m: setattr(self, "status", json.loads(m.data)), LATCHED)
-        self.clients = {name: node.create_client(kind, f"cgc/{name}") for name, kind in (
-            ("segment_object", SegmentObject), ("list_objects", ListObjects),
-            ("label_object", LabelObject), ("save_map", SaveMap), ("load_map", LoadMap),
-            ("reset", Trigger))}
 
     def _on_segmentation(self, msg: Image) -> None:
         ids = cv.image_to_segments(msg)
@@ -78,62 +67,30 @@ class Driver:
         self.colors.append({"stamp": cv.stamp_seconds(msg.header), "encoding": msg.encoding,
                             "size": [msg.width, msg.height]})
 
-    def spin(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            rclpy.spin_once(self.node, timeout_sec=min(0.05, max(0.0, end - time.monotonic())))
-
-    def wait_for(self, predicate, timeout: float) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if predicate():
-                return True
-            rclpy.spin_once(self.node, timeout_sec=0.05)
-        return predicate()
-
     def wait_for_node(self) -> None:
         """Until every input of the node is matched (a frame sent before that may be lost)."""
-        self.wait_for(lambda: all(p.get_subscription_count() > 0 for p in self.pub.values()),
-                      20.0)
-        self.spin(0.5)
-
-    def call(self, name: str, request, timeout: float = 60.0):
-        client = self.clients[name]
-        if not client.wait_for_service(timeout_sec=20.0):
-            raise RuntimeError(f"service {name} did not appear")
-        future = client.call_async(request)
-        rclpy.spin_until_future_complete(self.node, future, timeout_sec=timeout)
-        if not future.done():
-            raise RuntimeError(f"{name} did not answer within {timeout} s")
-        return future.result()
+        self.wait_for_inputs(20.0)
 
     # ------------------------------------------------------------------ frames
 
     def header(self, stamp: float, frame_id: str = OPTICAL_FRAME) -> Header:
-        header = Header(frame_id=frame_id)
-        header.stamp.sec, header.stamp.nanosec = int(stamp), int(round((stamp % 1) * 1e9))
-        return header
+        return header(stamp, frame_id)
 
     def camera_msgs(self, camera, stamp: float) -> tuple[CameraInfo, PoseStamped]:
-        info = cv.camera_to_camera_info(camera, self.header(stamp))
-        pose = PoseStamped(header=self.header(stamp, "map"),
-                           pose=cv.matrix_to_pose(camera.cam_to_world))
-        return info, pose
+        msgs = self.frame_messages(camera, np.zeros((camera.height, camera.width, 3), np.uint8),
+                                   None, None, stamp)
+        return msgs["camera_info"], msgs["pose"]
+
+    def frame_msgs(self, camera, stamp: float) -> dict:
+        """The scene's frame: 16UC1 millimetre depth and the exact instance ids as segments."""
+        instances = read_label_png(self.scene_dir / "instances" / f"{camera.name}.png")
+        return self.frame_messages(camera, self.scene.load_image(camera),
+                                   self.scene.load_depth(camera), instances, stamp,
+                                   depth_encoding="16UC1")
 
     def publish_frame(self, camera, stamp: float) -> None:
-        header = self.header(stamp)
-        info, pose = self.camera_msgs(camera, stamp)
-        depth_mm = np.round(self.scene.load_depth(camera) * 1000).astype(np.uint16)
-        depth = Image(header=header, height=depth_mm.shape[0], width=depth_mm.shape[1],
-                      encoding="16UC1", step=2 * depth_mm.shape[1])
-        depth.data = cv._byte_array(depth_mm.astype("<u2"))
-        instances = read_label_png(self.scene_dir / "instances" / f"{camera.name}.png")
         # Companions first, the image last: the node matches on the image's arrival.
-        self.pub["camera_info"].publish(info)
-        self.pub["pose"].publish(pose)
-        self.pub["depth"].publish(depth)
-        self.pub["segments"].publish(cv.ids_to_image(instances, header))
-        self.pub["image"].publish(cv.rgb_to_image(self.scene.load_image(camera), header))
+        self.publish(self.frame_msgs(camera, stamp))
 
 
 def truth(scene_dir: Path, frame: str, name: str) -> tuple[np.ndarray, list | None]:
@@ -270,9 +227,7 @@ def bad_input(driver: Driver, args) -> dict:
         t = stamp[0] if at is None else at
         header = driver.header(t)
         info, pose = driver.camera_msgs(camera, t)
-        depth = cv.ids_to_image(np.round(driver.scene.load_depth(camera) * 1000)
-                                .astype(np.int64), header)
-        depth.encoding = "16UC1"
+        depth = cv.depth_to_image(driver.scene.load_depth(camera), header, "16UC1")
         segments = cv.ids_to_image(read_label_png(
             driver.scene_dir / "instances" / f"{camera.name}.png"), header)
         image = cv.rgb_to_image(driver.scene.load_image(camera), header)

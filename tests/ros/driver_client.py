@@ -3,7 +3,7 @@
     driver_client.py NAMESPACE SCENE [--order image_last] [--frames 40] [--rate 2]
                      [--masks DIR] [--steps 0] [--heldout] [--save NAME]
 
-Unlike the main job's player (cgc_ros.player), nothing here is arranged for the node: for each
+Unlike the main job's player (cgc_eval.player), nothing here is arranged for the node: for each
 frame the five messages go out back to back, all with the frame's stamp, on sensor-data QoS
 (best effort, depth 5), as drivers publish them:
 
@@ -31,30 +31,19 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # cgc_eval: run from a clone
+
 import numpy as np
 import rclpy
 from geometry_msgs.msg import PoseStamped
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import CameraInfo, Image
-from std_msgs.msg import Header, String
 
 from cgc_core.data.ground_truth import load_gt_masks
 from cgc_core.data.load import load_scene
 from cgc_core.io import read_label_png
 from cgc_core.metrics import evaluate_masks
+from cgc_eval.driver import ORDERS, NodeDriver, header
 from cgc_ros import conversions as cv
 from cgc_ros.srv import SaveMap, SegmentObject
-
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
-OPTICAL_FRAME = "camera_optical"
-ORDERS = ("image_last", "image_first", "info_every_other")
-
-
-def header(stamp: float, frame_id: str = OPTICAL_FRAME) -> Header:
-    msg = Header(frame_id=frame_id)
-    msg.stamp.sec, msg.stamp.nanosec = divmod(int(round(stamp * 1e9)), 1_000_000_000)
-    return msg
 
 
 def heldout_prompts(gt: dict) -> dict:
@@ -72,71 +61,9 @@ def heldout_prompts(gt: dict) -> dict:
     return prompts
 
 
-class Client:
-    def __init__(self, namespace: str):
-        self.node = rclpy.create_node("cgc_driver_client", namespace=namespace)
-        self.pub = {name: self.node.create_publisher(kind, name, qos_profile_sensor_data)
-                    for name, kind in (("image", Image), ("camera_info", CameraInfo),
-                                       ("depth", Image), ("pose", PoseStamped),
-                                       ("segments", Image))}
-        self.status: dict = {}
-        self.node.create_subscription(String, "cgc/status",
-                                      lambda m: setattr(self, "status", json.loads(m.data)),
-                                      LATCHED)
-        self.segment = self.node.create_client(SegmentObject, "cgc/segment_object")
-        self.save = self.node.create_client(SaveMap, "cgc/save_map")
-
-    def spin(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while (left := end - time.monotonic()) > 0:
-            rclpy.spin_once(self.node, timeout_sec=min(0.05, left))
-
-    def wait_for(self, predicate, timeout: float) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if predicate():
-                return True
-            rclpy.spin_once(self.node, timeout_sec=0.05)
-        return predicate()
-
-    def call(self, client, request, timeout: float = 60.0):
-        if not client.wait_for_service(timeout_sec=20.0):
-            raise RuntimeError(f"{client.srv_name} did not appear")
-        future = client.call_async(request)
-        rclpy.spin_until_future_complete(self.node, future, timeout_sec=timeout)
-        if not future.done():
-            raise RuntimeError(f"{client.srv_name} did not answer within {timeout} s")
-        return future.result()
-
-    def frame_messages(self, camera, rgb, depth, segments, stamp: float) -> dict:
-        head = header(stamp)
-        msgs = {"pose": PoseStamped(header=header(stamp, "map"),
-                                    pose=cv.matrix_to_pose(camera.cam_to_world)),
-                "camera_info": cv.camera_to_camera_info(camera, head),
-                "image": cv.rgb_to_image(rgb, head)}
-        if depth is not None:
-            msg = Image(header=head, height=depth.shape[0], width=depth.shape[1],
-                        encoding="32FC1", step=4 * depth.shape[1])
-            msg.data = cv._byte_array(np.asarray(depth, "<f4"))
-            msgs["depth"] = msg
-        if segments is not None:
-            msgs["segments"] = cv.ids_to_image(segments, head)
-        return msgs
-
-    def publish(self, msgs: dict, order: str, index: int) -> None:
-        names = ["pose", "camera_info", "depth", "segments", "image"]
-        if order == "image_first":
-            names.reverse()
-        if order == "info_every_other" and index % 2 == 1:
-            names.remove("camera_info")
-        for name in names:  # back to back: no spin, no sleep between them
-            if name in msgs:
-                self.pub[name].publish(msgs[name])
-
-
 def run(args) -> dict:
     scene = load_scene(args.scene)
-    client = Client(args.namespace)
+    client = NodeDriver("cgc_driver_client", args.namespace)
     ok = client.wait_for(lambda: all(p.get_subscription_count() > 0 for name, p in
                                      client.pub.items() if name != "segments" or args.masks),
                          30.0)
@@ -174,7 +101,7 @@ def run(args) -> dict:
     if args.heldout:
         result["heldout"] = heldout(client, scene)
     if args.save:
-        saved = client.call(client.save, SaveMap.Request(name=args.save), timeout=180.0)
+        saved = client.call("save_map", SaveMap.Request(name=args.save), timeout=180.0)
         result["saved"] = {"success": saved.success, "path": saved.path,
                            "message": saved.message}
     client.spin(1.5)
@@ -182,7 +109,7 @@ def run(args) -> dict:
     return result
 
 
-def heldout(client: Client, scene) -> dict:
+def heldout(client: NodeDriver, scene) -> dict:
     """Pixel prompts at every held-out view's pose, scored against its true masks."""
     gt = load_gt_masks(scene.root)
     predictions, seconds, failures = {}, [], []
@@ -193,7 +120,7 @@ def heldout(client: Client, scene) -> dict:
             camera_pose=PoseStamped(header=header(0.0, "map"),
                                     pose=cv.matrix_to_pose(camera.cam_to_world)))
         started = time.monotonic()
-        response = client.call(client.segment, request)
+        response = client.call("segment_object", request)
         seconds.append(time.monotonic() - started)
         if response.success:
             predictions[(frame, name)] = cv.image_to_segments(response.mask) > 0
@@ -204,7 +131,7 @@ def heldout(client: Client, scene) -> dict:
     # A view only half given: camera_pose without camera_info must be refused, not answered
     # for the latest keyframe.
     frame = next(iter(gt))
-    half = client.call(client.segment, SegmentObject.Request(
+    half = client.call("segment_object", SegmentObject.Request(
         use_pixel=True, u=1, v=1, camera_pose=PoseStamped(
             header=header(0.0, "map"), pose=cv.matrix_to_pose(scene.camera(frame).cam_to_world))))
     return {"half_view": {"success": half.success, "message": half.message},

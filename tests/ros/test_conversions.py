@@ -117,6 +117,19 @@ def test_images_written_round_trip_through_the_wire():
     mask = cv.mask_to_image(np.eye(3, dtype=bool), header)
     assert mask.encoding == "mono8" and list(mask.data) == [255, 0, 0, 0, 255, 0, 0, 0, 255]
 
+    depth = RNG.uniform(0.2, 5.0, (6, 9)).astype(np.float32)
+    depth[0, 0] = 0.0  # invalid stays invalid
+    msg = deserialize_message(serialize_message(cv.depth_to_image(depth, header)), Image)
+    assert (msg.encoding, msg.step) == ("32FC1", 36)
+    read, nonfinite = cv.image_to_depth(msg)
+    np.testing.assert_array_equal(read, depth)
+    assert nonfinite == 0
+    msg = deserialize_message(serialize_message(cv.depth_to_image(depth, header, "16UC1")), Image)
+    assert (msg.encoding, msg.step) == ("16UC1", 18)
+    np.testing.assert_allclose(cv.image_to_depth(msg)[0], depth, atol=0.5e-3)  # millimetres
+    with pytest.raises(ValueError):
+        cv.depth_to_image(depth, header, "8UC1")
+
 
 def test_camera_info_to_camera_and_back():
     info = CameraInfo(width=320, height=240, k=[300.0, 0, 160.5, 0, 310.0, 119.5, 0, 0, 1])

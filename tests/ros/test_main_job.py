@@ -1,4 +1,4 @@
-"""The main job (scripts/run.sh runs `python -m cgc_ros.main_job` after set-up) on a tiny scene:
+"""The main job (scripts/run.sh runs `python -m cgc_eval.main_job` after set-up) on a tiny scene:
 the real node and the player in separate processes, then report.html opened in real headless
 Chromium (Debian's package, driven by Playwright), and a rosbag2 folder played the same way.
 
@@ -24,7 +24,7 @@ TINY = ["--width", "160", "--height", "120", "--frames", "8", "--test-frames", "
 
 
 def main_job(ros_python, ros_env, out: Path, *args: str, timeout: float = 300) -> dict:
-    done = subprocess.run([ros_python, "-m", "cgc_ros.main_job", str(out), *args], cwd=ROOT,
+    done = subprocess.run([ros_python, "-m", "cgc_eval.main_job", str(out), *args], cwd=ROOT,
                           env=ros_env, capture_output=True, text=True, timeout=timeout,
                           check=False)
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
@@ -43,7 +43,7 @@ def test_one_folder_with_map_objects_log_and_quality(tiny_run):
     assert run["node_exit"] == 0  # stopped with Ctrl-C, cleanly
     assert Path(run["params_file"]) == ROOT / "config" / "cgc.yaml"
     assert "cgc ready" in (out / "node.log").read_text()
-    assert (out / "map" / "session.pt").is_file() and (out / "map" / "objects.json").is_file()
+    assert (out / "map" / "checkpoint.pt").is_file() and (out / "map" / "objects.json").is_file()
 
     # Streamed as ROS messages and learned online.
     assert len(player["frames"]) == 8
@@ -143,4 +143,4 @@ def test_a_rosbag_plays_through_the_node(tiny_run, tmp_path, ros_python, ros_env
     assert status["frames_accepted"] >= 3 and status["session"]["keyframes"] >= 2
     assert status.get("frames_rejected", 0) == 0  # depth and segments matched every image
     assert player["final"] is None  # a bag has no ground truth
-    assert (out / "report.html").is_file() and (out / "map" / "session.pt").is_file()
+    assert (out / "report.html").is_file() and (out / "map" / "checkpoint.pt").is_file()

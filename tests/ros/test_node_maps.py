@@ -79,16 +79,16 @@ def test_requests_are_validated_and_no_map_is_lost(ros_python, ros_env, run_scri
         # The saved map: complete, and with the user's normal permissions (not mkstemp's 0600).
         assert fed["saved"]["success"], fed["saved"]
         good = maps / "good"
-        assert sorted(p.name for p in good.iterdir()) == ["objects.json", "session.pt"]
+        assert sorted(p.name for p in good.iterdir()) == ["checkpoint.pt", "objects.json"]
         for path in (good, *good.iterdir()):
             want = (0o777 if path.is_dir() else 0o666) & ~_umask()
             assert stat.S_IMODE(path.stat().st_mode) == want, path
         # Autosave, every 2 s while the map exists.
         deadline = time.monotonic() + 30
-        while not (maps / "autosave" / "session.pt").is_file() and time.monotonic() < deadline:
+        while not (maps / "autosave" / "checkpoint.pt").is_file() and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert (maps / "autosave" / "session.pt").is_file()
-        torch.load(maps / "autosave" / "session.pt", weights_only=True)
+        assert (maps / "autosave" / "checkpoint.pt").is_file()
+        torch.load(maps / "autosave" / "checkpoint.pt", weights_only=True)
 
         # SIGKILL the node while it writes the model: the map on disk stays the previous one.
         loop = subprocess.Popen([ros_python, str(HERE / "map_driver.py"), ros_namespace,
@@ -97,26 +97,26 @@ def test_requests_are_validated_and_no_map_is_lost(ros_python, ros_env, run_scri
                                 start_new_session=True)
         seen, deadline = [], time.monotonic() + 90
         while not seen and time.monotonic() < deadline and node.poll() is None:
-            seen = [n for n in os.listdir(good) if n.startswith(".session.")]
+            seen = [n for n in os.listdir(good) if n.startswith(".checkpoint.")]
             if seen:
                 os.killpg(node.pid, signal.SIGKILL)
             else:
                 time.sleep(0.0002)
         assert seen, "no save was caught writing within 90 s"
         assert node.wait(timeout=10) == -signal.SIGKILL
-        left = [n for n in os.listdir(good) if n.startswith(".session.")]
+        left = [n for n in os.listdir(good) if n.startswith(".checkpoint.")]
         assert left, "the save had finished when the kill landed; not a mid-save kill"
-        state = torch.load(good / "session.pt", weights_only=True)  # the previous map, whole
+        state = torch.load(good / "checkpoint.pt", weights_only=True)  # the previous map, whole
         assert "trainer" in state and state["keyframes"]
         os.killpg(loop.pid, signal.SIGKILL)
 
         # Files that are not maps: a truncated one and a pickle that would run a command.
         (maps / "truncated").mkdir()
-        data = (good / "session.pt").read_bytes()
-        (maps / "truncated" / "session.pt").write_bytes(data[: len(data) // 2])
+        data = (good / "checkpoint.pt").read_bytes()
+        (maps / "truncated" / "checkpoint.pt").write_bytes(data[: len(data) // 2])
         marker = tmp_path / "pwned"
         (maps / "foreign").mkdir()
-        torch.save({"version": 1, "trainer": Payload(marker)}, maps / "foreign" / "session.pt")
+        torch.save({"version": 1, "trainer": Payload(marker)}, maps / "foreign" / "checkpoint.pt")
 
         second = cgc_nodes(ros_namespace + "_b", *common)
         loaded = run_script("map_driver.py", ros_namespace + "_b", str(scene), "loads",

@@ -1,7 +1,7 @@
 """The player: a robot and its user in one process, facing a running cgc node over ROS 2.
 
-    python -m cgc_ros.player OUT --scene DIR [--masks DIR] [--rate 2] [--iterations 2000]
-    python -m cgc_ros.player OUT --bag DIR --image-topic T --camera-info-topic T --pose-topic T
+    python -m cgc_eval.player OUT --scene DIR [--masks DIR] [--rate 2] [--iterations 2000]
+    python -m cgc_eval.player OUT --bag DIR --image-topic T --camera-info-topic T --pose-topic T
                              [--depth-topic T] [--segments-topic T]
 
 It streams posed frames as Image + CameraInfo + PoseStamped (+ depth, + segments) at a real frame
@@ -9,7 +9,7 @@ rate, shows the node's progress from `~/status`, measures the held-out mIoU thro
 services while it learns (when the scene has ground truth), waits until the node has trained
 `--iterations`, asks for every object by pixel and by text (its label and its colour word), saves
 the map, and writes everything it saw into OUT (`player.json`, frames, masks, object PLYs) for
-cgc_core.app.report. scripts/run.sh starts it beside the node (cgc_ros.main_job).
+cgc_eval.report. scripts/run.sh starts it beside the node (cgc_eval.main_job).
 
 Held-out quality through the node: each prompt's pixel, in its frame (pose + CameraInfo given),
 names an object; the player labels that object with the prompt's name, and the object's mask in
@@ -21,7 +21,6 @@ thresholds against the object's mean feature.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 import time
@@ -31,22 +30,18 @@ import numpy as np
 import rclpy
 from geometry_msgs.msg import PoseStamped
 from PIL import Image as PILImage
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
-from std_msgs.msg import Header, String
 
 from cgc_core.cameras import Camera
 from cgc_core.data.ground_truth import load_gt_masks, load_prompts
 from cgc_core.data.nerfstudio import write_point_ply
-from cgc_core.io import read_json, write_json, write_label_png
+from cgc_core.io import write_json, write_label_png
 from cgc_core.metrics import evaluate_masks
+from cgc_core.service import maps
+from cgc_eval.driver import NodeDriver, header, stamp_ns
 from cgc_ros import conversions as cv
 from cgc_ros.srv import LabelObject, ListObjects, SaveMap, SegmentObject
 
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
-OPTICAL_FRAME = "camera_optical"
 MAP_NAME = "map"
 AGAIN_FRAMES = 8
 """Frames sent again after learning, for the node's segmentation of them in the report."""
@@ -55,18 +50,6 @@ SAMPLE_VIEWS = 2
 final measurement takes them all."""
 THUMB_WIDTH = 160
 """Input and live-segmentation thumbnails are saved at this width (the report's strips)."""
-
-
-def header(stamp: float, frame_id: str = OPTICAL_FRAME) -> Header:
-    msg = Header(frame_id=frame_id)
-    nanoseconds = int(round(stamp * 1e9))  # rounding may carry into the next second
-    msg.stamp.sec, msg.stamp.nanosec = divmod(nanoseconds, 1_000_000_000)
-    return msg
-
-
-def stamp_ns(head: Header) -> int:
-    """A header's stamp in integer nanoseconds: an exact key (floats of it may differ)."""
-    return head.stamp.sec * 1_000_000_000 + head.stamp.nanosec
 
 
 def view_msgs(camera: Camera, stamp: float) -> tuple[CameraInfo, PoseStamped]:
@@ -104,37 +87,18 @@ def bag_frames(bag: Path, topics):
 
 # ---------------------------------------------------------------------------------- the player
 
-class Player:
+class Player(NodeDriver):
     def __init__(self, namespace: str, out: Path):
-        self.node = rclpy.create_node("cgc_player", namespace=namespace)
+        super().__init__("cgc_player", namespace, queries_apart=True)
         self.out = out
-        node = self.node
-        self.pub = {name: node.create_publisher(kind, name, qos_profile_sensor_data)
-                    for name, kind in (("image", Image), ("camera_info", CameraInfo),
-                                       ("depth", Image), ("pose", PoseStamped),
-                                       ("segments", Image))}
-        self.status: dict = {}
         self.live: list[dict] = []
         self.sent: dict[int, str] = {}
-        self.images_sent = 0
+        """Stamp (ns) -> frame name of every frame sent."""
         self.labels: dict[str, int] = {}
         """Name -> the object id the player last gave it to."""
         self.phase = "stream"
         """'stream' while streaming, 'learned' for the frames sent again after learning."""
-        """Stamp (ns) -> frame name of every frame sent."""
-        node.create_subscription(String, "cgc/status",
-                                 lambda m: setattr(self, "status", json.loads(m.data)), LATCHED)
-        node.create_subscription(Image, "cgc/segmentation/color", self._on_color, 50)
-        # Service calls run in their own node and thread, so that frames keep their rate while
-        # a query waits for the worker.
-        self.query_node = rclpy.create_node("cgc_player_queries", namespace=namespace)
-        self.query_executor = SingleThreadedExecutor()
-        self.query_executor.add_node(self.query_node)
-        self.clients = {name: self.query_node.create_client(kind, f"cgc/{name}")
-                        for name, kind in (("segment_object", SegmentObject),
-                                           ("list_objects", ListObjects),
-                                           ("label_object", LabelObject),
-                                           ("save_map", SaveMap))}
+        self.node.create_subscription(Image, "cgc/segmentation/color", self._on_color, 50)
 
     def _on_color(self, msg: Image) -> None:
         key = stamp_ns(msg.header)
@@ -145,39 +109,9 @@ class Player:
         self.live.append({"stamp": key * 1e-9, "frame": self.sent[key],
                           "file": f"live/{name}", "phase": self.phase})
 
-    def spin(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while True:
-            left = end - time.monotonic()
-            if left <= 0:
-                return
-            rclpy.spin_once(self.node, timeout_sec=min(0.05, left))
-
-    def wait_for(self, predicate, timeout: float, tick=None) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if predicate():
-                return True
-            rclpy.spin_once(self.node, timeout_sec=0.05)
-            if tick is not None:
-                tick()
-        return predicate()
-
     def wait_for_node(self, timeout: float = 60.0) -> None:
-        ok = self.wait_for(lambda: self.pub["image"].get_subscription_count() > 0
-                           and all(c.service_is_ready() for c in self.clients.values()), timeout)
-        if not ok:
+        if not self.wait_for_inputs(timeout, services=True):
             raise RuntimeError(f"the cgc node did not appear within {timeout:.0f} s")
-        self.spin(0.5)
-
-    def call(self, name: str, request, timeout: float = 60.0):
-        """A service call (from any thread but the main one); returns (response, seconds)."""
-        started = time.monotonic()
-        future = self.clients[name].call_async(request)
-        self.query_executor.spin_until_future_complete(future, timeout_sec=timeout)
-        if not future.done():
-            raise RuntimeError(f"{name} did not answer within {timeout} s")
-        return future.result(), time.monotonic() - started
 
     def label(self, object_id: int, name: str) -> None:
         """Give `name` to an object, and take it from the object that had it before: ids change
@@ -188,24 +122,11 @@ class Player:
         self.call("label_object", LabelObject.Request(id=object_id, label=name))
         self.labels[name] = object_id
 
-    def publish(self, camera: Camera, rgb, depth, segments, stamp: float) -> None:
+    def send(self, camera: Camera, rgb, depth, segments, stamp: float) -> None:
         """One frame as a camera driver and a pose source send it: every message built first,
         then all published back to back with the frame's stamp on sensor-data QoS, the image
         and its camera_info together (the node matches them in whatever order they arrive)."""
-        head = header(stamp)
-        info, pose = view_msgs(camera, stamp)
-        msgs = [("pose", pose), ("camera_info", info)]
-        if depth is not None:
-            depth_msg = Image(header=head, height=depth.shape[0], width=depth.shape[1],
-                              encoding="32FC1", step=4 * depth.shape[1])
-            depth_msg.data = cv._byte_array(np.asarray(depth, "<f4"))
-            msgs.append(("depth", depth_msg))
-        if segments is not None:
-            msgs.append(("segments", cv.ids_to_image(segments, head)))
-        msgs.append(("image", cv.rgb_to_image(rgb, head)))
-        for topic, msg in msgs:
-            self.pub[topic].publish(msg)
-        self.images_sent += 1
+        self.publish(self.frame_messages(camera, rgb, depth, segments, stamp))
 
 
 class Progress:
@@ -261,7 +182,7 @@ class HeldOut:
         # in the background, and a new clustering may hand the label to another id.
         for prompt in self.prompts:
             info, pose = view_msgs(self.scene.camera(prompt.frame), 0.0)
-            response, seconds = player.call("segment_object", SegmentObject.Request(
+            response, seconds = player.timed_call("segment_object", SegmentObject.Request(
                 use_pixel=True, u=int(prompt.point[0]), v=int(prompt.point[1]),
                 camera_info=info, camera_pose=pose))
             picks[prompt.id] = (response, seconds)
@@ -272,7 +193,7 @@ class HeldOut:
                 if prompt.id not in objects:
                     continue
                 info, pose = view_msgs(self.scene.camera(frame), 0.0)
-                answer, seconds = player.call("segment_object", SegmentObject.Request(
+                answer, seconds = player.timed_call("segment_object", SegmentObject.Request(
                     text=prompt.id, camera_info=info, camera_pose=pose))
                 text_seconds.append(seconds)
                 if answer.success:
@@ -346,7 +267,7 @@ def object_entry(player: Player, response, seconds: float, name: str, out: Path)
 
 
 def text_entry(player: Player, text: str, expected_id: int) -> dict:
-    response, seconds = player.call("segment_object", SegmentObject.Request(text=text))
+    response, seconds = player.timed_call("segment_object", SegmentObject.Request(text=text))
     return {"text": text, "success": response.success, "id": int(response.object.id),
             "same_object": response.success and int(response.object.id) == expected_id,
             "message": response.message, "seconds": round(seconds, 3)}
@@ -375,7 +296,7 @@ def query_objects(player: Player, heldout: HeldOut, final: dict | None, cameras:
             entry["prompt"] = {"frame": prompt.frame, "point": list(prompt.point)}
             entries.append(entry)
     else:
-        listed, _ = player.call("list_objects", ListObjects.Request(recluster=False))
+        listed, _ = player.timed_call("list_objects", ListObjects.Request(recluster=False))
         for obj in listed.objects:
             if obj.id not in colour_names:  # background (not in the saved foreground list)
                 continue
@@ -386,7 +307,7 @@ def query_objects(player: Player, heldout: HeldOut, final: dict | None, cameras:
             if pixel is None:
                 continue
             info, pose = view_msgs(camera, 0.0)
-            response, seconds = player.call("segment_object", SegmentObject.Request(
+            response, seconds = player.timed_call("segment_object", SegmentObject.Request(
                 use_pixel=True, u=pixel[0], v=pixel[1], camera_info=info, camera_pose=pose))
             name = f"object_{obj.id}"
             entry = object_entry(player, response, seconds, name, out)
@@ -405,11 +326,8 @@ def query_objects(player: Player, heldout: HeldOut, final: dict | None, cameras:
 
 
 def saved_objects(path: Path) -> list[dict]:
-    objects_file = path / "objects.json"
-    if not objects_file.is_file():
-        return []
-    data = read_json(objects_file)
-    return data.get("objects", []) if isinstance(data, dict) else data
+    table = maps.read_objects(path)  # the one reader of a map's objects.json
+    return [] if table is None else [o.to_json(with_voxels=False) for o in table.objects]
 
 
 # ---------------------------------------------------------------------------------- main
@@ -454,7 +372,7 @@ def play(args) -> dict:
                         tick=progress.show)
         stamp = wall0 + i / args.rate
         player.sent[stamp_ns(header(stamp))] = name
-        player.publish(camera, rgb, depth, segments, stamp)
+        player.send(camera, rgb, depth, segments, stamp)
         progress.sent = i + 1
         thumb = f"frames/{i:03d}.jpg"
         save_thumbnail(out / thumb, rgb)
@@ -478,8 +396,8 @@ def play(args) -> dict:
     # 3. Objects: cluster now, save (objects.json names each object's colour), final held-out
     #    measurement, then every object by pixel, label and colour word; save again, labelled.
     started = time.monotonic()
-    listed, _ = player.call("list_objects", ListObjects.Request(recluster=True))
-    saved, save_seconds = player.call("save_map", SaveMap.Request(name=MAP_NAME), timeout=120)
+    listed, _ = player.timed_call("list_objects", ListObjects.Request(recluster=True))
+    saved, save_seconds = player.timed_call("save_map", SaveMap.Request(name=MAP_NAME), timeout=120)
     if not saved.success:
         raise RuntimeError(f"save_map failed: {saved.message}")
     foreground = [o for o in saved_objects(Path(saved.path)) if not o.get("background")]
@@ -489,7 +407,7 @@ def play(args) -> dict:
         for (frame, name), mask in final["predictions"].items():
             write_label_png(out / "heldout" / frame / f"{name}.png", mask.astype(np.uint8) * 255)
     objects = query_objects(player, heldout, final, [f[1] for f in frames], colour_names, out)
-    saved, _ = player.call("save_map", SaveMap.Request(name=MAP_NAME), timeout=120)
+    saved, _ = player.timed_call("save_map", SaveMap.Request(name=MAP_NAME), timeout=120)
     timings["objects"] = round(time.monotonic() - started, 2)
 
     # 4. A few of the frames again, now that the node has learned: their ~/segmentation/color
@@ -503,7 +421,7 @@ def play(args) -> dict:
     for i, (name, camera, rgb, depth, segments) in enumerate(again):
         stamp = resend + i / args.rate
         player.sent[stamp_ns(header(stamp))] = name
-        player.publish(camera, rgb, depth, segments, stamp)
+        player.send(camera, rgb, depth, segments, stamp)
         player.spin(1.0 / args.rate)
     player.wait_for(lambda: sum(e["phase"] == "learned" for e in player.live) >= len(again),
                     30.0)

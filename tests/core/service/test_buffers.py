@@ -1,11 +1,11 @@
-"""The containers between the node's callbacks and its worker thread (cgc_ros.queues)."""
+"""The containers between the node's callbacks and its worker thread (cgc_core.service.buffers)."""
 
 import threading
 import time
 
 import pytest
 
-from cgc_ros.queues import DropOldestQueue, RateLimitedLog, RequestQueue, StampBuffer
+from cgc_core.service.buffers import DropOldestQueue, RateLimitedLog, RequestQueue, StampBuffer
 
 
 def test_drop_oldest_queue_never_exceeds_its_bound_and_counts_drops():

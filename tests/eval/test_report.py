@@ -8,12 +8,12 @@ import io
 import numpy as np
 from PIL import Image
 
-from cgc_core.app.report import crop_to_alpha, data_uri, look_at, looked_at_point
+from cgc_eval.report import crop_to_alpha, data_uri, looked_at_point, orbit_camera
 
 
-def test_look_at_puts_the_target_on_the_optical_axis_with_z_up():
+def test_orbit_camera_puts_the_target_on_the_optical_axis_with_z_up():
     target = np.array([0.3, -0.2, 0.1])
-    camera = look_at(np.array([2.0, 1.0, 1.5]), target, 64, 48, 60.0, "c")
+    camera = orbit_camera(np.array([2.0, 1.0, 1.5]), target, 64, 48, 60.0, "c")
     point = camera.world_to_cam @ np.array([*target, 1.0])
     assert point[2] > 0 and np.allclose(point[:2], 0, atol=1e-9)  # straight ahead
     rotation = camera.cam_to_world[:3, :3]
@@ -23,7 +23,7 @@ def test_look_at_puts_the_target_on_the_optical_axis_with_z_up():
 
 def test_looked_at_point_is_where_the_cameras_converge():
     target = np.array([0.5, 0.2, 0.0])
-    cameras = [look_at(target + 2 * np.array([np.cos(a), np.sin(a), 0.6]), target, 32, 24, 60,
+    cameras = [orbit_camera(target + 2 * np.array([np.cos(a), np.sin(a), 0.6]), target, 32, 24, 60,
                        str(i)) for i, a in enumerate(np.linspace(0, 2, 5))]
     assert np.allclose(looked_at_point(cameras), target, atol=1e-6)
 

@@ -1,13 +1,13 @@
 """The main job (scripts/run.sh): the real cgc node learning from a stream, then a report.
 
-    python -m cgc_ros.main_job OUT [--scene DIR | --bag DIR --image-topic T ...] [--rate 2]
+    python -m cgc_eval.main_job OUT [--scene DIR | --bag DIR --image-topic T ...] [--rate 2]
 
 1. Without --scene or --bag, makes the built-in scene (`cgc synth`, SAM-like inconsistent masks).
 2. Starts the node: `python -m cgc_ros.node` (colcon's `cgc_node` runs the same function) with
    the params file `ros2 launch` uses (config/cgc.yaml), its log into OUT/node.log.
-3. Starts the player (cgc_ros.player) in a second process: it streams the frames as ROS 2
+3. Starts the player (cgc_eval.player) in a second process: it streams the frames as ROS 2
    messages at --rate, shows progress, queries every object, saves the map into OUT/map.
-4. Stops the node (SIGINT, as Ctrl-C) and writes OUT/report.html (cgc_core.app.report).
+4. Stops the node (SIGINT, as Ctrl-C) and writes OUT/report.html (cgc_eval.report).
 
 This module starts processes and imports no rclpy: both ROS processes get this environment
 (scripts/ros_env.sh), a random ROS_DOMAIN_ID unless one is set, and localhost-only discovery.
@@ -108,7 +108,7 @@ def run(args) -> int:
     print(f"[2/4] starting the cgc node (log: {out / NODE_LOG})", flush=True)
     node = start_node(out, params, env, args.params_file)
     timings["node_start"] = round(time.monotonic() - began - sum(timings.values()), 2)
-    player_argv = [sys.executable, "-m", "cgc_ros.player", str(out), "--rate", str(args.rate),
+    player_argv = [sys.executable, "-m", "cgc_eval.player", str(out), "--rate", str(args.rate),
                    "--iterations", str(args.iterations), "--eval-every", str(args.eval_every)]
     if args.bag is not None:
         player_argv += ["--bag", str(args.bag), "--image-topic", args.image_topic,
@@ -142,7 +142,7 @@ def run(args) -> int:
         "params_file": str(args.params_file), "node_params": params, "node_exit": node_exit,
         "timings": timings})
     print("[4/4] writing the report", flush=True)
-    from cgc_core.app.report import write_report
+    from cgc_eval.report import write_report
 
     report = write_report(out)
     timings["total"] = round(time.monotonic() - began, 2)

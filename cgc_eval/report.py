@@ -1,14 +1,14 @@
 """report.html of a main-job folder, built only from the files the run wrote.
 
 Reads OUT/player.json (what the player streamed and what the node answered), OUT/run.json
-(command, timings), the saved map OUT/map/session.pt + objects.json, the scene when it has one
+(command, timings), the saved map OUT/map/ (checkpoint.pt + objects.json), the scene when it has one
 (held-out images and ground truth) and OUT/node.log. Writes one self-contained page: every
 picture is embedded as a data URI and the page loads nothing from the network, so it can be
 mailed or opened from a USB stick. Pictures that need the model (objects alone, the clusters'
 orbit) are rendered here from the saved map on the CPU.
 
 Pure cgc_core: no ROS is imported, so the report of any folder can be rebuilt offline with
-`python -m cgc_core.app.report OUT`.
+`python -m cgc_eval.report OUT`.
 """
 
 from __future__ import annotations
@@ -28,11 +28,15 @@ from PIL import Image
 
 from cgc_core.app.pictures import overlay
 from cgc_core.cameras import Camera
-from cgc_core.io import read_json, read_label_png
+from cgc_core.geometry import look_at
+from cgc_core.io import DataError, read_json, read_label_png
+from cgc_core.model.gaussians import subset
 from cgc_core.model.sh import C0
 from cgc_core.model.view import render_view
 from cgc_core.objects.cluster import ObjectInfo
-from cgc_core.query import camera_tensors, cosine_to, select_gaussians
+from cgc_core.query import camera_tensors, cosine_to
+from cgc_core.service import maps
+from cgc_core.service.query import PromptedObject, select_object
 
 REPORT_FILE = "report.html"
 ORBIT_VIEWS = 12
@@ -61,22 +65,13 @@ def img(uri: str, alt: str, css: str = "") -> str:
         f' class="{css}"' if css else "") + ">"
 
 
-def look_at(eye: np.ndarray, target: np.ndarray, width: int, height: int, fov_deg: float,
-            name: str) -> Camera:
-    """A camera at `eye` looking at `target`, world z up (OpenCV axes: x right, y down)."""
-    forward = target - eye
-    forward = forward / np.linalg.norm(forward)
-    right = np.cross(forward, np.array([0.0, 0.0, 1.0]))
-    if np.linalg.norm(right) < 1e-6:
-        right = np.array([1.0, 0.0, 0.0])
-    right = right / np.linalg.norm(right)
-    down = np.cross(forward, right)
-    cam_to_world = np.eye(4)
-    cam_to_world[:3, 0], cam_to_world[:3, 1], cam_to_world[:3, 2] = right, down, forward
-    cam_to_world[:3, 3] = eye
+def orbit_camera(eye: np.ndarray, target: np.ndarray, width: int, height: int, fov_deg: float,
+                 name: str) -> Camera:
+    """A camera at `eye` looking at `target` (`cgc_core.geometry.look_at`, world z up) with a
+    horizontal field of view of `fov_deg`."""
     focal = 0.5 * width / np.tan(np.radians(fov_deg) / 2)
     return Camera(name=name, width=width, height=height, fx=focal, fy=focal, cx=width / 2,
-                  cy=height / 2, cam_to_world=cam_to_world)
+                  cy=height / 2, cam_to_world=look_at(eye, target))
 
 
 def looked_at_point(cameras: list[Camera]) -> np.ndarray:
@@ -91,10 +86,6 @@ def looked_at_point(cameras: list[Camera]) -> np.ndarray:
         first = cameras[0].cam_to_world
         return first[:3, 3] + first[:3, 2]
     return np.linalg.solve(a, b)
-
-
-def subset(splats: dict, keep: torch.Tensor) -> dict:
-    return {k: v[keep] for k, v in splats.items()}
 
 
 def painted(splats: dict, colors: np.ndarray) -> dict:
@@ -138,21 +129,29 @@ def part_features(obj: dict) -> torch.Tensor:
     return torch.from_numpy(ObjectInfo.from_json(obj).part_features).float()
 
 
+def is_map(folder: Path) -> bool:
+    try:
+        maps.checkpoint_of(folder)
+        return True
+    except DataError:
+        return False
+
+
 class SavedMap:
-    """The map the node saved (session.pt, objects.json), loaded without executing code."""
+    """The map the node saved (cgc_core.service.maps), loaded without executing code."""
 
     def __init__(self, folder: Path):
         from cgc_core.train.live import LiveSession
 
-        session = LiveSession.load(folder / "session.pt", device="cpu")
+        session = LiveSession.load(maps.checkpoint_of(folder), device="cpu")
         snapshot = session.snapshot()
         self.config = session.config
         self.splats = {k: v.detach() for k, v in snapshot.splats.items()}
         self.sh_degree = snapshot.sh_degree
         self.keyframes = snapshot.keyframes
         self.step = snapshot.step
-        objects_file = folder / "objects.json"
-        self.objects = read_json(objects_file)["objects"] if objects_file.is_file() else []
+        table = maps.read_objects(folder)
+        self.objects = [] if table is None else [o.to_json() for o in table.objects]
 
     def object(self, object_id: int, label: str = "") -> dict | None:
         """The saved object with this label (labels survive re-clustering), else this id."""
@@ -172,8 +171,10 @@ class SavedMap:
     def object_alone(self, obj: dict, camera: Camera) -> np.ndarray | None:
         """The object's Gaussians (feature within the threshold, inside its box grown by 10 %,
         so that look-alike floaters elsewhere stay out) rendered alone, cropped."""
-        keep = select_gaussians(self.splats, part_features(obj),
-                               self.config.query.selection_threshold)
+        selection = select_object(self.splats, PromptedObject(str(obj["id"]),
+                                                               part_features(obj)),
+                                  self.config.query.selection_threshold)  # the one pipeline
+        keep = torch.from_numpy(selection.selected)
         low, high = np.array(obj["aabb_min"]), np.array(obj["aabb_max"])
         margin = 0.1 * (high - low) + 1e-3
         low, high = (torch.tensor(v, dtype=torch.float32) for v in (low - margin,
@@ -182,7 +183,7 @@ class SavedMap:
         keep &= ((means >= low) & (means <= high)).all(dim=1)
         if int(keep.sum()) == 0:
             return None
-        rgb, alpha = render_rgb(subset(self.splats, keep), camera, self.config.render,
+        rgb, alpha = render_rgb(subset(self.splats, keep.numpy()), camera, self.config.render,
                                 self.sh_degree)
         return crop_to_alpha(rgb, alpha)
 
@@ -204,7 +205,7 @@ class SavedMap:
             eye = centre + radius * np.array([np.cos(elevation) * np.cos(angle),
                                               np.cos(elevation) * np.sin(angle),
                                               np.sin(elevation)])
-            camera = look_at(eye, centre, width, height, 60.0, f"orbit_{i}")
+            camera = orbit_camera(eye, centre, width, height, 60.0, f"orbit_{i}")
             views.append(render_rgb(model, camera, self.config.render, 0)[0])
         return views
 
@@ -386,7 +387,7 @@ def write_report(out: str | Path) -> Path:
         from cgc_core.data.load import load_scene
 
         scene = load_scene(Path(run["scene"]))
-    saved = SavedMap(out / "map") if (out / "map" / "session.pt").is_file() else None
+    saved = SavedMap(out / "map") if is_map(out / "map") else None
     status = player.get("status", {})
     session = status.get("session", {})
     final = player.get("final") or {}
@@ -466,7 +467,8 @@ def write_report(out: str | Path) -> Path:
     parts.append("<h2>Machine</h2>" + key_values(
         {**machine(), "date": datetime.datetime.now(datetime.UTC).isoformat(
             timespec="minutes")}))
-    files = [("map", "map/session.pt"), ("objects", "map/objects.json"),
+    files = [("map", f"map/{maps.checkpoint_of(out / 'map').name}" if is_map(out / "map")
+              else "map/checkpoint.pt"), ("objects", "map/objects.json"),
              ("node log", "node.log"), ("player record", "player.json")]
     parts.append("<h2>Files</h2><ul>" + "".join(
         f'<li><a href="{p}">{html.escape(n)}: {p}</a></li>' for n, p in files

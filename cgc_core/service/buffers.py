@@ -1,6 +1,7 @@
-"""The small thread-safe containers between the ROS callbacks and the worker thread.
+"""The small thread-safe containers between a face's callbacks and the service's worker thread.
 
-Callbacks only put messages here; the worker takes them. Nothing here blocks a callback.
+Callbacks (the node's subscriptions and services) only put messages and requests here; the
+worker takes them. Nothing here blocks a callback, and nothing here knows ROS.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from cgc_core.data.messages import nearest_stamped
 
 
 class DropOldestQueue:
@@ -63,10 +66,8 @@ class StampBuffer:
     def nearest(self, stamp: float, slop: float) -> Any | None:
         """The message whose stamp is nearest `stamp`, if within `slop` seconds; else None."""
         with self._lock:
-            best = min(self._items, key=lambda item: abs(item[0] - stamp), default=None)
-        if best is None or abs(best[0] - stamp) > slop:
-            return None
-        return best[1]
+            items = list(self._items)
+        return nearest_stamped(items, stamp, slop)
 
     def latest_before(self, stamp: float) -> tuple[float, Any] | None:
         """(stamp, message) of the newest message stamped at or before `stamp`, or None."""

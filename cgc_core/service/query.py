@@ -1,0 +1,259 @@
+"""The one query pipeline: a pixel, a text or a view -> the object's feature -> its mask in a
+view, the Gaussians it selects, their points and box.
+
+Every face calls it: the node's `~/segment_object`, `cgc segment / eval / objects / extract`,
+the report and the benches, so that a prompt means the same object everywhere.
+
+    pixel_object(splats, camera, u, v, ...)   the feature under a pixel (the discriminative
+                                              feature), the surface point there, the whole
+                                              object's parts (`query.whole_objects`) and the
+                                              spatial filter's connected part (`spatial_filter`)
+    text_object(table, text, ...)             the object a text names (labels, colour, size and
+                                              position words, DINO / CLIP)
+    object_mask(obj, frame, features, ...)    [H, W] its mask in a view (Eq. 6, edges steered)
+    select_object(splats, obj, threshold)     its Gaussians, their points, box and score
+
+"Renders nothing" is a feature of norm 0 under the pixel (the command's rule; the node used to
+refuse norm < 0.5 of a unit map, which only differs for features under 1e-8).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from cgc_core.cameras import Camera
+from cgc_core.config import ObjectsConfig, QueryConfig, RenderConfig
+from cgc_core.data import Prompt, Scene
+from cgc_core.objects.cluster import ObjectTable, cluster_objects
+from cgc_core.objects.extract import pixel_prompt
+from cgc_core.objects.grounding import ground_text
+from cgc_core.query import (
+    connected_part,
+    cosine_to,
+    feature_at,
+    prompt_mask,
+    render_feature_and_colour,
+    select_gaussians,
+    selection_shares,
+    selection_summary,
+    surface_point,
+)
+
+MAX_TEXT = 256
+"""Longest text query or label accepted (characters)."""
+
+
+class QueryError(ValueError):
+    """A request the pipeline cannot answer; the text says why (a service answers it)."""
+
+
+class OneView:
+    """The `scene` of a FeatureCache that holds one camera (a request's own view)."""
+
+    def __init__(self, camera: Camera):
+        self._camera = camera
+
+    def camera(self, name: str) -> Camera:
+        return self._camera
+
+
+class FeatureCache:
+    """Normalised feature maps [H, W, D] and rendered colour [H, W, 3], rendered once per frame:
+    a run's queries reuse views."""
+
+    def __init__(self, splats: torch.nn.ParameterDict, scene: Scene, render: RenderConfig):
+        self.splats, self.scene, self.render = splats, scene, render
+        self._maps: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _render(self, frame: str) -> tuple[torch.Tensor, torch.Tensor]:
+        if frame not in self._maps:
+            self._maps[frame] = render_feature_and_colour(self.splats, self.scene.camera(frame),
+                                                          self.render)
+        return self._maps[frame]
+
+    def __call__(self, frame: str) -> torch.Tensor:
+        """[H, W, D] the frame's unit feature map."""
+        return self._render(frame)[0]
+
+    def colour(self, frame: str) -> torch.Tensor:
+        """[H, W, 3] the frame's rendered colour (the guide of `QueryConfig.edge_radius`)."""
+        return self._render(frame)[1]
+
+
+@dataclass
+class PromptedObject:
+    """What a pixel prompt selects: its feature and, with the spatial filter, its Gaussians."""
+
+    id: str
+    feature: torch.Tensor
+    """[D] the discriminative feature under the prompt pixel, or [P, D] that one first and then
+    the other parts' of an object merged from parts (`QueryConfig.whole_objects`), or a text
+    query's object's part features."""
+    part: torch.Tensor | None = None
+    """[N] bool, the connected part of the selection that holds the prompt's surface point;
+    None without `QueryConfig.spatial_filter` (or where the prompt pixel shows nothing)."""
+    rest: torch.Tensor | None = None
+    """[N] bool, the selected Gaussians of other objects apart from it (`connected_part`)."""
+    seed: np.ndarray | None = None
+    """[3] the world point of the surface under the prompt pixel, when it was rendered."""
+    object_id: int | None = None
+    """The table's object a text query found."""
+
+
+class SpatialFilter:
+    """`QueryConfig.spatial_filter` for one model: the Gaussians a feature selects, split into
+    the connected part that holds a prompt's surface point and the rest (`connected_part`)."""
+
+    @torch.no_grad()
+    def __init__(self, splats, query: QueryConfig):
+        self.query = query
+        self.unit = torch.nn.functional.normalize(splats["features"], dim=-1, eps=1e-8)
+        self.opaque = torch.sigmoid(splats["opacities"]) >= query.selection_min_opacity
+        self.means = splats["means"].detach().cpu().numpy()
+        self.extents = (query.connect_radius_scale
+                        * splats["log_scales"].detach().exp().amax(dim=-1).cpu().numpy())
+
+    def split(self, feature: torch.Tensor, seed: np.ndarray | None):
+        """([N] bool part, [N] bool rest) of the selection by `feature` [D] or [P, D], or
+        (None, None) without a seed or with nothing apart."""
+        if seed is None:
+            return None, None
+        selected = (cosine_to(self.unit, feature) >= self.query.selection_threshold) & self.opaque
+        part, rest = connected_part(self.means, self.extents, selected.cpu().numpy(), seed)
+        if not rest.any():
+            return None, None
+        return (torch.from_numpy(part).to(selected.device),
+                torch.from_numpy(rest).to(selected.device))
+
+
+def pixel_object(splats, camera: Camera, u: float, v: float, *, render: RenderConfig,
+                 query: QueryConfig, table: ObjectTable | None = None,
+                 feature_map: torch.Tensor | None = None, spatial: SpatialFilter | None = None,
+                 selection_threshold: float | None = None, prompt_id: str = "") -> PromptedObject:
+    """The object under pixel (u = column, v = row) of `camera`.
+
+    Args:
+        table: the model's objects; a prompt on one part of an object merged from parts (a lid
+            on its tin) takes the whole object when `query.whole_objects`.
+        feature_map: [H, W, D] the view's rendered unit features when the caller has them (a
+            mask follows); None renders features and depth once here (`pixel_prompt`).
+        spatial: the model's `SpatialFilter` when `query.spatial_filter`.
+        selection_threshold: the cosine that makes a part the prompt's object (None:
+            `query.selection_threshold`; `cgc extract --threshold` gives its own).
+
+    Raises QueryError for a pixel outside the view or where the model renders nothing.
+    """
+    if not (0 <= u < camera.width and 0 <= v < camera.height):
+        raise QueryError(f"pixel ({u}, {v}) lies outside the {camera.width}x{camera.height} "
+                         "view")
+    whole = table is not None and query.whole_objects and table.has_merged_objects
+    if feature_map is None:
+        try:
+            feature, seed = pixel_prompt(splats, camera, u, v, render)
+        except ValueError as error:
+            raise QueryError(str(error)) from None
+    else:
+        feature = feature_at(feature_map, u, v)
+        if float(feature.norm()) == 0.0:
+            raise QueryError(f"the model renders nothing at pixel ({u}, {v}) of this view")
+        seed = (surface_point(splats, camera, u, v, render)
+                if whole or spatial is not None else None)
+    if whole:
+        feature = table.whole_object_features(
+            feature, query.selection_threshold if selection_threshold is None
+            else selection_threshold, seed)
+    part, rest = spatial.split(feature, seed) if spatial is not None else (None, None)
+    return PromptedObject(prompt_id, feature, part, rest, seed)
+
+
+def text_object(table: ObjectTable | None, text: str, objects: ObjectsConfig, *,
+                view: Camera | None = None, model_scorers: dict | None = None) -> PromptedObject:
+    """The object a text names (`ground_text`), as its part features; QueryError naming the
+    best candidates when none or several fit."""
+    text = text.strip()
+    if not text:
+        raise QueryError("empty text query (set use_pixel for a pixel prompt)")
+    if len(text) > MAX_TEXT:
+        raise QueryError(f"text query longer than {MAX_TEXT} characters")
+    if table is None or not table.objects:
+        raise QueryError("no objects yet: the map has not been clustered")
+    try:
+        answer = ground_text(table, text, objects, view=view, model_scorers=model_scorers)
+    except (ValueError, FileNotFoundError) as error:
+        raise QueryError(str(error)) from None
+    if not answer.found:
+        best = ", ".join(f"{i}: {score:.2f}" for i, score in answer.candidates) or "none"
+        raise QueryError(f"{answer.status}: {answer.message} (best: {best})")
+    return PromptedObject(text, torch.from_numpy(answer.object.part_features).float(),
+                          object_id=int(answer.object.id))
+
+
+def prompted_objects(prompts: list[Prompt], features: FeatureCache, query: QueryConfig,
+                     objects: ObjectsConfig | None = None) -> list[PromptedObject]:
+    """One `PromptedObject` per prompt, in order; `objects` clusters the model for
+    `QueryConfig.whole_objects` (None: the defaults). Gaussians' own features are compared at
+    `query.selection_threshold` (whole objects, spatial filter); masks take their threshold in
+    `object_mask`. A prompt where the model renders nothing keeps its (zero) feature: its mask
+    is empty, which is what an evaluation must score."""
+    splats, scene, render = features.splats, features.scene, features.render
+    table = (cluster_objects(splats, objects or ObjectsConfig())
+             if query.whole_objects and prompts else None)
+    spatial = SpatialFilter(splats, query) if query.spatial_filter else None  # per model
+    found = []
+    for p in prompts:
+        feature_map = features(p.frame)
+        try:
+            obj = pixel_object(splats, scene.camera(p.frame), p.point[0], p.point[1],
+                               render=render, query=query, table=table,
+                               feature_map=feature_map, spatial=spatial, prompt_id=p.id)
+        except QueryError:
+            obj = PromptedObject(p.id, feature_at(feature_map, p.point[0], p.point[1]))
+        found.append(obj)
+    return found
+
+
+def object_mask(obj: PromptedObject, frame: str, features: FeatureCache, query: QueryConfig,
+                threshold: float) -> np.ndarray:
+    """[H, W] bool mask of `obj` in `frame`: Eq. 6 (on the similarity map steered to colour
+    edges, `QueryConfig.edge_radius`), less (spatial filter) the pixels that
+    selected Gaussians of other objects apart explain mostly (at least half of the colour, and
+    more than the prompted object)."""
+    mask = prompt_mask(features(frame), features.colour(frame), obj.feature, threshold, query)
+    if obj.part is not None:
+        shares = selection_shares(features.splats, torch.stack([obj.part, obj.rest], dim=1),
+                                  features.scene.camera(frame), features.render)
+        other = (shares[..., 1] >= 0.5) & (shares[..., 1] > shares[..., 0])
+        mask &= ~other
+    return mask.cpu().numpy()
+
+
+def segment_prompts(splats: torch.nn.ParameterDict, scene: Scene, prompts: list[Prompt],
+                    render: RenderConfig, query: QueryConfig, threshold: float,
+                    objects_config: ObjectsConfig | None = None) -> dict[str, np.ndarray]:
+    """{prompt id: [H, W] bool mask in the prompt's own frame}."""
+    features = FeatureCache(splats, scene, render)
+    objects = prompted_objects(prompts, features, query, objects_config)
+    return {obj.id: object_mask(obj, p.frame, features, query, threshold)
+            for p, obj in zip(prompts, objects)}
+
+
+@dataclass
+class Selection:
+    """The Gaussians a query selects, as a service returns them."""
+
+    selected: np.ndarray              # [N] bool
+    points: np.ndarray                # [M, 3] their centres (M = selected.sum())
+    summary: dict                     # `selection_summary`: count, centroid, box, score
+
+
+@torch.no_grad()
+def select_object(splats, obj: PromptedObject, threshold: float) -> Selection:
+    """The Gaussians within cosine `threshold` of the object's feature(s), with their summary."""
+    selected = select_gaussians(splats, obj.feature, threshold).cpu().numpy()
+    means = splats["means"].detach().cpu().numpy()
+    features = splats["features"].detach().cpu().numpy()
+    summary = selection_summary(means, features, selected, obj.feature.cpu().numpy())
+    return Selection(selected, means[selected], summary)
