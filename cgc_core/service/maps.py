@@ -15,14 +15,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cgc_core.io import DataError, read_json, write_json
-from cgc_core.objects.cluster import ObjectTable
+from cgc_core.io import DataError
+from cgc_core.objects.store import OBJECTS_FILE  # noqa: F401 (API)
+from cgc_core.objects.store import load_object_table as read_objects  # noqa: F401 (API)
+from cgc_core.objects.store import save_object_table as write_objects  # noqa: F401 (API)
 from cgc_core.service.query import MAX_TEXT, QueryError
 
 CHECKPOINT_FILE = "checkpoint.pt"
 LEGACY_SESSION_FILE = "session.pt"
 """The node's checkpoint name before the one format (same contents)."""
-OBJECTS_FILE = "objects.json"
 
 
 def checkpoint_of(folder: Path) -> Path:
@@ -33,23 +34,6 @@ def checkpoint_of(folder: Path) -> Path:
             return folder / name
     raise DataError(f"{folder}: not a cgc map (no {CHECKPOINT_FILE}; a run trained before "
                     "checkpoints were saved must be trained again)")
-
-
-def read_objects(folder: Path) -> ObjectTable | None:
-    """The object table stored in the folder, or None if there is none."""
-    path = Path(folder) / OBJECTS_FILE
-    if not path.is_file():
-        return None
-    try:
-        return ObjectTable.from_json(read_json(path))
-    except (KeyError, TypeError, ValueError) as error:
-        raise DataError(f"{path}: not an object table ({error})") from None
-
-
-def write_objects(folder: Path, table: ObjectTable) -> Path:
-    path = Path(folder) / OBJECTS_FILE
-    write_json(path, table.to_json())  # atomic
-    return path
 
 
 def map_path(root: Path, name: str) -> Path:
