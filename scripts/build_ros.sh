@@ -94,6 +94,11 @@ export MAKEFLAGS=${MAKEFLAGS:--j$(nproc)}
 
 echo "building cgc_ros with colcon (30-90 s from clean, 2 cores; log: $LOG)"
 start=$(date +%s)
+# The install step copies the package's modules but never deletes one the sources no longer
+# have (the player and main job moved to cgc_eval): drop the installed modules first, so the
+# install holds exactly the current ones. The generated interfaces are left to colcon.
+find "$OUT/install/lib" -maxdepth 5 -path '*/site-packages/cgc_ros/*' -name '*.py' \
+  ! -path '*/cgc_ros/msg/*' ! -path '*/cgc_ros/srv/*' -delete 2>/dev/null || true
 # --merge-install: one prefix (install/lib, install/share, ...) that ros_env.sh can add to the
 # search paths directly. Python3_EXECUTABLE: compile the generated extensions for the venv's
 # interpreter, not whatever python3 CMake would find first. BUILD_TESTING=OFF: the package's
