@@ -136,21 +136,21 @@ def run(args) -> int:
               f"{out / NODE_LOG}", file=sys.stderr)
         return 1
     timings["total_before_report"] = round(time.monotonic() - began, 2)
-    write_json(out / "run.json", {
-        "command": sys.argv, "scene": None if scene is None else str(Path(scene).resolve()),
-        "bag": None if args.bag is None else str(args.bag.resolve()),
-        "params_file": str(args.params_file), "node_params": params, "node_exit": node_exit,
-        "timings": timings})
+
+    def write_run_record() -> None:  # before the report (which reads it) and with its time
+        write_json(out / "run.json", {
+            "command": sys.argv, "scene": None if scene is None else str(Path(scene).resolve()),
+            "bag": None if args.bag is None else str(args.bag.resolve()),
+            "params_file": str(args.params_file), "node_params": params,
+            "node_exit": node_exit, "timings": timings})
+
+    write_run_record()
     print("[4/4] writing the report", flush=True)
     from cgc_eval.report import write_report
 
     report = write_report(out)
     timings["total"] = round(time.monotonic() - began, 2)
-    write_json(out / "run.json", {
-        "command": sys.argv, "scene": None if scene is None else str(Path(scene).resolve()),
-        "bag": None if args.bag is None else str(args.bag.resolve()),
-        "params_file": str(args.params_file), "node_params": params, "node_exit": node_exit,
-        "timings": timings})
+    write_run_record()
     print(f"done in {timings['total']:.0f} s: {report}", flush=True)
     return 0
 

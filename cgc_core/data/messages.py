@@ -45,6 +45,15 @@ MAX_IMAGE_SIDE = 8192
 
 # --- images -----------------------------------------------------------------------------------
 
+
+def _check_size(what: str, width: int, height: int, empty: str = "empty size") -> None:
+    """ConversionError for an empty image or one larger than MAX_IMAGE_SIDE on a side."""
+    if width == 0 or height == 0:
+        raise ConversionError(f"{what}: {empty} {width}x{height}")
+    if width > MAX_IMAGE_SIDE or height > MAX_IMAGE_SIDE:
+        raise ConversionError(f"{what}: {width}x{height} is larger than {MAX_IMAGE_SIDE} pixels "
+                              "on a side")
+
 def _pixels(msg, accepted: Sequence[str], what: str) -> np.ndarray:
     """The message's pixels as a native-endian [H, W] or [H, W, C] array (a copy)."""
     if msg.encoding not in accepted:
@@ -53,11 +62,7 @@ def _pixels(msg, accepted: Sequence[str], what: str) -> np.ndarray:
     dtype, channels = _LAYOUT[msg.encoding]
     dtype = np.dtype(dtype)
     height, width = int(msg.height), int(msg.width)
-    if height == 0 or width == 0:
-        raise ConversionError(f"{what}: empty image ({width}x{height})")
-    if height > MAX_IMAGE_SIDE or width > MAX_IMAGE_SIDE:
-        raise ConversionError(f"{what}: {width}x{height} is larger than {MAX_IMAGE_SIDE} pixels "
-                              "on a side")
+    _check_size(what, width, height, empty="empty image")
     row_bytes = width * channels * dtype.itemsize
     if msg.step < row_bytes:
         raise ConversionError(f"{what}: step {msg.step} is shorter than a row of {width} "
@@ -119,11 +124,7 @@ def camera_info_to_camera(info, cam_to_world: np.ndarray, name: str = "") -> Cam
     ignored), which is what image_proc's `image_rect` topics give.
     """
     width, height = int(info.width), int(info.height)
-    if width == 0 or height == 0:
-        raise ConversionError(f"camera_info: empty size {width}x{height}")
-    if width > MAX_IMAGE_SIDE or height > MAX_IMAGE_SIDE:
-        raise ConversionError(f"camera_info: {width}x{height} is larger than {MAX_IMAGE_SIDE} "
-                              "pixels on a side")
+    _check_size("camera_info", width, height)
     fx, fy, cx, cy = (float(info.k[i]) for i in (0, 4, 2, 5))
     if not all(math.isfinite(x) for x in (fx, fy, cx, cy)) or fx <= 0 or fy <= 0:
         raise ConversionError(f"camera_info: invalid intrinsics fx={fx:g} fy={fy:g} cx={cx:g} "
