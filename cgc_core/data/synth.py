@@ -408,7 +408,7 @@ def make_synthetic_scene(out_dir: str | Path, seed: int = 0, width: int = 320, h
 
         return make_changing_scene(out_dir, seed, width=width, height=height, n_test=n_test,
                                    fov_deg=fov_deg, exact_sensor=exact_sensor,
-                                   progress=progress)
+                                   n_train=n_train, progress=progress)
     if exact_sensor:
         family = exact_sensor_family(family)
     n_train = family.n_train if n_train is None else n_train

@@ -41,8 +41,9 @@ MOVE_DISTANCE = (0.15, 0.50)
 
 def make_changing_scene(out_dir: str | Path, seed: int, *, width: int = 320, height: int = 240,
                         n_test: int = 8, fov_deg: float = 60.0, exact_sensor: bool = False,
-                        progress=None) -> Path:
-    """Write a `changes` scene (module docstring); arguments as `make_synthetic_scene`'s."""
+                        n_train: int | None = None, progress=None) -> Path:
+    """Write a `changes` scene (module docstring); arguments as `make_synthetic_scene`'s
+    (n_train: training views per pass, default the family's 30)."""
     import pybullet
     import pybullet_data
 
@@ -56,9 +57,10 @@ def make_changing_scene(out_dir: str | Path, seed: int, *, width: int = 320, hei
     say = progress or (lambda message: None)
     object_rng, cloud_rng = np.random.default_rng([seed, 0]), np.random.default_rng([seed, 2])
     change_rng = np.random.default_rng([seed, 8])
+    n_train = family.n_train if n_train is None else n_train
     n_objects = int(object_rng.integers(family.n_objects_range[0], family.n_objects_range[1] + 1))
-    first, _ = orbit_cameras(out, seed, width, height, family.n_train, 0, fov_deg)
-    second, test_list = orbit_cameras(out, seed, width, height, family.n_train, n_test,
+    first, _ = orbit_cameras(out, seed, width, height, n_train, 0, fov_deg)
+    second, test_list = orbit_cameras(out, seed, width, height, n_train, n_test,
                                       fov_deg)
     first = [_renamed(cam, f"p1_{k:04d}", out) for k, cam in enumerate(first)]
     renames = {cam.name: f"p2_{k:04d}" for k, cam in enumerate(second)}
