@@ -91,6 +91,15 @@ class ObjectTracker:
         self.removals_seen = 0
         self.updates = 0
 
+    @classmethod
+    def resumed(cls, table: ObjectTable | None, removals_seen: int, **kwargs) -> ObjectTracker:
+        """A tracker for a loaded map: its objects and its removals so far are not news."""
+        tracker = cls(**kwargs)
+        if table is not None:
+            tracker.known = {o.id: o for o in table.objects if not o.background}
+        tracker.removals_seen = removals_seen
+        return tracker
+
     def update(self, table: ObjectTable, removals: list[dict], stamp: float
                ) -> tuple[ObjectTable, list[ObjectEvent]]:
         """Take a fresh clustering (matched to the previous table as usual) and the session's
