@@ -421,10 +421,15 @@ class LiveConfig:
     that silhouette bands from pose error are not taken for removal."""
     change_voxel: float = 0.02
     """Voxel size (m) over which the see-through votes of several keyframes are counted."""
-    change_min_area: float = 0.002
-    """A removal is decided where the Gaussians that go lie in a see-through region of at least
-    this share of the image (0.2 %: 38 pixels at 160x120, a 5 cm object 1.5 m away): an
-    object's worth, not a floater the same test clears away."""
+    change_region_points: int = 30
+    """A removal is decided when the Gaussians forgotten over the last `change_region_window`
+    keyframes within `change_region_reach` of one another number at least this many: an
+    object's worth, not the floaters and the spill of large young Gaussians that the same test
+    clears away."""
+    change_region_window: int = 10
+    """See `change_region_points` (keyframes)."""
+    change_region_reach: float = 0.03
+    """See `change_region_points` (m)."""
     change_stale_share: float = 0.2
     """A keyframe that saw at least this share of a removed region in place retires: it would
     pull it back."""

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 from torch import Tensor
 
 from cgc_core.config import LiveConfig
@@ -38,12 +40,6 @@ class DepthEvidence:
     behind it there."""
     confirmed: Tensor
     """[N] bool: the measured depth at its pixel agrees with the Gaussian's depth."""
-    pixel: Tensor
-    """[N] long: flat index of each Gaussian's pixel (-1: outside the image or behind)."""
-    behind: Tensor
-    """[H, W] bool: pixels (eroded) where the measurement lies behind the rendered surface."""
-    surface: Tensor
-    """[H, W] depth of the rendered surface (0 where alpha < 0.5)."""
 
 
 def depth_margin(z: Tensor, config: LiveConfig) -> Tensor:
@@ -89,33 +85,7 @@ def depth_evidence(means: Tensor, viewmat: Tensor, K: Tensor, measured: Tensor, 
     on_surface = inside & (at_surface > 0) & ((z - at_surface).abs() < margin)
     through = on_surface & behind.reshape(-1)[index]
     confirmed = inside & (at_measured > 0) & ((z - at_measured).abs() < margin)
-    return DepthEvidence(through=through, confirmed=confirmed,
-                         pixel=torch.where(inside, index, torch.full_like(index, -1)),
-                         behind=behind, surface=surface)
-
-
-def vanished_surface(evidence: DepthEvidence, forgotten: np.ndarray, camera,
-                     min_pixels: int) -> np.ndarray:
-    """[P, 3] world points of the surface that is gone: the pixels of each see-through region
-    of at least `min_pixels` that holds a forgotten Gaussian (forgotten [N] bool), at the depth
-    the map rendered there. A removed object is a region; a floater cleared away is a speck.
-
-    Args:
-        camera: the keyframe's camera at the evidence's resolution (`cgc_core.cameras.Camera`).
-    """
-    regions, _ = ndimage.label(evidence.behind.cpu().numpy())
-    sizes = np.bincount(regions.ravel())
-    pixels = evidence.pixel.cpu().numpy()[forgotten]
-    hit = np.unique(regions.ravel()[pixels[pixels >= 0]])
-    hit = hit[(hit > 0) & (sizes[hit] >= min_pixels)]
-    if len(hit) == 0:
-        return np.zeros((0, 3))
-    rows, cols = np.nonzero(np.isin(regions, hit))
-    z = evidence.surface.cpu().numpy()[rows, cols].astype(np.float64)
-    x = (cols + 0.5 - camera.cx) / camera.fx * z
-    y = (rows + 0.5 - camera.cy) / camera.fy * z
-    c2w = camera.cam_to_world
-    return np.stack([x, y, z], 1) @ c2w[:3, :3].T + c2w[:3, 3]
+    return DepthEvidence(through=through, confirmed=confirmed)
 
 
 def voxel_keys(points: np.ndarray, size: float) -> np.ndarray:
@@ -181,3 +151,41 @@ def saw_in_place(points: Tensor, viewmat: Tensor, K: Tensor, depth: Tensor,
         ((measured - z).abs() < depth_margin(z, config))
     return int(seen.sum())
 
+
+class FreedSpace:
+    """Forgotten Gaussians pooled over the last keyframes until they add up to an object-sized
+    removal: a removed object goes in bites (a few keyframes, a few voxels each), while the
+    floaters that the same test clears away stay scattered and small."""
+
+    def __init__(self, config: LiveConfig):
+        self.config = config
+        self.pending: list[tuple[np.ndarray, int]] = []  # (points [P, 3], keyframe id)
+
+    def add(self, points: np.ndarray, keyframe_id: int) -> list[np.ndarray]:
+        """Pool [P, 3] points forgotten at a keyframe; returns the regions ([Q, 3] points each)
+        that now hold at least `change_region_points`, and drops them from the pool."""
+        window = self.config.change_region_window
+        self.pending = [(p, k) for p, k in self.pending if keyframe_id - k < window]
+        self.pending.append((np.asarray(points, dtype=np.float64), keyframe_id))
+        pool = np.concatenate([p for p, _ in self.pending])
+        owner = np.concatenate([np.full(len(p), k) for p, k in self.pending])
+        pairs = cKDTree(pool).query_pairs(self.config.change_region_reach, output_type="ndarray")
+        graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])),
+                           shape=(len(pool), len(pool)))
+        _, labels = connected_components(graph, directed=False)
+        sizes = np.bincount(labels)
+        big = np.flatnonzero(sizes >= self.config.change_region_points)
+        if len(big) == 0:
+            return []
+        decided = np.isin(labels, big)
+        regions = [pool[labels == label] for label in big]
+        keep_points, keep_owner = pool[~decided], owner[~decided]
+        self.pending = [(keep_points[keep_owner == k], int(k)) for k in np.unique(keep_owner)]
+        return regions
+
+    def state_dict(self) -> dict:
+        return {"pending": [(p.tolist(), k) for p, k in self.pending]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.pending = [(np.asarray(p, dtype=np.float64).reshape(-1, 3), int(k))
+                        for p, k in state.get("pending", [])]

@@ -40,7 +40,7 @@ from cgc_core.model.sh import num_sh_bases
 from cgc_core.model.view import render_view
 from cgc_core.render.project import project_gaussians
 from cgc_core.segment.base import MaskSource
-from cgc_core.train.changes import ChangeVotes, depth_evidence, saw_in_place, vanished_surface
+from cgc_core.train.changes import ChangeVotes, FreedSpace, depth_evidence, saw_in_place
 from cgc_core.train.densify import append_gaussians, remove_gaussians
 from cgc_core.train.frames import FrameRejected, check_frame
 from cgc_core.train.growth import (
@@ -181,6 +181,7 @@ class LiveSession:
         self._segment_thread: threading.Thread | None = None
         self._generator = torch.Generator().manual_seed(config.train.seed + 1)
         self._votes = ChangeVotes(self.config.live)
+        self._freed = FreedSpace(self.config.live)
         self.changes: list[dict] = []
         """One record per removal decided (`_forget_changes`): keyframe, stamp, Gaussians
         forgotten, their centre and box, keyframes retired; the last `timeline_length`."""
@@ -466,9 +467,9 @@ class LiveSession:
                 self._segment_ready.notify()
 
     def _forget_changes(self, record: dict, view: TrainingView, depth, render) -> bool:
-        """Prune what this keyframe's depth, with the ones before it, sees through; where that
-        uncovers an object's worth of surface, record the removal and retire the keyframes
-        that saw it in place (`cgc_core.train.changes`). True when anything was pruned."""
+        """Prune what this keyframe's depth, with the ones before it, sees through; once the
+        pruned add up to an object's worth, record the removal and retire the keyframes that
+        saw it in place (`cgc_core.train.changes`). True when anything was pruned."""
         trainer, live = self.trainer, self.config.live
         means = trainer.splats["means"].detach()
         evidence = depth_evidence(means, view.viewmat, view.K, depth, render.alphas,
@@ -482,19 +483,16 @@ class LiveSession:
         trainer.densifier.state.reset(trainer.splats["means"].shape[0], self.device)
         self._votes.forget_voxels(gone)
         self._version += 1
-        min_pixels = max(1, round(live.change_min_area * view.width * view.height))
-        region = vanished_surface(evidence, forget, view.camera, min_pixels)
-        if len(region) == 0:
-            return True  # floaters cleared away
-        retired = self._retire_stale(torch.from_numpy(region).float().to(self.device))
-        self.changes.append({
-            "kind": "removed", "keyframe": record["id"], "stamp": record["stamp"],
-            "time": record["keyframe"], "gaussians": int(len(gone)), "pixels": len(region),
-            "centre": region.mean(0).round(4).tolist(),
-            "box": [region.min(0).round(4).tolist(), region.max(0).round(4).tolist()],
-            "retired_keyframes": retired,
-            # what the object tracker tests objects against (`cgc_core.objects.tracking`)
-            "points": region[::max(1, len(region) // 200)].round(4).tolist()})
+        for region in self._freed.add(gone, record["id"]):
+            retired = self._retire_stale(torch.from_numpy(region).float().to(self.device))
+            self.changes.append({
+                "kind": "removed", "keyframe": record["id"], "stamp": record["stamp"],
+                "time": record["keyframe"], "gaussians": int(len(region)),
+                "centre": region.mean(0).round(4).tolist(),
+                "box": [region.min(0).round(4).tolist(), region.max(0).round(4).tolist()],
+                "retired_keyframes": retired,
+                # what the object tracker tests objects against (`cgc_core.objects.tracking`)
+                "points": region[::max(1, len(region) // 200)].round(4).tolist()})
         del self.changes[:-live.timeline_length]
         return True
 
@@ -655,6 +653,7 @@ class LiveSession:
                 "held": self._held_state(),
                 "changes": list(self.changes),
                 "change_votes": self._votes.state_dict(),
+                "freed_space": self._freed.state_dict(),
             }
 
     def _held_state(self) -> dict | None:
@@ -691,6 +690,7 @@ class LiveSession:
             self.resolution = int(state["resolution"])
             self.changes = list(state.get("changes", []))  # absent before issue 28
             self._votes.load_state_dict(state.get("change_votes", {}))
+            self._freed.load_state_dict(state.get("freed_space", {}))
             self._version += 1
             self._snapshot = self._held = None
             held = state.get("held")  # absent in files from before it was saved
@@ -734,6 +734,7 @@ class LiveSession:
             self._settled = False
             self.changes = []
             self._votes = ChangeVotes(self.config.live)
+            self._freed = FreedSpace(self.config.live)
             self._version += 1
             if self._prior_used is not None:
                 self._prior_used[:] = False

@@ -6,7 +6,13 @@ import numpy as np
 import torch
 
 from cgc_core.config import LiveConfig
-from cgc_core.train.changes import ChangeVotes, depth_evidence, depth_margin, saw_in_place
+from cgc_core.train.changes import (
+    ChangeVotes,
+    FreedSpace,
+    depth_evidence,
+    depth_margin,
+    saw_in_place,
+)
 
 W, H, F = 80, 60, 70.0
 K = torch.tensor([[F, 0, W / 2], [0, F, H / 2], [0, 0, 1.0]])
@@ -108,3 +114,25 @@ def test_a_keyframe_that_saw_the_box_in_place_is_found_and_one_that_did_not_is_n
     after = torch.full((H, W), WALL_Z)
     assert saw_in_place(BOX_FACE, VIEWMAT, K, in_place, config) == len(BOX_FACE)
     assert saw_in_place(BOX_FACE, VIEWMAT, K, after, config) == 0
+
+
+def test_an_object_forgotten_in_bites_makes_one_removal_and_scattered_floaters_none():
+    config = LiveConfig(change_region_points=30, change_region_window=5,
+                        change_region_reach=0.03)
+    rng = np.random.default_rng(0)
+    freed = FreedSpace(config)
+    # Floaters: 12 keyframes of 4 forgotten Gaussians each, scattered over a 2 m room.
+    for keyframe in range(12):
+        assert freed.add(rng.uniform(-1, 1, (4, 3)), keyframe) == []
+    # An object 6 cm across forgotten over three keyframes, 12 Gaussians at a time.
+    ball = rng.standard_normal((36, 3))
+    ball = np.array([0.3, 0.1, 0.7]) + 0.03 * ball / np.linalg.norm(ball, axis=1, keepdims=True)
+    assert freed.add(ball[:12], 20) == []
+    assert freed.add(ball[12:24], 21) == []
+    regions = freed.add(ball[24:], 22)
+    assert len(regions) == 1 and len(regions[0]) == 36
+    assert np.allclose(regions[0].mean(0), ball.mean(0))
+    # Bites further apart in time than the window never add up.
+    late = FreedSpace(config)
+    for keyframe, bite in zip((0, 10, 20), np.split(ball, 3)):
+        assert late.add(bite, keyframe) == []
