@@ -3,6 +3,7 @@
 alone, and with change handling off (`live.forget_changes: false`).
 
     py bench/bench_changes.py --seeds 1100,1101 [--rate 2] [--iterations-per-frame 20]
+    py bench/bench_changes.py --seeds '' --static-seeds 0,1002 --label changes_static
 
 Per scene (`cgc synth --seed S`, cached in --work):
 
@@ -15,6 +16,9 @@ Per scene (`cgc synth --seed S`, cached in --work):
   that the object near its old place had when first announced (RUN/events.jsonl, 'appeared');
 - decision speed: keyframes between the first second-pass keyframe that sees the spot and the
   event that decided it ('removed' for the removed object, 'moved' for the moved one).
+
+`--static-seeds`: scenes that do not change (any other family), streamed the same way with change
+handling on and off: the held-out mIoU may not drop, and no object may be reported removed.
 
 `--iterations-per-frame` plays the frames at the pace of a machine that trains that many
 iterations per frame (a GPU at 2 frames/s does hundreds); 0 sends them at --rate whatever the
@@ -154,13 +158,14 @@ def main() -> None:
     parser.add_argument("--work", default=str(ROOT / "bench" / "out" / "changes"))
     parser.add_argument("--label", default="changes")
     parser.add_argument("--results", default=str(ROOT / "bench" / "results"))
+    parser.add_argument("--static-seeds", default="")
     parser.add_argument("--fresh-runs", action="store_true")
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     variants = args.variants.split(",")
     rows = []
-    for seed in (int(s) for s in args.seeds.split(",")):
+    for seed in (int(s) for s in args.seeds.split(",") if s):
         scene_dir = work / f"scene_seed{seed}"
         if not (scene_dir / "synth.json").is_file():
             make_synthetic_scene(scene_dir, seed=seed, progress=print)
@@ -183,10 +188,30 @@ def main() -> None:
                                         "seconds": round(time.perf_counter() - started), **figures}
             print(seed, variant, row["variants"][variant], flush=True)
         rows.append(row)
-    write_results(rows, args, variants)
+    static = [static_row(int(seed), work, args) for seed in args.static_seeds.split(",") if seed]
+    write_results(rows, static, args, variants)
 
 
-def write_results(rows: list[dict], args, variants: list[str]) -> None:
+def static_row(seed: int, work: Path, args) -> dict:
+    scene_dir = work / f"scene_seed{seed}"
+    if not (scene_dir / "synth.json").is_file():
+        make_synthetic_scene(scene_dir, seed=seed, progress=print)
+    baseline = per_view_baseline(scene_dir)
+    row = {"seed": seed, "family": json.loads((scene_dir / "synth.json").read_text())["family"],
+           "per_view": [baseline["mIoU"], baseline["mBIoU"]]}
+    for name, overrides in (("on", ()), ("off", ("forget_changes: false",))):
+        run = work / f"run_{args.label}_{name}_seed{seed}"
+        result = stream(scene_dir, run, args, *overrides)
+        events = events_of(run)
+        removals = json.loads((run / "stream.json").read_text()).get("removals", [])
+        row[name] = {"mIoU": result["mIoU"], "mBIoU": result["mBIoU"], "removals": len(removals),
+                     "removed_events": sum(e["kind"] == "removed" for e in events),
+                     "moved_events": sum(e["kind"] == "moved" for e in events)}
+        print(seed, name, row[name], flush=True)
+    return row
+
+
+def write_results(rows: list[dict], static: list[dict], args, variants: list[str]) -> None:
     command = "py bench/bench_changes.py " + " ".join(sys.argv[1:])
     lines = [
         "# A scene that changes while it is mapped (issue 28)", "",
@@ -215,9 +240,20 @@ def write_results(rows: list[dict], args, variants: list[str]) -> None:
                 f"{'yes' if v['moved_found'] else 'no'} | {v['latency_removed']} / "
                 f"{v['latency_moved']} | {v['removals']} | {v['events']['appeared']}/"
                 f"{v['events']['moved']}/{v['events']['removed']} | {v['seconds']} |")
+    if static:
+        lines += ["", "Scenes that do not change, streamed with change handling on and off:", "",
+                  "| seed | family | per-view masks | on | off | on - off | removals (on) | "
+                  "removed / moved events (on) |", "|---|---|---|---|---|---|---|---|"]
+        for row in static:
+            on, off = row["on"], row["off"]
+            lines.append(f"| {row['seed']} | {row['family']} | {row['per_view'][0]:.1f} | "
+                         f"{on['mIoU']:.1f} / {on['mBIoU']:.1f} | {off['mIoU']:.1f} / "
+                         f"{off['mBIoU']:.1f} | {on['mIoU'] - off['mIoU']:+.1f} | "
+                         f"{on['removals']} | {on['removed_events']} / {on['moved_events']} |")
     results = Path(args.results)
     (results / f"{args.label}.md").write_text("\n".join(lines) + "\n")
-    (results / f"{args.label}.json").write_text(json.dumps(rows, indent=1))
+    (results / f"{args.label}.json").write_text(json.dumps({"changes": rows, "static": static},
+                                                           indent=1))
     print("\n".join(lines))
     print(f"wrote {results / (args.label + '.md')}")
 
