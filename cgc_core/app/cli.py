@@ -195,12 +195,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "200-299 wide views of a room, 300-399 objects the masks always split, "
                     "400-499 crowded objects the masks often merge; what a robot sees: "
                     "500-599 clutter, 600-699 pose error, 700-799 exposure drift and noise, "
-                    "800-899 depth noise and holes, 900-999 low views, 1000-1099 all of these.")
+                    "800-899 depth noise and holes, 900-999 low views, 1000-1099 all of these; "
+                    "1100-1199 a table changed between two passes (one object removed, one "
+                    "moved, one added).")
     p.add_argument("out")
     p.add_argument("--seed", type=int, default=0,
-                   help="0-1099; family = seed // 100: 0 tabletop, 1 small, 2 wide, 3 split, "
+                   help="0-1199; family = seed // 100: 0 tabletop, 1 small, 2 wide, 3 split, "
                         "4 merges, 5 clutter, 6 pose, 7 photometric, 8 depth_noise, 9 low, "
-                        "10 robot (default 0)")
+                        "10 robot, 11 changes (default 0)")
     p.add_argument("--exact-sensor", action="store_true",
                    help="the same scene without its pose, image and depth corruptions "
                         "(pose, photometric, depth_noise, robot): shows what they cost")
