@@ -73,8 +73,8 @@ class ObjectTracker:
     """Carries object identity from one clustering of a changing map to the next (module
     docstring)."""
 
-    def __init__(self, hold: int = 2, min_similarity: float = 0.6, min_cover: float = 0.3,
-                 margin: float = 0.02):
+    def __init__(self, hold: int = 3, min_similarity: float = 0.6, min_cover: float = 0.3,
+                 margin: float = 0.02, reidentify_reach: float = 0.05):
         """
         Args:
             hold: updates a new object or a removal waits for its other half (a move).
@@ -82,14 +82,32 @@ class ObjectTracker:
             min_cover: share of a removal's points inside an object's box that makes it the
                 object's removal.
             margin: metres the box is grown by for that test.
+            reidentify_reach: metres within which a new cluster that looks like a known object
+                missing from the clustering is that object (features drift while the map
+                trains, and reclustering then gives it a new id).
         """
         self.hold, self.min_similarity = hold, min_similarity
         self.min_cover, self.margin = min_cover, margin
+        self.reidentify_reach = reidentify_reach
         self.known: dict[int, ObjectInfo] = {}
         self.new: dict[int, int] = {}           # id -> update it was first seen
         self.gone: dict[int, tuple[ObjectInfo, int, float]] = {}  # id -> (info, update, cover)
         self.removals_seen = 0
         self.updates = 0
+
+    def _same_place(self, obj: ObjectInfo, current: dict[int, ObjectInfo]) -> ObjectInfo | None:
+        """The known object, missing from this clustering, that `obj` is: the same place
+        (centroids within `reidentify_reach`) and alike."""
+        best, score = None, self.min_similarity
+        for object_id, old in self.known.items():
+            if object_id in current:
+                continue
+            if np.linalg.norm(old.centroid - obj.centroid) > self.reidentify_reach:
+                continue
+            similarity = appearance_similarity(obj, old)
+            if similarity >= score:
+                best, score = old, similarity
+        return best
 
     @classmethod
     def resumed(cls, table: ObjectTable | None, removals_seen: int, **kwargs) -> ObjectTracker:
@@ -121,9 +139,16 @@ class ObjectTracker:
                     if now is not None:  # what is left of it is a ghost
                         table = _without(table, object_id)
                         objects.pop(object_id)
-        for object_id in objects:
-            if object_id not in self.known and object_id not in self.new:
-                self.new[object_id] = self.updates
+        for object_id in list(objects):
+            if object_id in self.known or object_id in self.new:
+                continue
+            again = self._same_place(objects[object_id], objects)
+            if again is not None:  # a reclustering gave a known object a new id: not news
+                table = _renamed(table, object_id, again)
+                objects[again.id] = next(o for o in table.objects if o.id == again.id)
+                objects.pop(object_id)
+                continue
+            self.new[object_id] = self.updates
         # A new object that looks like one just removed is that object, moved.
         for object_id, first in sorted(self.new.items()):
             if object_id not in objects:
@@ -145,10 +170,11 @@ class ObjectTracker:
             events.append(ObjectEvent(stamp, old.id, old.label, "moved", old.centroid.tolist(),
                                       moved.centroid.tolist(), round(score, 3)))
         for object_id, (old, when, cover) in list(self.gone.items()):
-            if self.updates - when >= self.hold:
-                self.gone.pop(object_id)
+            if self.updates - when == self.hold:
                 events.append(ObjectEvent(stamp, old.id, old.label, "removed",
                                           old.centroid.tolist(), None, round(cover, 3)))
+            if self.updates - when >= 2 * self.hold:  # announced removed; a late move may
+                self.gone.pop(object_id)           # still find it until here
         for object_id, first in list(self.new.items()):
             if object_id not in objects:
                 self.new.pop(object_id)  # a clustering's passing split: never announced

@@ -147,3 +147,18 @@ def test_objects_of_other_colour_and_shape_are_not_taken_for_one_another():
     same_ball = objects_near(again, BALL_AT)[0]
     assert appearance_similarity(ball, same_ball) > 0.8
     assert appearance_similarity(ball, box) < ObjectTracker().min_similarity
+
+
+def test_an_object_whose_features_drifted_keeps_its_id_without_an_event():
+    rng = np.random.default_rng(5)
+    tracker = ObjectTracker(hold=2)
+    table = cluster_objects(scene(rng), CONFIG)
+    table, _ = track(tracker, table, [], 3)
+    ball = objects_near(table, BALL_AT)[0]
+    # Training moved the ball's feature far from the one the table knows: reclustering alone
+    # gives it a new id, the tracker gives it its own back.
+    drifted = cluster_objects(scene(rng, ball_feature=directions(9)[0]), CONFIG, previous=table)
+    assert objects_near(drifted, BALL_AT)[0].id != ball.id
+    drifted, events = track(tracker, drifted, [], 3)
+    assert [o.id for o in objects_near(drifted, BALL_AT)] == [ball.id]
+    assert events == []
