@@ -89,7 +89,8 @@ def stream(scene_dir: Path, run: Path, args, *overrides: str) -> dict:
             str(scene_dir / "masks_inconsistent"), "--rate", str(args.rate),
             "--iterations-per-frame", str(args.iterations_per_frame), "--eval-every", "0",
             "--quiet", *extra)
-        cgc("eval", str(run))
+    if not (run / "eval.json").is_file():
+        cgc("eval", str(run), "--json", str(run / "eval.json"))
     return json.loads((run / "eval.json").read_text())
 
 
