@@ -51,12 +51,15 @@ class ObjectEvent:
 def appearance_similarity(a: ObjectInfo, b: ObjectInfo) -> float:
     """0-1: how alike two objects look, from their colour shares, oriented box sides and mean
     features. A moved object's features are learned anew at its new place and may differ, so
-    colour and shape carry most of the weight."""
+    colour and shape carry most of the weight; unlike colours or unlike shapes alone make two
+    objects unlike (0)."""
     names = set(a.color_shares) | set(b.color_shares)
     colour = sum(min(a.color_shares.get(n, 0.0), b.color_shares.get(n, 0.0)) for n in names)
     sides_a, sides_b = np.sort(a.obb_extent), np.sort(b.obb_extent)
     shape = float(np.mean(np.minimum(sides_a, sides_b) / np.maximum(np.maximum(sides_a, sides_b),
                                                                      1e-9)))
+    if colour < 0.4 or shape < 0.5:
+        return 0.0
     feature = max(0.0, float(np.dot(a.mean_feature, b.mean_feature)))
     return 0.45 * colour + 0.4 * shape + 0.15 * feature
 
@@ -94,6 +97,13 @@ class ObjectTracker:
         self.gone: dict[int, tuple[ObjectInfo, int, float]] = {}  # id -> (info, update, cover)
         self.removals_seen = 0
         self.updates = 0
+
+    def _remnant(self, obj: ObjectInfo) -> bool:
+        """Whether `obj` stands where an object was just removed (centroids within
+        `reidentify_reach`): pruning takes a few keyframes, and what is left meanwhile is no
+        object, least of all the removed one moved by a centimetre."""
+        return any(np.linalg.norm(old.centroid - obj.centroid) <= self.reidentify_reach
+                   for old, _, _ in self.gone.values())
 
     def _same_place(self, obj: ObjectInfo, current: dict[int, ObjectInfo]) -> ObjectInfo | None:
         """The known object, missing from this clustering, that `obj` is: the same place
@@ -141,6 +151,10 @@ class ObjectTracker:
                         objects.pop(object_id)
         for object_id in list(objects):
             if object_id in self.known or object_id in self.new:
+                continue
+            if self._remnant(objects[object_id]):  # what is left where one was removed: a ghost
+                table = _without(table, object_id)
+                objects.pop(object_id)
                 continue
             again = self._same_place(objects[object_id], objects)
             if again is not None:  # a reclustering gave a known object a new id: not news

@@ -162,3 +162,20 @@ def test_an_object_whose_features_drifted_keeps_its_id_without_an_event():
     drifted, events = track(tracker, drifted, [], 3)
     assert [o.id for o in objects_near(drifted, BALL_AT)] == [ball.id]
     assert events == []
+
+
+def test_what_is_left_where_an_object_was_removed_is_neither_listed_nor_a_move():
+    rng = np.random.default_rng(6)
+    tracker = ObjectTracker(hold=2)
+    table = cluster_objects(scene(rng), CONFIG)
+    table, _ = track(tracker, table, [], 3)
+    box_id = objects_near(table, BOX_AT)[0].id
+    # A removal is decided while a third of the box is still in the map, clustered anew.
+    rest = splats([(box_surface(BOX_AT, np.array([0.08, 0.06, 0.1]), 500, rng)[:170], RED,
+                    directions(11)[0])], rng)
+    whole = scene(rng, box=False)
+    mixed = {k: torch.cat([whole[k], rest[k]]) for k in whole}
+    table = cluster_objects(mixed, CONFIG, previous=table)
+    table, events = track(tracker, table, [removal_of(BOX_AT, rng)], 3)
+    assert not objects_near(table, BOX_AT)
+    assert [(e.kind, e.id) for e in events] == [("removed", box_id)]
