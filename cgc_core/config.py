@@ -402,6 +402,37 @@ class LiveConfig:
     timeline_length: int = 10_000
     """Keyframe records kept in the session's timeline (the oldest go first): a node that runs
     for days makes a keyframe every few frames, and the timeline must not grow without end."""
+    forget_changes: bool = True
+    """Forget what was taken away (`cgc_core.train.changes`): Gaussians that keyframes' depth
+    sees through are pruned, and keyframes that saw them in place retire. Needs depth."""
+    change_noise_at_1m: float = 0.0025
+    """The depth sensor's noise σ at 1 m (m), growing with z²: a structured-light or stereo
+    camera's (RealSense D4xx about 2.5 mm at 1 m; the robot family's depth noise)."""
+    change_sigmas: float = 3.0
+    """Measured depth must lie this many σ behind the map's surface to see through it."""
+    change_min_margin: float = 0.03
+    """... and at least this far (m): below it, pose and calibration error would carve the
+    edges of every object (bench/results/changes.md)."""
+    change_min_views: int = 2
+    """Keyframes in a row that must see through a voxel before its Gaussians go; one noisy
+    frame proves nothing."""
+    change_erode_px: int = 2
+    """See-through pixels are eroded by this radius (pixels at training resolution) first, so
+    that silhouette bands from pose error are not taken for removal."""
+    change_voxel: float = 0.02
+    """Voxel size (m) over which the see-through votes of several keyframes are counted."""
+    change_region_points: int = 30
+    """A removal is decided when the Gaussians forgotten over the last `change_region_window`
+    keyframes within `change_region_reach` of one another number at least this many: an
+    object's worth, not the floaters and the spill of large young Gaussians that the same test
+    clears away."""
+    change_region_window: int = 10
+    """See `change_region_points` (keyframes)."""
+    change_region_reach: float = 0.03
+    """See `change_region_points` (m)."""
+    change_stale_share: float = 0.2
+    """A keyframe that saw at least this share of a removed region in place retires: it would
+    pull it back."""
 
 
 @dataclass

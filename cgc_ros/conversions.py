@@ -25,6 +25,7 @@ import array
 from collections.abc import Sequence
 
 import numpy as np
+from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
 from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
@@ -112,6 +113,12 @@ def camera_to_camera_info(camera: Camera, header: Header) -> CameraInfo:
     return CameraInfo(header=header, width=camera.width, height=camera.height,
                       distortion_model="plumb_bob", d=[0.0] * 5, k=k,
                       r=[1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0], p=p)
+
+
+def seconds_to_stamp(seconds: float) -> Time:
+    """Seconds (the frames' clock) -> builtin_interfaces/Time."""
+    nanoseconds = max(0, round(seconds * 1e9))
+    return Time(sec=nanoseconds // 1_000_000_000, nanosec=nanoseconds % 1_000_000_000)
 
 
 def matrix_to_pose(matrix: np.ndarray) -> Pose:

@@ -28,13 +28,14 @@ from cgc_core.service import DropOldestQueue, FrameInputs, QueryError, StampBuff
 from cgc_ros import conversions as cv
 from cgc_ros import params
 from cgc_ros.answers import Answers
+from cgc_ros.msg import ObjectEvent
 from cgc_ros.srv import LabelObject, ListObjects, LoadMap, SaveMap, SegmentObject
 from cgc_ros.worker import Outputs, Worker
 
 INPUT_TOPICS = ("image", "camera_info", "depth", "pose", "segments")
 """Relative input names (remap them; launch/cgc.launch.py does)."""
 OUTPUT_TOPICS = ("~/segmentation", "~/segmentation/color", "~/clusters", "~/objects/markers",
-                 "~/object", "~/status")
+                 "~/object", "~/status", "~/object_events")
 SERVICES = ("~/segment_object", "~/list_objects", "~/label_object", "~/save_map", "~/load_map",
             "~/reset")
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -43,6 +44,9 @@ messages per topic, and a flood of huge ones must not exhaust memory before any 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
 """Object outputs: a late subscriber (RViz started later) gets the last one at once."""
+EVENTS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                    durability=DurabilityPolicy.TRANSIENT_LOCAL)
+"""Object events: each one counts, and a planner that subscribes late gets the last 100."""
 
 
 class CgcNode(Node):
@@ -79,7 +83,8 @@ class CgcNode(Node):
             clusters=self.create_publisher(PointCloud2, "~/clusters", LATCHED),
             markers=self.create_publisher(MarkerArray, "~/objects/markers", LATCHED),
             object=self.create_publisher(PointCloud2, "~/object", LATCHED),
-            status=self.create_publisher(String, "~/status", LATCHED))
+            status=self.create_publisher(String, "~/status", LATCHED),
+            object_events=self.create_publisher(ObjectEvent, "~/object_events", EVENTS))
         # 6. Services: each request waits in the worker's queue (bounded, with a timeout);
         #    reentrant, so that several can wait at once and a full queue refuses the next.
         services = ReentrantCallbackGroup()

@@ -22,6 +22,7 @@ from std_msgs.msg import Header, String
 
 from cgc_core.service import CGCConfig, FrameInputs, MapService, NodeSettings
 from cgc_ros import conversions as cv
+from cgc_ros.msg import ObjectEvent as ObjectEventMsg
 from cgc_ros.msg import ObjectInfo as ObjectInfoMsg
 
 
@@ -35,6 +36,7 @@ class Outputs:
     markers: Any
     object: Any
     status: Any
+    object_events: Any
 
 
 class Worker:
@@ -78,6 +80,7 @@ class Worker:
             if item is not None:
                 self._guarded(lambda: service.arrived(*item))
             self._guarded(self._take_frames)
+            self._guarded(self._publish_events)
             if service.objects_changed:
                 service.objects_changed, self._clusters_cloud = False, None
                 self._objects_due = 0.0  # publish new objects at once
@@ -135,6 +138,21 @@ class Worker:
         infos = [object_msg(obj, header) for obj in table.objects]
         self.outputs.markers.publish(cv.object_markers(infos, header))
         self.counts["objects_published"] += 1
+
+    def _publish_events(self) -> None:
+        for event in self.service.take_events():
+            msg = ObjectEventMsg(header=Header(frame_id=self.settings.map_frame,
+                                               stamp=cv.seconds_to_stamp(event.stamp)),
+                                 id=int(event.id), label=event.label, kind=event.kind,
+                                 confidence=float(event.confidence))
+            for field, position in (("pose_before", event.position_before),
+                                    ("pose_after", event.position_after)):
+                if position is not None:
+                    pose = getattr(msg, field)
+                    pose.position.x, pose.position.y, pose.position.z = map(float, position)
+                    pose.orientation.w = 1.0
+            self.outputs.object_events.publish(msg)
+            self.counts["object_events_published"] += 1
 
     def _publish_status(self) -> None:
         status = self.service.status(self.inputs.frames)

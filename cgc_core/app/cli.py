@@ -3,6 +3,7 @@
     cgc synth OUT [--seed S]                          built-in synthetic scene (S // 100: family)
     cgc train SCENE --out RUN [--masks DIR] [--iterations N] [--config YAML] [--resume]
     cgc stream SCENE --out RUN [--masks DIR] [--rate FPS] [--iterations N] [--config YAML]
+                     [--iterations-per-frame N]
     cgc segment RUN --prompts PROMPTS.json --out DIR [--threshold T]
     cgc eval RUN [--threshold T] [--json FILE]
     cgc render RUN --frame NAME --out DIR
@@ -76,7 +77,7 @@ def cmd_stream(args) -> None:
         raise ValueError("--eval-every must be 0 (off) or positive")
     stream_scene(Path(args.scene), Path(args.out), config=_config(args), masks_dir=masks,
                  rate=args.rate, iterations=args.iterations, eval_every=args.eval_every,
-                 progress=not args.quiet)
+                 iterations_per_frame=args.iterations_per_frame, progress=not args.quiet)
 
 
 def cmd_segment(args) -> None:
@@ -194,12 +195,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "200-299 wide views of a room, 300-399 objects the masks always split, "
                     "400-499 crowded objects the masks often merge; what a robot sees: "
                     "500-599 clutter, 600-699 pose error, 700-799 exposure drift and noise, "
-                    "800-899 depth noise and holes, 900-999 low views, 1000-1099 all of these.")
+                    "800-899 depth noise and holes, 900-999 low views, 1000-1099 all of these; "
+                    "1100-1199 a table changed between two passes (one object removed, one "
+                    "moved, one added).")
     p.add_argument("out")
     p.add_argument("--seed", type=int, default=0,
-                   help="0-1099; family = seed // 100: 0 tabletop, 1 small, 2 wide, 3 split, "
+                   help="0-1199; family = seed // 100: 0 tabletop, 1 small, 2 wide, 3 split, "
                         "4 merges, 5 clutter, 6 pose, 7 photometric, 8 depth_noise, 9 low, "
-                        "10 robot (default 0)")
+                        "10 robot, 11 changes (default 0)")
     p.add_argument("--exact-sensor", action="store_true",
                    help="the same scene without its pose, image and depth corruptions "
                         "(pose, photometric, depth_noise, robot): shows what they cost")
@@ -223,7 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Play the scene's training views in file order, FPS frames a second, into a "
                     "live session that picks keyframes, grows and trains as they come; then "
                     "train on to N iterations in all. Writes RUN/ as `cgc train` does, plus "
-                    "RUN/stream.json (keyframe timings, held-out mIoU along the way).")
+                    "RUN/stream.json (keyframe timings, removals, held-out mIoU along the way), "
+                    "RUN/events.jsonl (objects that appeared, moved or were removed) and "
+                    "RUN/objects.json.")
     p.add_argument("scene", help="folder with transforms.json or sparse/0, and images/")
     p.add_argument("--out", required=True, help="run folder to write")
     p.add_argument("--masks", help="the frames' segments as PNGs (one per image stem); default: "
@@ -236,6 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=float, default=30.0,
                    help="seconds between held-out mIoU samples when the scene has ground truth "
                         "(0: none; default 30)")
+    p.add_argument("--iterations-per-frame", type=int, default=0, metavar="N",
+                   help="hold each frame back until the session has trained N iterations per "
+                        "frame sent: the pace of a machine that trains that fast (default 0: "
+                        "frames go at --rate, whatever the training does)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=cmd_stream)
 

@@ -35,6 +35,13 @@ one RNG stream per condition and view); instances, masks, test views and ground 
                             training views; walls around the room (a robot indoors sees no sky)
     1000-1099  robot        all of the above
 
+A scene that changes (`cgc_core.data.synth_changes`):
+
+    1100-1199  changes      5-7 tabletop objects, two passes of 30 views around the table; in
+                            between one object is taken away, one moved 15-50 cm to a free spot
+                            and one added; frames in time order (p1_*, then p2_*), test views
+                            from the second pass; the depth noise of depth_noise
+
 Layout:
 
     images/<frame>.png              RGB (training views as the camera gives them)
@@ -287,6 +294,10 @@ FAMILIES = (
            merge_reach=0.02),
     *(Family(name, **params) for name, params in ROBOT_CONDITIONS.items()),
     Family("robot", **{k: v for params in ROBOT_CONDITIONS.values() for k, v in params.items()}),
+    # Issue 28: two passes over a table changed in between (`synth_changes`); the robot
+    # family's depth noise, so that the change thresholds meet it.
+    Family("changes", n_objects_range=(5, 7), n_train=30,
+           **ROBOT_CONDITIONS["depth_noise"]),
 )
 FAMILY_SEEDS = 100
 """Seeds per family: seed // FAMILY_SEEDS indexes FAMILIES."""
@@ -392,6 +403,12 @@ def make_synthetic_scene(out_dir: str | Path, seed: int = 0, width: int = 320, h
     import pybullet_data
 
     family = scene_family(seed)
+    if family.name == "changes":
+        from cgc_core.data.synth_changes import make_changing_scene
+
+        return make_changing_scene(out_dir, seed, width=width, height=height, n_test=n_test,
+                                   fov_deg=fov_deg, exact_sensor=exact_sensor,
+                                   n_train=n_train, progress=progress)
     if exact_sensor:
         family = exact_sensor_family(family)
     n_train = family.n_train if n_train is None else n_train
@@ -428,6 +445,23 @@ def make_synthetic_scene(out_dir: str | Path, seed: int = 0, width: int = 320, h
     finally:
         pybullet.disconnect(physicsClientId=client)
 
+    return _write_scene(out, family, seed, cameras, test_list, renders, truths, world,
+                        width=width, height=height, min_gt_pixels=min_gt_pixels,
+                        n_cloud_views=n_cloud_views, max_cloud_points=max_cloud_points,
+                        cloud_rng=cloud_rng, say=say)
+
+
+def _write_scene(out: Path, family: Family, seed: int, cameras: list[Camera],
+                 test_list: list[str], renders: dict, truths: dict, world: _World, *,
+                 width: int, height: int, min_gt_pixels: int, n_cloud_views: int,
+                 max_cloud_points: int, cloud_rng: np.random.Generator, say,
+                 prompt_views: list[str] | None = None, extra: dict | None = None) -> Path:
+    """Write the rendered views of `cameras` (`renders`: {frame: (rgb, depth, instances)},
+    `truths`: {frame: what the masks are made from}) as a scene folder (module docstring).
+
+    prompt_views: the train views prompts are chosen from (default: all); extra: more entries
+    for synth.json.
+    """
     mask_args = dict(family.masks)
     if family.merge_reach is not None:
         mask_args["merge_reach_px"] = max(2, round(family.merge_reach * width))
@@ -466,7 +500,7 @@ def make_synthetic_scene(out_dir: str | Path, seed: int = 0, width: int = 320, h
     write_json(out / SPLIT_FILE, {"train": train_names, "test": test_list})
     write_json(out / "objects.json", {str(k): v for k, v in sorted(names.items())})
     gt_count = _write_test_masks(out, test_list, renders, object_names, min_gt_pixels)
-    prompts = _best_prompts(train_names, renders, object_names)
+    prompts = _best_prompts(prompt_views or train_names, renders, object_names)
     write_prompts(out / "prompts.json", prompts)
     unprompted = sorted(set(object_names.values()) - {p.id for p in prompts})
     if unprompted:
@@ -480,6 +514,7 @@ def make_synthetic_scene(out_dir: str | Path, seed: int = 0, width: int = 320, h
         "objects": [_object_record(o) for o in objects],
         **world.extra, **({"sensor": sensor} if sensor else {}),
         "test_masks": gt_count, "prompts": len(prompts), "unprompted": unprompted,
+        **(extra or {}),
     })
     return out
 

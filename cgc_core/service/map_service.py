@@ -35,6 +35,7 @@ from cgc_core.io import DataError
 from cgc_core.objects.cluster import ObjectInfo, ObjectTable, cluster_objects, match_objects
 from cgc_core.objects.models import model_scorers
 from cgc_core.objects.segmentation import object_id_map
+from cgc_core.objects.tracking import ObjectEvent, ObjectTracker
 from cgc_core.query import cosine_to, most_opaque
 from cgc_core.segment import make_mask_source
 from cgc_core.service import maps
@@ -116,6 +117,10 @@ class MapService:
         """The model the table was clustered from: segmentation renders it (no wait for the
         training thread's lock), with the table's own prototypes."""
         self.objects_changed = True
+        self.tracker = ObjectTracker()
+        """Carries ids through objects taken away and moved (`cgc_core.objects.tracking`)."""
+        self.events: collections.deque[ObjectEvent] = collections.deque(maxlen=1000)
+        """Object events decided and not yet taken by the face (`take_events`)."""
         self._clustered_version = -1
         self._cluster_due = 0.0
         self.autosave_due = time.monotonic() + settings.autosave_period
@@ -330,6 +335,12 @@ class MapService:
                         "from the new clustering and no new object overlaps it")
 
     def _use(self, snapshot, table) -> None:
+        if self.config.live.forget_changes:
+            timeline = self.session.timeline
+            table, events = self.tracker.update(table, list(self.session.changes),
+                                                timeline[-1]["stamp"] if timeline else 0.0)
+            self.events.extend(events)
+            self.counts["object_events"] += len(events)
         self.table = table
         self._clustered_version = snapshot.version
         self.clustered_splats = snapshot.splats
@@ -482,6 +493,7 @@ class MapService:
         self.session = session
         self._epoch += 1  # after the swap: a copy begun before it is not served
         self.table, self.clustered_splats, self._clustered_version = table, None, -1
+        self.tracker = ObjectTracker.resumed(table, len(session.changes))
         # Cluster the model exactly as saved, before training moves it: ids and labels carry
         # over from the saved table (the same model overlaps it fully).
         self.recluster()
@@ -493,7 +505,15 @@ class MapService:
         self._epoch += 1  # after the reset: a copy begun before it is not served
         self._generation += 1
         self.table, self.clustered_splats, self._clustered_version = None, None, -1
+        self.tracker = ObjectTracker()
         self.objects_changed = True
+
+    def take_events(self) -> list[ObjectEvent]:
+        """The object events decided since the last call, oldest first."""
+        events = []
+        while self.events:
+            events.append(self.events.popleft())
+        return events
 
     def status(self, frames) -> dict:
         """The counters, queue, session and latency figures of `~/status` (`frames`: the
@@ -511,7 +531,9 @@ class MapService:
                         "segments_pending": stats.segments_pending,
                         "num_gaussians": stats.num_gaussians, "step": stats.step,
                         "iterations_per_second": round(stats.iterations_per_second, 2),
-                        "pose_corrections": stats.pose_corrections},
+                        "pose_corrections": stats.pose_corrections,
+                        "removals": stats.removals,
+                        "keyframes_retired": stats.keyframes_retired},
             "objects": 0 if self.table is None else len(self.table.objects),
             "latency_ms": {name.removesuffix("_ms"): {
                 "last": round(values[-1], 1), "max": round(max(values), 1),

@@ -40,7 +40,8 @@ from cgc_core.model.sh import num_sh_bases
 from cgc_core.model.view import render_view
 from cgc_core.render.project import project_gaussians
 from cgc_core.segment.base import MaskSource
-from cgc_core.train.densify import append_gaussians
+from cgc_core.train.changes import ChangeVotes, FreedSpace, depth_evidence, saw_in_place
+from cgc_core.train.densify import append_gaussians, remove_gaussians
 from cgc_core.train.frames import FrameRejected, check_frame
 from cgc_core.train.growth import (
     gaussian_rows,
@@ -113,6 +114,10 @@ class LiveStats:
     num_gaussians: int
     step: int
     iterations_per_second: float
+    keyframes_retired: int = 0
+    """Keyframes retired because they saw something that has since been taken away."""
+    removals: int = 0
+    """Removals decided (`LiveSession.changes`)."""
     pose_corrections: dict = field(default_factory=dict)
     """The keyframes' learned pose corrections: count, median and max rotation (degrees) and
     translation (mm); empty before any keyframe trained (`corrections_summary`)."""
@@ -175,6 +180,11 @@ class LiveSession:
         self._segment_ready = threading.Condition(threading.Lock())
         self._segment_thread: threading.Thread | None = None
         self._generator = torch.Generator().manual_seed(config.train.seed + 1)
+        self._votes = ChangeVotes(self.config.live)
+        self._freed = FreedSpace(self.config.live)
+        self.changes: list[dict] = []
+        """One record per removal decided (`_forget_changes`): keyframe, stamp, Gaussians
+        forgotten, their centre and box, keyframes retired; the last `timeline_length`."""
         if seed_points is not None:
             self._create_trainer(points=seed_points[0], colors=seed_points[1],
                                  extent=self._fixed_extent or 1.0)
@@ -353,6 +363,7 @@ class LiveSession:
             segments_pending=len(self._segment_jobs),
             num_gaussians=0 if trainer is None else int(trainer.splats["means"].shape[0]),
             step=0 if trainer is None else trainer.step_count, iterations_per_second=rate,
+            keyframes_retired=counts.get("retired", 0), removals=len(self.changes),
             pose_corrections={} if trainer is None else corrections_summary(
                 trainer.view_corrections()))
 
@@ -429,8 +440,12 @@ class LiveSession:
         self._frames_since_keyframe = 0
         if self.trainer is None:
             self._create_trainer_from_frame(view, depth)
-        elif self.config.live.grow:
-            self._grow(view, depth, render)
+        else:
+            if self.config.live.forget_changes and depth is not None and render is not None \
+                    and self._forget_changes(keyframe.record, view, depth, render):
+                render = self._render(view)  # growth fills what the removal uncovered
+            if self.config.live.grow:
+                self._grow(view, depth, render)
         self.keyframes.append(keyframe)
         self.timeline.append(keyframe.record)
         if len(self.timeline) > self.config.live.timeline_length:
@@ -450,6 +465,50 @@ class LiveSession:
                 self._segment_jobs.append(keyframe.id)
                 keyframe.image = frame.image
                 self._segment_ready.notify()
+
+    def _forget_changes(self, record: dict, view: TrainingView, depth, render) -> bool:
+        """Prune what this keyframe's depth, with the ones before it, sees through; once the
+        pruned add up to an object's worth, record the removal and retire the keyframes that
+        saw it in place (`cgc_core.train.changes`). True when anything was pruned."""
+        trainer, live = self.trainer, self.config.live
+        means = trainer.splats["means"].detach()
+        evidence = depth_evidence(means, view.viewmat, view.K, depth, render.alphas,
+                                  render.depths, live)
+        forget = self._votes.vote(means.cpu().numpy(), evidence)
+        if not forget.any():
+            return False
+        gone = means[torch.from_numpy(forget).to(means.device)].cpu().numpy()
+        remove_gaussians(trainer.splats, trainer.optimizers,
+                         torch.from_numpy(~forget).to(means.device))
+        trainer.densifier.state.reset(trainer.splats["means"].shape[0], self.device)
+        self._votes.forget_voxels(gone)
+        self._version += 1
+        for region in self._freed.add(gone, record["id"]):
+            retired = self._retire_stale(torch.from_numpy(region).float().to(self.device))
+            self.changes.append({
+                "kind": "removed", "keyframe": record["id"], "stamp": record["stamp"],
+                "time": record["keyframe"], "gaussians": int(len(region)),
+                "centre": region.mean(0).round(4).tolist(),
+                "box": [region.min(0).round(4).tolist(), region.max(0).round(4).tolist()],
+                "retired_keyframes": retired,
+                # what the object tracker tests objects against (`cgc_core.objects.tracking`)
+                "points": region[::max(1, len(region) // 200)].round(4).tolist()})
+        del self.changes[:-live.timeline_length]
+        return True
+
+    def _retire_stale(self, region: torch.Tensor) -> list[int]:
+        """Retire the keyframes that saw at least `change_stale_share` of [P, 3] `region` in
+        place: they would train it back. Returns their ids."""
+        need = max(1, int(np.ceil(self.config.live.change_stale_share * len(region))))
+        stale = [i for i, kf in enumerate(self.keyframes) if kf.depth is not None and
+                 saw_in_place(region, kf.view.viewmat, kf.view.K, kf.depth,
+                              self.config.live) >= need]
+        ids = [self.keyframes[i].id for i in stale]
+        for index in reversed(stale):
+            del self.keyframes[index]
+            self.trainer.remove_view(index)
+        self._counts["retired"] += len(stale)
+        return ids
 
     def _evict(self) -> None:
         depth_scale = self.trainer.extent
@@ -592,6 +651,9 @@ class LiveSession:
                 "counts": dict(self._counts),
                 "resolution": self.resolution,
                 "held": self._held_state(),
+                "changes": list(self.changes),
+                "change_votes": self._votes.state_dict(),
+                "freed_space": self._freed.state_dict(),
             }
 
     def _held_state(self) -> dict | None:
@@ -626,6 +688,9 @@ class LiveSession:
             self.timeline = list(state["timeline"])
             self._counts = collections.Counter(state["counts"])
             self.resolution = int(state["resolution"])
+            self.changes = list(state.get("changes", []))  # absent before issue 28
+            self._votes.load_state_dict(state.get("change_votes", {}))
+            self._freed.load_state_dict(state.get("freed_space", {}))
             self._version += 1
             self._snapshot = self._held = None
             held = state.get("held")  # absent in files from before it was saved
@@ -667,6 +732,9 @@ class LiveSession:
             self._frames_since_keyframe = 0
             self._snapshot = self._held = None
             self._settled = False
+            self.changes = []
+            self._votes = ChangeVotes(self.config.live)
+            self._freed = FreedSpace(self.config.live)
             self._version += 1
             if self._prior_used is not None:
                 self._prior_used[:] = False

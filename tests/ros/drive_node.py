@@ -32,6 +32,7 @@ from cgc_core.data.load import load_scene
 from cgc_core.io import read_json, read_label_png
 from cgc_eval.driver import LATCHED, OPTICAL_FRAME, NodeDriver, header
 from cgc_ros import conversions as cv
+from cgc_ros.msg import ObjectEvent
 from cgc_ros.srv import LabelObject, ListObjects, LoadMap, SaveMap, SegmentObject
 
 
@@ -54,6 +55,14 @@ class Driver(NodeDriver):
                                  lambda m: setattr(self, "clusters", m), LATCHED)
         node.create_subscription(MarkerArray, "cgc/objects/markers",
                                  lambda m: setattr(self, "markers", m), LATCHED)
+        self.events: list[dict] = []
+        node.create_subscription(ObjectEvent, "cgc/object_events", self._on_event, 100)
+
+    def _on_event(self, msg: ObjectEvent) -> None:
+        self.events.append({"kind": msg.kind, "id": msg.id, "label": msg.label,
+                            "frame_id": msg.header.frame_id,
+                            "after": [msg.pose_after.position.x, msg.pose_after.position.y,
+                                      msg.pose_after.position.z]})
 
     def _on_segmentation(self, msg: Image) -> None:
         ids = cv.image_to_segments(msg)
@@ -205,6 +214,7 @@ def stream(driver: Driver, args) -> dict:
         "escape": {"success": escape.success, "message": escape.message},
         "saved": {"success": saved.success, "message": saved.message, "path": saved.path},
         "objects": objects_of(after),
+        "events": driver.events,
     }
 
 

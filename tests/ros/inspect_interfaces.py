@@ -24,6 +24,7 @@ def main() -> int:
     report = {"cgc_ros_path": list(cgc_ros.__path__)}
     report["fields"] = {
         "ObjectInfo": fields(cgc_ros.msg.ObjectInfo),
+        "ObjectEvent": fields(cgc_ros.msg.ObjectEvent),
         **{
             f"{name}.{part}": fields(getattr(getattr(cgc_ros.srv, name), part))
             for name in ("SegmentObject", "ListObjects", "LabelObject", "SaveMap", "LoadMap")
@@ -61,6 +62,15 @@ def main() -> int:
     )
     back = deserialize_message(serialize_message(listed), cgc_ros.srv.ListObjects.Response)
     report["list_roundtrip"] = [[o.id, o.label, o.point_count, o.box_size.x] for o in back.objects]
+
+    event = cgc_ros.msg.ObjectEvent(id=3, label="mug", kind=cgc_ros.msg.ObjectEvent.MOVED,
+                                    confidence=0.75)
+    event.pose_after.position.y = 0.3
+    back = deserialize_message(serialize_message(event), cgc_ros.msg.ObjectEvent)
+    report["event_roundtrip"] = [back.id, back.label, back.kind, back.confidence,
+                                 back.pose_after.position.y]
+    report["event_kinds"] = [cgc_ros.msg.ObjectEvent.APPEARED, cgc_ros.msg.ObjectEvent.MOVED,
+                             cgc_ros.msg.ObjectEvent.REMOVED]
 
     # The ament index is how the node and launch files find the package's share folder.
     report["package_prefix"] = get_package_prefix("cgc_ros")

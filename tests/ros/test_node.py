@@ -93,6 +93,15 @@ def test_stream_segment_label_save_and_load(cgc_nodes, run_script, scene, tmp_pa
     assert markers[0][0] == 3  # DELETEALL
     assert [m[1] for m in markers[1:]] == [1, 9] * ((len(markers) - 1) // 2)  # CUBE, TEXT
     assert len(markers) >= 1 + 2 * 6 and out["listed"]["count"] >= 6  # 6 objects + background
+    # Object events: the objects appeared, once each, each with its listed id; nothing on this
+    # static table was moved or removed.
+    events = out["events"]
+    appeared = [e["id"] for e in events if e["kind"] == "appeared"]
+    assert len(appeared) >= 3 and len(set(appeared)) == len(appeared), events
+    assert not [e for e in events if e["kind"] != "appeared"], events
+    # (a cluster announced early may later join another: most, not all, are listed at the end)
+    assert len(set(appeared) & {o["id"] for o in out["objects"]}) >= 3, (events, out["objects"])
+    assert {e["frame_id"] for e in events} == {"map"}
 
     # segment_object by pixel, on a given pose + CameraInfo: the true object, in 2D and 3D.
     prompts = out["prompts"]

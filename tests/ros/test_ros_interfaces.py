@@ -21,6 +21,11 @@ OBJECT_INFO = {
     "box_center": "geometry_msgs/Pose", "box_size": "geometry_msgs/Vector3",
     "color": "std_msgs/ColorRGBA",
 }
+OBJECT_EVENT = {
+    "header": "std_msgs/Header", "id": "uint32", "label": "string", "kind": "string",
+    "pose_before": "geometry_msgs/Pose", "pose_after": "geometry_msgs/Pose",
+    "confidence": "float",
+}
 MAP_REQUEST = {"name": "string"}
 MAP_RESPONSE = {"success": "boolean", "message": "string", "path": "string"}
 
@@ -36,6 +41,8 @@ def test_interfaces_have_the_specified_fields(report):
     assert f["SegmentObject.Request"] == SEGMENT_REQUEST
     assert f["SegmentObject.Response"] == SEGMENT_RESPONSE
     assert f["ObjectInfo"] == OBJECT_INFO
+    assert f["ObjectEvent"] == OBJECT_EVENT
+    assert report["event_kinds"] == ["appeared", "moved", "removed"]
     assert f["ListObjects.Request"] == {"recluster": "boolean"}
     assert f["ListObjects.Response"] == {
         "success": "boolean", "message": "string", "objects": "sequence<cgc_ros/ObjectInfo>"}
@@ -59,6 +66,7 @@ def test_interfaces_serialize_through_the_built_typesupport(report):
         "image_data": list(range(18)), "frame_id": "map",
     }
     assert report["list_roundtrip"] == [[7, "mug", 42, 0.1], [8, "", 0, 0.0]]
+    assert report["event_roundtrip"] == [3, "mug", "moved", 0.75, 0.3]
 
 
 def test_generated_package_is_the_installed_one(report):

@@ -205,3 +205,26 @@ def test_the_service_loads_a_cgc_train_run(tiny_scene, tmp_path):
     assert torch.equal(service.clustered_splats["means"], run.splats["means"].detach())
     assert service.table is not None  # clustered as loaded, before training resumes
     service.session.stop()
+
+
+def test_objects_are_announced_once_and_a_loaded_maps_objects_are_not_news(trained):
+    service, _ = trained
+    service.take_events()
+    for _ in range(service.tracker.hold + 1):  # reclustering the same model
+        service._generation += 1
+        service._clustered_version = -1
+        service.recluster()
+    appeared = [e for e in service.take_events() if e.kind == "appeared"]
+    listed = {o.id for o in service.table.objects if not o.background}
+    assert appeared and {e.id for e in appeared} <= listed
+    assert len(appeared) == len({e.id for e in appeared})
+    service.recluster()
+    assert [e for e in service.take_events() if e.kind == "appeared" and
+            e.id in {a.id for a in appeared}] == []
+    assert service.status(DropOldestQueue(3))["session"]["removals"] == 0
+    service.save("events")
+    other = service_for(service.settings.map_directory)
+    other.load("events")
+    other.recluster()
+    assert other.take_events() == []
+    other.session.stop()

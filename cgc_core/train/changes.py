@@ -1,0 +1,191 @@
+"""What changed since the map saw it: a keyframe's depth that sees through the map.
+
+A Gaussian that the map renders as the visible surface at its pixel, where the measured depth
+lies well behind it (beyond the sensor's noise at that depth), stands in space the camera now
+sees through: evidence that what it belonged to was taken away. One noisy frame proves nothing,
+so the evidence is kept per voxel and the Gaussians go only when `live.change_min_views`
+keyframes in a row saw through their voxel and none saw it in place meanwhile.
+
+Only what is in front of the measurement counts: a Gaussian behind the measured surface is
+occluded (something stands before it), and one behind the rendered surface is on the far side
+of an object; neither is evidence of anything. Invalid depth (REP 118: 0, NaN, ±inf) is no
+evidence either.
+
+Keyframes that saw the removed surface in place would keep pulling it back; `stale_keyframes`
+finds them so that the session can retire them (their segments leave the contrastive loss with
+them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
+from torch import Tensor
+
+from cgc_core.config import LiveConfig
+
+
+@dataclass
+class DepthEvidence:
+    """What one keyframe's depth says of each Gaussian."""
+
+    through: Tensor
+    """[N] bool: the Gaussian is the rendered surface at its pixel and the camera sees well
+    behind it there."""
+    confirmed: Tensor
+    """[N] bool: the measured depth at its pixel agrees with the Gaussian's depth."""
+
+
+def depth_margin(z: Tensor, config: LiveConfig) -> Tensor:
+    """[...] metres: how far apart two depths at z [...] must lie to differ beyond the sensor's
+    noise (`change_sigmas` σ of a z² noise model, at least `change_min_margin`)."""
+    sigma = config.change_noise_at_1m * z.square()
+    return torch.clamp(config.change_sigmas * sigma, min=config.change_min_margin)
+
+
+def depth_evidence(means: Tensor, viewmat: Tensor, K: Tensor, measured: Tensor, alphas: Tensor,
+                   rendered_depth: Tensor, config: LiveConfig) -> DepthEvidence:
+    """Compare the map with one keyframe's depth.
+
+    Args:
+        means: [N, 3] Gaussian centres (world).
+        viewmat: [4, 4] world-to-camera (OpenCV axes); K: [3, 3] at the depth's resolution.
+        measured: [H, W] metres (0 or non-finite: invalid).
+        alphas: [H, W] rendered alpha; rendered_depth: [H, W] alpha-blended z (sum w_i z_i).
+    """
+    height, width = measured.shape
+    valid = torch.isfinite(measured) & (measured > 0)
+    measured = torch.where(valid, measured, torch.zeros_like(measured))
+    opaque = alphas > 0.5
+    surface = torch.where(opaque, rendered_depth / alphas.clamp_min(1e-6),
+                          torch.zeros_like(rendered_depth))
+    behind = valid & opaque & (measured > surface + depth_margin(surface, config))
+    # Thin bands along silhouettes are what a small pose or calibration error gives; a region
+    # that was taken away is wider than twice the erosion.
+    radius = config.change_erode_px
+    if radius > 0:
+        behind = -F.max_pool2d(-behind[None, None].float(), 2 * radius + 1, stride=1,
+                               padding=radius)[0, 0] > 0.5
+    cam = means @ viewmat[:3, :3].T + viewmat[:3, 3]
+    z = cam[:, 2]
+    in_front = z > 1e-3
+    u = (K[0, 0] * cam[:, 0] / z.clamp_min(1e-3) + K[0, 2]).floor()
+    v = (K[1, 1] * cam[:, 1] / z.clamp_min(1e-3) + K[1, 2]).floor()
+    inside = in_front & (u >= 0) & (v >= 0) & (u < width) & (v < height)
+    index = torch.where(inside, v * width + u, torch.zeros_like(u)).long()
+    at_surface = surface.reshape(-1)[index]
+    at_measured = measured.reshape(-1)[index]
+    margin = depth_margin(z, config)
+    on_surface = inside & (at_surface > 0) & ((z - at_surface).abs() < margin)
+    through = on_surface & behind.reshape(-1)[index]
+    confirmed = inside & (at_measured > 0) & ((z - at_measured).abs() < margin)
+    return DepthEvidence(through=through, confirmed=confirmed)
+
+
+def voxel_keys(points: np.ndarray, size: float) -> np.ndarray:
+    """[P] int64 key of the `size`-metre voxel holding each of [P, 3] points."""
+    cells = np.floor(points / size).astype(np.int64) + (1 << 20)
+    return (cells[:, 0] << 42) | (cells[:, 1] << 21) | cells[:, 2]
+
+
+class ChangeVotes:
+    """Per voxel, how many keyframes in a row saw through it (and none saw it in place)."""
+
+    def __init__(self, config: LiveConfig):
+        self.config = config
+        self.streak: dict[int, int] = {}
+
+    def vote(self, means: np.ndarray, evidence: DepthEvidence) -> np.ndarray:
+        """One keyframe's evidence in; [N] bool out: the Gaussians to forget now (seen through
+        in this keyframe, in a voxel seen through by `change_min_views` keyframes in a row)."""
+        through = evidence.through.cpu().numpy()
+        confirmed = evidence.confirmed.cpu().numpy()
+        keys = voxel_keys(means, self.config.change_voxel)
+        seen_through, n_through = np.unique(keys[through], return_counts=True)
+        seen_in_place, n_in_place = np.unique(keys[confirmed], return_counts=True)
+        in_place = dict(zip(seen_in_place.tolist(), n_in_place.tolist()))
+        behind = dict(zip(seen_through.tolist(), n_through.tolist()))
+        for key in set(in_place) | set(behind):
+            if behind.get(key, 0) > in_place.get(key, 0):
+                self.streak[key] = self.streak.get(key, 0) + 1
+            else:  # seen in place: what was seen through before was noise
+                self.streak.pop(key, None)
+        if not through.any():
+            return through
+        counts = np.array([self.streak.get(k, 0) for k in keys[through].tolist()])
+        forget = np.zeros_like(through)
+        forget[np.flatnonzero(through)[counts >= self.config.change_min_views]] = True
+        return forget
+
+    def forget_voxels(self, means: np.ndarray) -> None:
+        """The votes of the voxels of [P, 3] forgotten Gaussians are spent."""
+        for key in np.unique(voxel_keys(means, self.config.change_voxel)).tolist():
+            self.streak.pop(key, None)
+
+    def state_dict(self) -> dict:
+        return {"streak": dict(self.streak)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.streak = {int(k): int(v) for k, v in state.get("streak", {}).items()}
+
+
+def saw_in_place(points: Tensor, viewmat: Tensor, K: Tensor, depth: Tensor,
+                 config: LiveConfig) -> int:
+    """How many of [P, 3] world `points` the keyframe (viewmat [4, 4], K [3, 3], depth [H, W])
+    saw where they are: inside its image, with its measured depth there equal to theirs."""
+    height, width = depth.shape
+    cam = points @ viewmat[:3, :3].T + viewmat[:3, 3]
+    z = cam[:, 2]
+    u = (K[0, 0] * cam[:, 0] / z.clamp_min(1e-3) + K[0, 2]).floor()
+    v = (K[1, 1] * cam[:, 1] / z.clamp_min(1e-3) + K[1, 2]).floor()
+    inside = (z > 1e-3) & (u >= 0) & (v >= 0) & (u < width) & (v < height)
+    index = torch.where(inside, v * width + u, torch.zeros_like(u)).long()
+    measured = depth.reshape(-1)[index]
+    seen = inside & torch.isfinite(measured) & (measured > 0) & \
+        ((measured - z).abs() < depth_margin(z, config))
+    return int(seen.sum())
+
+
+class FreedSpace:
+    """Forgotten Gaussians pooled over the last keyframes until they add up to an object-sized
+    removal: a removed object goes in bites (a few keyframes, a few voxels each), while the
+    floaters that the same test clears away stay scattered and small."""
+
+    def __init__(self, config: LiveConfig):
+        self.config = config
+        self.pending: list[tuple[np.ndarray, int]] = []  # (points [P, 3], keyframe id)
+
+    def add(self, points: np.ndarray, keyframe_id: int) -> list[np.ndarray]:
+        """Pool [P, 3] points forgotten at a keyframe; returns the regions ([Q, 3] points each)
+        that now hold at least `change_region_points`, and drops them from the pool."""
+        window = self.config.change_region_window
+        self.pending = [(p, k) for p, k in self.pending if keyframe_id - k < window]
+        self.pending.append((np.asarray(points, dtype=np.float64), keyframe_id))
+        pool = np.concatenate([p for p, _ in self.pending])
+        owner = np.concatenate([np.full(len(p), k) for p, k in self.pending])
+        pairs = cKDTree(pool).query_pairs(self.config.change_region_reach, output_type="ndarray")
+        graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])),
+                           shape=(len(pool), len(pool)))
+        _, labels = connected_components(graph, directed=False)
+        sizes = np.bincount(labels)
+        big = np.flatnonzero(sizes >= self.config.change_region_points)
+        if len(big) == 0:
+            return []
+        decided = np.isin(labels, big)
+        regions = [pool[labels == label] for label in big]
+        keep_points, keep_owner = pool[~decided], owner[~decided]
+        self.pending = [(keep_points[keep_owner == k], int(k)) for k in np.unique(keep_owner)]
+        return regions
+
+    def state_dict(self) -> dict:
+        return {"pending": [(p.tolist(), k) for p, k in self.pending]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.pending = [(np.asarray(p, dtype=np.float64).reshape(-1, 3), int(k))
+                        for p, k in state.get("pending", [])]

@@ -1,0 +1,138 @@
+"""Change detection on analytic geometry: a box in front of a wall, seen by a pinhole camera
+along +z, with the depth a sensor would measure after the box was taken away, while it stands,
+with the robot family's noise, and with a pose error."""
+
+import numpy as np
+import torch
+
+from cgc_core.config import LiveConfig
+from cgc_core.train.changes import (
+    ChangeVotes,
+    FreedSpace,
+    depth_evidence,
+    depth_margin,
+    saw_in_place,
+)
+
+W, H, F = 80, 60, 70.0
+K = torch.tensor([[F, 0, W / 2], [0, F, H / 2], [0, 0, 1.0]])
+VIEWMAT = torch.eye(4)
+WALL_Z, BOX_Z = 1.2, 0.8
+BOX = (slice(20, 40), slice(30, 50))  # rows, cols of the box's face in the image
+
+
+def grid_points(rows: slice, cols: slice, z: float) -> torch.Tensor:
+    """One Gaussian centre per pixel centre of the block, at depth z."""
+    v, u = torch.meshgrid(torch.arange(rows.start, rows.stop) + 0.5,
+                          torch.arange(cols.start, cols.stop) + 0.5, indexing="ij")
+    x, y = (u - W / 2) / F * z, (v - H / 2) / F * z
+    return torch.stack([x, y, torch.full_like(x, z)], -1).reshape(-1, 3)
+
+
+WALL = grid_points(slice(0, H), slice(0, W), WALL_Z)
+BOX_FACE = grid_points(*BOX, BOX_Z)
+MEANS = torch.cat([WALL, BOX_FACE])
+IS_BOX = torch.cat([torch.zeros(len(WALL), dtype=torch.bool),
+                    torch.ones(len(BOX_FACE), dtype=torch.bool)])
+
+
+def rendered_map() -> tuple[torch.Tensor, torch.Tensor]:
+    """(alphas, alpha-blended depth) of the map with the box in it."""
+    depth = torch.full((H, W), WALL_Z)
+    depth[BOX] = BOX_Z
+    return torch.ones(H, W), depth
+
+
+def evidence(measured, config=LiveConfig()):
+    alphas, depth = rendered_map()
+    return depth_evidence(MEANS, VIEWMAT, K, measured, alphas, depth, config)
+
+
+def test_a_box_taken_away_is_seen_through_and_the_wall_behind_it_is_confirmed():
+    measured = torch.full((H, W), WALL_Z)  # the box is gone: the wall everywhere
+    found = evidence(measured)
+    # The eroded see-through region: every box Gaussian but a 2-pixel rim.
+    inner = grid_points(slice(22, 38), slice(32, 48), BOX_Z)
+    assert found.through[IS_BOX].sum() >= len(inner)
+    assert not found.through[~IS_BOX].any()
+    assert found.confirmed[~IS_BOX].all()
+    assert not found.confirmed[IS_BOX].any()
+
+
+def test_a_box_in_place_with_the_sensors_noise_and_holes_gives_no_evidence_of_removal():
+    rng = np.random.default_rng(0)
+    truth = torch.full((H, W), WALL_Z)
+    truth[BOX] = BOX_Z
+    sigma = LiveConfig().change_noise_at_1m * truth.square()
+    measured = truth + sigma * torch.from_numpy(rng.standard_normal((H, W))).float()
+    measured[torch.from_numpy(rng.random((H, W)) < 0.02)] = 0.0  # holes (REP 118: invalid)
+    measured[0, 0], measured[0, 1] = float("nan"), float("inf")
+    found = evidence(measured)
+    assert not found.through.any()
+    assert found.confirmed.float().mean() > 0.9
+
+
+def test_something_in_front_of_the_box_is_occlusion_not_removal():
+    measured = torch.full((H, W), WALL_Z)
+    measured[BOX] = 0.5  # a hand in front of the box
+    assert not evidence(measured).through.any()
+
+
+def test_a_pose_error_that_shifts_the_silhouette_two_pixels_is_not_taken_for_removal():
+    measured = torch.full((H, W), WALL_Z)
+    measured[20:40, 32:52] = BOX_Z  # the box seen 2 pixels to the right
+    assert not evidence(measured).through.any()
+
+
+def test_the_margin_grows_with_the_sensors_noise_and_has_a_floor():
+    config = LiveConfig()
+    z = torch.tensor([0.5, 1.0, 4.0])
+    margin = depth_margin(z, config)
+    assert margin[0] == config.change_min_margin
+    assert torch.isclose(margin[2], torch.tensor(config.change_sigmas * 0.0025 * 16))
+
+
+def test_gaussians_go_only_after_keyframes_in_a_row_saw_through_them():
+    config = LiveConfig(change_min_views=2)
+    votes = ChangeVotes(config)
+    gone = torch.full((H, W), WALL_Z)
+    in_place = torch.full((H, W), WALL_Z)
+    in_place[BOX] = BOX_Z
+    means = MEANS.numpy()
+    assert not votes.vote(means, evidence(gone, config)).any()       # one view: not yet
+    assert not votes.vote(means, evidence(in_place, config)).any()   # seen in place: start over
+    assert not votes.vote(means, evidence(gone, config)).any()
+    forget = votes.vote(means, evidence(gone, config))               # two in a row
+    assert forget[IS_BOX.numpy()].mean() > 0.6
+    assert not forget[~IS_BOX.numpy()].any()
+
+
+def test_a_keyframe_that_saw_the_box_in_place_is_found_and_one_that_did_not_is_not():
+    config = LiveConfig()
+    in_place = torch.full((H, W), WALL_Z)
+    in_place[BOX] = BOX_Z
+    after = torch.full((H, W), WALL_Z)
+    assert saw_in_place(BOX_FACE, VIEWMAT, K, in_place, config) == len(BOX_FACE)
+    assert saw_in_place(BOX_FACE, VIEWMAT, K, after, config) == 0
+
+
+def test_an_object_forgotten_in_bites_makes_one_removal_and_scattered_floaters_none():
+    config = LiveConfig(change_region_points=30, change_region_window=5,
+                        change_region_reach=0.03)
+    rng = np.random.default_rng(0)
+    freed = FreedSpace(config)
+    # Floaters: 12 keyframes of 4 forgotten Gaussians each, scattered over a 2 m room.
+    for keyframe in range(12):
+        assert freed.add(rng.uniform(-1, 1, (4, 3)), keyframe) == []
+    # An object 6 cm across forgotten over three keyframes, 12 Gaussians at a time.
+    ball = rng.standard_normal((36, 3))
+    ball = np.array([0.3, 0.1, 0.7]) + 0.03 * ball / np.linalg.norm(ball, axis=1, keepdims=True)
+    assert freed.add(ball[:12], 20) == []
+    assert freed.add(ball[12:24], 21) == []
+    regions = freed.add(ball[24:], 22)
+    assert len(regions) == 1 and len(regions[0]) == 36
+    assert np.allclose(regions[0].mean(0), ball.mean(0))
+    # Bites further apart in time than the window never add up.
+    late = FreedSpace(config)
+    for keyframe, bite in zip((0, 10, 20), np.split(ball, 3)):
+        assert late.add(bite, keyframe) == []
