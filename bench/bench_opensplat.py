@@ -1,8 +1,8 @@
 """RGB-only training iteration time: cgc against OpenSplat's CPU build, side by side in one run.
 
-The same built-in scene (its COLMAP model: sparse/0 + images/, 320 x 240), the same initial
-Gaussians (the scene's COLMAP points, one per point), RGB loss only (L1 + 0.2 D-SSIM), no
-densification, full resolution, on the CPU, alternating the two programs:
+The same built-in scene (its COLMAP model: sparse/0 + images/, 320 x 240, exported to one folder
+both trainers read), the same initial Gaussians (one per point of its points3D.bin), RGB loss
+only (L1 + 0.2 D-SSIM), no densification, full resolution, on the CPU, alternating the two:
 
 - cgc: `Trainer` with the clustering and regularization terms, pose / exposure corrections and
   densification off, `train.max_resolution` 0 (native), SH degree raised every 1000 steps as
@@ -75,10 +75,14 @@ def cpu_name() -> str:
 
 
 def export_colmap(scene: Path, out: Path) -> Path:
-    """The scene's COLMAP model and images in the layout OpenSplat reads (sparse/0, images/)."""
+    """The scene's COLMAP model and images in the layout OpenSplat reads (sparse/0, images/),
+    plus the training split and masks cgc's loader reads beside them: both trainers load this
+    one folder (cgc through its COLMAP reader), so both start from its points3D.bin."""
     project = out / "colmap"
     shutil.copytree(scene / "sparse", project / "sparse")
     shutil.copytree(scene / "images", project / "images")
+    shutil.copytree(scene / "masks_inconsistent", project / "masks_inconsistent")
+    shutil.copy(scene / "split.json", project / "split.json")
     return project
 
 
@@ -137,7 +141,7 @@ def main() -> None:
         work = Path(tmp)
         project = export_colmap(args.scene, work)
         for repeat in range(args.repeats):
-            runs["cgc"].append(time_cgc(args.scene, args.iterations, args.skip, args.threads))
+            runs["cgc"].append(time_cgc(project, args.iterations, args.skip, args.threads))
             runs["OpenSplat"].append(time_opensplat(args.opensplat, project, args.iterations,
                                                     args.skip, args.threads, work))
             print(f"[{repeat + 1}/{args.repeats}] " + ", ".join(
