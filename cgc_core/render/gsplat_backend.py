@@ -8,17 +8,25 @@ its meta["means2d"] is [1, N, 2] and a [N, 2] view of it would not be in the aut
 very tensor the rasterization consumes, so its `.grad` is the view-space gradient.
 
 Semantics as the other backends (see `cgc_core.render`), with gsplat's own differences:
-- gsplat's kernels compute in float32 (inputs are cast);
+- gsplat's kernels compute in float32 (inputs are cast; outputs are float32);
 - its tile binning uses an axis-aligned box of 3.33 sigma per axis (radii [N, 2]; opacities are
   not passed, so the box is not shrunk by opacity), not the square of radius 3 sqrt(lambda_max);
-  `radii` here is the larger of the two. A Gaussian can therefore be listed in a slightly
-  different set of tiles than in the CPU / reference backends, which changes pixels only by
-  its tail far from the centre (alpha near 1/255).
+  `radii` here is the larger of the two, and its off-screen cull uses that box too. Every pixel
+  where alpha >= 1/255 lies inside gsplat's box; cgc's square can leave out tails with alpha up to
+  opacity exp(-4.5) (< 0.011, only for opacity > 0.353), so gsplat can blend a few faint tail
+  pairs the other backends do not. Below opacity 0.353 the two blend the same pairs;
+- alpha is clamped at 0.999, not 0.99 (the same for opacities below 0.99).
+
+tests/core/render/test_gsplat_torch_stages.py runs this module on a CPU through gsplat's
+pure-PyTorch stages (`GsplatStages`) and checks every output and gradient against the CPU
+backend within exactly those differences; on a GPU the same tests run gsplat's CUDA kernels.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -26,6 +34,45 @@ from torch import Tensor
 from cgc_core.config import RenderConfig
 
 from .project import TILE_SIZE
+
+
+@dataclass(frozen=True)
+class GsplatStages:
+    """The four gsplat stage functions this backend calls, each with the signature of its
+    namesake in `gsplat.cuda._wrapper` (gsplat 1.5.3).
+
+    The default (`cuda_stages`) is gsplat's CUDA kernels. Another set (e.g. adapters over gsplat's
+    pure-PyTorch `gsplat.cuda._torch_impl`, as tests/core/render/gsplat_torch_stages.py) runs this
+    module's own code path on another device, which is how it is checked without a GPU.
+    """
+
+    fully_fused_projection: Callable[..., tuple]
+    """(means, covars, quats, scales, viewmats, Ks, width, height, eps2d=, near_plane=,
+    far_plane=, packed=) -> radii [1, N, 2] int32, means2d [1, N, 2], depths [1, N],
+    conics [1, N, 3], compensations."""
+    isect_tiles: Callable[..., tuple]
+    """(means2d [1, N, 2], radii [1, N, 2], depths [1, N], tile_size, tiles_x, tiles_y,
+    packed=) -> tiles_per_gauss, isect_ids [M] int64, flatten_ids [M] int32."""
+    isect_offset_encode: Callable[..., Tensor]
+    """(isect_ids [M], n_images, tiles_x, tiles_y) -> offsets [1, tiles_y, tiles_x] int32."""
+    rasterize_to_pixels: Callable[..., tuple]
+    """(means2d [1, N, 2], conics [1, N, 3], colors [1, N, C], opacities [1, N], width, height,
+    tile_size, offsets, flatten_ids, backgrounds= [1, C]) -> colors [1, H, W, C],
+    alphas [1, H, W, 1]."""
+    device_type: str = "cuda"
+    """The device type the stages run on; inputs on another device are refused."""
+
+
+def cuda_stages() -> GsplatStages:
+    """gsplat's CUDA kernels (imports gsplat; they need CUDA tensors)."""
+    from gsplat.cuda import _wrapper
+
+    return GsplatStages(
+        fully_fused_projection=_wrapper.fully_fused_projection,
+        isect_tiles=_wrapper.isect_tiles,
+        isect_offset_encode=_wrapper.isect_offset_encode,
+        rasterize_to_pixels=_wrapper.rasterize_to_pixels,
+    )
 
 
 def rasterize_gsplat(
@@ -44,19 +91,20 @@ def rasterize_gsplat(
     near: float = RenderConfig.near,
     far: float = RenderConfig.far,
     eps2d: float = RenderConfig.eps2d,
+    stages: GsplatStages | None = None,
 ):
-    """Renders with gsplat on CUDA; arguments and result as `cgc_core.render.rasterize`."""
-    from gsplat.cuda._wrapper import (
-        fully_fused_projection,
-        isect_offset_encode,
-        isect_tiles,
-        rasterize_to_pixels,
-    )
+    """Renders with gsplat on CUDA; arguments and result as `cgc_core.render.rasterize`.
 
+    stages: the gsplat stage functions to call; None = gsplat's CUDA kernels (`cuda_stages`).
+    """
     from . import RenderOutput
 
-    if means.device.type != "cuda":
-        raise ValueError(f"the gsplat backend needs CUDA tensors, got {means.device}")
+    if stages is None:
+        stages = cuda_stages()
+    if means.device.type != stages.device_type:
+        raise ValueError(
+            f"the gsplat backend needs {stages.device_type.upper()} tensors, got {means.device}"
+        )
     n, channels = means.shape[0], colors.shape[1]
     dtype = torch.float32  # gsplat's kernels are float32 only
     means, quats, scales = means.to(dtype), quats.to(dtype), scales.to(dtype)
@@ -71,7 +119,7 @@ def rasterize_gsplat(
                             depths=zeros.clone() if render_depth else None, means2d=means2d,
                             radii=torch.zeros(0, dtype=torch.int32, device=means.device))
 
-    radii, means2d_b, depths_b, conics_b, _ = fully_fused_projection(
+    radii, means2d_b, depths_b, conics_b, _ = stages.fully_fused_projection(
         means, None, quats, scales, viewmats, Ks, width, height,
         eps2d=eps2d, near_plane=near, far_plane=far, packed=False,
     )
@@ -82,11 +130,11 @@ def rasterize_gsplat(
         feats = torch.cat([colors, depths_b[0][:, None]], dim=1)
         bg = torch.cat([background, background.new_zeros(1)])
     tiles_x, tiles_y = math.ceil(width / TILE_SIZE), math.ceil(height / TILE_SIZE)
-    _, isect_ids, flatten_ids = isect_tiles(
+    _, isect_ids, flatten_ids = stages.isect_tiles(
         means2d[None], radii, depths_b, TILE_SIZE, tiles_x, tiles_y, packed=False
     )
-    offsets = isect_offset_encode(isect_ids, 1, tiles_x, tiles_y)
-    image, alphas = rasterize_to_pixels(
+    offsets = stages.isect_offset_encode(isect_ids, 1, tiles_x, tiles_y)
+    image, alphas = stages.rasterize_to_pixels(
         means2d[None],
         conics_b,
         feats[None],

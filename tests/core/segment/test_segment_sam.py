@@ -174,3 +174,57 @@ def test_architecture_config_is_validated(tiny_checkpoint):
         sam_architecture(tiny_config(tiny_checkpoint, sam_image_size=60))
     with pytest.raises(ValueError, match="divisible"):
         sam_architecture(tiny_config(tiny_checkpoint, sam_encoder_num_heads=3))
+
+
+def all_tensors(module: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """Every parameter and buffer of `module`, the non-persistent ones (pixel_mean/std) too."""
+    return [*module.named_parameters(), *module.named_buffers()]
+
+
+def test_load_sam_puts_every_tensor_on_the_device(tiny_checkpoint):
+    """On a device other than the CPU ("meta" stands in for "cuda" here) nothing is left behind:
+    the normalisation buffers set after loading travel with the weights, and `Sam.device` (what
+    SamPredictor puts its inputs on) is that device."""
+    sam = load_sam(tiny_checkpoint, TINY, torch.device("meta"))
+    left = [name for name, t in all_tensors(sam) if not t.is_meta]
+    assert not left, f"left on another device: {left}"
+    assert sam.device.type == "meta"
+    assert {"pixel_mean", "pixel_std"} <= {name for name, _ in sam.named_buffers()}
+
+
+@pytest.mark.parametrize("setting", ["cpu", "auto"])
+def test_device_setting_reaches_the_model_and_its_inputs(tiny_checkpoint, image, setting):
+    """segmenter.device -> SamMaskSource.device -> the loaded model -> the predictor's inputs."""
+    source = make_mask_source(tiny_config(tiny_checkpoint, device=setting))
+    expected = torch.device("cuda" if setting == "auto" and torch.cuda.is_available() else "cpu")
+    assert source.device == expected
+    seen = []
+    encoder = source.generator.predictor.model.image_encoder
+    hook = encoder.register_forward_pre_hook(lambda _m, args: seen.append(args[0].device))
+    try:
+        source(image, "frame_0")
+    finally:
+        hook.remove()
+    assert seen and all(d.type == expected.type for d in seen)
+    model = source.generator.predictor.model
+    assert all(t.device.type == expected.type for _, t in all_tensors(model))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error where CUDA is missing")
+@pytest.mark.parametrize("setting", ["cuda", "cuda:1"])
+def test_cuda_setting_without_cuda_is_named(tiny_checkpoint, setting):
+    with pytest.raises(ValueError, match="segmenter.device"):
+        make_mask_source(tiny_config(tiny_checkpoint, device=setting))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_sam_on_cuda_gives_the_cpu_masks(tiny_checkpoint, image):
+    """The same tiny model on the GPU: the same masks as on the CPU, up to pixels where a
+    random model's logits sit at the threshold."""
+    on_cpu = make_mask_source(tiny_config(tiny_checkpoint, device="cpu")).masks(image)
+    source = make_mask_source(tiny_config(tiny_checkpoint, device="cuda"))
+    on_gpu = source.masks(image)
+    assert source.generator.predictor.model.device.type == "cuda"
+    assert on_gpu.shape == on_cpu.shape
+    assert (on_gpu != on_cpu).mean() < 0.01
