@@ -54,8 +54,9 @@ def scenes(work: Path, seed: int, distortion: tuple[float, ...]) -> dict[str, Pa
     if not (ignored / "transforms.json").is_file():
         ignored.mkdir(parents=True, exist_ok=True)
         for entry in lens.iterdir():  # the same files, but the lens left out of the cameras
-            if entry.name not in ("transforms.json", "sparse") and not (ignored / entry.name).exists():
-                (ignored / entry.name).symlink_to(entry.resolve())
+            target = ignored / entry.name
+            if entry.name not in ("transforms.json", "sparse") and not target.exists():
+                target.symlink_to(entry.resolve())
         meta = json.loads((lens / "transforms.json").read_text())
         for key in ("k1", "k2", "k3", "k4", "p1", "p2"):
             meta.pop(key, None)
