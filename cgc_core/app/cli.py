@@ -331,9 +331,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings as a user reads them ("cgc: warning: ..."), not as source locations."""
+    return f"cgc: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import warnings
+
     from cgc_core.io import DataError
+    warnings.formatwarning = _one_line_warning
     try:
         args.func(args)
     except (DataError, ValueError, FileNotFoundError, NotADirectoryError) as error:
