@@ -245,3 +245,41 @@ def test_a_scene_rendered_through_a_lens_and_undistorted_matches_the_pinhole_ren
             assert close.mean() > 0.97, close.mean()
     finally:
         pybullet.disconnect(physicsClientId=client)
+
+
+def test_a_prompt_and_its_mask_live_on_the_raw_image():
+    """A model seen by a distorted camera: the prompt is a raw pixel, the mask is on the raw
+    grid, and the object lies where the lens puts it (not where a pinhole would)."""
+    from cgc_core.config import QueryConfig, RenderConfig
+    from cgc_core.data.scene import Scene
+    from cgc_core.model.gaussians import create_gaussians
+    from cgc_core.service.query import FeatureCache, object_mask, pixel_object
+
+    rng = np.random.default_rng(0)
+    corner = rng.normal([0.5, 0.33, 1.0], 0.03, size=(300, 3))  # towards a corner
+    rest = rng.normal([0.0, 0.0, 1.0], 0.03, size=(300, 3))
+    splats = create_gaussians(np.concatenate([corner, rest]), None, feature_dim=4, sh_degree=0,
+                              init_opacity=0.9, feature_init_std=1.0,
+                              generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        splats["features"][:300] = torch.tensor([1.0, 0, 0, 0])
+        splats["features"][300:] = torch.tensor([0, 1.0, 0, 0])
+        splats["log_scales"][:] = np.log(0.02)
+    raw = Camera("raw", W, H, F, F, 80.0, 60.0, np.eye(4))
+    camera = undistorted_camera(raw, make_lens("opencv", [K1, K2, P1, P2], W, H, F, F, 80.0,
+                                                60.0))
+    scene = Scene(root=None, cameras=[camera], train_names=["raw"], test_names=[])
+    render, query = RenderConfig(backend="reference"), QueryConfig(edge_radius=0)
+    features = FeatureCache(splats, scene, render)
+    assert features("raw").shape == (H, W, 4)
+    # The corner blob's centre through the lens model written out (barrel: pulled inwards).
+    xd, yd = brown_conrady(np.array(0.5), np.array(0.33))
+    u, v = float(F * xd + 80.0), float(F * yd + 60.0)
+    pinhole_u = F * 0.5 + 80.0
+    assert u < pinhole_u - 3
+    obj = pixel_object(splats, camera, u, v, render=render, query=query,
+                       feature_map=features("raw"))
+    mask = object_mask(obj, "raw", features, query, 0.7)
+    assert mask.shape == (H, W) and mask[int(v), int(u)]
+    rows, cols = np.nonzero(mask)
+    assert abs(cols.mean() - u) < 3 and abs(rows.mean() - v) < 3
