@@ -33,8 +33,8 @@ def test_captures_train_at_the_capture_resolution_on_a_cpu_only():
 
     from cgc_core.train.schedule import planned_resolution, with_scene_resolution
 
-    config, cpu = CGCConfig(), torch.device("cpu")
-    t = config.train
+    config = apply_overrides(CGCConfig(), {"train": {"cpu_capture_resolution": 320}})
+    cpu, t = torch.device("cpu"), config.train
     assert planned_resolution(config, cpu) == t.cpu_max_resolution  # the node: no scene
     assert planned_resolution(config, cpu, 320) == t.cpu_max_resolution  # built-in scenes
     assert planned_resolution(config, cpu, 1920) == t.cpu_capture_resolution  # a phone's photos
