@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     import warnings
 
     from cgc_core.io import DataError
-    warnings.formatwarning = _one_line_warning
+    formatwarning, warnings.formatwarning = warnings.formatwarning, _one_line_warning
     try:
         args.func(args)
     except (DataError, ValueError, FileNotFoundError, NotADirectoryError) as error:
@@ -350,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"cgc {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = formatwarning  # main() also runs inside other programs
     return 0
 
 
