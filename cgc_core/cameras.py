@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from cgc_core.lens import Lens
 
 # nerfstudio / Blender store camera-to-world in OpenGL axes (x right, y up, z back).
 OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
@@ -33,6 +37,9 @@ class Camera:
     image_path: Path | None = None
     depth_path: Path | None = None
     """Optional depth image (16-bit PNG in millimetres, or .npy / .exr-free float32 metres)."""
+    lens: Lens | None = None
+    """The distorted camera this pinhole view was undistorted from (`cgc_core.lens`): its images
+    on disk or on the wire are raw, and masks go back to their grid; None for pinhole images."""
 
     @property
     def K(self) -> np.ndarray:
@@ -45,7 +52,8 @@ class Camera:
         return np.linalg.inv(self.cam_to_world)
 
     def scaled(self, factor: float) -> Camera:
-        """The same camera at `factor` times the resolution (intrinsics scaled to match)."""
+        """The same camera at `factor` times the resolution (intrinsics scaled to match), a plain
+        pinhole camera (no `lens`: the raw grid does not scale with it)."""
         w, h = max(1, round(self.width * factor)), max(1, round(self.height * factor))
         sx, sy = w / self.width, h / self.height
         return Camera(

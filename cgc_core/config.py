@@ -290,6 +290,16 @@ class TrainConfig:
     cpu_max_resolution: int = 160
     """Training resolution cap on a CPU when `max_resolution` is "auto" (0: native): 160x120 for
     the built-in 320x240 scenes; queries and evaluation still render at full resolution."""
+    cpu_capture_resolution: int = 160
+    """Training resolution cap on a CPU when `max_resolution` is "auto" and the scene's photos
+    are at least `capture_min_side` pixels on their longer side (a phone's 1080x1920). Measured
+    on instant-ngp's fox (docs/results.md, "A real capture"): 320 px costs 2.2 times the CPU
+    time of 160 px per run and scored no better at the same iterations, so it stays 160 on a
+    CPU; raise it on a faster machine. `cgc train` and `cgc stream` apply it per scene; the
+    node, which sees no scene up front, keeps `cpu_max_resolution`."""
+    capture_min_side: int = 1000
+    """Longer image side from which a scene counts as a camera capture
+    (`cpu_capture_resolution`)."""
 
 
 @dataclass

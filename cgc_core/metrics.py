@@ -151,3 +151,22 @@ def format_table(results: dict) -> str:
         lines.append(f"| {obj} | {row['mIoU']:.1f} | {row['mBIoU']:.1f} |")
     lines.append(f"| **mean** | {results['mIoU']:.1f} | {results['mBIoU']:.1f} |")
     return "\n".join(lines)
+
+
+def image_quality(rendered: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    """PSNR (dB) and SSIM of a rendered view against its photo, both [H, W, 3] float in [0, 1].
+
+    SSIM as the Gaussian-splatting papers report it (Wang et al.'s Gaussian window, sigma 1.5,
+    population statistics; scikit-image's implementation), averaged over the colour channels.
+    """
+    from skimage.metrics import structural_similarity
+
+    rendered = np.clip(np.asarray(rendered, dtype=np.float64), 0.0, 1.0)
+    target = np.asarray(target, dtype=np.float64)
+    if rendered.shape != target.shape:
+        raise ValueError(f"rendered {rendered.shape} and target {target.shape} differ in shape")
+    mse = float(np.mean((rendered - target) ** 2))
+    psnr = float("inf") if mse == 0.0 else float(-10.0 * np.log10(mse))
+    ssim = structural_similarity(rendered, target, data_range=1.0, channel_axis=2,
+                                 gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    return {"psnr": psnr, "ssim": float(ssim)}

@@ -36,6 +36,7 @@ from cgc_core.cameras import Camera
 from cgc_core.data.ground_truth import load_gt_masks, load_prompts
 from cgc_core.data.nerfstudio import write_point_ply
 from cgc_core.io import write_json, write_label_png
+from cgc_core.lens import pinhole_to_raw, raw_size
 from cgc_core.metrics import evaluate_masks
 from cgc_core.service import maps
 from cgc_eval.driver import NodeDriver, header, stamp_ns
@@ -67,7 +68,9 @@ def save_thumbnail(path: Path, rgb: np.ndarray) -> None:
 # ---------------------------------------------------------------------------------- sources
 
 def scene_frames(scene, masks_dir: Path | None):
-    """(name, camera, rgb, depth | None, segments | None) of a scene's training views."""
+    """(name, camera, rgb, depth | None, segments | None) of a scene's training views, as the
+    files hold them (raw, distorted, when the camera has a lens: the node undistorts them with
+    the camera_info's K and D, as it does a camera's)."""
     from cgc_core.io import read_label_png
 
     for name in scene.train_names:
@@ -75,7 +78,8 @@ def scene_frames(scene, masks_dir: Path | None):
         segments = None
         if masks_dir is not None and (masks_dir / f"{name}.png").is_file():
             segments = read_label_png(masks_dir / f"{name}.png").astype(np.int64)
-        yield name, camera, scene.load_image(camera), scene.load_depth(camera), segments
+        yield (name, camera, scene.load_raw_image(camera), scene.load_raw_depth(camera),
+               segments)
 
 
 def bag_frames(bag: Path, topics):
@@ -278,9 +282,10 @@ def centroid_pixel(camera: Camera, centroid) -> tuple[int, int] | None:
     point = camera.world_to_cam @ np.array([*centroid, 1.0])
     if point[2] <= 1e-6:
         return None
-    u = camera.fx * point[0] / point[2] + camera.cx
-    v = camera.fy * point[1] / point[2] + camera.cy
-    if 0 <= u < camera.width and 0 <= v < camera.height:
+    u, v = pinhole_to_raw(camera, camera.fx * point[0] / point[2] + camera.cx,
+                          camera.fy * point[1] / point[2] + camera.cy)
+    width, height = raw_size(camera)
+    if 0 <= u < width and 0 <= v < height:
         return int(u), int(v)
     return None
 

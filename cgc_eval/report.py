@@ -247,7 +247,7 @@ def heldout_rows(out: Path, scene, frames: list[str], names: list[str]) -> str:
     gt = load_gt_masks(scene.root)
     rows = []
     for frame in frames[:4]:
-        image = scene.load_image(scene.camera(frame))
+        image = scene.load_raw_image(scene.camera(frame))  # masks: raw grid
         truth, ours = image.copy(), image.copy()
         for i, name in enumerate(names):
             colour = PALETTE[i % len(PALETTE)]
@@ -416,6 +416,12 @@ def write_report(out: str | Path) -> Path:
                          + img(data_uri(out / f["file"]), "segmentation " + f["frame"])
                          for f in learned if f["frame"] in inputs) + "</div>")
 
+    if scene is not None and not (scene.root / "test_mask").is_dir():
+        parts.append("<p><b>This scene has no ground truth</b> (no <code>test_mask/</code>): "
+                     "no mIoU / mBIoU. Shown instead: the held-out photos beside the map's "
+                     "render with PSNR / SSIM, the node's segmentation, and the objects.</p>")
+    quality_html, quality_rows = map_quality(saved, scene)
+    parts.append(quality_html)
     if scene is not None and player.get("heldout_frames"):
         names = [o["name"] for o in player["objects"]]
         parts.append("<h2>Held-out views</h2><p>Views the node never saw. Masks come from "
@@ -446,6 +452,8 @@ def write_report(out: str | Path) -> Path:
                      + img(plot, "held-out mIoU over time"))
 
     parts.append("<h2>Metrics</h2>" + table)
+    if quality_rows:
+        parts.append(key_values(quality_rows))
     if final:
         rows = {"held-out mIoU / mBIoU (through the node)":
                 f"{final['mIoU']:.2f} / {final['mBIoU']:.2f}"}
@@ -486,6 +494,46 @@ def write_report(out: str | Path) -> Path:
     path = out / REPORT_FILE
     path.write_text("\n".join(parts))
     return path
+
+
+MAP_QUALITY_VIEWS = 4
+"""Held-out views shown photo beside render in the map-quality section (all are scored)."""
+
+
+def map_quality(saved: SavedMap | None, scene) -> tuple[str, dict]:
+    """The map's own quality on the held-out views: (HTML with photo beside render for the first
+    `MAP_QUALITY_VIEWS`, metric rows with PSNR / SSIM), at the training resolution and the
+    neutral exposure (`cgc_core.app.evaluate.colour_quality`); empty without test views."""
+    if saved is None or scene is None or not scene.test_names:
+        return "", {}
+    from cgc_core.app.evaluate import colour_quality, render_colour
+    from cgc_core.train.schedule import planned_resolution
+    from cgc_core.train.views import training_scale
+
+    resolution = planned_resolution(saved.config, torch.device("cpu"))
+    quality = colour_quality(saved.splats, scene, saved.config.render, resolution)
+    cells = []
+    for name in scene.test_names[:MAP_QUALITY_VIEWS]:
+        camera = scene.camera(name)
+        view = camera.scaled(training_scale(camera, resolution))
+        photo = Image.fromarray(scene.load_image(camera)).resize((view.width, view.height),
+                                                                 Image.BOX)
+        rendered = (render_colour(saved.splats, view, saved.config.render) * 255).round()
+        scores = quality["per_view"][name]
+        cells.append(f"<tr><td>{html.escape(name)}</td><td>"
+                     + img(data_uri(np.asarray(photo), "JPEG"), "held-out photo " + name)
+                     + "</td><td>" + img(data_uri(rendered.astype(np.uint8), "JPEG"),
+                                         "render " + name)
+                     + f"</td><td>{scores['psnr']:.2f} dB<br>SSIM {scores['ssim']:.3f}</td></tr>")
+    width, height = quality["resolution"]
+    text = (f"<h2>The map's own quality</h2><p>Held-out photos beside the saved map's colour "
+            f"at the same pose ({width}x{height}, the training resolution; the neutral "
+            f"exposure, no view's learned correction). PSNR {quality['psnr']:.2f} dB, SSIM "
+            f"{quality['ssim']:.3f} over {quality['views']} held-out views.</p>"
+            "<table><tr><th>view</th><th>photo</th><th>render</th><th>PSNR / SSIM</th></tr>"
+            + "".join(cells) + "</table>")
+    rows = {"held-out colour PSNR (dB) / SSIM": f"{quality['psnr']:.2f} / {quality['ssim']:.3f}"}
+    return text, rows
 
 
 def offline_scores(saved: SavedMap | None, scene) -> dict | None:

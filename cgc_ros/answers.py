@@ -37,7 +37,8 @@ class Answers:
             raise QueryError(f"camera_pose is in '{pose.header.frame_id}', not in map_frame "
                              f"'{map_frame}'")
         try:
-            camera = cv.camera_info_to_camera(info, cv.pose_to_matrix(pose.pose), "request")
+            camera = cv.camera_info_to_camera(info, cv.pose_to_matrix(pose.pose), "request",
+                                              rectified=self.worker.settings.image_rectified)
         except cv.ConversionError as error:
             raise QueryError(str(error)) from None
         if request.image.height > 0 and (request.image.width, request.image.height) != (

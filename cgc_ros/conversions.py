@@ -35,6 +35,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from cgc_core.cameras import Camera
 from cgc_core.data.messages import (  # noqa: F401  (re-exported: the node reads through these)
     ConversionError,
+    camera_info_fields,
     camera_info_to_camera,
     image_to_depth,
     image_to_rgb,
@@ -107,12 +108,10 @@ def depth_to_image(depth: np.ndarray, header: Header, encoding: str = "32FC1") -
 # --- cameras and poses ------------------------------------------------------------------------
 
 def camera_to_camera_info(camera: Camera, header: Header) -> CameraInfo:
-    """A cgc_core Camera's intrinsics -> CameraInfo (plumb_bob, no distortion)."""
-    k = [camera.fx, 0.0, camera.cx, 0.0, camera.fy, camera.cy, 0.0, 0.0, 1.0]
-    p = [camera.fx, 0.0, camera.cx, 0.0, 0.0, camera.fy, camera.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
-    return CameraInfo(header=header, width=camera.width, height=camera.height,
-                      distortion_model="plumb_bob", d=[0.0] * 5, k=k,
-                      r=[1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0], p=p)
+    """A cgc_core Camera -> CameraInfo of its raw images (`camera_info_fields`: plumb_bob with
+    D = 0 for a pinhole camera; K, D and the lens model for one with a lens)."""
+    return CameraInfo(header=header, r=[1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0],
+                      **camera_info_fields(camera))
 
 
 def seconds_to_stamp(seconds: float) -> Time:

@@ -56,7 +56,23 @@ def _threshold(args, config) -> float:
 
 def cmd_synth(args) -> None:
     from cgc_core.data.synth import synth_command
-    synth_command(Path(args.out), seed=args.seed, exact_sensor=args.exact_sensor)
+    synth_command(Path(args.out), seed=args.seed, exact_sensor=args.exact_sensor,
+                  distortion=_distortion(args.distortion))
+
+
+def _distortion(text: str | None) -> tuple[float, ...] | None:
+    """`--distortion k1,k2[,p1,p2[,k3]]` -> OpenCV coefficients, or None."""
+    if not text:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"--distortion wants comma-separated numbers k1,k2[,p1,p2[,k3]], "
+                         f"got {text!r}") from None
+    if not 1 <= len(values) <= 5:
+        raise ValueError(f"--distortion takes 1 to 5 coefficients (k1,k2,p1,p2,k3), got "
+                         f"{len(values)}")
+    return values
 
 
 def cmd_train(args) -> None:
@@ -100,17 +116,27 @@ def cmd_segment(args) -> None:
 
 
 def cmd_eval(args) -> None:
-    from cgc_core.app.evaluate import evaluate_run
-    from cgc_core.app.run_folder import load_run
+    from cgc_core.app.evaluate import colour_quality, evaluate_run
+    from cgc_core.app.run_folder import load_run, run_resolution
+    from cgc_core.data.ground_truth import load_gt_masks
     from cgc_core.io import write_json
     from cgc_core.metrics import format_table
     run = load_run(Path(args.run))
     if not run.scene.test_names:
         raise ValueError(f"{args.run}: no test views to evaluate on (a map the node saved keeps "
                          "only its keyframes, without ground truth)")
-    results = evaluate_run(run.splats, run.scene, run.config.render, _threshold(args, run.config),
-                           run.config.query, run.config.objects)
-    print(format_table(results))
+    colour = colour_quality(run.splats, run.scene, run.config.render, run_resolution(run))
+    if load_gt_masks(run.scene.root):
+        results = evaluate_run(run.splats, run.scene, run.config.render,
+                               _threshold(args, run.config), run.config.query, run.config.objects)
+        print(format_table(results))
+    else:
+        results = {}
+        print(f"{run.scene.root}: no test_mask/ ground truth: colour quality only")
+    results["colour"] = colour
+    width, height = colour["resolution"]
+    print(f"held-out colour ({colour['views']} views at {width}x{height}, neutral exposure): "
+          f"PSNR {colour['psnr']:.2f} dB, SSIM {colour['ssim']:.3f}")
     if args.json:
         write_json(Path(args.json), results)
 
@@ -206,6 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exact-sensor", action="store_true",
                    help="the same scene without its pose, image and depth corruptions "
                         "(pose, photometric, depth_noise, robot): shows what they cost")
+    p.add_argument("--distortion", metavar="K1,K2[,P1,P2[,K3]]",
+                   help="render through an OpenCV lens with these coefficients (images, depth, "
+                        "masks and ground truth all distorted; transforms.json and the COLMAP "
+                        "model carry them), e.g. -0.25,0.08")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("train", help="train a CGC model on a posed scene")
@@ -256,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cosine threshold t of Eq. 6 (default: query.threshold; paper 0.7)")
     p.set_defaults(func=cmd_segment)
 
-    p = sub.add_parser("eval", help="mIoU / mBIoU on the scene's test_mask/")
+    p = sub.add_parser("eval", help="mIoU / mBIoU on the scene's test_mask/, PSNR / SSIM of "
+                                    "the held-out views")
     p.add_argument("run")
     p.add_argument("--threshold", type=float)
     p.add_argument("--json", help="also write the results as JSON")
@@ -309,9 +340,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings as a user reads them ("cgc: warning: ..."), not as source locations."""
+    return f"cgc: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import warnings
+
     from cgc_core.io import DataError
+    formatwarning, warnings.formatwarning = warnings.formatwarning, _one_line_warning
     try:
         args.func(args)
     except (DataError, ValueError, FileNotFoundError, NotADirectoryError) as error:
@@ -320,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"cgc {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = formatwarning  # main() also runs inside other programs
     return 0
 
 

@@ -1,13 +1,19 @@
-"""Evaluation of a trained model on LERF-Mask-layout ground truth (`cgc eval`)."""
+"""Evaluation of a trained model (`cgc eval`): mIoU / mBIoU on LERF-Mask-layout ground truth,
+and the map's own quality, PSNR / SSIM of its colour on the held-out views."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+from PIL import Image
 
 from cgc_core.config import ObjectsConfig, QueryConfig, RenderConfig
 from cgc_core.data import Scene
 from cgc_core.data.ground_truth import load_gt_masks, load_prompts
-from cgc_core.metrics import evaluate_masks
+from cgc_core.metrics import evaluate_masks, image_quality
+from cgc_core.model.gaussians import sh_degree_of
+from cgc_core.model.view import render_view
+from cgc_core.query import camera_tensors
 from cgc_core.service.query import FeatureCache, PromptedObject, object_mask, prompted_objects
 
 
@@ -50,3 +56,43 @@ def score_prompted(prompted: dict[str, PromptedObject], gt: dict, features: Feat
                 predictions[(frame, name)] = object_mask(prompted[name], frame, features, query,
                                                          thresholds[name])
     return evaluate_masks(predictions, gt_pairs)
+
+
+@torch.no_grad()
+def render_colour(splats: torch.nn.ParameterDict, camera, render: RenderConfig) -> np.ndarray:
+    """[H, W, 3] float in [0, 1]: the model's colour at `camera` (a pinhole view), at the
+    neutral exposure (no view's learned correction) on a black background."""
+    viewmat, K = camera_tensors(camera, splats["means"].device)
+    out = render_view(splats, viewmat, K, camera.width, camera.height,
+                      sh_degree=sh_degree_of(splats), render=render, with_rgb=True)
+    return out.rgb.clamp(0.0, 1.0).cpu().numpy()
+
+
+def colour_quality(splats: torch.nn.ParameterDict, scene: Scene, render: RenderConfig,
+                   max_resolution: int) -> dict:
+    """PSNR / SSIM of the rendered colour against each held-out photo, at the training
+    resolution (`max_resolution` on the longer side, 0 = native; photos scaled down by area, as
+    training does), on the pinhole view (photos of a camera with a lens undistorted, as cgc
+    trains on them).
+
+    Returns:
+        {"psnr": mean dB, "ssim": mean, "views": count, "resolution": [W, H] of the first,
+        "per_view": {frame: {"psnr", "ssim"}}}; means are NaN without test views.
+    """
+    from cgc_core.train.views import training_scale
+
+    per_view, resolution = {}, None
+    for camera in scene.test_cameras:
+        photo = scene.load_image(camera)
+        scale = training_scale(camera, max_resolution)
+        view = camera.scaled(scale) if scale != 1.0 else camera
+        if scale != 1.0:
+            photo = np.asarray(Image.fromarray(photo).resize((view.width, view.height),
+                                                             Image.BOX))
+        per_view[camera.name] = image_quality(render_colour(splats, view, render),
+                                              photo.astype(np.float64) / 255.0)
+        resolution = resolution or [view.width, view.height]
+    values = list(per_view.values())
+    return {"psnr": float(np.mean([v["psnr"] for v in values])) if values else float("nan"),
+            "ssim": float(np.mean([v["ssim"] for v in values])) if values else float("nan"),
+            "views": len(values), "resolution": resolution, "per_view": per_view}

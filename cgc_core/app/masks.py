@@ -18,12 +18,15 @@ def segment_maps(scene: Scene, names: list[str], masks_dir: Path | None, config:
                  cache_dir: Path, log: Callable[[str], None] = print) -> dict[str, np.ndarray]:
     """{frame name: [H, W] int32 segment ids} for each of `names`.
 
-    From `masks_dir` (one PNG per image stem) when given, else from `config.segmenter`, each map
-    written to `cache_dir/<name>.png` as soon as it is computed and read back from there next time.
+    From `masks_dir` (one PNG per image stem, on the grid of the images the user gave: undistorted
+    here with the images when the camera has a lens) when given, else from `config.segmenter` on
+    the (undistorted) training image, each map written to `cache_dir/<name>.png` as soon as it is
+    computed and read back from there next time.
     """
     if masks_dir is not None:
         source = make_mask_source(SegmenterConfig(kind="precomputed", masks_dir=str(masks_dir)))
-        return {name: source(scene.load_image(scene.camera(name)), name) for name in names}
+        return {name: scene.undistort_segments(name, source(scene.load_raw_image(name), name))
+                for name in names}
     source, maps = None, {}
     for i, name in enumerate(names):
         cached = cache_dir / f"{name}.png"

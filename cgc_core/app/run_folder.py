@@ -110,6 +110,12 @@ def write_run(out: Path, session: LiveSession, scene: Scene, info: dict,
     return Run(out, session.config, scene, trainer.splats, info)
 
 
+def run_resolution(run: Run) -> int:
+    """The longer side a run trained at (its `train_resolution`; 0 = native when unknown)."""
+    size = run.info.get("train_resolution")
+    return int(max(size)) if size else 0
+
+
 def load_run(run_dir: Path, device: str = "auto") -> Run:
     """Open RUN/ for queries (segment, eval, render), or a map the node saved (no run.json:
     `load_saved_map`)."""

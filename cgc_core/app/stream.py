@@ -31,7 +31,7 @@ from cgc_core.objects.store import save_object_table
 from cgc_core.objects.tracking import ObjectTracker
 from cgc_core.segment import make_mask_source
 from cgc_core.train.live import LiveSession
-from cgc_core.train.schedule import planned_iterations
+from cgc_core.train.schedule import planned_iterations, with_scene_resolution
 
 STREAM_FILE = "stream.json"
 EVENTS_FILE = "events.jsonl"
@@ -93,6 +93,8 @@ def stream_scene(scene_path: Path, out: Path, *, config: CGCConfig,
         raise DataError(f"{scene_path}: the scene has no training views")
     device = resolve_device(config.train.device, "train.device")
     total = iterations or planned_iterations(config, device)
+    config = with_scene_resolution(config, device, max(max(c.width, c.height)
+                                                       for c in scene.train_cameras))
     out.mkdir(parents=True, exist_ok=True)
     segments = None if masks_dir is None else segment_maps(scene, scene.train_names, masks_dir,
                                                            config, out / "masks", log=log)

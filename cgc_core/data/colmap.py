@@ -3,11 +3,13 @@
 COLMAP stores world-to-camera poses in the OpenCV axes and uses the same pixel convention as
 cgc (the centre of the top-left pixel is (0.5, 0.5)), so a pose is only inverted, never re-axed.
 
-Camera models: PINHOLE and SIMPLE_PINHOLE are exact. SIMPLE_RADIAL, RADIAL, OPENCV and
-FULL_OPENCV are read as pinholes (their fx, fy, cx, cy) with a warning that the distortion is
-ignored when it is not zero: many captures carry a small radial term, and refusing them would be
-less useful than a slightly blurred model; run `colmap image_undistorter` for exact results.
-Fisheye, FOV, division and spherical models are refused (SceneError).
+Camera models: PINHOLE and SIMPLE_PINHOLE are pinholes. SIMPLE_RADIAL, RADIAL, OPENCV and
+FULL_OPENCV (OpenCV's model) and OPENCV_FISHEYE (OpenCV's equidistant fisheye) carry a lens: such a
+camera becomes a pinhole camera with its `lens` (`cgc_core.lens`), the scene undistorts its
+images on loading, and prompts, masks and ground truth stay on the raw images' grid (a zero
+distortion is a pinhole and costs nothing). FOV, division and spherical models are refused
+(SceneError). Images the model lists but the folder lacks are skipped with one warning
+(`missing_images="error"` refuses them).
 
 The split (train / test) comes from `cgc_core.data.scene.default_split`: `split.json`, else
 `test_mask/<frame>/` folders, else every 8th image (sorted by name) is test.
@@ -15,7 +17,6 @@ The split (train / test) comes from `cgc_core.data.scene.default_split`: `split.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,13 +26,15 @@ from cgc_core.cameras import Camera
 from cgc_core.data.scene import (
     Scene,
     SceneError,
-    check_images_exist,
     check_unique_names,
     default_split,
+    images_present,
 )
+from cgc_core.lens import FISHEYE, OPENCV, Lens, make_lens, undistorted_camera
 
 EXACT_MODELS = {"PINHOLE", "SIMPLE_PINHOLE"}
 DISTORTED_PINHOLE_MODELS = {"SIMPLE_RADIAL", "RADIAL", "OPENCV", "FULL_OPENCV"}
+FISHEYE_MODELS = {"OPENCV_FISHEYE"}
 IMAGES_DIR = "images"
 
 
@@ -44,8 +47,10 @@ def find_colmap_model(root: str | Path) -> Path | None:
     return None
 
 
-def read_colmap_scene(root: str | Path, images_dir: str = IMAGES_DIR) -> Scene:
-    """Load a COLMAP scene folder as a Scene (cameras sorted by image name)."""
+def read_colmap_scene(root: str | Path, images_dir: str = IMAGES_DIR,
+                      missing_images: str = "skip") -> Scene:
+    """Load a COLMAP scene folder as a Scene (cameras sorted by image name); `missing_images`
+    as `cgc_core.data.scene.images_present`."""
     root = Path(root)
     model_dir = find_colmap_model(root)
     if model_dir is None:
@@ -60,16 +65,20 @@ def read_colmap_scene(root: str | Path, images_dir: str = IMAGES_DIR) -> Scene:
     if not images:
         raise SceneError(f"{model_dir}: the model has no posed (registered) images")
     intrinsics = {cid: _pinhole(cam, model_dir) for cid, cam in rec.cameras.items()}
+    lenses = {cid: _lens(cam, model_dir) for cid, cam in rec.cameras.items()}
     cameras = []
     for im in images:
         width, height, fx, fy, cx, cy = intrinsics[im.camera_id]
         w2c = np.eye(4)
         w2c[:3, :4] = im.cam_from_world().matrix()
-        cameras.append(Camera(name=Path(im.name).stem, width=width, height=height, fx=fx, fy=fy,
-                              cx=cx, cy=cy, cam_to_world=np.linalg.inv(w2c),
-                              image_path=root / images_dir / im.name))
+        camera = Camera(name=Path(im.name).stem, width=width, height=height, fx=fx, fy=fy,
+                        cx=cx, cy=cy, cam_to_world=np.linalg.inv(w2c),
+                        image_path=root / images_dir / im.name)
+        lens = lenses[im.camera_id]
+        cameras.append(camera if lens is None else undistorted_camera(camera, lens))
     check_unique_names(cameras, model_dir)
-    check_images_exist(cameras)
+    present = images_present(cameras, model_dir, missing_images)
+    cameras = [cam for cam, keep in zip(cameras, present) if keep]
     train, test = default_split(root, [cam.name for cam in cameras])
     points, colors = None, None
     if rec.num_points3D():
@@ -83,22 +92,49 @@ def _pinhole(cam: pycolmap.Camera, model_dir: Path) -> tuple[int, int, float, fl
                                                                  float]:
     """(width, height, fx, fy, cx, cy) of a COLMAP camera, under the policy in the module doc."""
     model = cam.model.name
-    if model not in EXACT_MODELS | DISTORTED_PINHOLE_MODELS:
+    if model not in EXACT_MODELS | DISTORTED_PINHOLE_MODELS | FISHEYE_MODELS:
         raise SceneError(f"{model_dir}: unsupported camera model {model} (camera {cam.camera_id});"
                          " undistort the images with `colmap image_undistorter`")
-    if model in DISTORTED_PINHOLE_MODELS:
-        extra = np.asarray(cam.params)[list(cam.extra_params_idxs())]
-        if np.any(extra != 0):
-            warnings.warn(f"{model_dir}: camera {cam.camera_id} ({model}) has lens distortion, "
-                          "which is ignored (pinhole rendering)", stacklevel=3)
     return (int(cam.width), int(cam.height), float(cam.focal_length_x),
             float(cam.focal_length_y), float(cam.principal_point_x), float(cam.principal_point_y))
+
+
+def _lens(cam: pycolmap.Camera, model_dir: Path) -> Lens | None:
+    """The lens of a COLMAP camera (None for pinholes and zero distortion). COLMAP's extra
+    parameters are OpenCV's coefficients in OpenCV's order for each of these models."""
+    model = cam.model.name
+    if model in EXACT_MODELS:
+        return None
+    extra = [float(x) for x in np.asarray(cam.params)[list(cam.extra_params_idxs())]]
+    if model in {"SIMPLE_RADIAL", "RADIAL"}:
+        extra = (extra + [0.0, 0.0])[:2] + [0.0, 0.0]  # k1[, k2], no tangential terms
+    try:
+        return make_lens(FISHEYE if model in FISHEYE_MODELS else OPENCV, extra, int(cam.width),
+                         int(cam.height), float(cam.focal_length_x), float(cam.focal_length_y),
+                         float(cam.principal_point_x), float(cam.principal_point_y))
+    except ValueError as error:
+        raise SceneError(f"{model_dir}: camera {cam.camera_id} ({model}): {error}") from None
+
+
+def _colmap_camera(cam: Camera) -> tuple[str, list[float], int, int]:
+    """(model, params, width, height) of the raw camera behind `cam`."""
+    lens = cam.lens
+    if lens is None:
+        return "PINHOLE", [cam.fx, cam.fy, cam.cx, cam.cy], cam.width, cam.height
+    base = [lens.fx, lens.fy, lens.cx, lens.cy]
+    if lens.model == FISHEYE:
+        return "OPENCV_FISHEYE", base + list(lens.coeffs), lens.width, lens.height
+    if len(lens.coeffs) == 4:
+        return "OPENCV", base + list(lens.coeffs), lens.width, lens.height
+    full = list(lens.coeffs) + [0.0] * (8 - len(lens.coeffs))
+    return "FULL_OPENCV", base + full, lens.width, lens.height
 
 
 def write_colmap_model(model_dir: str | Path, cameras: list[Camera],
                        points: np.ndarray | None = None, colors: np.ndarray | None = None,
                        binary: bool = True) -> Path:
-    """Write `cameras` (PINHOLE, one COLMAP camera per distinct intrinsics) and optional points.
+    """Write `cameras` (PINHOLE, or the raw camera's OPENCV / FULL_OPENCV / OPENCV_FISHEYE for
+    one with a lens; one COLMAP camera per distinct intrinsics) and optional points.
 
     Image names are the cameras' image file names (`<frame>.png` when a camera has no path).
     Points ([P, 3] float, colours [P, 3] uint8) are written with empty tracks: a point cloud for
@@ -109,12 +145,13 @@ def write_colmap_model(model_dir: str | Path, cameras: list[Camera],
     rec = pycolmap.Reconstruction()
     camera_ids: dict[tuple, int] = {}
     for image_id, cam in enumerate(cameras, start=1):
-        key = (cam.width, cam.height, cam.fx, cam.fy, cam.cx, cam.cy)
+        model, params, width, height = _colmap_camera(cam)
+        key = (model, width, height, *params)
         if key not in camera_ids:
             camera_ids[key] = len(camera_ids) + 1
             rec.add_camera_with_trivial_rig(pycolmap.Camera(
-                model="PINHOLE", width=int(cam.width), height=int(cam.height),
-                params=[cam.fx, cam.fy, cam.cx, cam.cy], camera_id=camera_ids[key]))
+                model=model, width=int(width), height=int(height), params=params,
+                camera_id=camera_ids[key]))
         name = Path(cam.image_path).name if cam.image_path is not None else f"{cam.name}.png"
         w2c = np.linalg.inv(cam.cam_to_world)
         image = pycolmap.Image(name=name, camera_id=camera_ids[key], image_id=image_id)

@@ -22,6 +22,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from cgc_core.cameras import Camera
+from cgc_core.lens import FISHEYE, OPENCV, make_lens, undistorted_camera
 
 
 class ConversionError(ValueError):
@@ -117,19 +118,63 @@ def image_to_segments(msg) -> np.ndarray:
     return ids
 
 
-def camera_info_to_camera(info, cam_to_world: np.ndarray, name: str = "") -> Camera:
-    """CameraInfo (its K) and a camera-to-world pose -> a cgc_core Camera.
+DISTORTION_MODELS = {"plumb_bob": OPENCV, "rational_polynomial": OPENCV, "equidistant": FISHEYE}
+"""CameraInfo's `distortion_model` names -> `cgc_core.lens` models (D in OpenCV's order)."""
 
-    Only pinhole intrinsics are read: the images are taken as already rectified (distortion is
-    ignored), which is what image_proc's `image_rect` topics give.
+
+def camera_info_to_camera(info, cam_to_world: np.ndarray, name: str = "",
+                          rectified: bool = False) -> Camera:
+    """CameraInfo and a camera-to-world pose -> a cgc_core Camera.
+
+    Raw images (`rectified=False`): K, and D with `distortion_model` (plumb_bob,
+    rational_polynomial, equidistant). A non-zero D gives the pinhole camera cgc trains on with
+    its `lens` (`cgc_core.lens`): the caller undistorts the frame's images with it. Rectified
+    images (image_proc's `image_rect`): the intrinsics are P's and D is not applied.
     """
     width, height = int(info.width), int(info.height)
     _check_size("camera_info", width, height)
-    fx, fy, cx, cy = (float(info.k[i]) for i in (0, 4, 2, 5))
+    if rectified:
+        fx, fy, cx, cy = (float(info.p[i]) for i in (0, 5, 2, 6))
+    else:
+        fx, fy, cx, cy = (float(info.k[i]) for i in (0, 4, 2, 5))
     if not all(math.isfinite(x) for x in (fx, fy, cx, cy)) or fx <= 0 or fy <= 0:
         raise ConversionError(f"camera_info: invalid intrinsics fx={fx:g} fy={fy:g} cx={cx:g} "
                               f"cy={cy:g} (focal lengths must be finite and > 0)")
-    return Camera(name, width, height, fx, fy, cx, cy, np.asarray(cam_to_world, dtype=np.float64))
+    camera = Camera(name, width, height, fx, fy, cx, cy,
+                    np.asarray(cam_to_world, dtype=np.float64))
+    d = [float(x) for x in getattr(info, "d", [])]
+    if rectified or not any(d):
+        return camera
+    model = DISTORTION_MODELS.get(str(info.distortion_model))
+    if model is None:
+        raise ConversionError(f"camera_info: unsupported distortion_model "
+                              f"'{info.distortion_model}' with a non-zero D (supported: "
+                              f"{', '.join(DISTORTION_MODELS)}; rectify the images or send D = 0)")
+    try:
+        lens = make_lens(model, d, width, height, fx, fy, cx, cy)
+        return camera if lens is None else undistorted_camera(camera, lens)
+    except ValueError as error:
+        raise ConversionError(f"camera_info: {error}") from None
+
+
+def camera_info_fields(camera: Camera) -> dict:
+    """The CameraInfo fields (width, height, distortion_model, d, k, p) of the images a camera's
+    frames are sent as: a pinhole camera's own, or for one with a `lens` its raw K and D, with
+    P the pinhole view cgc undistorts into (what image_proc's rectification would give)."""
+    p = [camera.fx, 0.0, camera.cx, 0.0, 0.0, camera.fy, camera.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    lens = camera.lens
+    if lens is None:
+        return {"width": camera.width, "height": camera.height, "distortion_model": "plumb_bob",
+                "d": [0.0] * 5, "k": [camera.fx, 0.0, camera.cx, 0.0, camera.fy, camera.cy,
+                                      0.0, 0.0, 1.0], "p": p}
+    if lens.model == FISHEYE:
+        model, d = "equidistant", list(lens.coeffs)
+    elif len(lens.coeffs) == 8:
+        model, d = "rational_polynomial", list(lens.coeffs)
+    else:
+        model, d = "plumb_bob", (list(lens.coeffs) + [0.0])[:5]
+    return {"width": lens.width, "height": lens.height, "distortion_model": model, "d": d,
+            "k": [lens.fx, 0.0, lens.cx, 0.0, lens.fy, lens.cy, 0.0, 0.0, 1.0], "p": p}
 
 
 QUATERNION_NORM_TOLERANCE = 1e-3

@@ -8,16 +8,21 @@ stands in for test when there is no test list), per-frame `depth_file_path` (16-
 millimetres or .npy metres) and `ply_file_path` (an initial point cloud, x/y/z and optional
 red/green/blue).
 
-Lens distortion (k1..k4, p1, p2) is ignored with a warning: the rasterizer is a pinhole camera, so
-strongly distorted images should be undistorted first. Fisheye and equirectangular models are
-refused.
+Lens distortion: `camera_model` OPENCV (and COLMAP's RADIAL / SIMPLE_RADIAL names) reads `k1`,
+`k2`, `p1`, `p2`, `k3`, `k4` as OpenCV's k1, k2, p1, p2, k3, k4 (what nerfstudio's image
+undistortion does with them); OPENCV_FISHEYE reads `k1`..`k4` as OpenCV's equidistant model. A
+camera with distortion becomes a pinhole camera with its `lens` (`cgc_core.lens`): the scene
+undistorts its images and depth on loading, and prompts, masks and ground truth stay on the raw
+images' grid. Equirectangular and other models are refused.
+
+Frames whose image file is missing are skipped with one warning giving the count (captures such
+as instant-ngp's fox list more frames than they ship); `missing_images="error"` refuses them.
 """
 
 from __future__ import annotations
 
 import io
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,19 +34,27 @@ from cgc_core.data.scene import (
     TRANSFORMS_FILE,
     Scene,
     SceneError,
-    check_images_exist,
     check_unique_names,
     default_split,
+    images_present,
     read_json_or_scene_error,
 )
 from cgc_core.io import atomic_write_bytes, write_json
+from cgc_core.lens import FISHEYE, OPENCV, Lens, make_lens, undistorted_camera
 
 PINHOLE_MODELS = {"PINHOLE", "SIMPLE_PINHOLE", "OPENCV", "SIMPLE_RADIAL", "RADIAL"}
+FISHEYE_MODELS = {"OPENCV_FISHEYE"}
 DISTORTION_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2")
 
 
-def read_nerfstudio_scene(root: str | Path, transforms_path: str | Path | None = None) -> Scene:
-    """Load `root/transforms.json` (or `transforms_path`) as a Scene; paths are relative to root."""
+def read_nerfstudio_scene(root: str | Path, transforms_path: str | Path | None = None,
+                          missing_images: str = "skip") -> Scene:
+    """Load `root/transforms.json` (or `transforms_path`) as a Scene; paths are relative to root.
+
+    Args:
+        missing_images: "skip" leaves out frames whose image file is missing, with one warning
+            giving the count; "error" refuses the scene (SceneError naming the first).
+    """
     root = Path(root)
     path = Path(transforms_path) if transforms_path is not None else root / TRANSFORMS_FILE
     meta = read_json_or_scene_error(path)
@@ -52,7 +65,9 @@ def read_nerfstudio_scene(root: str | Path, transforms_path: str | Path | None =
         raise SceneError(f"{path}: no frames with poses ('frames' is missing or empty)")
     cameras = [_frame_camera(root, path, meta, frame, index) for index, frame in enumerate(frames)]
     check_unique_names(cameras, path)
-    check_images_exist(cameras)
+    present = images_present(cameras, path, missing_images)
+    frames = [f for f, keep in zip(frames, present) if keep]
+    cameras = [c for c, keep in zip(cameras, present) if keep]
     train, test = _split(root, path, meta, frames, cameras)
     points, colors = None, None
     if meta.get("ply_file_path"):
@@ -80,15 +95,13 @@ def _frame_camera(root: Path, path: Path, meta: dict, frame: Any, index: int) ->
         return frame.get(key, meta.get(key, default))
 
     model = str(get("camera_model", "OPENCV")).upper()
-    if model not in PINHOLE_MODELS:
-        raise SceneError(f"{where}: unsupported camera model {model} (pinhole models only)")
+    if model not in PINHOLE_MODELS | FISHEYE_MODELS:
+        raise SceneError(f"{where}: unsupported camera model {model} (pinhole, OPENCV and "
+                         "OPENCV_FISHEYE models only)")
     try:
-        distorted = any(abs(float(get(k, 0.0) or 0.0)) > 0.0 for k in DISTORTION_KEYS)
+        k = {key: float(get(key, 0.0) or 0.0) for key in DISTORTION_KEYS}
     except (TypeError, ValueError):
         raise SceneError(f"{where}: distortion coefficients must be numbers") from None
-    if distorted:
-        warnings.warn(f"{path}: lens distortion coefficients are ignored (pinhole rendering); "
-                      "undistort the images for exact results", stacklevel=3)
     try:
         width, height = int(get("w")), int(get("h"))
         fx = float(get("fl_x"))
@@ -102,9 +115,26 @@ def _frame_camera(root: Path, path: Path, meta: dict, frame: Any, index: int) ->
     image_path = root / frame["file_path"]
     if not image_path.suffix and not image_path.exists():
         image_path = image_path.with_suffix(".png")  # Blender-style paths omit the extension
-    return Camera(name=Path(frame["file_path"]).stem, width=width, height=height, fx=fx, fy=fy,
-                  cx=cx, cy=cy, cam_to_world=c2w_gl @ OPENGL_TO_OPENCV, image_path=image_path,
-                  depth_path=root / depth if isinstance(depth, str) and depth else None)
+    camera = Camera(name=Path(frame["file_path"]).stem, width=width, height=height, fx=fx, fy=fy,
+                    cx=cx, cy=cy, cam_to_world=c2w_gl @ OPENGL_TO_OPENCV, image_path=image_path,
+                    depth_path=root / depth if isinstance(depth, str) and depth else None)
+    try:
+        lens = _lens(model, k, camera)
+        return camera if lens is None else undistorted_camera(camera, lens)
+    except ValueError as error:
+        raise SceneError(f"{where}: {error}") from None
+
+
+def _lens(model: str, k: dict[str, float], camera: Camera) -> Lens | None:
+    """The frame's lens (None without distortion), in OpenCV's coefficient order."""
+    if model in FISHEYE_MODELS:
+        kind, coeffs = FISHEYE, [k["k1"], k["k2"], k["k3"], k["k4"]]
+    else:
+        kind, coeffs = OPENCV, [k["k1"], k["k2"], k["p1"], k["p2"], k["k3"], k["k4"], 0.0, 0.0]
+        if k["k4"] == 0.0:
+            coeffs = coeffs[:5] if k["k3"] != 0.0 else coeffs[:4]
+    return make_lens(kind, coeffs, camera.width, camera.height, camera.fx, camera.fy, camera.cx,
+                     camera.cy)
 
 
 def _split(root: Path, path: Path, meta: dict, frames: list, cameras: list[Camera]
@@ -152,6 +182,7 @@ def write_nerfstudio_scene(root: str | Path, cameras: list[Camera], train_names:
     meta: dict[str, Any] = {"camera_model": "OPENCV"}
     if shared:
         meta.update(intrinsics[0])
+
     frames = []
     by_name = {}
     for cam, k in zip(cameras, intrinsics):
@@ -177,8 +208,23 @@ def write_nerfstudio_scene(root: str | Path, cameras: list[Camera], train_names:
 
 
 def _intrinsics(cam: Camera) -> dict[str, Any]:
-    return {"w": int(cam.width), "h": int(cam.height), "fl_x": float(cam.fx),
-            "fl_y": float(cam.fy), "cx": float(cam.cx), "cy": float(cam.cy)}
+    """The intrinsics as the images on disk have them: a camera with a lens is written as its
+    raw camera and coefficients."""
+    lens = cam.lens
+    if lens is None:
+        return {"w": int(cam.width), "h": int(cam.height), "fl_x": float(cam.fx),
+                "fl_y": float(cam.fy), "cx": float(cam.cx), "cy": float(cam.cy)}
+    out: dict[str, Any] = {"w": lens.width, "h": lens.height, "fl_x": lens.fx, "fl_y": lens.fy,
+                           "cx": lens.cx, "cy": lens.cy}
+    if lens.model == FISHEYE:
+        out["camera_model"] = "OPENCV_FISHEYE"
+        out.update(zip(("k1", "k2", "k3", "k4"), lens.coeffs))
+    else:
+        c = lens.coeffs + (0.0,) * (8 - len(lens.coeffs))
+        if any(c[6:]):
+            raise ValueError(f"camera {cam.name!r}: transforms.json cannot hold k5, k6")
+        out.update(k1=c[0], k2=c[1], p1=c[2], p2=c[3], k3=c[4], k4=c[5])
+    return out
 
 
 def read_point_ply(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:

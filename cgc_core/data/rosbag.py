@@ -19,6 +19,7 @@ from scipy.spatial.transform import Rotation
 from cgc_core.cameras import Camera
 from cgc_core.data.messages import (
     ConversionError,
+    camera_info_fields,
     camera_info_to_camera,
     image_to_depth,
     image_to_rgb,
@@ -43,7 +44,9 @@ class BagTopics:
 
 @dataclass
 class BagFrame:
-    """One image with its companions, in cgc_core's conventions."""
+    """One image with its companions, in cgc_core's conventions. The arrays are as the bag holds
+    them: raw (distorted) when `camera` has a lens (`cgc_core.lens`), which its camera_info
+    carries on when written or played again."""
 
     stamp: float
     camera: Camera
@@ -131,15 +134,14 @@ def write_bag_frames(path: str | Path, frames: list[BagFrame], topics: BagTopics
                        for name, msgtype in names.items() if getattr(topics, name)}
         for frame in frames:
             cam, stamp = frame.camera, frame.stamp
+            info = camera_info_fields(cam)  # a camera with a lens: its raw K and D
             quat = Rotation.from_matrix(cam.cam_to_world[:3, :3]).as_quat()  # x, y, z, w
             messages = {
                 "image": image(stamp, frame.image.astype(np.uint8), "rgb8"),
                 "camera_info": t["sensor_msgs/msg/CameraInfo"](
-                    header=head(stamp, frame_id), height=cam.height, width=cam.width,
-                    distortion_model="plumb_bob", d=np.zeros(5),
-                    k=np.array([cam.fx, 0, cam.cx, 0, cam.fy, cam.cy, 0, 0, 1.0]),
-                    r=np.eye(3).reshape(-1),
-                    p=np.array([cam.fx, 0, cam.cx, 0, 0, cam.fy, cam.cy, 0, 0, 0, 1.0, 0]),
+                    header=head(stamp, frame_id), height=info["height"], width=info["width"],
+                    distortion_model=info["distortion_model"], d=np.array(info["d"]),
+                    k=np.array(info["k"]), r=np.eye(3).reshape(-1), p=np.array(info["p"]),
                     binning_x=0, binning_y=0, roi=t["sensor_msgs/msg/RegionOfInterest"](
                         x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)),
                 "pose": t["geometry_msgs/msg/PoseStamped"](

@@ -13,6 +13,7 @@ at integer + 0.5, depth in metres along the optical axis) whatever the file form
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import numpy as np
 
 from cgc_core.cameras import Camera
 from cgc_core.io import DataError, read_depth, read_json, read_rgb
+from cgc_core.lens import raw_size, undistort
 
 TRANSFORMS_FILE = "transforms.json"
 SPLIT_FILE = "split.json"
@@ -72,7 +74,13 @@ class Scene:
             raise KeyError(f"no frame named {name!r} in scene {self.root}") from None
 
     def load_image(self, cam: Camera | str) -> np.ndarray:
-        """[H, W, 3] uint8 RGB of a camera (or frame name); SceneError if missing or mis-sized."""
+        """[H, W, 3] uint8 RGB of a camera (or frame name), undistorted onto its pinhole view when
+        it has a lens (`cgc_core.lens`); SceneError if missing or mis-sized."""
+        cam = self.camera(cam) if isinstance(cam, str) else cam
+        return undistort(cam, self.load_raw_image(cam))
+
+    def load_raw_image(self, cam: Camera | str) -> np.ndarray:
+        """[Hr, Wr, 3] uint8 RGB of a camera as the file holds it (distorted when it has a lens)."""
         cam = self.camera(cam) if isinstance(cam, str) else cam
         if cam.image_path is None:
             raise SceneError(f"{self.root}: frame {cam.name!r} has no image file")
@@ -82,13 +90,27 @@ class Scene:
             raise
         except DataError as error:
             raise SceneError(str(error)) from None
-        if image.shape[:2] != (cam.height, cam.width):
+        width, height = raw_size(cam)
+        if image.shape[:2] != (height, width):
             raise SceneError(f"{cam.image_path}: image is {image.shape[1]}x{image.shape[0]}, "
-                             f"its camera says {cam.width}x{cam.height}")
+                             f"its camera says {width}x{height}")
         return image
 
+    def undistort_segments(self, cam: Camera | str, segments: np.ndarray) -> np.ndarray:
+        """[H, W] segment ids given on the raw image's grid (a `--masks` PNG) -> the camera's
+        pinhole grid (nearest: ids never blend); unchanged for a camera without a lens."""
+        cam = self.camera(cam) if isinstance(cam, str) else cam
+        return undistort(cam, segments, nearest=True)
+
     def load_depth(self, cam: Camera | str) -> np.ndarray | None:
-        """[H, W] float32 depth in metres (0 = invalid) of a camera, or None if it has none."""
+        """[H, W] float32 depth in metres (0 = invalid) of a camera, or None if it has none;
+        undistorted (nearest) onto its pinhole view when it has a lens."""
+        cam = self.camera(cam) if isinstance(cam, str) else cam
+        depth = self.load_raw_depth(cam)
+        return None if depth is None else undistort(cam, depth, nearest=True)
+
+    def load_raw_depth(self, cam: Camera | str) -> np.ndarray | None:
+        """[Hr, Wr] float32 depth of a camera as the file holds it (on the raw grid), or None."""
         cam = self.camera(cam) if isinstance(cam, str) else cam
         if cam.depth_path is None:
             return None
@@ -98,9 +120,10 @@ class Scene:
             raise
         except DataError as error:
             raise SceneError(str(error)) from None
-        if depth.shape != (cam.height, cam.width):
+        width, height = raw_size(cam)
+        if depth.shape != (height, width):
             raise SceneError(f"{cam.depth_path}: depth is {depth.shape[1]}x{depth.shape[0]}, "
-                             f"its camera says {cam.width}x{cam.height}")
+                             f"its camera says {width}x{height}")
         return depth
 
 
@@ -150,11 +173,36 @@ def read_split_file(path: Path, names: list[str]) -> tuple[list[str], list[str]]
     return [n for n in names if n in train], [n for n in names if n in test]
 
 
+MISSING_IMAGES = ("skip", "error")
+"""What a reader does with a listed frame whose image file is missing (`images_present`)."""
+
+
 def check_images_exist(cameras: list[Camera]) -> None:
     """SceneError naming the first camera whose image file is missing."""
     for cam in cameras:
         if cam.image_path is None or not Path(cam.image_path).is_file():
             raise SceneError(f"image file not found: {cam.image_path}")
+
+
+def images_present(cameras: list[Camera], source: Path, missing: str = "skip") -> list[bool]:
+    """[len(cameras)] whether each camera's image file exists.
+
+    `missing="skip"` warns once with the count of missing files (and the first one) and lets the
+    reader leave those frames out, as instant-ngp and nerfstudio do; `"error"` raises SceneError
+    naming the first. A scene with none of its images is refused either way.
+    """
+    if missing not in MISSING_IMAGES:
+        raise ValueError(f"missing_images must be one of {MISSING_IMAGES}, got {missing!r}")
+    present = [cam.image_path is not None and Path(cam.image_path).is_file() for cam in cameras]
+    absent = [cam for cam, ok in zip(cameras, present) if not ok]
+    if absent and (missing == "error" or len(absent) == len(cameras)):
+        raise SceneError(f"image file not found: {absent[0].image_path}"
+                         + ("" if missing == "error" else f" (none of the {len(cameras)} "
+                            f"frames of {source} has its image)"))
+    if absent:
+        warnings.warn(f"{source}: {len(absent)} of {len(cameras)} frames have no image file "
+                      f"(first: {absent[0].image_path}); skipped", stacklevel=3)
+    return present
 
 
 def check_unique_names(cameras: list[Camera], source: Path) -> None:

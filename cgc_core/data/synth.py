@@ -78,6 +78,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from scipy import ndimage
 
 from cgc_core.cameras import OPENGL_TO_OPENCV, Camera
@@ -89,6 +90,7 @@ from cgc_core.data.scene import SPLIT_FILE
 from cgc_core.data.sensor_noise import depth_noise, exposure_and_noise, perturb_pose, pose_error
 from cgc_core.geometry import backproject, look_at
 from cgc_core.io import write_depth_png, write_json, write_label_png, write_rgb
+from cgc_core.lens import OPENCV, cover_camera, make_lens, to_raw, undistorted_camera
 
 BACKGROUND_ID, FLOOR_ID, TABLE_ID, FIRST_OBJECT_ID = 0, 1, 2, 3
 TABLE_TOP_Z = 0.625
@@ -362,7 +364,8 @@ def make_synthetic_scene(out_dir: str | Path, seed: int = 0, width: int = 320, h
                          elevation: tuple[float, float] | None = None,
                          min_gt_pixels: int | None = None, n_cloud_views: int = 6,
                          max_cloud_points: int = 20_000, shadows: bool = True,
-                         exact_sensor: bool = False, progress=None) -> Path:
+                         exact_sensor: bool = False,
+                         distortion: tuple[float, ...] | None = None, progress=None) -> Path:
     """Generate a synthetic scene folder of the seed's family (layout in the module docstring).
 
     Args:
@@ -394,6 +397,10 @@ def make_synthetic_scene(out_dir: str | Path, seed: int = 0, width: int = 320, h
         exact_sensor: switch the family's sensor and pose corruptions off (`exact_sensor`):
             the same scene, objects, views and masks as with them, as an exact sensor and
             exact poses give it, to measure what each condition costs.
+        distortion: OpenCV lens coefficients (k1, k2[, p1, p2[, k3]]) the views are taken
+            through (`_render_distorted`): every image, depth map, instance map, mask, test mask
+            and prompt lies on the distorted grid, and transforms.json / the COLMAP model carry
+            the coefficients; the point cloud comes from the undistorted depth. None: pinhole.
         progress: optional callable(str) told about each stage.
 
     Returns:
@@ -433,9 +440,14 @@ def make_synthetic_scene(out_dir: str | Path, seed: int = 0, width: int = 320, h
         cameras, test_list = orbit_cameras(out, seed, width, height, n_train, n_test, fov_deg,
                                            radius, elevation)
         say(f"rendering {len(cameras)} views at {width}x{height} ({family.name} scene)")
-        renders, truths = {}, {}
+        renders, truths, cloud_renders = {}, {}, {}
+        lenses = _lenses(cameras, distortion)
         for cam in cameras:
-            rgb, depth, seg = _render(pybullet, client, cam, shadows)
+            if cam.name in lenses:
+                rgb, depth, seg, cloud_renders[cam.name] = _render_distorted(
+                    pybullet, client, lenses[cam.name], shadows)
+            else:
+                rgb, depth, seg = _render(pybullet, client, cam, shadows)
             instances = _instances_from_segmentation(seg, world.body_to_instance)
             depth[instances == BACKGROUND_ID] = 0.0  # sky: no surface, invalid depth
             renders[cam.name] = (rgb, depth, instances)
@@ -448,20 +460,25 @@ def make_synthetic_scene(out_dir: str | Path, seed: int = 0, width: int = 320, h
     return _write_scene(out, family, seed, cameras, test_list, renders, truths, world,
                         width=width, height=height, min_gt_pixels=min_gt_pixels,
                         n_cloud_views=n_cloud_views, max_cloud_points=max_cloud_points,
-                        cloud_rng=cloud_rng, say=say)
+                        cloud_rng=cloud_rng, say=say, lenses=lenses,
+                        cloud_renders=cloud_renders,
+                        extra={"distortion": list(distortion)} if lenses else None)
 
 
 def _write_scene(out: Path, family: Family, seed: int, cameras: list[Camera],
                  test_list: list[str], renders: dict, truths: dict, world: _World, *,
                  width: int, height: int, min_gt_pixels: int, n_cloud_views: int,
                  max_cloud_points: int, cloud_rng: np.random.Generator, say,
-                 prompt_views: list[str] | None = None, extra: dict | None = None) -> Path:
+                 prompt_views: list[str] | None = None, extra: dict | None = None,
+                 lenses: dict | None = None, cloud_renders: dict | None = None) -> Path:
     """Write the rendered views of `cameras` (`renders`: {frame: (rgb, depth, instances)},
     `truths`: {frame: what the masks are made from}) as a scene folder (module docstring).
 
     prompt_views: the train views prompts are chosen from (default: all); extra: more entries
-    for synth.json.
+    for synth.json; lenses: {frame: camera with its lens} of views taken through a lens, with
+    cloud_renders {frame: (pinhole camera, its render)} behind them (`_render_distorted`).
     """
+    lenses = lenses or {}
     mask_args = dict(family.masks)
     if family.merge_reach is not None:
         mask_args["merge_reach_px"] = max(2, round(family.merge_reach * width))
@@ -490,8 +507,17 @@ def _write_scene(out: Path, family: Family, seed: int, cameras: list[Camera],
     say("writing point cloud, transforms.json, COLMAP model and ground truth")
     cloud_views = [given[i] for i in _spread([cameras.index(c) for c in cameras
                                               if c.name in train_names], n_cloud_views)]
-    points, colors = _point_cloud(cloud_views, sensed, max_cloud_points, cloud_rng,
+    if lenses:  # back-project the pinhole renders behind the distorted views
+        cloud_views = [dataclasses.replace(cloud_renders[c.name][0], cam_to_world=c.cam_to_world)
+                       for c in cloud_views]
+        sensed_cloud = {c.name: cloud_renders[c.name][1] for c in cloud_views}
+    else:
+        sensed_cloud = sensed
+    points, colors = _point_cloud(cloud_views, sensed_cloud, max_cloud_points, cloud_rng,
                                   family.cloud_radius)
+    # The cameras as files describe them: raw intrinsics and the lens's coefficients.
+    given = [dataclasses.replace(lenses[c.name], cam_to_world=c.cam_to_world)
+             if c.name in lenses else c for c in given]
     write_point_ply(out / "points3d.ply", points, colors)
     write_nerfstudio_scene(out, given, train_names, test_list, ply_file="points3d.ply")
     write_colmap_model(out / "sparse" / "0", given, points, colors, binary=True)
@@ -1074,6 +1100,39 @@ def _render(pybullet, client: int, cam: Camera, shadows: bool = True
             np.asarray(seg, dtype=np.int64).reshape(shape))
 
 
+DISTORTED_SUPERSAMPLING = 2
+"""A distorted view is resampled from a pinhole render this many times finer (linear), so that
+its colours are not blurred by the resampling more than a camera's optics would."""
+
+
+def _lenses(cameras: list[Camera], distortion: tuple[float, ...] | None) -> dict[str, Camera]:
+    """{frame: its pinhole camera with the lens (`cgc_core.lens.undistorted_camera`)} for a
+    distorted scene; empty without distortion."""
+    if distortion is None:
+        return {}
+    out = {}
+    for cam in cameras:
+        lens = make_lens(OPENCV, distortion, cam.width, cam.height, cam.fx, cam.fy, cam.cx,
+                         cam.cy)
+        if lens is not None:
+            out[cam.name] = undistorted_camera(cam, lens)
+    return out
+
+
+def _render_distorted(pybullet, client: int, pinhole: Camera, shadows: bool):
+    """A view through a lens: the pinhole render of the canvas that covers the raw image
+    (`cover_camera`, supersampled), resampled onto the raw grid (colour linear, depth and ids
+    nearest). Returns (rgb, depth, body ids) on the raw grid and (the cover camera at render
+    size, its depth) for the point cloud."""
+    cover = cover_camera(pinhole).scaled(DISTORTED_SUPERSAMPLING)
+    rgb, depth, seg = _render(pybullet, client, cover, shadows)
+    raw_rgb = to_raw(pinhole, torch.from_numpy(rgb).float()).round().clamp(0, 255)
+    raw_depth = to_raw(pinhole, torch.from_numpy(depth), nearest=True)
+    raw_seg = to_raw(pinhole, torch.from_numpy(seg), nearest=True)
+    return (raw_rgb.to(torch.uint8).numpy(), raw_depth.numpy(), raw_seg.numpy(),
+            (cover, (rgb, depth, None)))
+
+
 def _instances_from_segmentation(seg: np.ndarray, body_to_instance: dict[int, int]) -> np.ndarray:
     """pybullet body ids (-1 = nothing) → [H, W] int32 instance ids (0 = background)."""
     lookup = np.zeros(max(body_to_instance) + 2, dtype=np.int32)
@@ -1177,8 +1236,9 @@ def synth_command(out: Path, seed: int = 0, **kwargs) -> Path:
     scene = load_scene(root)
     info = read_json(root / "synth.json")
     objects = ", ".join(o["name"] for o in info["objects"])
+    lens = f", lens {info['distortion']}" if "distortion" in info else ""
     print(f"wrote {root}: {len(scene.train_names)} train + {len(scene.test_names)} test views at "
-          f"{info['width']}x{info['height']}, {len(scene.points)} points, {info['family']} "
+          f"{info['width']}x{info['height']}{lens}, {len(scene.points)} points, {info['family']} "
           f"scene, objects: {objects}; {info['test_masks']} test masks, {info['prompts']} prompts "
           f"({time.perf_counter() - start:.1f} s)")
     return root

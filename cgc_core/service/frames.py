@@ -19,6 +19,7 @@ import numpy as np
 
 from cgc_core.cameras import Camera
 from cgc_core.data import messages as msgs
+from cgc_core.lens import undistort
 from cgc_core.service.buffers import DropOldestQueue, RateLimitedLog, StampBuffer
 from cgc_core.service.settings import NodeSettings
 from cgc_core.train.frames import FrameRejected
@@ -266,7 +267,8 @@ class FrameIntake:
         if (info.width, info.height) != (image.width, image.height):
             raise FrameRejected("size", f"camera_info is {info.width}x{info.height}, the image "
                                 f"{image.width}x{image.height}")
-        camera = msgs.camera_info_to_camera(info, matrix, name=f"{stamp:.6f}")
+        camera = msgs.camera_info_to_camera(info, matrix, name=f"{stamp:.6f}",
+                                            rectified=self.settings.image_rectified)
         depth_m = None
         if depth is not None:
             depth_m, nonfinite = msgs.image_to_depth(depth)
@@ -275,6 +277,8 @@ class FrameIntake:
                 self.report("depth_nonfinite", f"depth at {stamp:.3f}: {nonfinite} NaN/inf "
                             "pixels read as invalid (0)")
         ids = msgs.image_to_segments(segments) if segments is not None else None
+        if camera.lens is not None:  # raw images: train on their pinhole view (maps cached)
+            rgb, depth_m, ids = undistort_frame(camera, rgb, depth_m, ids)
         keyframe = None
         if self.settings.external_segments and ids is None:
             # No segments came: train on the frame's colour, but do not let it become a keyframe
@@ -303,3 +307,15 @@ class FrameIntake:
             raise FrameRejected("pose", f"pose is in '{pose.header.frame_id}', not in map_frame "
                                 f"'{settings.map_frame}'")
         return msgs.pose_to_matrix(pose.pose)
+
+
+def undistort_frame(camera: Camera, rgb: np.ndarray, depth: np.ndarray | None,
+                    segments: np.ndarray | None):
+    """(rgb, depth, segments) of a raw frame on `camera`'s pinhole grid: colour linear, depth and
+    ids nearest; a companion of another size than the image is left for the session to refuse."""
+    def nearest(values):
+        if values is None or values.shape[:2] != rgb.shape[:2]:
+            return values
+        return undistort(camera, values, nearest=True)
+
+    return undistort(camera, rgb), nearest(depth), nearest(segments)

@@ -32,6 +32,7 @@ from cgc_core.cameras import Camera
 from cgc_core.config import CGCConfig
 from cgc_core.data.messages import ConversionError, stamp_seconds
 from cgc_core.io import DataError
+from cgc_core.lens import cover_camera, raw_size, to_raw
 from cgc_core.objects.cluster import ObjectInfo, ObjectTable, cluster_objects, match_objects
 from cgc_core.objects.models import model_scorers
 from cgc_core.objects.segmentation import object_id_map
@@ -211,19 +212,24 @@ class MapService:
         return ids, torch.from_numpy(features), colors
 
     def segmentation(self, camera: Camera) -> tuple[np.ndarray, dict[int, tuple]]:
-        """([H, W] object ids rendered at `camera`, 0 = none; {id: colour})."""
-        ids = np.zeros((camera.height, camera.width), dtype=np.int64)
+        """([H, W] object ids rendered at `camera`, 0 = none; {id: colour}); on the raw image's
+        grid for a camera with a lens (`cgc_core.lens`), as the image the node received."""
+        width, height = raw_size(camera)
+        ids = np.zeros((height, width), dtype=np.int64)
         object_ids, _, colors = self.object_features()
         palette = {int(i): c for i, c in zip(object_ids, colors)}
         splats, table = self.clustered_splats, self.table
         if len(object_ids) == 0 or splats is None:
             return ids, palette
-        side, cap = max(camera.width, camera.height), self.settings.segmentation_max_side
-        view = camera.scaled(cap / side) if 0 < cap < side else camera
+        target = camera if camera.lens is None else cover_camera(camera)
+        side, cap = max(target.width, target.height), self.settings.segmentation_max_side
+        view = target.scaled(cap / side) if 0 < cap < side else target
         # The model the objects were clustered from, with their own prototypes: no wait for
         # the training thread's lock (a frame waited seconds for it on busy cores).
         ids = object_id_map(splats, table, view, self.config.render, self.config.query.threshold)
-        if view is not camera:  # nearest neighbour back to the image's size: ids, not colours
+        if camera.lens is not None:  # ids, not colours: nearest, onto the raw grid
+            ids = to_raw(camera, torch.as_tensor(np.asarray(ids)), nearest=True).numpy()
+        elif view is not camera:  # nearest neighbour back to the image's size: ids, not colours
             rows = np.minimum((np.arange(camera.height) + 0.5) * view.height / camera.height,
                               view.height - 1).astype(np.int64)
             cols = np.minimum((np.arange(camera.width) + 0.5) * view.width / camera.width,

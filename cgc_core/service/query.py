@@ -27,6 +27,7 @@ import torch
 from cgc_core.cameras import Camera
 from cgc_core.config import ObjectsConfig, QueryConfig, RenderConfig
 from cgc_core.data import Prompt, Scene
+from cgc_core.lens import cover_camera, raw_size, raw_to_cover, render_on_raw, to_raw
 from cgc_core.objects.cluster import ObjectTable, cluster_objects
 from cgc_core.objects.extract import pixel_prompt
 from cgc_core.objects.grounding import ground_text
@@ -62,7 +63,8 @@ class OneView:
 
 class FeatureCache:
     """Normalised feature maps [H, W, D] and rendered colour [H, W, 3], rendered once per frame:
-    a run's queries reuse views."""
+    a run's queries reuse views. For a camera with a lens they lie on the raw image's grid
+    (`cgc_core.lens`), as its prompts and ground truth do."""
 
     def __init__(self, splats: torch.nn.ParameterDict, scene: Scene, render: RenderConfig):
         self.splats, self.scene, self.render = splats, scene, render
@@ -70,8 +72,14 @@ class FeatureCache:
 
     def _render(self, frame: str) -> tuple[torch.Tensor, torch.Tensor]:
         if frame not in self._maps:
-            self._maps[frame] = render_feature_and_colour(self.splats, self.scene.camera(frame),
-                                                          self.render)
+            camera = self.scene.camera(frame)
+            if camera.lens is None:
+                self._maps[frame] = render_feature_and_colour(self.splats, camera, self.render)
+            else:  # a distorted camera: maps on the raw image's grid, where prompts and masks are
+                features, colour = render_feature_and_colour(self.splats, cover_camera(camera),
+                                                             self.render)
+                self._maps[frame] = (torch.nn.functional.normalize(
+                    to_raw(camera, features), dim=-1, eps=1e-8), to_raw(camera, colour))
         return self._maps[frame]
 
     def __call__(self, frame: str) -> torch.Tensor:
@@ -133,7 +141,8 @@ def pixel_object(splats, camera: Camera, u: float, v: float, *, render: RenderCo
                  query: QueryConfig, table: ObjectTable | None = None,
                  feature_map: torch.Tensor | None = None, spatial: SpatialFilter | None = None,
                  selection_threshold: float | None = None, prompt_id: str = "") -> PromptedObject:
-    """The object under pixel (u = column, v = row) of `camera`.
+    """The object under pixel (u = column, v = row) of `camera` (of its raw image when it has a
+    lens: `feature_map` is then on the raw grid too, as `FeatureCache` gives it).
 
     Args:
         table: the model's objects; a prompt on one part of an object merged from parts (a lid
@@ -146,20 +155,23 @@ def pixel_object(splats, camera: Camera, u: float, v: float, *, render: RenderCo
 
     Raises QueryError for a pixel outside the view or where the model renders nothing.
     """
-    if not (0 <= u < camera.width and 0 <= v < camera.height):
-        raise QueryError(f"pixel ({u}, {v}) lies outside the {camera.width}x{camera.height} "
-                         "view")
+    width, height = raw_size(camera)
+    if not (0 <= u < width and 0 <= v < height):
+        raise QueryError(f"pixel ({u}, {v}) lies outside the {width}x{height} view")
     whole = table is not None and query.whole_objects and table.has_merged_objects
+    # Renders below see the raw pixel through the pinhole view that covers the raw image.
+    view = camera if camera.lens is None else cover_camera(camera)
+    view_u, view_v = raw_to_cover(camera, u, v)
     if feature_map is None:
         try:
-            feature, seed = pixel_prompt(splats, camera, u, v, render)
+            feature, seed = pixel_prompt(splats, view, view_u, view_v, render)
         except ValueError as error:
             raise QueryError(str(error)) from None
     else:
         feature = feature_at(feature_map, u, v)
         if float(feature.norm()) == 0.0:
             raise QueryError(f"the model renders nothing at pixel ({u}, {v}) of this view")
-        seed = (surface_point(splats, camera, u, v, render)
+        seed = (surface_point(splats, view, view_u, view_v, render)
                 if whole or spatial is not None else None)
     if whole:
         feature = table.whole_object_features(
@@ -223,8 +235,9 @@ def object_mask(obj: PromptedObject, frame: str, features: FeatureCache, query: 
     more than the prompted object)."""
     mask = prompt_mask(features(frame), features.colour(frame), obj.feature, threshold, query)
     if obj.part is not None:
-        shares = selection_shares(features.splats, torch.stack([obj.part, obj.rest], dim=1),
-                                  features.scene.camera(frame), features.render)
+        selections = torch.stack([obj.part, obj.rest], dim=1)
+        shares = render_on_raw(features.scene.camera(frame), lambda view: selection_shares(
+            features.splats, selections, view, features.render))
         other = (shares[..., 1] >= 0.5) & (shares[..., 1] > shares[..., 0])
         mask &= ~other
     return mask.cpu().numpy()

@@ -92,6 +92,12 @@ def node_parameters() -> list[NodeParameter]:
                       range=(0.0, 1e6)),
         NodeParameter("autosave_name", "autosave", "Map name the automatic saves go to (a "
                       "name inside map_directory, as for ~/save_map)."),
+        NodeParameter("image_rectified", False, "True: `image` carries rectified images "
+                      "(image_proc's image_rect): the intrinsics are camera_info's P and its "
+                      "distortion D is not applied. False: raw images, undistorted by the node "
+                      "with camera_info's K, D and distortion_model (plumb_bob, "
+                      "rational_polynomial, equidistant; an all-zero D costs nothing); "
+                      "~/segmentation and masks stay on the raw image's grid."),
     ]
 
 
@@ -117,3 +123,4 @@ class NodeSettings:
     max_stamp_skew: float
     autosave_period: float
     autosave_name: str
+    image_rectified: bool = False

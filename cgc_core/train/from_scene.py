@@ -3,8 +3,6 @@ command, the benchmarks and the tests share."""
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import torch
 
@@ -14,7 +12,7 @@ from cgc_core.data import Scene
 from cgc_core.geometry import backproject
 from cgc_core.io import DataError
 from cgc_core.train.live import LiveSession
-from cgc_core.train.schedule import planned_iterations
+from cgc_core.train.schedule import planned_iterations, with_scene_resolution
 from cgc_core.train.trainer import Trainer
 from cgc_core.train.views import scene_extent
 
@@ -60,9 +58,10 @@ def session_from_scene(scene: Scene, segments: dict[str, np.ndarray] | None, con
     """`cgc train`'s session: every training view a keyframe, the model seeded from the whole
     scene (`initial_points`), growth off, and the schedule planned for the device.
 
-    The iteration count and training resolution are planned per device (`train.iterations`,
-    `train.max_resolution`), and the step-based schedule is scaled to that count: the session's
-    `config` is the effective one and its `iterations` the planned count.
+    The iteration count and training resolution are planned per device and scene
+    (`train.iterations`, `train.max_resolution`, `planned_resolution`), and the step-based
+    schedule is scaled to that count: the session's `config` is the effective one and its
+    `iterations` the planned count.
 
     Args:
         segments: {training frame name: [H, W] int segment ids at native resolution}, or None to
@@ -72,7 +71,8 @@ def session_from_scene(scene: Scene, segments: dict[str, np.ndarray] | None, con
     if not names:
         raise DataError(f"{scene.root}: the scene has no training views")
     iterations = planned_iterations(config, device)
-    config = apply_overrides(copy.deepcopy(config), {"live": {
+    longest = max(max(c.width, c.height) for c in scene.train_cameras)
+    config = apply_overrides(with_scene_resolution(config, device, longest), {"live": {
         "grow": False, "max_keyframes": max(config.live.max_keyframes, len(names))}})
     torch.manual_seed(config.train.seed)
     cameras = [scene.camera(name) for name in names]

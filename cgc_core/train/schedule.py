@@ -42,9 +42,25 @@ def planned_iterations(config: CGCConfig, device: torch.device) -> int:
     return t.gpu_iterations if device.type == "cuda" else t.cpu_iterations
 
 
-def planned_resolution(config: CGCConfig, device: torch.device) -> int:
-    """Longest training image side (0: native): `train.max_resolution`, or per device."""
+def planned_resolution(config: CGCConfig, device: torch.device,
+                       longest_side: int | None = None) -> int:
+    """Longest training image side (0: native): `train.max_resolution`, or per device, and on
+    a CPU per the scene's images when their `longest_side` is known (`cpu_capture_resolution`
+    for captures of at least `capture_min_side` pixels)."""
     t = config.train
     if t.max_resolution != AUTO:
         return t.max_resolution
-    return 0 if device.type == "cuda" else t.cpu_max_resolution
+    if device.type == "cuda":
+        return 0
+    if longest_side is not None and longest_side >= t.capture_min_side:
+        return t.cpu_capture_resolution
+    return t.cpu_max_resolution
+
+
+def with_scene_resolution(config: CGCConfig, device: torch.device,
+                          longest_side: int) -> CGCConfig:
+    """A copy of `config` whose `train.max_resolution` is the planned one for a scene whose
+    images are `longest_side` pixels on their longer side (`planned_resolution`)."""
+    planned = copy.deepcopy(config)
+    planned.train.max_resolution = planned_resolution(config, device, longest_side)
+    return planned

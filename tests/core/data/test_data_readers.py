@@ -135,15 +135,47 @@ def test_colmap_split_file(tmp_path):
         read_colmap_scene(tmp_path)
 
 
-def test_colmap_distortion_is_ignored_with_a_warning(tmp_path):
+def test_colmap_distortion_gives_a_lens_and_zero_distortion_none(tmp_path):
     write_colmap_text(tmp_path, model="SIMPLE_RADIAL", params="10 4 3 0.05")
-    with pytest.warns(UserWarning, match="distortion"):
-        cam = load_scene(tmp_path).camera("a")
-    assert (cam.fx, cam.fy, cam.cx, cam.cy) == (10, 10, 4, 3)
+    cam = load_scene(tmp_path).camera("a")
+    assert cam.lens is not None and cam.lens.model == "opencv"
+    assert cam.lens.coeffs == (0.05, 0.0, 0.0, 0.0)
+    assert (cam.lens.fx, cam.lens.fy, cam.lens.cx, cam.lens.cy) == (10, 10, 4, 3)
+    assert (cam.width, cam.height) == (W, H)
     write_colmap_text(tmp_path, model="SIMPLE_RADIAL", params="10 4 3 0")
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # zero distortion: nothing to warn about
-        load_scene(tmp_path)
+        warnings.simplefilter("error")  # zero distortion: a pinhole, nothing to warn about
+        cam = load_scene(tmp_path).camera("a")
+    assert cam.lens is None and (cam.fx, cam.fy, cam.cx, cam.cy) == (10, 10, 4, 3)
+
+
+@pytest.mark.parametrize("model, params, lens_model, coeffs", [
+    ("RADIAL", "10 4 3 0.05 -0.01", "opencv", (0.05, -0.01, 0.0, 0.0)),
+    ("OPENCV", "10 11 4 3 0.05 -0.01 0.001 0.002", "opencv", (0.05, -0.01, 0.001, 0.002)),
+    ("FULL_OPENCV", "10 11 4 3 0.05 -0.01 0.001 0.002 0.003 0.1 0.02 0.03", "opencv",
+     (0.05, -0.01, 0.001, 0.002, 0.003, 0.1, 0.02, 0.03)),
+    ("OPENCV_FISHEYE", "10 11 4 3 0.05 -0.01 0.002 0.001", "fisheye",
+     (0.05, -0.01, 0.002, 0.001)),
+])
+def test_colmap_lens_models(tmp_path, model, params, lens_model, coeffs):
+    write_colmap_text(tmp_path, model=model, params=params)
+    lens = load_scene(tmp_path).camera("a").lens
+    assert lens.model == lens_model
+    np.testing.assert_allclose(lens.coeffs, coeffs)
+
+
+def test_transforms_lens_models(nerfstudio_root):
+    meta = json.loads((nerfstudio_root / "transforms.json").read_text())
+    meta.update(k1=0.05, k2=-0.01, p1=0.001, p2=0.002)
+    write_transforms(nerfstudio_root, meta)
+    lens = load_scene(nerfstudio_root).camera("a").lens
+    assert lens.model == "opencv" and lens.coeffs == (0.05, -0.01, 0.001, 0.002)
+    meta.update(camera_model="OPENCV_FISHEYE", k3=0.003, k4=0.004)
+    write_transforms(nerfstudio_root, meta)
+    lens = load_scene(nerfstudio_root).camera("a").lens
+    assert lens.model == "fisheye" and lens.coeffs == (0.05, -0.01, 0.003, 0.004)
+    image = load_scene(nerfstudio_root).load_image("a")  # the raw 8x6 file, undistorted
+    assert image.shape == (H, W, 3)
 
 
 # --- bad inputs: SceneError (a DataError), one line, naming the file -----------------------------
@@ -184,9 +216,25 @@ def test_missing_intrinsics_and_bad_matrix(nerfstudio_root):
     assert_scene_error(nerfstudio_root, "transforms.json", "4x4")
 
 
-def test_missing_image_file(nerfstudio_root):
-    (nerfstudio_root / "images" / "b.png").unlink()
-    assert_scene_error(nerfstudio_root, nerfstudio_root / "images" / "b.png")
+def test_missing_image_files_are_skipped_with_one_warning(nerfstudio_root):
+    meta = json.loads((nerfstudio_root / "transforms.json").read_text())
+    meta["frames"] += [opengl_frame(name, [2, 0, 5]) for name in ("c", "d", "e")]
+    write_transforms(nerfstudio_root, meta)  # c, d, e have no image file, as in a real capture
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        scene = load_scene(nerfstudio_root)
+    assert [c.name for c in scene.cameras] == ["a", "b"]
+    assert sorted(scene.train_names + scene.test_names) == ["a", "b"]
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1 and "3 of 5 frames have no image file" in messages[0], messages
+    with pytest.raises(SceneError, match="c.png"):
+        load_scene(nerfstudio_root, missing_images="error")
+
+
+def test_missing_every_image_file(nerfstudio_root):
+    for name in ("a", "b"):
+        (nerfstudio_root / "images" / f"{name}.png").unlink()
+    assert_scene_error(nerfstudio_root, nerfstudio_root / "images" / "a.png")
 
 
 def test_image_of_the_wrong_size(nerfstudio_root):
@@ -205,9 +253,9 @@ def test_unknown_split_entry(nerfstudio_root):
 
 def test_unsupported_camera_models(nerfstudio_root, tmp_path_factory):
     meta = json.loads((nerfstudio_root / "transforms.json").read_text())
-    meta["camera_model"] = "OPENCV_FISHEYE"
+    meta["camera_model"] = "EQUIRECTANGULAR"
     write_transforms(nerfstudio_root, meta)
-    assert_scene_error(nerfstudio_root, "transforms.json", "OPENCV_FISHEYE")
+    assert_scene_error(nerfstudio_root, "transforms.json", "EQUIRECTANGULAR")
     colmap_root = tmp_path_factory.mktemp("fisheye")
     write_colmap_text(colmap_root, model="SIMPLE_RADIAL_FISHEYE", params="10 4 3 0.1")
     assert_scene_error(colmap_root, "sparse", "SIMPLE_RADIAL_FISHEYE")
