@@ -270,8 +270,10 @@ def test_the_seed_picks_the_family():
     names = [scene_family(seed).name for seed in (0, 99, 100, 199, 200, 300, 400, 499)]
     assert names == ["tabletop", "tabletop", "small", "small", "wide", "split", "merges",
                      "merges"]
-    for seed in (-1, 1100):  # robot conditions take 500-1099 (test_sensor_noise.py)
-        with pytest.raises(ValueError, match="seed must lie in 0..1099"):
+    # robot conditions take 500-1099 (test_sensor_noise.py), a changing table 1100-1199
+    assert scene_family(1100).name == scene_family(1199).name == "changes"
+    for seed in (-1, 1200):
+        with pytest.raises(ValueError, match="seed must lie in 0..1199"):
             scene_family(seed)
 
 
