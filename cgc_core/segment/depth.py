@@ -13,7 +13,6 @@ Invalid depth (REP 118: 0, NaN, +-inf) is in no plane and no cluster: region 0.
 from __future__ import annotations
 
 import numpy as np
-import open3d as o3d
 from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
@@ -34,11 +33,43 @@ def backproject(depth: np.ndarray, fx: float, fy: float, cx: float, cy: float) -
     return np.stack([z * u[None, :], z * v[:, None], z], axis=-1)
 
 
+def ransac_plane(points: np.ndarray, threshold: float, iterations: int,
+                 rng: np.random.Generator) -> tuple[np.ndarray, float] | None:
+    """The plane through the most of [N, 3] `points` within `threshold`: `iterations` random
+    3-point hypotheses scored at once, the best refitted to its inliers by least squares.
+
+    A small numpy RANSAC rather than open3d's `segment_plane`, whose threads make its answer
+    vary from call to call: the same view must always give the same segments (they are cached
+    and compared).
+
+    Returns:
+        (unit normal [3], offset) with normal . x + offset = 0 on the plane, or None when no
+        hypothesis is a plane (collinear points).
+    """
+    triples = points[rng.integers(0, len(points), size=(iterations, 3))]
+    normals = np.cross(triples[:, 1] - triples[:, 0], triples[:, 2] - triples[:, 0])
+    lengths = np.linalg.norm(normals, axis=1)
+    good = lengths > 1e-12
+    if not good.any():
+        return None
+    normals = normals[good] / lengths[good, None]
+    offsets = -np.einsum("ij,ij->i", normals, triples[good, 0])
+    counts = (np.abs(points @ normals.T + offsets) <= threshold).sum(axis=0)
+    best = int(np.argmax(counts))
+    normal, offset = normals[best], offsets[best]
+    inliers = points[np.abs(points @ normal + offset) <= threshold]
+    if len(inliers) >= 3:
+        centre = inliers.mean(axis=0)
+        normal = np.linalg.svd(inliers - centre, full_matrices=False)[2][-1]
+        offset = -float(normal @ centre)
+    return normal, float(offset)
+
+
 def support_planes(points: np.ndarray, *, threshold: float, min_fraction: float,
                    max_planes: int, sample: int = 4000, iterations: int = 200,
                    seed: int = 0) -> np.ndarray:
-    """Label the large planes of a view: RANSAC (open3d `segment_plane`) on a random sample of
-    the valid points, repeated on what is left, each plane kept while it holds at least
+    """Label the large planes of a view: RANSAC (`ransac_plane`) on a random sample of the
+    valid points, repeated on what is left, each plane kept while it holds at least
     `min_fraction` of the valid points (a table, floor or wall; an object's face is smaller).
 
     Args:
@@ -48,7 +79,7 @@ def support_planes(points: np.ndarray, *, threshold: float, min_fraction: float,
         max_planes: most planes looked for.
         sample: points RANSAC runs on (inliers are then counted on every point).
         iterations: RANSAC hypotheses per plane.
-        seed: the sample's and open3d's random seed (the same view segments the same way).
+        seed: the random seed (the same view always segments the same way).
 
     Returns:
         [H, W] int32, k = 1.. the k-th plane found, 0 elsewhere.
@@ -60,18 +91,16 @@ def support_planes(points: np.ndarray, *, threshold: float, min_fraction: float,
     if total < 3 or max_planes <= 0:
         return labels
     rng = np.random.default_rng(seed)
-    o3d.utility.random.seed(seed)
     for plane in range(1, max_planes + 1):
         remaining = np.flatnonzero(free)
         if remaining.size < max(3, min_fraction * total):
             break
         picked = flat[rng.choice(remaining, size=min(sample, remaining.size), replace=False)]
-        cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(picked))
-        model, _ = cloud.segment_plane(distance_threshold=threshold, ransac_n=3,
-                                       num_iterations=iterations)
-        normal, offset = np.asarray(model[:3]), model[3]
-        distance = np.abs(flat[remaining] @ normal + offset) / max(np.linalg.norm(normal), 1e-12)
-        inliers = remaining[distance <= threshold]
+        found = ransac_plane(picked, threshold, iterations, rng)
+        if found is None:
+            break
+        normal, offset = found
+        inliers = remaining[np.abs(flat[remaining] @ normal + offset) <= threshold]
         if inliers.size < min_fraction * total:
             break
         labels.reshape(-1)[inliers] = plane

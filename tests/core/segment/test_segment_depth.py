@@ -158,3 +158,27 @@ def test_a_1080p_view_segments_in_about_a_second(assert_id_map):
     ids = source(image, "big", depth=depth, intrinsics=K)
     assert time.perf_counter() - start < 3.0
     assert_id_map(ids, (1920, 1080))
+
+
+def test_training_segments_each_view_with_its_depth(tiny_scene, tmp_path):
+    """`cgc train` without --masks hands the fallback each view's depth and K (the tiny scene has
+    depth), caches the maps, and reads the cache back next time."""
+    from cgc_core.app.masks import segment_maps
+    from cgc_core.config import CGCConfig
+    from cgc_core.data import load_scene
+    from cgc_core.segment.classical import FelzenszwalbMaskSource
+
+    scene = load_scene(tiny_scene)
+    names = scene.train_names[:3]
+    maps = segment_maps(scene, names, None, CGCConfig(), tmp_path, log=lambda text: None)
+    source = FelzenszwalbMaskSource(SegmenterConfig())
+    for name in names:
+        camera = scene.camera(name)
+        image, depth = scene.load_image(camera), scene.load_depth(camera)
+        assert depth is not None and np.array_equal(
+            maps[name], source(image, name, depth=depth, intrinsics=camera.K))
+        assert (tmp_path / f"{name}.png").is_file()
+    colour_only = [source(scene.load_image(scene.camera(n)), n) for n in names]
+    assert any(not np.array_equal(maps[n], c) for n, c in zip(names, colour_only))
+    again = segment_maps(scene, names, None, CGCConfig(), tmp_path, log=lambda text: None)
+    assert all(np.array_equal(again[n], maps[n]) for n in names)
