@@ -38,7 +38,9 @@ class SegmenterConfig:
 
     kind: SegmenterKind = "auto"
     """'sam', 'felzenszwalb', 'precomputed', or 'auto' (SAM when `sam_checkpoint` is set, else
-    felzenszwalb)."""
+    felzenszwalb). 'felzenszwalb' is the fallback without weights: colour segments at
+    `working_pixels`, and where a view has depth, support planes and depth clusters first
+    (`depth_*`; cgc_core.segment.classical)."""
     sam_checkpoint: str = ""
     """Path to a segment-anything checkpoint (.pth, a plain state dict). Nothing is downloaded."""
     sam_model_type: SamModelType = "vit_h"
