@@ -25,8 +25,9 @@ class MaskSource(Protocol):
         Args:
             image: [H, W, 3] uint8 RGB.
             name: the frame's image stem (precomputed masks are looked up by it).
-            depth: optional [H, W] depth in metres registered to `image` (0 / NaN / inf
-                invalid); sources that can use it do (the classical fallback), others ignore it.
+            depth: optional depth in metres registered to `image` (0 / NaN / inf invalid),
+                [H, W] or another resolution of the same aspect; sources that can use it do
+                (the classical fallback), others ignore it.
             intrinsics: optional [3, 3] pinhole K of `image`, needed with `depth`.
 
         Returns:

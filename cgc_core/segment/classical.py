@@ -137,9 +137,11 @@ class FelzenszwalbMaskSource:
         Args:
             image: [H, W, 3] uint8 RGB.
             name: unused (the frame's stem).
-            depth: optional [H, W] depth in metres registered to `image` (0 / NaN / inf
-                invalid); used when `depth_proposals` is on and `intrinsics` are given.
-            intrinsics: [3, 3] pinhole K of `image`.
+            depth: optional [h, w] depth in metres registered to `image` (0 / NaN / inf
+                invalid), at any resolution of the same aspect (e.g. a live keyframe's depth
+                at training size): it is resampled by nearest neighbour to the working size.
+                Used when `depth_proposals` is on and `intrinsics` are given.
+            intrinsics: [3, 3] pinhole K of `image` (not of `depth`).
 
         Returns:
             [H, W] int32 ids 0..n.
@@ -151,8 +153,9 @@ class FelzenszwalbMaskSource:
                                           reducing_gap=2.0))
         labels = self.colour_segments(small)
         if self.config.depth_proposals and depth is not None and intrinsics is not None:
-            if depth.shape != (height, width):
-                raise ValueError(f"depth {depth.shape} and image {image.shape} differ in size")
+            if depth.ndim != 2 or abs(depth.shape[0] * width - depth.shape[1] * height) \
+                    > 0.02 * height * width:
+                raise ValueError(f"depth {depth.shape} and image {image.shape} differ in aspect")
             regions = self.depth_segments(resample_nearest(depth, size),
                                           np.asarray(intrinsics, dtype=np.float64),
                                           (height, width))

@@ -116,11 +116,18 @@ def test_colour_fills_where_depth_is_missing():
     assert (ids[~boxes[0]] == label).mean() < 0.01
 
 
-def test_depth_of_another_size_is_refused():
-    depth, K, _ = tabletop()
-    image = np.zeros((HEIGHT + 2, WIDTH, 3), dtype=np.uint8)
-    with pytest.raises(ValueError, match="differ in size"):
-        make_mask_source(SegmenterConfig())(image, "view", depth=depth, intrinsics=K)
+def test_depth_at_another_resolution_is_resampled_and_another_aspect_refused():
+    """A live keyframe keeps depth at training size: half-resolution depth separates the boxes
+    as full-resolution depth does; depth of another shape is a programming error."""
+    depth, K, boxes = tabletop()
+    image = np.full((HEIGHT, WIDTH, 3), 120, dtype=np.uint8)
+    source = make_mask_source(SegmenterConfig())
+    half = source(image, "view", depth=depth[1::2, 1::2], intrinsics=K)
+    table = ~(boxes[0] | boxes[1])
+    found = [main_label(half, mask) for mask in (table, *boxes)]
+    assert len({label for label, _ in found}) == 3 and all(share > 0.9 for _, share in found)
+    with pytest.raises(ValueError, match="differ in aspect"):
+        source(image, "view", depth=depth[:, :100], intrinsics=K)
 
 
 def test_working_size_keeps_aspect_and_never_upscales():
