@@ -13,8 +13,9 @@ when `--sam-run SEED=RUN_DIR` names such a run (evaluated here with today's quer
         --seeds 0,500,1002 [--sources default,felzenszwalb_full] [--sam-run 0=RUN ...]
         [--iterations N] [--label segments_without_weights] [--work DIR] [--reuse]
 
-`--reuse` evaluates a run already in the work folder instead of training it again. Prints and
-writes bench/results/<label>.md and .json, rewritten after every run.
+`--reuse` evaluates a run already in the work folder instead of training it again; `--from
+JSON` takes the cells an earlier invocation measured (one scene at a time, then one table).
+Prints and writes bench/results/<label>.md and .json, rewritten after every run.
 """
 
 from __future__ import annotations
@@ -117,6 +118,20 @@ def source_row(scene_dir: Path, run_dir: Path, overrides: dict, iterations: int 
             "train_seconds": run.info["train_seconds"], "run": str(run_dir)}
 
 
+def earlier_cells(paths: list[str]) -> dict[tuple[int, str], dict]:
+    """{(seed, source or 'sam_like'): cell} from this script's earlier .json files; a SAM-like
+    cell only when it has a model figure or none of the files gives one."""
+    cells: dict[tuple[int, str], dict] = {}
+    for path in paths:
+        for row in json.loads(Path(path).read_text())["rows"]:
+            for name, cell in row["sources"].items():
+                cells[(row["seed"], name)] = cell
+            known = cells.get((row["seed"], "sam_like"))
+            if known is None or known.get("run") is None:
+                cells[(row["seed"], "sam_like")] = row["sam_like"]
+    return cells
+
+
 def fmt(value: float, sign: bool = False) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "–"
@@ -142,6 +157,8 @@ def render_markdown(meta: dict, rows: list[dict]) -> str:
         " (model: an earlier run on them, evaluated in this run).",
         "",
     ]
+    if meta.get("from"):
+        lines += [f"Cells taken from earlier runs of this script: {', '.join(meta['from'])}.", ""]
     header = "| family | seed | SAM-like segs | SAM-like per-view | SAM-like model |"
     rule = "|---|---|---|---|---|"
     for name in sources:
@@ -183,6 +200,9 @@ def main() -> None:
     parser.add_argument("--results", default=str(ROOT / "bench" / "results"))
     parser.add_argument("--reuse", action="store_true",
                         help="evaluate runs already in --work instead of training them again")
+    parser.add_argument("--from", dest="earlier", action="append", default=[], metavar="JSON",
+                        help="rows this script wrote before (its .json): their cells are taken "
+                             "as measured, the rest measured here")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     sources = [s.strip() for s in args.sources.split(",") if s.strip()]
@@ -199,16 +219,21 @@ def main() -> None:
         "iterations_text": str(args.iterations) if args.iterations else
         "the config's per-device choice",
     }
+    earlier = earlier_cells(args.earlier)
+    meta["from"] = args.earlier
     rows = []
     for seed in seeds:
         scene_dir = scenes / f"scene_seed{seed}"
         family = scene_family(seed).name
-        row = {"family": family, "seed": seed, "sam_like": sam_row(scene_dir, sam_runs.get(seed)),
-               "sources": {}}
+        sam = earlier.get((seed, "sam_like"))
+        if sam is None or (seed in sam_runs and sam.get("run") != str(sam_runs[seed])):
+            sam = sam_row(scene_dir, sam_runs.get(seed))
+        row = {"family": family, "seed": seed, "sam_like": sam, "sources": {}}
         rows.append(row)
         for name in sources:
-            cell = source_row(scene_dir, work / f"run_{name}_seed{seed}", SOURCES[name],
-                              args.iterations, args.reuse)
+            cell = earlier.get((seed, name)) or source_row(
+                scene_dir, work / f"run_{name}_seed{seed}", SOURCES[name], args.iterations,
+                args.reuse)
             row["sources"][name] = cell
             print(f"[{family} {seed}] {name}: {cell['segments']:.0f} segments, per-view "
                   f"{cell['per_view_mIoU']:.1f}, model {cell['mIoU']:.1f} "
