@@ -185,6 +185,11 @@ def render_markdown(meta: dict, rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_results(out_md: Path, meta: dict, rows: list[dict]) -> None:
+    out_md.write_text(render_markdown(meta, rows))
+    out_md.with_suffix(".json").write_text(json.dumps({**meta, "rows": rows}, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenes", default=str(ROOT / "bench" / "out" / "robust"),
@@ -203,6 +208,8 @@ def main() -> None:
     parser.add_argument("--from", dest="earlier", action="append", default=[], metavar="JSON",
                         help="rows this script wrote before (its .json): their cells are taken "
                              "as measured, the rest measured here")
+    parser.add_argument("--no-training", action="store_true",
+                        help="leave a cell empty rather than train its run")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     sources = [s.strip() for s in args.sources.split(",") if s.strip()]
@@ -231,6 +238,10 @@ def main() -> None:
         row = {"family": family, "seed": seed, "sam_like": sam, "sources": {}}
         rows.append(row)
         for name in sources:
+            run_dir = work / f"run_{name}_seed{seed}"
+            if args.no_training and (seed, name) not in earlier and \
+                    not (run_dir / "run.json").is_file():
+                continue  # not measured: an empty cell
             cell = earlier.get((seed, name)) or source_row(
                 scene_dir, work / f"run_{name}_seed{seed}", SOURCES[name], args.iterations,
                 args.reuse)
@@ -240,9 +251,8 @@ def main() -> None:
                   f"({cell['diff_mIoU']:+.1f}); SAM-like per-view "
                   f"{row['sam_like']['per_view_mIoU']:.1f}, model {row['sam_like']['mIoU']:.1f}",
                   flush=True)
-            out_md.write_text(render_markdown(meta, rows))
-            out_md.with_suffix(".json").write_text(json.dumps({**meta, "rows": rows},
-                                                              indent=2) + "\n")
+            write_results(out_md, meta, rows)
+        write_results(out_md, meta, rows)
     print(render_markdown(meta, rows))
     print(f"wrote {out_md}")
 
