@@ -38,7 +38,9 @@ class SegmenterConfig:
 
     kind: SegmenterKind = "auto"
     """'sam', 'felzenszwalb', 'precomputed', or 'auto' (SAM when `sam_checkpoint` is set, else
-    felzenszwalb)."""
+    felzenszwalb). 'felzenszwalb' is the fallback without weights: colour segments at
+    `working_pixels`, and where a view has depth, support planes and depth clusters first
+    (`depth_*`; cgc_core.segment.classical)."""
     sam_checkpoint: str = ""
     """Path to a segment-anything checkpoint (.pth, a plain state dict). Nothing is downloaded."""
     sam_model_type: SamModelType = "vit_h"
@@ -77,7 +79,28 @@ class SegmenterConfig:
     felzenszwalb_sigma: float = 0.8
     """Width of the Gaussian blur applied before the graph cut, in pixels."""
     felzenszwalb_min_size: int = 60
-    """Smallest segment in pixels; smaller ones are merged into a neighbour."""
+    """Smallest segment in pixels of the working-size image (`working_pixels`); smaller
+    Felzenszwalb segments are merged into a neighbour, smaller depth clusters left to colour."""
+    working_pixels: int = 76_800
+    """The fallback (kind 'felzenszwalb') segments a copy of each image scaled down to about
+    this many pixels (76 800 = 320x240; aspect kept, never scaled up) and scales the labels back
+    up by nearest neighbour, so segment sizes are relative to the image: a 1080x1920 photo gives
+    tens of segments, not hundreds, in well under a second. 0: the image's own size (the
+    behaviour before, slow and fragmented on large photos)."""
+    depth_proposals: bool = True
+    """The fallback uses a view's depth where it has one (RGB-D, synthetic scenes): support
+    planes (RANSAC) and Euclidean clusters of the rest become the segments, colour fills where
+    depth is invalid or says nothing (cgc_core.segment.depth). Off: colour only."""
+    depth_plane_threshold: float = 0.01
+    """Support planes: largest point-to-plane distance of an inlier, metres."""
+    depth_plane_min_fraction: float = 0.1
+    """Support planes: fewest inliers, as a fraction of the view's valid depth pixels (a table,
+    floor or wall holds more; an object's flat face less)."""
+    depth_max_planes: int = 3
+    """Support planes looked for per view (0: none, clusters only)."""
+    depth_edge_ratio: float = 0.02
+    """Depth clusters: neighbouring pixels whose depths differ by more than this fraction of the
+    nearer depth are in different clusters (0.02: 2 cm at 1 m)."""
     masks_dir: str = ""
     """For kind='precomputed': a folder with one 8- or 16-bit PNG per image stem."""
     device: str = "auto"

@@ -36,7 +36,10 @@ def segment_maps(scene: Scene, names: list[str], masks_dir: Path | None, config:
         if source is None:
             source = make_mask_source(config.segmenter)
             log(f"segmenting {len(names)} training views with '{config.segmenter.kind}' ...")
-        maps[name] = source(scene.load_image(scene.camera(name)), name)
+        camera = scene.camera(name)
+        # the view's depth lets the fallback propose planes and objects (SAM ignores it)
+        maps[name] = source(scene.load_image(camera), name, depth=scene.load_depth(camera),
+                            intrinsics=camera.K)
         write_label_png(cached, maps[name])
         log(f"  segmented {i + 1}/{len(names)}: {name} ({int(maps[name].max())} segments)")
     return maps

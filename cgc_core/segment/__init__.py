@@ -1,12 +1,15 @@
 """2D segments, the training signal of CGC: image -> segment-id map.
 
-Every source is a `MaskSource`: `source(image, name)` takes an [H, W, 3] uint8 RGB image and the
-frame's image stem and returns an [H, W] int32 map, 0 = unlabelled, ids 1..n consecutive, as many
-segments as the image has. Pick one with `make_mask_source(config.segmenter)`:
+Every source is a `MaskSource`: `source(image, name, depth=None, intrinsics=None)` takes an
+[H, W, 3] uint8 RGB image, the frame's image stem and optionally its depth and [3, 3] K, and
+returns an [H, W] int32 map, 0 = unlabelled, ids 1..n consecutive, as many segments as the image
+has. Pick one with `make_mask_source(config.segmenter)`:
 
 - 'sam': SAM's automatic mask generator, weights from `sam_checkpoint` (a GPU is advised: on a
   CPU it takes minutes per image),
-- 'felzenszwalb': a classical graph-based fallback that needs no weights,
+- 'felzenszwalb': the fallback that needs no weights: Felzenszwalb's graph-based segmentation
+  at a working size of about 320x240 whatever the image's size, and where the view has depth,
+  support planes and the Euclidean clusters standing on them first (`classical`, `depth`),
 - 'precomputed': `<masks_dir>/<name>.png`,
 - 'auto': SAM when `sam_checkpoint` is set, else felzenszwalb.
 

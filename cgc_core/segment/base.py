@@ -18,12 +18,17 @@ from cgc_core.io import read_rgb
 class MaskSource(Protocol):
     """Anything that cuts an image into segments."""
 
-    def __call__(self, image: np.ndarray, name: str) -> np.ndarray:
+    def __call__(self, image: np.ndarray, name: str, depth: np.ndarray | None = None,
+                 intrinsics: np.ndarray | None = None) -> np.ndarray:
         """Segment one frame.
 
         Args:
             image: [H, W, 3] uint8 RGB.
             name: the frame's image stem (precomputed masks are looked up by it).
+            depth: optional depth in metres registered to `image` (0 / NaN / inf invalid),
+                [H, W] or another resolution of the same aspect; sources that can use it do
+                (the classical fallback), others ignore it.
+            intrinsics: optional [3, 3] pinhole K of `image`, needed with `depth`.
 
         Returns:
             [H, W] int32 segment ids, 0 = unlabelled, 1..n consecutive.

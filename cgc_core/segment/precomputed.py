@@ -26,8 +26,10 @@ class PrecomputedMaskSource:
         """Where the mask of frame `name` (an image stem) must be."""
         return self.masks_dir / f"{name}.png"
 
-    def __call__(self, image: np.ndarray, name: str) -> np.ndarray:
-        """Load the mask of frame `name` and check it against `image` ([H, W, 3] uint8).
+    def __call__(self, image: np.ndarray, name: str, depth: np.ndarray | None = None,
+                 intrinsics: np.ndarray | None = None) -> np.ndarray:
+        """Load the mask of frame `name` and check it against `image` ([H, W, 3] uint8);
+        `depth` and `intrinsics` are unused.
 
         Returns:
             [H, W] int32 ids 0..n, consecutive.

@@ -294,6 +294,8 @@ class SamMaskSource:
             return np.zeros((0, *image.shape[:2]), dtype=bool)
         return np.stack(masks)
 
-    def __call__(self, image: np.ndarray, name: str) -> np.ndarray:
-        """[H, W, 3] uint8 RGB -> [H, W] int32 ids 0..n (`name` is unused)."""
+    def __call__(self, image: np.ndarray, name: str, depth: np.ndarray | None = None,
+                 intrinsics: np.ndarray | None = None) -> np.ndarray:
+        """[H, W, 3] uint8 RGB -> [H, W] int32 ids 0..n (`name`, `depth`, `intrinsics` are
+        unused: SAM sees colour only)."""
         return paint_masks(self.masks(image))
