@@ -608,7 +608,10 @@ class LiveSession:
             with self.lock:
                 keyframe = next((k for k in self.keyframes if k.id == keyframe_id), None)
             if keyframe is not None:
-                segments = self.mask_source(keyframe.image, keyframe.camera.name)
+                # depth (training size) lets the fallback cut objects apart by depth
+                depth = None if keyframe.depth is None else keyframe.depth.cpu().numpy()
+                segments = self.mask_source(keyframe.image, keyframe.camera.name, depth=depth,
+                                            intrinsics=keyframe.camera.K)
                 self.attach_segments(keyframe_id, segments)
             with self._segment_ready:
                 self._segment_jobs.popleft()
