@@ -89,6 +89,14 @@ def track(tracker, table, removals, updates):
     return table, events
 
 
+def tracked(seed):
+    """(rng, tracker, table): the scene clustered and followed until its objects appeared."""
+    rng = np.random.default_rng(seed)
+    tracker = ObjectTracker(hold=2)
+    table, _ = track(tracker, cluster_objects(scene(rng), CONFIG), [], 3)
+    return rng, tracker, table
+
+
 def test_a_static_map_reclustered_again_and_again_reports_only_its_objects_appearing():
     rng = np.random.default_rng(1)
     tracker, table, events = ObjectTracker(hold=2), None, []
@@ -101,10 +109,7 @@ def test_a_static_map_reclustered_again_and_again_reports_only_its_objects_appea
 
 
 def test_a_removed_object_leaves_the_table_only_on_evidence_of_its_removal():
-    rng = np.random.default_rng(2)
-    tracker = ObjectTracker(hold=2)
-    table = cluster_objects(scene(rng), CONFIG)
-    table, _ = track(tracker, table, [], 3)
+    rng, tracker, table = tracked(2)
     box_id = objects_near(table, BOX_AT)[0].id
     # The box is gone from the map, but no removal was decided: a clustering that missed it
     # says nothing.
@@ -121,10 +126,7 @@ def test_a_removed_object_leaves_the_table_only_on_evidence_of_its_removal():
 
 
 def test_a_moved_object_keeps_its_id_and_label_even_with_features_learned_anew():
-    rng = np.random.default_rng(3)
-    tracker = ObjectTracker(hold=2)
-    table = cluster_objects(scene(rng), CONFIG)
-    table, _ = track(tracker, table, [], 3)
+    rng, tracker, table = tracked(3)
     ball = objects_near(table, BALL_AT)[0]
     ball.label = "blue ball"
     new_feature = directions(7)[0]  # the new Gaussians learned another feature
@@ -150,10 +152,7 @@ def test_objects_of_other_colour_and_shape_are_not_taken_for_one_another():
 
 
 def test_an_object_whose_features_drifted_keeps_its_id_without_an_event():
-    rng = np.random.default_rng(5)
-    tracker = ObjectTracker(hold=2)
-    table = cluster_objects(scene(rng), CONFIG)
-    table, _ = track(tracker, table, [], 3)
+    rng, tracker, table = tracked(5)
     ball = objects_near(table, BALL_AT)[0]
     # Training moved the ball's feature far from the one the table knows: reclustering alone
     # gives it a new id, the tracker gives it its own back.
@@ -165,10 +164,7 @@ def test_an_object_whose_features_drifted_keeps_its_id_without_an_event():
 
 
 def test_what_is_left_where_an_object_was_removed_is_neither_listed_nor_a_move():
-    rng = np.random.default_rng(6)
-    tracker = ObjectTracker(hold=2)
-    table = cluster_objects(scene(rng), CONFIG)
-    table, _ = track(tracker, table, [], 3)
+    rng, tracker, table = tracked(6)
     box_id = objects_near(table, BOX_AT)[0].id
     # A removal is decided while a third of the box is still in the map, clustered anew.
     rest = splats([(box_surface(BOX_AT, np.array([0.08, 0.06, 0.1]), 500, rng)[:170], RED,
