@@ -179,7 +179,10 @@ class _Tracking:
 
     def maybe_update(self) -> None:
         made = len(self.session.timeline)
-        if made == self.keyframes_seen or time.monotonic() - self.last < TRACK_PERIOD:
+        # A removal just decided is looked at now: a planner waits for its event.
+        removal = len(self.session.changes) > self.tracker.removals_seen
+        if made == self.keyframes_seen or (time.monotonic() - self.last < TRACK_PERIOD
+                                           and not removal):
             return
         self.update()
 
@@ -202,7 +205,7 @@ class _Tracking:
 
     def finish(self):
         """The final model's table, after every pending decision was given its hold."""
-        for _ in range(self.tracker.hold + 1):
+        for _ in range(self.tracker.settle_updates):
             self.update()
         return self.table
 

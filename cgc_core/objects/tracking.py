@@ -12,8 +12,12 @@ Re-clustering keeps an object's id while its voxels overlap the previous table's
 
 Each decision is an `ObjectEvent` (appeared / moved / removed, with positions before and after
 and a confidence), published by the node on `~/object_events` and written by `cgc stream` to
-RUN/events.jsonl. A new object and a removal wait `hold` updates for their other half before
-they are announced, since a moved object shows as both.
+RUN/events.jsonl. A moved object shows as a removal and a new object, in either order: a new
+object waits `hold` updates for a removal it may be the other half of, and a removal waits
+`hold_removed` updates for a new object. A planner should hear of a removal soon, and a moved
+object's new place is often learned later than its old place is seen through; so a removed
+object stays findable for `late_moves` updates after it was announced, and a "moved" event may
+follow its "removed" one (the object was found again elsewhere).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cgc_core.objects.cluster import UNASSIGNED, ObjectInfo, ObjectTable
+from cgc_core.objects.colors import display_colour
 
 EVENT_KINDS = ("appeared", "moved", "removed")
 
@@ -76,11 +81,16 @@ class ObjectTracker:
     """Carries object identity from one clustering of a changing map to the next (module
     docstring)."""
 
-    def __init__(self, hold: int = 3, min_similarity: float = 0.6, min_cover: float = 0.3,
-                 margin: float = 0.02, reidentify_reach: float = 0.05):
+    def __init__(self, hold: int = 3, hold_removed: int = 1, late_moves: int = 6,
+                 min_similarity: float = 0.6, min_cover: float = 0.3, margin: float = 0.02,
+                 reidentify_reach: float = 0.05, max_move: float = 1.0):
         """
         Args:
-            hold: updates a new object or a removal waits for its other half (a move).
+            hold: updates a new object waits for a removal it may be the moved half of, and
+                must stay in the clustering meanwhile, before it is announced as appeared.
+            hold_removed: updates a removal waits for a new object that is it moved.
+            late_moves: updates after its removal in which a removed object found elsewhere is
+                still announced as moved (with its old id and label).
             min_similarity: `appearance_similarity` a new object needs to be a removed one moved.
             min_cover: share of a removal's points inside an object's box that makes it the
                 object's removal.
@@ -88,13 +98,17 @@ class ObjectTracker:
             reidentify_reach: metres within which a new cluster that looks like a known object
                 missing from the clustering is that object (features drift while the map
                 trains, and reclustering then gives it a new id).
+            max_move: metres: an object found farther from where one was removed is another
+                object, however alike (a removal and an appearance are announced instead).
         """
-        self.hold, self.min_similarity = hold, min_similarity
+        self.hold, self.hold_removed, self.late_moves = hold, hold_removed, late_moves
+        self.min_similarity = min_similarity
         self.min_cover, self.margin = min_cover, margin
-        self.reidentify_reach = reidentify_reach
+        self.reidentify_reach, self.max_move = reidentify_reach, max_move
         self.known: dict[int, ObjectInfo] = {}
         self.new: dict[int, int] = {}           # id -> update it was first seen
         self.gone: dict[int, tuple[ObjectInfo, int, float]] = {}  # id -> (info, update, cover)
+        self.suspects: dict[int, tuple[ObjectInfo, int, float]] = {}  # the same, before it
         self.removals_seen = 0
         self.updates = 0
 
@@ -119,6 +133,18 @@ class ObjectTracker:
                 best, score = old, similarity
         return best
 
+    @property
+    def settle_updates(self) -> int:
+        """Updates of an unchanging map after which every pending decision was announced."""
+        return max(self.hold, self.hold_removed) + 1
+
+    def _still(self, old: ObjectInfo, now: ObjectInfo) -> bool:
+        """Whether `now`, which carries `old`'s id by overlap, is still that object: in the same
+        place (centroids within `reidentify_reach`) and alike. An object put down where another
+        was taken away overlaps it, and inherits its id from the clustering."""
+        return np.linalg.norm(old.centroid - now.centroid) <= self.reidentify_reach and \
+            appearance_similarity(old, now) >= self.min_similarity
+
     @classmethod
     def resumed(cls, table: ObjectTable | None, removals_seen: int, **kwargs) -> ObjectTracker:
         """A tracker for a loaded map: its objects and its removals so far are not news."""
@@ -140,15 +166,32 @@ class ObjectTracker:
         self.removals_seen = len(removals)
         for removal in fresh:
             points = np.asarray(removal.get("points", [removal["centre"]]), dtype=float)
-            for object_id, old in list(self.known.items()):
+            for object_id, old in self.known.items():
                 cover = removal_cover(old, points, self.margin)
-                now = objects.get(object_id)
-                if cover >= self.min_cover and (now is None or now.count < old.count / 2):
-                    self.gone[object_id] = (old, self.updates, cover)
-                    self.known.pop(object_id)
-                    if now is not None:  # what is left of it is a ghost
-                        table = _without(table, object_id)
-                        objects.pop(object_id)
+                if cover >= self.min_cover and object_id not in self.suspects:
+                    self.suspects[object_id] = (old, self.updates, cover)
+        # An object a removal covered is watched against what it was: a removal goes in bites,
+        # and meanwhile what is left, or another object put down there, carries its id.
+        for object_id, (old, when, cover) in list(self.suspects.items()):
+            now = objects.get(object_id)
+            if object_id not in self.known:
+                self.suspects.pop(object_id)
+                continue
+            if now is not None and now.count >= old.count / 2 and self._still(old, now):
+                if self.updates - when >= self.late_moves:
+                    self.suspects.pop(object_id)  # the removal took a bite of it: it stands
+                continue
+            self.suspects.pop(object_id)
+            self.gone[object_id] = (old, self.updates, cover)
+            self.known.pop(object_id)
+            if now is None:
+                continue
+            objects.pop(object_id)
+            if now.count < old.count / 2:  # what is left of it is a ghost
+                table = _without(table, object_id)
+            else:  # another object took its place (and, by overlap, its id): a new one
+                table, now = _fresh(table, object_id)
+                objects[now.id] = now
         for object_id in list(objects):
             if object_id in self.known or object_id in self.new:
                 continue
@@ -163,12 +206,16 @@ class ObjectTracker:
                 objects.pop(object_id)
                 continue
             self.new[object_id] = self.updates
-        # A new object that looks like one just removed is that object, moved.
+        # A new object that looks like one just removed, not too far away, is that object
+        # moved. It must have stayed for two clusterings: a young map's clusterings flicker
+        # with passing fragments (of a floor seen from afar, say) that may look alike.
         for object_id, first in sorted(self.new.items()):
-            if object_id not in objects:
+            if object_id not in objects or first == self.updates:
                 continue
             best, score = None, self.min_similarity
             for gone_id, (old, _, _) in self.gone.items():
+                if np.linalg.norm(objects[object_id].centroid - old.centroid) > self.max_move:
+                    continue
                 similarity = appearance_similarity(objects[object_id], old)
                 if similarity >= score:
                     best, score = gone_id, similarity
@@ -184,11 +231,11 @@ class ObjectTracker:
             events.append(ObjectEvent(stamp, old.id, old.label, "moved", old.centroid.tolist(),
                                       moved.centroid.tolist(), round(score, 3)))
         for object_id, (old, when, cover) in list(self.gone.items()):
-            if self.updates - when == self.hold:
+            if self.updates - when == self.hold_removed:
                 events.append(ObjectEvent(stamp, old.id, old.label, "removed",
                                           old.centroid.tolist(), None, round(cover, 3)))
-            if self.updates - when >= 2 * self.hold:  # announced removed; a late move may
-                self.gone.pop(object_id)           # still find it until here
+            if self.updates - when >= self.hold_removed + self.late_moves:
+                self.gone.pop(object_id)  # announced removed; a late move found it until here
         for object_id, first in list(self.new.items()):
             if object_id not in objects:
                 self.new.pop(object_id)  # a clustering's passing split: never announced
@@ -209,6 +256,20 @@ def _without(table: ObjectTable, object_id: int) -> ObjectTable:
         owner = np.where(owner == object_id, UNASSIGNED, owner)
     return dataclasses.replace(table, objects=[o for o in table.objects if o.id != object_id],
                                gaussian_object=owner)
+
+
+def _fresh(table: ObjectTable, object_id: int) -> tuple[ObjectTable, ObjectInfo]:
+    """The table with object `object_id` given the next unused id (no label), and the object."""
+    new_id = table.next_id
+    renamed = next(o for o in table.objects if o.id == object_id)
+    renamed = dataclasses.replace(renamed, id=new_id, label="", color=display_colour(new_id))
+    objects = sorted([o for o in table.objects if o.id != object_id] + [renamed],
+                     key=lambda o: o.id)
+    owner = table.gaussian_object
+    if owner is not None:
+        owner = np.where(owner == object_id, new_id, owner)
+    return dataclasses.replace(table, objects=objects, gaussian_object=owner,
+                               next_id=new_id + 1), renamed
 
 
 def _renamed(table: ObjectTable, object_id: int, old: ObjectInfo) -> ObjectTable:

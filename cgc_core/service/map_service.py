@@ -253,9 +253,13 @@ class MapService:
     def _cluster_loop(self) -> None:
         """Every `cluster_period`, cluster a snapshot into objects (seconds on a CPU, which the
         frames must not wait for) and leave it for the worker; only the worker swaps it in."""
+        removals_clustered = 0
         while not self._stop.wait(0.05):
-            if time.monotonic() < self._cluster_due:
+            # A removal just decided is clustered now: a planner waits for its event.
+            removals = len(self.session.changes)
+            if time.monotonic() < self._cluster_due and removals <= removals_clustered:
                 continue
+            removals_clustered = removals
             try:
                 generation, previous = self._generation, self.table
                 snapshot = self.session.snapshot()

@@ -175,3 +175,57 @@ def test_what_is_left_where_an_object_was_removed_is_neither_listed_nor_a_move()
     table, events = track(tracker, table, [removal_of(BOX_AT, rng)], 3)
     assert not objects_near(table, BOX_AT)
     assert [(e.kind, e.id) for e in events] == [("removed", box_id)]
+
+
+YELLOW = (0.9, 0.85, 0.1)
+
+
+def test_an_object_put_down_where_one_was_taken_away_gets_a_new_id():
+    rng, tracker, table = tracked(7)
+    box_id = objects_near(table, BOX_AT)[0].id
+    # A yellow ball is put down 9 cm from where the box stood, while a removal takes the box
+    # in bites: the ball's new Gaussians take the features around them, so the clustering
+    # joins it to the box's remnant, and then hands the ball alone the box's id by overlap.
+    ball_at = BOX_AT + np.array([0.09, 0.0, -0.01])
+    table_only = scene(rng, box=False)
+
+    def with_ball(remnant: int):
+        box = box_surface(BOX_AT, np.array([0.08, 0.06, 0.1]), 500, rng)[:remnant]
+        parts = [(ball_surface(ball_at, 0.045, 400, rng), YELLOW, BOX_F)]
+        if remnant:
+            parts.append((box, RED, BOX_F))
+        extra = splats(parts, rng)
+        return {k: torch.cat([table_only[k], extra[k]]) for k in table_only}
+
+    mixed = cluster_objects(with_ball(300), CONFIG, previous=table)
+    assert [o.id for o in objects_near(mixed, (BOX_AT + ball_at) / 2, 0.1)] == [box_id]
+    mixed, events = tracker.update(mixed, [removal_of(BOX_AT, rng)], stamp=1.0)
+    alone = cluster_objects(with_ball(0), CONFIG, previous=mixed)
+    alone, more = track(tracker, alone, [removal_of(BOX_AT, rng)], 4)
+    [newcomer] = objects_near(alone, ball_at)
+    assert newcomer.id != box_id and newcomer.label == ""
+    assert [(e.kind, e.id) for e in events + more] == [("removed", box_id),
+                                                       ("appeared", newcomer.id)]
+
+
+def test_a_removal_is_announced_at_the_next_update_and_a_later_find_is_a_move():
+    rng, tracker, table = tracked(8)
+    ball = objects_near(table, BALL_AT)[0]
+    gone = cluster_objects(scene(rng, ball_at=BALL_AT + 5.0), CONFIG, previous=table)  # far
+    gone, events = track(tracker, gone, [removal_of(BALL_AT, rng)], 2)
+    assert [(e.kind, e.id) for e in events] == [("removed", ball.id)]
+    # Its new place is learned a few clusterings later: the same ball, moved, not a new one.
+    found = cluster_objects(scene(rng, ball_at=BALL_MOVED_TO), CONFIG, previous=gone)
+    found, events = track(tracker, found, [removal_of(BALL_AT, rng)], 3)
+    assert [(e.kind, e.id) for e in events] == [("moved", ball.id)]
+    assert [o.id for o in objects_near(found, BALL_MOVED_TO)] == [ball.id]
+
+
+def test_a_look_alike_too_far_away_is_another_object():
+    rng, tracker, table = tracked(9)
+    ball = objects_near(table, BALL_AT)[0]
+    far = BALL_AT + np.array([0.0, 0.0, 0.0]) + np.array([1.5, 0.0, 0.0])
+    moved = cluster_objects(scene(rng, ball_at=far), CONFIG, previous=table)
+    moved, events = track(tracker, moved, [removal_of(BALL_AT, rng)], 4)
+    kinds = {(e.kind, e.id == ball.id) for e in events}
+    assert kinds == {("removed", True), ("appeared", False)}

@@ -210,7 +210,7 @@ def test_the_service_loads_a_cgc_train_run(tiny_scene, tmp_path):
 def test_objects_are_announced_once_and_a_loaded_maps_objects_are_not_news(trained):
     service, _ = trained
     service.take_events()
-    for _ in range(service.tracker.hold + 1):  # reclustering the same model
+    for _ in range(service.tracker.settle_updates):  # reclustering the same model
         service._generation += 1
         service._clustered_version = -1
         service.recluster()
