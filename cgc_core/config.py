@@ -533,6 +533,12 @@ class ObjectsConfig:
     """... and merge when the convex hull of their union holds at most this times the sum of
     their own hulls' volumes (an object on a table, or a mug on a book, fills far less of the
     joint hull). Measured on the split family's parts: bench/results/quality_experiments.md."""
+    merge_max_opposed_share: float = 0.4
+    """... and stay apart when more than this share of their contact has surfaces facing each
+    other (outward normals over 90 degrees apart): two balls pressed together, or a ball leaning
+    on a tower, passed the tests above in live maps and merged, while the parts of a tin or a
+    two-tone block meet with their walls running on (measured shares:
+    bench/results/merge_opposed.md)."""
     merge_max_background_share: float = 0.4
     """A part with at least this share of its Gaussians within `merge_contact` of a background
     object's is a patch of table (or floor) that the background's cluster left out, and merges

@@ -429,6 +429,32 @@ def near_count(tree: cKDTree, points: np.ndarray, reach: float) -> int:
     return int(np.isfinite(tree.query(points, distance_upper_bound=reach)[0]).sum())
 
 
+def surface_normals(points: np.ndarray, neighbours: int = 16) -> np.ndarray:
+    """[P, 3] unit normals of a part's [P, 3] Gaussian centres (open3d: the plane of each
+    point's nearest neighbours), up to sign."""
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points.astype(np.float64)))
+    cloud.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(neighbours))
+    return np.asarray(cloud.normals)
+
+
+def opposed_share(pa: np.ndarray, pb: np.ndarray, reach: float) -> float:
+    """Share of the contact between two parts ([P, 3] and [Q, 3] points) where their surfaces
+    face each other: each point within `reach` of the other part, paired with its nearest point
+    there, their `surface_normals` oriented away from their own part's centre more than 90
+    degrees apart. Where a lid sits on its tin the walls run on (normals alike); where two
+    objects press together their surfaces face each other."""
+    na, nb = surface_normals(pa), surface_normals(pb)
+    na = na * np.sign(((pa - pa.mean(0)) * na).sum(1, keepdims=True) + 1e-12)
+    nb = nb * np.sign(((pb - pb.mean(0)) * nb).sum(1, keepdims=True) + 1e-12)
+    opposed = total = 0
+    for p, n, q, m in ((pa, na, pb, nb), (pb, nb, pa, na)):
+        distance, nearest = cKDTree(q).query(p, distance_upper_bound=reach)
+        touching = np.isfinite(distance)
+        opposed += int(((n[touching] * m[nearest[touching]]).sum(1) < 0).sum())
+        total += int(touching.sum())
+    return opposed / max(total, 1)
+
+
 def merge_convex_parts(points: np.ndarray, parts: np.ndarray,
                        config: ObjectsConfig) -> np.ndarray:
     """[N] object label of each Gaussian: `parts` [N] (-1: none) with the touching parts that form
@@ -439,7 +465,10 @@ def merge_convex_parts(points: np.ndarray, parts: np.ndarray,
     `merge_min_mutual_share`) and the convex hull of
     their union holds at most `merge_max_hull_ratio` times the sum of their own hulls: a lid on
     its tin fills the joint hull, while an object on a tray or two objects leaning together
-    leave it mostly empty. A part that lies mostly against the background
+    leave it mostly empty. Parts whose surfaces face each other over the contact
+    (`merge_max_opposed_share`: two balls, or a ball leaning on a box, whose union can be as
+    convex as a tin's) stay apart. A part that lies mostly against
+    the background
     (`merge_max_background_share`: a patch of table that the table's cluster left out, common on
     a map recovering from an opacity reset) merges with nothing. A label is the smallest part
     label of its group.
@@ -471,6 +500,8 @@ def merge_convex_parts(points: np.ndarray, parts: np.ndarray,
             if (min(near_a, near_b) >= config.merge_min_contact
                     and max(share_a, share_b) >= config.merge_min_contact_share
                     and min(share_a, share_b) >= config.merge_min_mutual_share):
+                if opposed_share(pa, pb, reach) > config.merge_max_opposed_share:
+                    continue
                 joint = hull_volume(np.vstack([pa, pb]))
                 candidates.append((joint / max(volume[a] + volume[b], 1e-12), a, b))
     group = {label: label for label in objects}

@@ -109,6 +109,7 @@ class ObjectTracker:
         self.new: dict[int, int] = {}           # id -> update it was first seen
         self.gone: dict[int, tuple[ObjectInfo, int, float]] = {}  # id -> (info, update, cover)
         self.suspects: dict[int, tuple[ObjectInfo, int, float]] = {}  # the same, before it
+        self.moved_from: dict[int, ObjectInfo] = {}  # id -> the object where it was before
         self.removals_seen = 0
         self.updates = 0
 
@@ -168,6 +169,10 @@ class ObjectTracker:
             points = np.asarray(removal.get("points", [removal["centre"]]), dtype=float)
             for object_id, old in self.known.items():
                 cover = removal_cover(old, points, self.margin)
+                moved_from = self.moved_from.get(object_id)
+                if moved_from is not None and \
+                        removal_cover(moved_from, points, self.margin) >= self.min_cover:
+                    continue  # the rest of the place it was moved from, cleared
                 if cover >= self.min_cover and object_id not in self.suspects:
                     self.suspects[object_id] = (old, self.updates, cover)
         # An object a removal covered is watched against what it was: a removal goes in bites,
@@ -228,6 +233,7 @@ class ObjectTracker:
             objects.pop(object_id)
             objects[old.id] = moved
             self.known[old.id] = moved
+            self.moved_from[old.id] = old
             events.append(ObjectEvent(stamp, old.id, old.label, "moved", old.centroid.tolist(),
                                       moved.centroid.tolist(), round(score, 3)))
         for object_id, (old, when, cover) in list(self.gone.items()):

@@ -34,10 +34,24 @@ class Box:
     opacity: float = 0.9
 
 
-def box_surface(box: Box, spacing: float) -> np.ndarray:
-    """[P, 3] points on the six faces of a box, about `spacing` apart."""
+def box_rotation(box: Box) -> np.ndarray:
+    yaw = math.radians(box.yaw_deg)
+    return np.array([[math.cos(yaw), -math.sin(yaw), 0], [math.sin(yaw), math.cos(yaw), 0],
+                     [0, 0, 1]])
+
+
+def inside_box(points: np.ndarray, box: Box) -> np.ndarray:
+    """[P] bool: which of [P, 3] points lie strictly inside the box."""
+    local = (points - np.asarray(box.centre)) @ box_rotation(box)
+    return np.all(np.abs(local) < np.asarray(box.size) / 2, axis=1)
+
+
+def box_surface(box: Box, spacing: float, covering: list[Box] = ()) -> np.ndarray:
+    """[P, 3] points on the six faces of a box, about `spacing` apart, less those of a face
+    that another box of `covering` covers (a step off the face lands inside it): a map made
+    from images has no surface under a lid or under a box on the table."""
     half = np.asarray(box.size) / 2
-    points = []
+    points, normals = [], []
     for axis in range(3):
         others = [a for a in range(3) if a != axis]
         u = np.linspace(-half[others[0]], half[others[0]],
@@ -50,10 +64,14 @@ def box_surface(box: Box, spacing: float) -> np.ndarray:
             face[:, others[0]], face[:, others[1]] = uu.ravel(), vv.ravel()
             face[:, axis] = sign * half[axis]
             points.append(face)
-    points = np.unique(np.round(np.concatenate(points), 6), axis=0)
-    yaw = math.radians(box.yaw_deg)
-    rotation = np.array([[math.cos(yaw), -math.sin(yaw), 0], [math.sin(yaw), math.cos(yaw), 0],
-                         [0, 0, 1]])
+            normals.append(np.tile(np.eye(3)[axis] * sign, (uu.size, 1)))
+    points, normals = np.concatenate(points), np.concatenate(normals)
+    rotation = box_rotation(box)
+    seen = np.ones(len(points), dtype=bool)
+    for other in covering:
+        stepped = (points + normals * spacing / 2) @ rotation.T + np.asarray(box.centre)
+        seen &= ~inside_box(stepped, other)
+    points = np.unique(np.round(points[seen], 6), axis=0)
     return points @ rotation.T + np.asarray(box.centre)
 
 
@@ -85,13 +103,19 @@ def make_model(parts: list[dict[str, np.ndarray]], sh_degree: int = 0) -> dict[s
 
 
 def boxes_model(boxes: list[Box], spacing: float = 0.01, std: float = 0.006, seed: int = 0,
-                extra: list[dict[str, np.ndarray]] | None = None
+                extra: list[dict[str, np.ndarray]] | None = None, seen_only: bool = False
                 ) -> tuple[dict[str, torch.Tensor], np.ndarray]:
-    """(model, [N] index of the box each Gaussian was placed on; -1 for `extra` Gaussians)."""
+    """(model, [N] index of the box each Gaussian was placed on; -1 for `extra` Gaussians).
+
+    seen_only: as in a map made from images, no Gaussian on a face another box covers (where
+        the surfaces that touch matter: a lid's underside facing its tin's top is no surface
+        a camera ever saw)."""
     rng = np.random.default_rng(seed)
     parts, owner = [], []
     for index, box in enumerate(boxes):
-        part = gaussians(box_surface(box, spacing), box.feature, box.rgb, box.opacity, std, rng)
+        covering = [b for i, b in enumerate(boxes) if i != index] if seen_only else []
+        surface = box_surface(box, spacing, covering)
+        part = gaussians(surface, box.feature, box.rgb, box.opacity, std, rng)
         parts.append(part)
         owner.append(np.full(len(part["means"]), index))
     for part in extra or []:

@@ -229,3 +229,37 @@ def test_a_look_alike_too_far_away_is_another_object():
     moved, events = track(tracker, moved, [removal_of(BALL_AT, rng)], 4)
     kinds = {(e.kind, e.id == ball.id) for e in events}
     assert kinds == {("removed", True), ("appeared", False)}
+
+
+def test_the_rest_of_a_large_objects_old_place_cleared_after_its_move_is_no_removal():
+    rng = np.random.default_rng(10)
+    sides, tray_at, tray_to = np.array([0.25, 0.18, 0.08]), np.array([0.2, 0.0, 0.04]), \
+        np.array([0.2, 0.14, 0.04])
+    new_feature = directions(12)[0]
+
+    def with_tray(at, feature, remnant=None):
+        parts = scene(rng, box=False)
+        pieces = [(box_surface(at, sides, 1500, rng), YELLOW, feature)]
+        if remnant is not None:  # what is left of the old place, learned as part of the tray
+            old = box_surface(tray_at, sides, 1500, rng)
+            pieces.append((old[old[:, 1] > remnant], YELLOW, feature))
+        tray = splats(pieces, rng)
+        return {k: torch.cat([parts[k], tray[k]]) for k in parts}
+
+    def removal(at, sides):
+        points = box_surface(at, sides, 200, rng)
+        return {"centre": list(at), "points": points.tolist()}
+
+    tracker = ObjectTracker()
+    table, _ = track(tracker, cluster_objects(with_tray(tray_at, BOX_F), CONFIG), [], 4)
+    tray_id = objects_near(table, tray_at)[0].id
+    removals = [removal(tray_at + np.array([0.0, -0.06, 0.0]), np.array([0.25, 0.06, 0.08]))]
+    moved = cluster_objects(with_tray(tray_to, new_feature, remnant=-0.08), CONFIG,
+                            previous=table)
+    moved, events = track(tracker, moved, removals, 3)
+    assert [(e.kind, e.id) for e in events] == [("moved", tray_id)]
+    # The rest of the old place is cleared: the tray's cluster loses it and its centre jumps.
+    removals.append(removal(tray_at + np.array([0.0, 0.0, 0.0]), np.array([0.25, 0.1, 0.08])))
+    cleared = cluster_objects(with_tray(tray_to, new_feature), CONFIG, previous=moved)
+    cleared, events = track(tracker, cleared, removals, 4)
+    assert events == [] and [o.id for o in objects_near(cleared, tray_to)] == [tray_id]
