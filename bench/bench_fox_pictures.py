@@ -10,7 +10,7 @@ ground-truth masks: whether the fox, its mount, the picture frame and the wall c
 separate regions is judged on this picture.
 
     .venv/bin/python bench/bench_fox_pictures.py --run RUN [--frames 0042,0073] [--side 480]
-                                                 [--photo] [--out bench/results/fox_features_pca.png]
+        [--photo] [--out bench/results/fox_features_pca.png]
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def main() -> None:
                         help="comma-separated frame stems (default: every held-out view)")
     parser.add_argument("--side", type=int, default=480)
     parser.add_argument("--photo", action="store_true",
-                        help="the undistorted photo as a first column (for looking, not committing)")
+                        help="the undistorted photo first (for looking, not for committing)")
     parser.add_argument("--out", type=Path,
                         default=ROOT / "bench" / "results" / "fox_features_pca.png")
     args = parser.parse_args()
