@@ -1,0 +1,156 @@
+"""Part merging's facing-surfaces guard (`objects.merge_max_opposed_share`), on trained maps.
+
+For each run given: every pair of clustered parts that passes part merging's contact tests
+(`merge_contact`, `merge_min_contact`, `merge_min_contact_share`, `merge_min_mutual_share`),
+with the ground-truth object each part is mostly on (bench/objects_truth.py, from the scene's
+depth and instance renders), the hull ratio the convexity test reads, and the share of the
+contact where the two surfaces face each other (`cgc_core.objects.cluster.opposed_share`). Two
+parts of one object should merge, two objects never. Then held-out mIoU / mBIoU of each run with
+the guard (the default) and without it (`merge_max_opposed_share: 1.0`), side by side.
+
+    .venv/bin/python bench/bench_merge_opposed.py RUN [RUN ...] [--label merge_opposed]
+
+Each RUN is a `cgc train` or `cgc stream` folder of a built-in scene. Prints and writes
+bench/results/<label>.md and .json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_train import cpu_name  # noqa: E402
+from objects_truth import gaussian_instances, object_names  # noqa: E402
+
+import cgc_core.objects.cluster as cluster  # noqa: E402
+from cgc_core.app.evaluate import evaluate_run  # noqa: E402
+from cgc_core.app.run_folder import load_run  # noqa: E402
+
+
+def clustered_parts(splats, config) -> tuple[np.ndarray, np.ndarray]:
+    """(points [N, 3], parts [N]) as `merge_convex_parts` receives them from `cluster_objects`."""
+    seen = {}
+    original = cluster.merge_convex_parts
+
+    def keep(points, parts, objects_config):
+        seen["points"], seen["parts"] = points, parts.copy()
+        return original(points, parts, objects_config)
+
+    cluster.merge_convex_parts = keep
+    try:
+        cluster.cluster_objects(splats, config)
+    finally:
+        cluster.merge_convex_parts = original
+    return seen["points"], seen["parts"]
+
+
+def contact_pairs(points: np.ndarray, parts: np.ndarray, truth: np.ndarray,
+                  names: dict[int, str], config) -> list[dict]:
+    """The pairs of non-background parts that pass the contact tests, with what they are."""
+    members = {int(p): np.flatnonzero(parts == p) for p in np.unique(parts[parts >= 0])}
+    objects = [p for p, index in members.items() if len(index) >= 4
+               and not cluster.is_background(cluster._boxes(points[index])[3], config)]
+    reach, rows = config.merge_contact, []
+
+    def owner(index: np.ndarray) -> tuple[str, float]:
+        ids, counts = np.unique(truth[index], return_counts=True)
+        best = int(np.argmax(counts))
+        return names.get(int(ids[best]), "none"), float(counts[best] / len(index))
+
+    for i, a in enumerate(objects):
+        for b in objects[i + 1:]:
+            pa, pb = points[members[a]], points[members[b]]
+            near_a = cluster.near_count(cKDTree(pb), pa, reach)
+            near_b = cluster.near_count(cKDTree(pa), pb, reach)
+            share_a, share_b = near_a / len(pa), near_b / len(pb)
+            if not (min(near_a, near_b) >= config.merge_min_contact
+                    and max(share_a, share_b) >= config.merge_min_contact_share
+                    and min(share_a, share_b) >= config.merge_min_mutual_share):
+                continue
+            (name_a, purity_a), (name_b, purity_b) = owner(members[a]), owner(members[b])
+            joint = cluster.hull_volume(np.vstack([pa, pb]))
+            rows.append({
+                "a": name_a, "a_purity": purity_a, "a_gaussians": len(pa),
+                "b": name_b, "b_purity": purity_b, "b_gaussians": len(pb),
+                "same_object": name_a == name_b, "contact_shares": [share_a, share_b],
+                "hull_ratio": joint / max(cluster.hull_volume(pa) + cluster.hull_volume(pb),
+                                          1e-12),
+                "opposed_share": cluster.opposed_share(pa, pb, reach)})
+    return rows
+
+
+def bench_run(run_dir: Path) -> dict:
+    run = load_run(run_dir)
+    config = run.config.objects
+    points, parts = clustered_parts(run.splats, config)
+    scene = run.scene
+    truth = gaussian_instances(points, scene, scene.train_names)
+    pairs = contact_pairs(points, parts, truth, object_names(scene.root), config)
+    scores = {}
+    for variant, objects in (("guard", config),
+                             ("no guard", dataclasses.replace(config,
+                                                              merge_max_opposed_share=1.0))):
+        result = evaluate_run(run.splats, scene, run.config.render, run.config.query.threshold,
+                              run.config.query, objects)
+        scores[variant] = [result["mIoU"], result["mBIoU"]]
+        print(run_dir.name, variant, scores[variant], flush=True)
+    return {"run": str(run_dir), "scene": str(scene.root), "pairs": pairs, "scores": scores}
+
+
+def write_results(rows: list[dict], label: str, limit: float) -> None:
+    out = ROOT / "bench" / "results" / f"{label}.md"
+    lines = [
+        "# Part merging's facing-surfaces guard (`objects.merge_max_opposed_share`)", "",
+        f"- command: `py bench/bench_merge_opposed.py {' '.join(sys.argv[1:])}`",
+        f"- machine: {cpu_name()}, 2 cores, no GPU", f"- date: {datetime.date.today()}",
+        f"- guard: parts stay apart when more than {limit:g} of their contact faces the other "
+        "part (outward normals over 90 degrees apart)", "",
+        "Every pair of clustered parts that passes the contact tests. Part: the ground-truth "
+        "object most of its Gaussians lie on (share). Same: both parts on one object, so they "
+        "should merge; otherwise they must not.", "",
+        "| run | part a (share, Gaussians) | part b (share, Gaussians) | same | contact shares "
+        "| hull ratio | facing share | guard keeps apart |", "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        for p in row["pairs"]:
+            lines.append(
+                f"| {Path(row['run']).name} | {p['a']} ({p['a_purity']:.2f}, {p['a_gaussians']}) "
+                f"| {p['b']} ({p['b_purity']:.2f}, {p['b_gaussians']}) "
+                f"| {'yes' if p['same_object'] else 'no'} | {p['contact_shares'][0]:.2f} / "
+                f"{p['contact_shares'][1]:.2f} | {p['hull_ratio']:.2f} | "
+                f"{p['opposed_share']:.2f} | {'yes' if p['opposed_share'] > limit else 'no'} |")
+    lines += ["", "Held-out mIoU / mBIoU with the guard (default) and without it "
+              "(`merge_max_opposed_share: 1.0`), the same map:", "",
+              "| run | guard | no guard | difference |", "|---|---|---|---|"]
+    for row in rows:
+        g, n = row["scores"]["guard"], row["scores"]["no guard"]
+        lines.append(f"| {Path(row['run']).name} | {g[0]:.2f} / {g[1]:.2f} | {n[0]:.2f} / "
+                     f"{n[1]:.2f} | {g[0] - n[0]:+.2f} |")
+    text = "\n".join(lines) + "\n"
+    out.write_text(text)
+    out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
+    print(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+")
+    parser.add_argument("--label", default="merge_opposed")
+    args = parser.parse_args()
+    rows = [bench_run(Path(run)) for run in args.runs]
+    limit = load_run(Path(args.runs[0])).config.objects.merge_max_opposed_share
+    write_results(rows, args.label, limit)
+
+
+if __name__ == "__main__":
+    main()
