@@ -161,22 +161,38 @@ class ObjectTracker:
         removals so far; returns the table with identities carried over and the events
         decided now."""
         self.updates += 1
-        events: list[ObjectEvent] = []
         objects = {o.id: o for o in table.objects if not o.background}
         fresh = removals[self.removals_seen:] if self.removals_seen <= len(removals) else removals
         self.removals_seen = len(removals)
-        for removal in fresh:
+        self._suspect(fresh)
+        table = self._resolve_suspects(table, objects)
+        table = self._sort_newcomers(table, objects)
+        table, events = self._match_moves(table, objects, stamp)
+        events += self._announce(objects, stamp)
+        for object_id, obj in objects.items():
+            if object_id in self.known:
+                self.known[object_id] = obj
+        return table, events
+
+    def _suspect(self, removals: list[dict]) -> None:
+        """Known objects that a fresh removal covers become suspects."""
+        for removal in removals:
             points = np.asarray(removal.get("points", [removal["centre"]]), dtype=float)
             for object_id, old in self.known.items():
-                cover = removal_cover(old, points, self.margin)
                 moved_from = self.moved_from.get(object_id)
                 if moved_from is not None and \
                         removal_cover(moved_from, points, self.margin) >= self.min_cover:
                     continue  # the rest of the place it was moved from, cleared
+                cover = removal_cover(old, points, self.margin)
                 if cover >= self.min_cover and object_id not in self.suspects:
                     self.suspects[object_id] = (old, self.updates, cover)
-        # An object a removal covered is watched against what it was: a removal goes in bites,
-        # and meanwhile what is left, or another object put down there, carries its id.
+
+    def _resolve_suspects(self, table: ObjectTable, objects: dict[int, ObjectInfo]
+                          ) -> ObjectTable:
+        """A suspect is watched against what it was: a removal goes in bites, and meanwhile
+        what is left, or another object put down there, carries its id. Once what carries it
+        is no longer it, the object is gone: a remnant is dropped, another object gets a new
+        id. `objects` is updated in place."""
         for object_id, (old, when, cover) in list(self.suspects.items()):
             now = objects.get(object_id)
             if object_id not in self.known:
@@ -197,23 +213,34 @@ class ObjectTracker:
             else:  # another object took its place (and, by overlap, its id): a new one
                 table, now = _fresh(table, object_id)
                 objects[now.id] = now
+        return table
+
+    def _sort_newcomers(self, table: ObjectTable, objects: dict[int, ObjectInfo]
+                        ) -> ObjectTable:
+        """Ids this tracker does not know: a remnant of a removed object (dropped), a known
+        object that reclustering renamed (given its id back), or a new object (held)."""
         for object_id in list(objects):
             if object_id in self.known or object_id in self.new:
                 continue
-            if self._remnant(objects[object_id]):  # what is left where one was removed: a ghost
+            if self._remnant(objects[object_id]):
                 table = _without(table, object_id)
                 objects.pop(object_id)
                 continue
             again = self._same_place(objects[object_id], objects)
-            if again is not None:  # a reclustering gave a known object a new id: not news
+            if again is not None:
                 table = _renamed(table, object_id, again)
                 objects[again.id] = next(o for o in table.objects if o.id == again.id)
                 objects.pop(object_id)
                 continue
             self.new[object_id] = self.updates
-        # A new object that looks like one just removed, not too far away, is that object
-        # moved. It must have stayed for two clusterings: a young map's clusterings flicker
-        # with passing fragments (of a floor seen from afar, say) that may look alike.
+        return table
+
+    def _match_moves(self, table: ObjectTable, objects: dict[int, ObjectInfo], stamp: float
+                     ) -> tuple[ObjectTable, list[ObjectEvent]]:
+        """A new object that looks like one just removed, not too far away, is that object
+        moved. It must have stayed for two clusterings: a young map's clusterings flicker with
+        passing fragments (of a floor seen from afar, say) that may look alike."""
+        events = []
         for object_id, first in sorted(self.new.items()):
             if object_id not in objects or first == self.updates:
                 continue
@@ -236,6 +263,11 @@ class ObjectTracker:
             self.moved_from[old.id] = old
             events.append(ObjectEvent(stamp, old.id, old.label, "moved", old.centroid.tolist(),
                                       moved.centroid.tolist(), round(score, 3)))
+        return table, events
+
+    def _announce(self, objects: dict[int, ObjectInfo], stamp: float) -> list[ObjectEvent]:
+        """Removals and new objects whose hold is over."""
+        events = []
         for object_id, (old, when, cover) in list(self.gone.items()):
             if self.updates - when == self.hold_removed:
                 events.append(ObjectEvent(stamp, old.id, old.label, "removed",
@@ -250,10 +282,7 @@ class ObjectTracker:
                 self.known[object_id] = objects[object_id]
                 events.append(ObjectEvent(stamp, object_id, objects[object_id].label, "appeared",
                                           None, objects[object_id].centroid.tolist(), 1.0))
-        for object_id, obj in objects.items():
-            if object_id in self.known:
-                self.known[object_id] = obj
-        return table, events
+        return events
 
 
 def _without(table: ObjectTable, object_id: int) -> ObjectTable:
