@@ -8,7 +8,8 @@
 // Files: this header holds what several passes share (constants, the Splat struct, the
 // per-pixel rule) and declares every function the module exports; bin_cpu.cpp (binning),
 // forward_cpu.cpp, backward_cpu.cpp (backward and the per-Gaussian reduction), project_cpu.cpp
-// (the fused EWA projection) and bindings.cpp (the Python module) hold the rest.
+// (the fused EWA projection), sh_cpu.cpp (SH colour) and bindings.cpp (the Python module) hold
+// the rest.
 //
 // Binning: a Gaussian is listed in the tiles of its 3-sigma square (project.tile_rects) that
 // also meet its alpha box, the bounding box of {alpha >= ALPHA_MIN}, widened to cover float
@@ -322,5 +323,22 @@ std::vector<torch::Tensor> project_backward(torch::Tensor means,    // [N, 3]
                                             torch::Tensor g_means2d,  // [N, 2]
                                             torch::Tensor g_conics,   // [N, 3]
                                             torch::Tensor g_depths);  // [N]
+
+// sh_cpu.cpp. SH colour of degree 1..3 (cgc_core/model/sh.py's eval_sh, clamped at 0); rows of
+// Gaussians with visible[g] == 0 are left at 0. Returns rgb [N, 3].
+torch::Tensor sh_forward(int64_t degree,
+                         torch::Tensor sh0,                      // [N, 1, 3]
+                         torch::Tensor shN,                      // [N, K - 1, 3]
+                         torch::Tensor dirs,                     // [N, 3] camera -> Gaussian
+                         std::optional<torch::Tensor> visible);  // [N] int32 or None (all)
+
+// sh_cpu.cpp. Returns the gradients {sh0 [N, 1, 3], shN [N, K - 1, 3], dirs [N, 3]}; 0 for the
+// Gaussians with visible[g] == 0 and for coefficients beyond the degree.
+std::vector<torch::Tensor> sh_backward(int64_t degree,
+                                       torch::Tensor sh0,                     // [N, 1, 3]
+                                       torch::Tensor shN,                     // [N, K - 1, 3]
+                                       torch::Tensor dirs,                    // [N, 3]
+                                       std::optional<torch::Tensor> visible,  // [N] int32 / None
+                                       torch::Tensor grad_rgb);               // [N, 3] dL/drgb
 
 }  // namespace cgc::render
