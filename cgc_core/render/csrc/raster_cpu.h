@@ -25,7 +25,11 @@
 // written as fixed-length, branch-free loops over the lanes that the compiler turns into SIMD:
 // the Gaussian's alpha at all 16 pixels at once (with an exp the compiler can vectorise,
 // splat_exp), the transmittance update, and the colour blend into a channel-major accumulator.
-// Lanes where the Gaussian is negligible or whose pixel already stopped are masked, not skipped.
+// Lanes where the Gaussian is negligible or whose pixel already stopped are masked, not skipped,
+// except that a Gaussian whose columns in the tile fit in half a row is splatted on an 8-lane
+// window (Splat::narrow): half the lane work, and the same result, as the lanes left out would
+// all fail the pair rule. A Gaussian's rows' alphas are computed in one loop before they are
+// used, so that the CPU overlaps their exp polynomials.
 // Pixel state lives in per-thread buffers reused across tiles: nothing is allocated per pixel.
 //
 // Gradients are accumulated per *intersection* (one row per (tile, Gaussian) pair): a tile is
