@@ -45,7 +45,9 @@ setup(
             name="cgc_core.render._raster_cpu",
             sources=[
                 f"cgc_core/render/csrc/{name}.cpp"
-                for name in ("bin_cpu", "forward_cpu", "backward_cpu", "project_cpu", "bindings")
+                for name in (
+                    "bin_cpu", "forward_cpu", "backward_cpu", "project_cpu", "sh_cpu", "bindings"
+                )
             ],
             extra_compile_args=COMPILE_ARGS + native_arch_flags(),
             extra_link_args=["-fopenmp"],

@@ -49,19 +49,28 @@ def render_view(splats: torch.nn.ParameterDict, viewmat: Tensor, K: Tensor, widt
     else:
         cam_centre = world_transform.camera_centre(viewmat)
         means, quats = world_transform.apply(means, quats)
-    channels = []
     if with_rgb:
         dirs = splats["means"] - cam_centre
-        channels.append(eval_sh(sh_degree, splats["sh0"], splats["shN"], dirs))
-    if with_features:
-        channels.append(splats["features"])
-    colors = torch.cat(channels, dim=1)
+
+    # Called by `rasterize` once it has projected: SH colour is then computed only for the
+    # Gaussians the projection keeps (the others are never read), which on a CPU is most of
+    # what colour costs.
+    def colors_of(visible: Tensor) -> Tensor:  # [N] bool -> [N, C]
+        channels = []
+        if with_rgb:
+            channels.append(eval_sh(sh_degree, splats["sh0"], splats["shN"], dirs, visible))
+        if with_features:
+            channels.append(splats["features"])
+        return channels[0] if len(channels) == 1 else torch.cat(channels, dim=1)
+
+    channels = (3 if with_rgb else 0) + (splats["features"].shape[1] if with_features else 0)
     bg = None
     if background is not None and with_rgb:
-        bg = torch.cat([background.to(colors), colors.new_zeros(colors.shape[1] - 3)])
+        bg = torch.cat([background.to(splats["sh0"]),
+                        background.new_zeros(channels - 3, dtype=splats["sh0"].dtype)])
     out = rasterize(
         means, quats, splats["log_scales"].exp(),
-        torch.sigmoid(splats["opacities"]), colors, viewmat, K, width, height,
+        torch.sigmoid(splats["opacities"]), colors_of, viewmat, K, width, height,
         background=bg, render_depth=with_depth, near=render.near, far=render.far,
         eps2d=render.eps2d, backend=render.backend)
     rgb = out.colors[..., :3] if with_rgb else None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -88,6 +89,10 @@ def resolve_backend(name: str, device: torch.device | str) -> str:
     return name
 
 
+# Colours given as a function of which Gaussians the projection keeps: [N] bool -> [N, C].
+ColorsOf = Callable[[Tensor], Tensor]
+
+
 def _check_inputs(means, quats, scales, opacities, colors, viewmat, K, background) -> None:
     n = means.shape[0]
     expected = {
@@ -101,6 +106,12 @@ def _check_inputs(means, quats, scales, opacities, colors, viewmat, K, backgroun
     for name, (tensor, shape) in expected.items():
         if tuple(tensor.shape) != shape:
             raise ValueError(f"{name} must have shape {list(shape)}, got {list(tensor.shape)}")
+    if colors is None:  # a ColorsOf, checked once it has been called
+        return
+    _check_colors(colors, n, background)
+
+
+def _check_colors(colors, n, background) -> None:
     if colors.dim() != 2 or colors.shape[0] != n or colors.shape[1] < 1:
         raise ValueError(f"colors must have shape [{n}, C] with C >= 1, got {list(colors.shape)}")
     if background is not None and tuple(background.shape) != (colors.shape[1],):
@@ -114,7 +125,7 @@ def rasterize(
     quats: Tensor,  # [N, 4]
     scales: Tensor,  # [N, 3]
     opacities: Tensor,  # [N]
-    colors: Tensor,  # [N, C]
+    colors: Tensor | ColorsOf,  # [N, C], or a function giving them
     viewmat: Tensor,  # [4, 4]
     K: Tensor,  # [3, 3]
     width: int,
@@ -134,7 +145,10 @@ def rasterize(
         quats: [N, 4] rotations (w, x, y, z), normalised inside.
         scales: [N, 3] linear scales (already exp'd).
         opacities: [N] in (0, 1) (already sigmoid'd).
-        colors: [N, C] any C >= 1 channels (3 RGB, 16 features, 19 both).
+        colors: [N, C] any C >= 1 channels (3 RGB, 16 features, 19 both); or a function of
+            the [N] bool mask of the Gaussians the projection keeps (radii > 0) that returns
+            them, for colours that cost per Gaussian (SH): rows of the others are never read.
+            (The gsplat backend projects inside its kernels, so it calls it with all True.)
         viewmat: [4, 4] world-to-camera, OpenCV axes (x right, y down, z forward).
         K: [3, 3] intrinsics.
         width, height: image size in pixels.
@@ -147,13 +161,17 @@ def rasterize(
     Returns:
         RenderOutput. N = 0 gives the background with zero alpha.
     """
-    _check_inputs(means, quats, scales, opacities, colors, viewmat, K, background)
+    colors_of = colors if callable(colors) else None
+    _check_inputs(means, quats, scales, opacities, None if colors_of else colors, viewmat, K,
+                  background)
     name = resolve_backend(backend, means.device)
-    channels = colors.shape[1]
-    if background is None:
-        background = colors.new_zeros(channels)
-    background = background.to(colors)
     if name == "gsplat":
+        if colors_of is not None:
+            colors = colors_of(torch.ones(means.shape[0], dtype=torch.bool, device=means.device))
+            _check_colors(colors, means.shape[0], background)
+        if background is None:
+            background = colors.new_zeros(colors.shape[1])
+        background = background.to(colors)
         from .gsplat_backend import rasterize_gsplat
 
         return rasterize_gsplat(
@@ -178,6 +196,13 @@ def rasterize(
         proj = cpu.project_cpu(means, quats, scales, viewmat, K, width, height, near, far, eps2d)
     else:
         proj = project_gaussians(means, quats, scales, viewmat, K, width, height, near, far, eps2d)
+    if colors_of is not None:
+        colors = colors_of(proj.radii > 0)
+        _check_colors(colors, means.shape[0], background)
+    channels = colors.shape[1]
+    if background is None:
+        background = colors.new_zeros(channels)
+    background = background.to(colors)
     feats, bg = colors, background
     if render_depth:  # depth is one more channel, with a zero background
         feats = torch.cat([colors, proj.depths[:, None].to(colors.dtype)], dim=1)

@@ -4,7 +4,10 @@ Two autograd functions: the projection (`project_cpu`, the maths of `project.py`
 pass) and the rasterization (`rasterize_cpu`, the per-pixel rule of `reference.py`'s docstring,
 16-pixel SIMD rows over 16 x 16 tiles). float32 and float64. Sources in csrc/: raster_cpu.h (the
 design, shared pieces and every declaration), bin_cpu.cpp, forward_cpu.cpp, backward_cpu.cpp,
-project_cpu.cpp and bindings.cpp.
+project_cpu.cpp, sh_cpu.cpp and bindings.cpp.
+
+Also SH colour (`sh_colors_cpu`, `model/sh.py`'s eval_sh fused into one pass per Gaussian), here
+because it lives in the same extension.
 """
 
 from __future__ import annotations
@@ -247,3 +250,39 @@ def rasterize_cpu(
         width,
         height,
     )
+
+
+class _SHColorsCPU(torch.autograd.Function):
+    """Autograd wrapper of the fused SH colour (sh_cpu.cpp): gradients for sh0, shN and dirs;
+    the backward recomputes the basis instead of saving it."""
+
+    @staticmethod
+    def forward(ctx, degree, sh0, shN, dirs, visible):
+        ctx.save_for_backward(sh0, shN, dirs, visible)
+        ctx.degree = degree
+        return _extension().sh_forward(degree, sh0, shN, dirs, visible)
+
+    @staticmethod
+    def backward(ctx, grad_rgb):
+        sh0, shN, dirs, visible = ctx.saved_tensors
+        g_sh0, g_shN, g_dirs = _extension().sh_backward(
+            ctx.degree, sh0, shN, dirs, visible, grad_rgb.contiguous())
+        return None, g_sh0, g_shN, g_dirs, None
+
+
+def sh_colors_cpu(
+    degree: int,
+    sh0: Tensor,  # [N, 1, 3]
+    shN: Tensor,  # [N, K - 1, 3], K >= (degree + 1)^2
+    dirs: Tensor,  # [N, 3] camera centre -> Gaussian, any length
+    visible: Tensor | None = None,  # [N] bool / int: rows to compute; None = all
+) -> Tensor:
+    """`model.sh.eval_sh` for degree 1..3 in C++ ([N, 3] RGB clamped at 0), differentiable
+    w.r.t. sh0, shN and dirs. Rows with visible == 0 are left at 0 with zero gradients: pass
+    the projection's `radii > 0` when only the rasterizer reads the colours (it never reads a
+    culled Gaussian's). Equal to the torch version to float rounding, not bit for bit."""
+    dtype = dirs.dtype
+    if visible is not None:
+        visible = visible.to(torch.int32).contiguous()
+    return _SHColorsCPU.apply(int(degree), sh0.to(dtype).contiguous(),
+                              shN.to(dtype).contiguous(), dirs.contiguous(), visible)

@@ -11,6 +11,8 @@
 // As in the forward, a Gaussian is handled a row (16 lanes) at a time; its gradient is summed
 // per lane over its rows and reduced across lanes once, when the Gaussian is done.
 
+#include <type_traits>
+
 #include "raster_cpu.h"
 
 namespace cgc::render {
@@ -45,10 +47,10 @@ void backward_impl(const Splat<T>* splats,    // [N]
     std::vector<T> g_out(kPix * channels), lane_color(kTile * channels);
     alignas(64) T behind[kPix], trans[kPix], tail[kPix];
     alignas(64) int32_t last[kPix];
-    alignas(64) T vis[kTile], alpha[kTile], dot[kTile];
+    alignas(64) T vis_rows[kPix], alpha_rows[kPix], dot[kTile];
     alignas(64) T lane_mx[kTile], lane_my[kTile], lane_a[kTile], lane_b[kTile], lane_c[kTile],
         lane_op[kTile];
-    alignas(64) int32_t pass[kTile];
+    alignas(64) int32_t pass_rows[kPix];
     int32_t row_last[kTile];  // per row: the largest `last` of its pixels
 #pragma omp for schedule(dynamic, 1)
     for (int64_t tile = 0; tile < num_tiles; ++tile) {
@@ -97,77 +99,101 @@ void backward_impl(const Splat<T>* splats,    // [N]
         const T* __restrict c = colors + gid * channels;
         int64_t v_lo, v_hi;
         if (!s.rows(v0, v1, v_lo, v_hi)) continue;
-        std::fill(lane_color.begin(), lane_color.end(), T(0));
-        for (int i = 0; i < kTile; ++i)
-          lane_mx[i] = lane_my[i] = lane_a[i] = lane_b[i] = lane_c[i] = lane_op[i] = T(0);
-        int32_t touched = 0;
-        for (int64_t v = v_lo; v <= v_hi; ++v) {
-          const int64_t r = v - v0;
-          if (j >= row_last[r]) continue;  // every pixel of the row stopped before j
-          const T py = T(v) + T(0.5);
-          pair_alphas(s, py, u0, vis, alpha, pass);
-          const int32_t* __restrict la = last + r * kTile;
-          int32_t hits = 0;
-          for (int i = 0; i < kTile; ++i) {
-            pass[i] &= int32_t(j < la[i]);
-            hits += pass[i];
+        // The Gaussian's rows on L lanes from lane `start` (all 16, or a narrow window); lanes
+        // outside the window would add exact zeros, so they are left out, sums included.
+        const auto gaussian_grad = [&](auto lanes, int start) {
+          constexpr int L = decltype(lanes)::value;
+          for (int64_t ch = 0; ch < channels; ++ch)
+            for (int i = 0; i < L; ++i) lane_color[ch * kTile + i] = T(0);
+          for (int i = 0; i < L; ++i)
+            lane_mx[i] = lane_my[i] = lane_a[i] = lane_b[i] = lane_c[i] = lane_op[i] = T(0);
+          // Every row's alphas first, then the rows' gradients: the rows are independent, and
+          // computing them in one loop lets the CPU overlap their exp polynomials (one row at a
+          // time it waited on the polynomial's latency).
+          const int32_t j32 = int32_t(j);
+          for (int64_t v = v_lo; v <= v_hi; ++v) {
+            const int64_t r = v - v0;
+            if (j32 < row_last[r])
+              pair_alphas<L>(s, T(v) + T(0.5), u0 + start, vis_rows + r * kTile,
+                             alpha_rows + r * kTile, pass_rows + r * kTile);
           }
-          if (hits == 0) continue;
-          touched = 1;
-          for (int i = 0; i < kTile; ++i) dot[i] = T(0);
+          int32_t touched = 0;
+          for (int64_t v = v_lo; v <= v_hi; ++v) {
+            const int64_t r = v - v0;
+            if (j32 >= row_last[r]) continue;  // every pixel of the row stopped before j
+            const T py = T(v) + T(0.5);
+            const T* __restrict vis = vis_rows + r * kTile;
+            const T* __restrict alpha = alpha_rows + r * kTile;
+            int32_t* __restrict pass = pass_rows + r * kTile;
+            const int32_t* __restrict la = last + r * kTile + start;
+            int32_t hits = 0;
+            // A 32-bit compare: with j in 64 bits GCC compared lane by lane in scalar code.
+            for (int i = 0; i < L; ++i) {
+              pass[i] &= int32_t(j32 < la[i]);
+              hits += pass[i];
+            }
+            if (hits == 0) continue;
+            touched = 1;
+            for (int i = 0; i < L; ++i) dot[i] = T(0);
+            for (int64_t ch = 0; ch < channels; ++ch) {
+              const T cc = c[ch];
+              const T* __restrict go = g_out.data() + ch * kPix + r * kTile + start;
+              for (int i = 0; i < L; ++i) dot[i] += go[i] * cc;
+            }
+            T* __restrict tr = trans + r * kTile + start;
+            T* __restrict be = behind + r * kTile + start;
+            const T* __restrict ta = tail + r * kTile + start;
+            const T dy = s.my - py, mx = s.mx, con_a = s.a, con_b = s.b, con_c = s.c, op = s.op;
+            const int32_t col0 = int32_t(u0) + start;
+            for (int32_t i = 0; i < L; ++i) {
+              const T inv_one_minus = T(1) / (T(1) - alpha[i]);
+              const T t_before = tr[i] * inv_one_minus;  // T before j
+              const T w = alpha[i] * t_before;
+              const T d_alpha = dot[i] * t_before + (ta[i] - be[i]) * inv_one_minus;
+              const int32_t hit = pass[i];
+              tr[i] = hit ? t_before : tr[i];
+              be[i] = hit ? be[i] + w * dot[i] : be[i];
+              // Where alpha is clamped at ALPHA_MAX it is flat: no opacity or shape gradient.
+              const int32_t shape = hit & int32_t(op * vis[i] <= kAlphaMax<T>);
+              const T dx = mx - (T(col0 + i) + T(0.5));
+              const T d_sigma = -d_alpha * op * vis[i];
+              lane_op[i] += shape ? d_alpha * vis[i] : T(0);
+              lane_mx[i] += shape ? d_sigma * (con_a * dx + con_b * dy) : T(0);
+              lane_my[i] += shape ? d_sigma * (con_b * dx + con_c * dy) : T(0);
+              lane_a[i] += shape ? d_sigma * T(0.5) * dx * dx : T(0);
+              lane_b[i] += shape ? d_sigma * dx * dy : T(0);
+              lane_c[i] += shape ? d_sigma * T(0.5) * dy * dy : T(0);
+              dot[i] = hit ? w : T(0);  // reused: the colour weight of the hit lanes
+            }
+            for (int64_t ch = 0; ch < channels; ++ch) {
+              const T* __restrict go = g_out.data() + ch * kPix + r * kTile + start;
+              T* __restrict lc = lane_color.data() + ch * kTile;
+              for (int i = 0; i < L; ++i) lc[i] += dot[i] * go[i];
+            }
+          }
+          if (!touched) return;
+          T* __restrict gr = tile_grad + j * row;
+          T sums[kGColor] = {0, 0, 0, 0, 0, 0};
+          for (int i = 0; i < L; ++i) {
+            sums[kGMeanX] += lane_mx[i];
+            sums[kGMeanY] += lane_my[i];
+            sums[kGConicA] += lane_a[i];
+            sums[kGConicB] += lane_b[i];
+            sums[kGConicC] += lane_c[i];
+            sums[kGOpacity] += lane_op[i];
+          }
+          for (int64_t q = 0; q < kGColor; ++q) gr[q] = sums[q];
           for (int64_t ch = 0; ch < channels; ++ch) {
-            const T cc = c[ch];
-            const T* __restrict go = g_out.data() + ch * kPix + r * kTile;
-            for (int i = 0; i < kTile; ++i) dot[i] += go[i] * cc;
+            T sum = T(0);
+            for (int i = 0; i < L; ++i) sum += lane_color[ch * kTile + i];
+            gr[kGColor + ch] = sum;
           }
-          T* __restrict tr = trans + r * kTile;
-          T* __restrict be = behind + r * kTile;
-          const T* __restrict ta = tail + r * kTile;
-          const T dy = s.my - py, mx = s.mx, con_a = s.a, con_b = s.b, con_c = s.c, op = s.op;
-          const int32_t col0 = int32_t(u0);
-          for (int32_t i = 0; i < kTile; ++i) {
-            const T inv_one_minus = T(1) / (T(1) - alpha[i]);
-            const T t_before = tr[i] * inv_one_minus;  // T before j
-            const T w = alpha[i] * t_before;
-            const T d_alpha = dot[i] * t_before + (ta[i] - be[i]) * inv_one_minus;
-            const int32_t hit = pass[i];
-            tr[i] = hit ? t_before : tr[i];
-            be[i] = hit ? be[i] + w * dot[i] : be[i];
-            // Where alpha is clamped at ALPHA_MAX it is flat: no opacity or shape gradient.
-            const int32_t shape = hit & int32_t(op * vis[i] <= kAlphaMax<T>);
-            const T dx = mx - (T(col0 + i) + T(0.5));
-            const T d_sigma = -d_alpha * op * vis[i];
-            lane_op[i] += shape ? d_alpha * vis[i] : T(0);
-            lane_mx[i] += shape ? d_sigma * (con_a * dx + con_b * dy) : T(0);
-            lane_my[i] += shape ? d_sigma * (con_b * dx + con_c * dy) : T(0);
-            lane_a[i] += shape ? d_sigma * T(0.5) * dx * dx : T(0);
-            lane_b[i] += shape ? d_sigma * dx * dy : T(0);
-            lane_c[i] += shape ? d_sigma * T(0.5) * dy * dy : T(0);
-            dot[i] = hit ? w : T(0);  // reused: the colour weight of the hit lanes
-          }
-          for (int64_t ch = 0; ch < channels; ++ch) {
-            const T* __restrict go = g_out.data() + ch * kPix + r * kTile;
-            T* __restrict lc = lane_color.data() + ch * kTile;
-            for (int i = 0; i < kTile; ++i) lc[i] += dot[i] * go[i];
-          }
-        }
-        if (!touched) continue;
-        T* __restrict gr = tile_grad + j * row;
-        T sums[kGColor] = {0, 0, 0, 0, 0, 0};
-        for (int i = 0; i < kTile; ++i) {
-          sums[kGMeanX] += lane_mx[i];
-          sums[kGMeanY] += lane_my[i];
-          sums[kGConicA] += lane_a[i];
-          sums[kGConicB] += lane_b[i];
-          sums[kGConicC] += lane_c[i];
-          sums[kGOpacity] += lane_op[i];
-        }
-        for (int64_t q = 0; q < kGColor; ++q) gr[q] = sums[q];
-        for (int64_t ch = 0; ch < channels; ++ch) {
-          T sum = T(0);
-          for (int i = 0; i < kTile; ++i) sum += lane_color[ch * kTile + i];
-          gr[kGColor + ch] = sum;
-        }
+        };
+        int start;
+        if (s.narrow(u0, u1, start))
+          gaussian_grad(std::integral_constant<int, kNarrow>{}, start);
+        else
+          gaussian_grad(std::integral_constant<int, kTile>{}, 0);
       }
     }
   }

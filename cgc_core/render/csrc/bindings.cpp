@@ -26,4 +26,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         release_gil());
   m.def("project_backward", &cr::project_backward, "gradients of the EWA projection",
         release_gil());
+  m.def("sh_forward", &cr::sh_forward, "SH colour of degree 1..3", py::arg("degree"),
+        py::arg("sh0"), py::arg("shN"), py::arg("dirs"), py::arg("visible") = py::none(),
+        release_gil());
+  m.def("sh_backward", &cr::sh_backward, "gradients of the SH colour", py::arg("degree"),
+        py::arg("sh0"), py::arg("shN"), py::arg("dirs"), py::arg("visible"),
+        py::arg("grad_rgb"), release_gil());
 }

@@ -1,5 +1,7 @@
 // Forward rasterization: front-to-back alpha blending of each tile's Gaussians (see raster_cpu.h).
 
+#include <type_traits>
+
 #include "raster_cpu.h"
 
 namespace cgc::render {
@@ -26,8 +28,8 @@ void forward_impl(const Splat<T>* splats,  // [N]
     std::vector<T> acc(kPix * channels);
     alignas(64) T trans[kPix];
     alignas(64) int32_t last[kPix], live[kPix];
-    alignas(64) T vis[kTile], alpha[kTile], weight[kTile];
-    alignas(64) int32_t pass[kTile];
+    alignas(64) T vis_rows[kPix], alpha_rows[kPix], weight[kTile];
+    alignas(64) int32_t pass_rows[kPix];
     int32_t row_live[kTile];
 #pragma omp for schedule(dynamic, 1)
     for (int64_t tile = 0; tile < num_tiles; ++tile) {
@@ -51,42 +53,60 @@ void forward_impl(const Splat<T>* splats,  // [N]
         const T* __restrict c = colors + gid * channels;
         int64_t v_lo, v_hi;
         if (!s.rows(v0, v1, v_lo, v_hi)) continue;
-        for (int64_t v = v_lo; v <= v_hi; ++v) {
-          const int64_t r = v - v0;
-          if (row_live[r] == 0) continue;  // every pixel of the row has stopped
-          const T py = T(v) + T(0.5);
-          pair_alphas(s, py, u0, vis, alpha, pass);
-          T* __restrict tr = trans + r * kTile;
-          int32_t* __restrict la = last + r * kTile;
-          int32_t* __restrict li = live + r * kTile;
-          int32_t finished = 0, added = 0;
-          for (int i = 0; i < kTile; ++i) {
-            const T next_t = tr[i] * (T(1) - alpha[i]);
-            const int32_t hit = pass[i] & li[i];
-            // A pixel stops before the Gaussian that would take T to or below T_MIN.
-            const int32_t stop = hit & int32_t(next_t <= kTMin<T>);
-            const int32_t add = hit & (stop ^ 1);
-            weight[i] = add ? alpha[i] * tr[i] : T(0);
-            tr[i] = add ? next_t : tr[i];
-            la[i] = add ? int32_t(j + 1) : la[i];
-            li[i] &= stop ^ 1;
-            finished += stop;
-            added += add;
+        // The Gaussian's rows, on L lanes from lane `start` (all 16, or a narrow window).
+        const auto splat_rows = [&](auto lanes, int start) {
+          constexpr int L = decltype(lanes)::value;
+          // Every live row's alphas first, then the blending: rows are independent (a row's
+          // liveness only changes by blending that row), and computing them in one loop lets
+          // the CPU overlap their exp polynomials.
+          for (int64_t v = v_lo; v <= v_hi; ++v) {
+            const int64_t r = v - v0;
+            if (row_live[r] != 0)
+              pair_alphas<L>(s, T(v) + T(0.5), u0 + start, vis_rows + r * kTile,
+                             alpha_rows + r * kTile, pass_rows + r * kTile);
           }
-          row_live[r] -= finished;
-          active -= finished;
-          if (added == 0) continue;
-          for (int64_t ch = 0; ch < channels; ++ch) {
-            const T cc = c[ch];
-            T* __restrict a = acc.data() + ch * kPix + r * kTile;
-            // Selected, not multiplied by a zero weight: a non-finite colour must not leak into
-            // pixels the Gaussian does not touch. `omp simd`: without it GCC unrolled the lanes
-            // and vectorised across channels instead (strided, permutes, a scalar tail), which
-            // made this loop ~90% of the forward with 19 channels.
+          for (int64_t v = v_lo; v <= v_hi; ++v) {
+            const int64_t r = v - v0;
+            if (row_live[r] == 0) continue;  // every pixel of the row has stopped
+            const T* __restrict alpha = alpha_rows + r * kTile;
+            const int32_t* __restrict pass = pass_rows + r * kTile;
+            T* __restrict tr = trans + r * kTile + start;
+            int32_t* __restrict la = last + r * kTile + start;
+            int32_t* __restrict li = live + r * kTile + start;
+            int32_t finished = 0, added = 0;
+            for (int i = 0; i < L; ++i) {
+              const T next_t = tr[i] * (T(1) - alpha[i]);
+              const int32_t hit = pass[i] & li[i];
+              // A pixel stops before the Gaussian that would take T to or below T_MIN.
+              const int32_t stop = hit & int32_t(next_t <= kTMin<T>);
+              const int32_t add = hit & (stop ^ 1);
+              weight[i] = add ? alpha[i] * tr[i] : T(0);
+              tr[i] = add ? next_t : tr[i];
+              la[i] = add ? int32_t(j + 1) : la[i];
+              li[i] &= stop ^ 1;
+              finished += stop;
+              added += add;
+            }
+            row_live[r] -= finished;
+            active -= finished;
+            if (added == 0) continue;
+            for (int64_t ch = 0; ch < channels; ++ch) {
+              const T cc = c[ch];
+              T* __restrict a = acc.data() + ch * kPix + r * kTile + start;
+              // Selected, not multiplied by a zero weight: a non-finite colour must not leak
+              // into pixels the Gaussian does not touch. `omp simd`: without it GCC unrolled
+              // the lanes and vectorised across channels instead (strided, permutes, a scalar
+              // tail), which made this loop ~90% of the forward with 19 channels.
 #pragma omp simd
-            for (int i = 0; i < kTile; ++i) a[i] = weight[i] != T(0) ? a[i] + weight[i] * cc : a[i];
+              for (int i = 0; i < L; ++i) a[i] = weight[i] != T(0) ? a[i] + weight[i] * cc : a[i];
+            }
           }
-        }
+        };
+        int start;
+        if (s.narrow(u0, u1, start))
+          splat_rows(std::integral_constant<int, kNarrow>{}, start);
+        else
+          splat_rows(std::integral_constant<int, kTile>{}, 0);
       }
       for (int64_t r = 0; r < rows; ++r) {
         for (int64_t i = 0; i < cols; ++i) {

@@ -167,6 +167,17 @@ void project_backward_impl(const T* means,    // [N, 3]
   const T* const* wr = cam.w;
 #pragma omp parallel for num_threads(num_threads()) schedule(static)
   for (int64_t g = 0; g < n; ++g) {
+    // A Gaussian the rasterizer never reached (culled, or in no tile) gets zero gradients in:
+    // its gradients out are zero, so the footprint is not recomputed (about half the Gaussians
+    // of a training view; the chain rule below would give the same zeros from finite values).
+    const T* gm2 = g_means2d + 2 * g;
+    const T* gcon = g_conics + 3 * g;
+    if (gm2[0] == T(0) && gm2[1] == T(0) && gcon[0] == T(0) && gcon[1] == T(0) &&
+        gcon[2] == T(0) && g_depths[g] == T(0)) {
+      for (int k = 0; k < 3; ++k) g_means[3 * g + k] = g_scales[3 * g + k] = T(0);
+      for (int k = 0; k < 4; ++k) g_quats[4 * g + k] = T(0);
+      continue;
+    }
     const Footprint<T> f =
         footprint(cam, means + 3 * g, quats + 4 * g, scales + 3 * g, near, far, eps2d);
     const T* s = scales + 3 * g;
@@ -176,7 +187,6 @@ void project_backward_impl(const T* means,    // [N, 3]
     const auto &t = f.t, &jw = f.jw, &qn = f.qn, &rot = f.rot, &mr = f.mr, &v = f.v;
 
     // conic = (c, -b, a) / D with D = det where det > 0, else the constant 1.
-    const T* gcon = g_conics + 3 * g;
     T ga, gb, gc;
     if (det > 0) {
       const T inv = T(1) / det, inv2 = inv * inv;
@@ -238,7 +248,6 @@ void project_backward_impl(const T* means,    // [N, 3]
     if (!(xr < cam.lim_x_pos && xr > -cam.lim_x_neg)) g_xz = 0;
     if (!(yr < cam.lim_y_pos && yr > -cam.lim_y_neg)) g_yz = 0;
     // means2d = f t_r inv_z + c.
-    const T* gm2 = g_means2d + 2 * g;
     T g_inv_z = fx * g_k0 + fy * g_k1 + gm2[0] * fx * t[0] + gm2[1] * fy * t[1];
     T gt[3] = {gm2[0] * fx * inv_z + g_xz / z, gm2[1] * fy * inv_z + g_yz / z, g_depths[g]};
     const T g_z = -g_inv_z * inv_z * inv_z - (g_xz * xr + g_yz * yr) / z;

@@ -8,7 +8,8 @@
 // Files: this header holds what several passes share (constants, the Splat struct, the
 // per-pixel rule) and declares every function the module exports; bin_cpu.cpp (binning),
 // forward_cpu.cpp, backward_cpu.cpp (backward and the per-Gaussian reduction), project_cpu.cpp
-// (the fused EWA projection) and bindings.cpp (the Python module) hold the rest.
+// (the fused EWA projection), sh_cpu.cpp (SH colour) and bindings.cpp (the Python module) hold
+// the rest.
 //
 // Binning: a Gaussian is listed in the tiles of its 3-sigma square (project.tile_rects) that
 // also meet its alpha box, the bounding box of {alpha >= ALPHA_MIN}, widened to cover float
@@ -24,7 +25,11 @@
 // written as fixed-length, branch-free loops over the lanes that the compiler turns into SIMD:
 // the Gaussian's alpha at all 16 pixels at once (with an exp the compiler can vectorise,
 // splat_exp), the transmittance update, and the colour blend into a channel-major accumulator.
-// Lanes where the Gaussian is negligible or whose pixel already stopped are masked, not skipped.
+// Lanes where the Gaussian is negligible or whose pixel already stopped are masked, not skipped,
+// except that a Gaussian whose columns in the tile fit in half a row is splatted on an 8-lane
+// window (Splat::narrow): half the lane work, and the same result, as the lanes left out would
+// all fail the pair rule. A Gaussian's rows' alphas are computed in one loop before they are
+// used, so that the CPU overlaps their exp polynomials.
 // Pixel state lives in per-thread buffers reused across tiles: nothing is allocated per pixel.
 //
 // Gradients are accumulated per *intersection* (one row per (tile, Gaussian) pair): a tile is
@@ -121,6 +126,8 @@ struct Splat {
   // that float rounding of sigma can never put a kept pair outside it; negative for a Gaussian
   // that is never visible, +inf when the conic is degenerate (no closed form).
   double row_half;
+  // The same for the horizontal extent (sqrt(2 s (Q^-1)_xx), (Q^-1)_xx = c / det Q).
+  double col_half;
 
   // Rows [lo, hi] of [v0, v1) whose centre can hold a pair with sigma <= skip_sigma: for
   // sigma = 0.5 d^T Q d that extent is sqrt(2 s (Q^-1)_yy), (Q^-1)_yy = a / det Q. Rows outside
@@ -133,7 +140,28 @@ struct Splat {
     hi = std::min(v1 - 1, floor_int(double(my) + row_half - 0.5));
     return lo <= hi;
   }
+
+  // The lanes of a tile row (columns [u0, u1)) worth computing: a window of kNarrow lanes
+  // starting at lane `start` when every column that can hold a pair fits in one, else the whole
+  // row (start 0). Lanes outside fail the pair rule (the same bound as `rows`), so leaving them
+  // out changes no result; a Gaussian narrower than half a tile then costs half the lane work.
+  bool narrow(int64_t u0, int64_t u1, int& start) const;
 };
+
+// Lanes of a narrow window (see Splat::narrow).
+constexpr int kNarrow = kTile / 2;
+
+template <typename T>
+bool Splat<T>::narrow(int64_t u0, int64_t u1, int& start) const {
+  const int64_t lo = std::max(u0, ceil_int(double(mx) - col_half - 0.5));
+  const int64_t hi = std::min(u1 - 1, floor_int(double(mx) + col_half - 0.5));
+  if (!(col_half < kTile) || hi - lo >= kNarrow) {
+    start = 0;
+    return false;
+  }
+  start = int(std::min(std::max(lo - u0, int64_t(0)), int64_t(kTile - kNarrow)));
+  return true;
+}
 
 // The alpha box of the binning rule: the C++ twin of project.alpha_tile_rects (see its docstring
 // for the maths), in the same float64 operations in the same order, so that both backends bin
@@ -199,12 +227,14 @@ std::vector<Splat<T>> make_splats(const T* means2d,  // [N, 2]
     s.op = opac[g];
     s.skip_sigma = s.op > T(0) ? std::log(T(255) * s.op) + kSkipSlack<T> : T(-1);
     const double sk = s.skip_sigma, a = s.a, b = s.b, c = s.c, det = a * c - b * b;
-    if (!(sk >= 0))
-      s.row_half = -1.0;
-    else if (det > 0 && a > 0 && c > 0)
+    if (!(sk >= 0)) {
+      s.row_half = s.col_half = -1.0;
+    } else if (det > 0 && a > 0 && c > 0) {
       s.row_half = std::sqrt(2.0 * sk * a / det) * 1.001 + 1e-3;
-    else
-      s.row_half = INFINITY;
+      s.col_half = std::sqrt(2.0 * sk * c / det) * 1.001 + 1e-3;
+    } else {
+      s.row_half = s.col_half = INFINITY;
+    }
   }
   return splats;
 }
@@ -222,15 +252,16 @@ inline void prefetch_gaussian(const Splat<T>* splats,  // [N]
   __builtin_prefetch(colors + (gid + 1) * channels - 1);
 }
 
-// The per-(pixel, Gaussian) rule, for the 16 lanes of a row at once: pixel (u0 + i, py - 0.5)
+// The per-(pixel, Gaussian) rule, for L lanes of a row at once (16, or a narrow window of 8
+// starting at column u0): pixel (u0 + i, py - 0.5)
 // passes when 0 <= sigma <= skip_sigma and the clamped alpha is at least 1/255; vis = exp(-sigma).
 // The operation order matches reference.py so float32 rounding agrees. Lanes that fail get
 // arbitrary (finite) vis and alpha.
-template <typename T>
+template <int L, typename T>
 inline void pair_alphas(const Splat<T>& s, T py, int64_t u0,
-                        T* __restrict vis,           // [kTile] out: exp(-sigma)
-                        T* __restrict alpha,         // [kTile] out: min(ALPHA_MAX, opacity vis)
-                        int32_t* __restrict pass) {  // [kTile] out: 1 where the pair counts
+                        T* __restrict vis,           // [L] out: exp(-sigma)
+                        T* __restrict alpha,         // [L] out: min(ALPHA_MAX, opacity vis)
+                        int32_t* __restrict pass) {  // [L] out: 1 where the pair counts
   // Local copies: the compiler cannot prove that the stores below leave s alone, and a load
   // from memory inside the loop blocks vectorisation.
   const T mx = s.mx, a = s.a, b = s.b, c = s.c, op = s.op, skip_sigma = s.skip_sigma;
@@ -243,7 +274,7 @@ inline void pair_alphas(const Splat<T>& s, T py, int64_t u0,
   // A 32-bit column: 64-bit integer to float conversions do not vectorise on x86.
   const int32_t col0 = int32_t(u0);
 #pragma omp simd
-  for (int32_t i = 0; i < kTile; ++i) {
+  for (int32_t i = 0; i < L; ++i) {
     const T dx = mx - (T(col0 + i) + T(0.5));
     const T sigma = T(0.5) * (a * dx * dx + c * dy * dy) + b * dx * dy;
     const T v = splat_exp(-sigma, exp_floor);
@@ -322,5 +353,22 @@ std::vector<torch::Tensor> project_backward(torch::Tensor means,    // [N, 3]
                                             torch::Tensor g_means2d,  // [N, 2]
                                             torch::Tensor g_conics,   // [N, 3]
                                             torch::Tensor g_depths);  // [N]
+
+// sh_cpu.cpp. SH colour of degree 1..3 (cgc_core/model/sh.py's eval_sh, clamped at 0); rows of
+// Gaussians with visible[g] == 0 are left at 0. Returns rgb [N, 3].
+torch::Tensor sh_forward(int64_t degree,
+                         torch::Tensor sh0,                      // [N, 1, 3]
+                         torch::Tensor shN,                      // [N, K - 1, 3]
+                         torch::Tensor dirs,                     // [N, 3] camera -> Gaussian
+                         std::optional<torch::Tensor> visible);  // [N] int32 or None (all)
+
+// sh_cpu.cpp. Returns the gradients {sh0 [N, 1, 3], shN [N, K - 1, 3], dirs [N, 3]}; 0 for the
+// Gaussians with visible[g] == 0 and for coefficients beyond the degree.
+std::vector<torch::Tensor> sh_backward(int64_t degree,
+                                       torch::Tensor sh0,                     // [N, 1, 3]
+                                       torch::Tensor shN,                     // [N, K - 1, 3]
+                                       torch::Tensor dirs,                    // [N, 3]
+                                       std::optional<torch::Tensor> visible,  // [N] int32 / None
+                                       torch::Tensor grad_rgb);               // [N, 3] dL/drgb
 
 }  // namespace cgc::render

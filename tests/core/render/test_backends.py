@@ -29,6 +29,30 @@ def test_resolve_backend():
         resolve_backend("gsplat", "cpu")
 
 
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_colours_given_as_a_function_of_the_visible_gaussians(backend):
+    """`rasterize` calls a colours function with the projection's radii > 0 and renders what the
+    same colours given as a tensor render; a row left wrong outside the mask changes nothing."""
+    scene = random_scene(60, 3, seed=11)
+    with torch.no_grad():
+        scene["means"][:8] = scene["means"][:8] - 20.0 * scene["means"][:8]  # behind: culled
+    args = (scene["means"], scene["quats"], scene["scales"], scene["opacities"])
+    camera = (look_at_viewmat(), intrinsics(40, 30), 40, 30)
+    masks = []
+
+    def colours_of(visible):
+        masks.append(visible)
+        return torch.where(visible[:, None], scene["colors"], torch.nan)
+
+    got = rasterize(*args, colours_of, *camera, backend=backend)
+    want = rasterize(*args, scene["colors"], *camera, backend=backend)
+    assert torch.equal(masks[0], want.radii > 0) and 0 < int(masks[0].sum()) <= 52
+    for name in ("colors", "alphas", "depths", "means2d", "radii"):
+        assert torch.equal(getattr(got, name), getattr(want, name)), name
+    with pytest.raises(ValueError, match="colors must have shape"):
+        rasterize(*args, lambda visible: scene["colors"][:, :0], *camera, backend=backend)
+
+
 def test_bad_shapes_are_rejected_with_the_argument_name():
     scene = random_scene(5, 3, seed=0)
     args = [scene[k] for k in ("means", "quats", "scales", "opacities", "colors")]
