@@ -1,0 +1,293 @@
+"""Held-out PSNR per wall-clock second on a real capture: cgc against OpenSplat's CPU build,
+side by side in one run (issue 27: "Fox on 2 CPU cores: held-out PSNR is at least OpenSplat's at
+the same wall-clock time").
+
+The capture is instant-ngp's fox (not in this repository: NVIDIA's non-commercial licence; pass
+its folder). Both trainers read one prepared copy of it, written outside the repository (`--work`):
+
+- every photo undistorted once with cgc's lens model (`cgc_core.lens`) onto a pinhole camera whose
+  principal point is the image centre, then scaled by area to the training resolution (default
+  160 px on the longer side, 90x160: cgc's CPU default). The centred principal point is for
+  OpenSplat: its CPU projection (an OpenGL frustum built from the field of view) ignores cx / cy,
+  and cgc's own undistorted view of the fox has cx 1.2 px off centre at 90x160. The pinhole view
+  keeps cgc's undistorted field of view, zoomed about 3 % so that it stays inside the photo.
+- the held-out views (cgc's default split: every 8th photo, 7 of 50) are left out of OpenSplat's
+  transforms.json; cgc's lists them as `test_filenames`.
+- one initial point cloud for both (`ply_file_path`): the 20000 random points cgc draws for a
+  capture without points or depth (`initial_points`, seed `train.seed`), grey.
+
+Runs, alternating the two trainers (the one that goes first alternates too), for each iteration
+count, each as a whole process timed by the wall clock (start-up and image loading included):
+
+- cgc: `cgc train COPY --out RUN --iterations N --device cpu --quiet` with the default config (the
+  mask source segments the 90x160 photos, and the contrastive features train too: cgc's whole job,
+  not colour alone).
+- OpenSplat (https://github.com/pierotofy/OpenSplat, AGPL-3.0; built outside this repository, see
+  bench/README.md): `opensplat COPY --cpu -n N --num-downscales 0 --keep-crs` (its defaults
+  otherwise; `--num-downscales 0` trains at the same resolution from the first step, and
+  `--keep-crs` writes the PLY in the capture's coordinates).
+
+Both models are then scored by cgc's renderer the same way (`colour_quality`: held-out views at
+the training resolution, neutral exposure); OpenSplat's model on its own training background
+(nerfstudio's (0.613, 0.010, 0.398)) and on black, cgc's on black as it trains. The PSNR of a few
+training views checks that OpenSplat's PLY is read right (axes, SH layout, activations).
+
+    .venv/bin/python bench/bench_fox_opensplat.py --scene /path/to/fox
+        [--opensplat /work/opensplat/build/opensplat] [--iterations 250,500,1000,2000]
+        [--resolution 160] [--work /tmp/fox_opensplat]
+
+Prints and writes bench/results/fox_opensplat.md and .json (rewritten after every pair of runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_train import cpu_name  # noqa: E402
+
+from cgc_core.app.evaluate import colour_quality  # noqa: E402
+from cgc_core.app.run_folder import load_run  # noqa: E402
+from cgc_core.cameras import Camera  # noqa: E402
+from cgc_core.config import CGCConfig, RenderConfig  # noqa: E402
+from cgc_core.data import Scene, load_scene  # noqa: E402
+from cgc_core.data.nerfstudio import write_nerfstudio_scene, write_point_ply  # noqa: E402
+from cgc_core.lens import undistort  # noqa: E402
+from cgc_core.model.gaussians import load_ply  # noqa: E402
+from cgc_core.train.from_scene import initial_points  # noqa: E402
+from cgc_core.train.views import scene_extent, training_scale  # noqa: E402
+
+OPENSPLAT_BACKGROUND = (0.6130, 0.0101, 0.3984)  # model.hpp: nerfstudio's default
+CHECK_TRAIN_VIEWS = 6  # training views rendered to check that a model is read right
+ENV = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(ROOT)}
+
+
+def centred_camera(camera: Camera) -> Camera:
+    """`camera` (an undistorted pinhole view with its lens) with its principal point moved to the
+    image centre and its focal length raised just enough that the view stays inside the one it
+    came from (every pixel of it then comes from the photo)."""
+    zoom = max(camera.width / 2 / min(camera.cx, camera.width - camera.cx),
+               camera.height / 2 / min(camera.cy, camera.height - camera.cy))
+    return dataclasses.replace(camera, fx=camera.fx * zoom, fy=camera.fy * zoom,
+                               cx=camera.width / 2, cy=camera.height / 2)
+
+
+def small_view(scene: Scene, camera: Camera, resolution: int, out: Path) -> Camera:
+    """Write the photo of `camera` undistorted onto its centred view and scaled by area to
+    `resolution` on the longer side as out/images/<name>.png; its pinhole camera there."""
+    centred = centred_camera(camera)
+    photo = undistort(centred, scene.load_raw_image(camera))
+    view = centred.scaled(training_scale(centred, resolution))
+    path = out / "images" / f"{camera.name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(photo).resize((view.width, view.height), Image.BOX).save(path)
+    return dataclasses.replace(view, image_path=path)
+
+
+def prepare(scene_dir: Path, work: Path, resolution: int) -> tuple[Path, Path, dict]:
+    """(cgc's copy with the held-out views listed, OpenSplat's copy without them, facts)."""
+    scene = load_scene(scene_dir)
+    cgc_dir, opensplat_dir = work / "cgc", work / "opensplat"
+    for folder in (cgc_dir, opensplat_dir):
+        if folder.exists():
+            shutil.rmtree(folder)
+    cameras = [small_view(scene, camera, resolution, cgc_dir) for camera in scene.cameras]
+    config = CGCConfig()
+    train = [c for c in cameras if c.name in set(scene.train_names)]
+    points, _ = initial_points(Scene(cgc_dir, cameras, scene.train_names, scene.test_names),
+                               train, scene_extent(train), config.model.init_points,
+                               np.random.default_rng(config.train.seed))
+    grey = np.full((len(points), 3), 128, np.uint8)
+    for folder in (cgc_dir, opensplat_dir):
+        write_point_ply(folder / "points.ply", points, grey)
+    write_nerfstudio_scene(cgc_dir, cameras, scene.train_names, scene.test_names,
+                           ply_file="points.ply")
+    (opensplat_dir / "images").mkdir()
+    train_copies = []
+    for camera in train:  # the held-out photos stay out of OpenSplat's folder altogether
+        path = opensplat_dir / "images" / camera.image_path.name
+        shutil.copy(camera.image_path, path)
+        train_copies.append(dataclasses.replace(camera, image_path=path))
+    write_nerfstudio_scene(opensplat_dir, train_copies, scene.train_names, [],
+                           ply_file="points.ply")
+    first = cameras[0]
+    return cgc_dir, opensplat_dir, {
+        "train_views": len(scene.train_names), "held_out_views": len(scene.test_names),
+        "held_out": scene.test_names, "size": [first.width, first.height],
+        "intrinsics": [round(v, 3) for v in (first.fx, first.fy, first.cx, first.cy)],
+        "initial_points": len(points)}
+
+
+def run_cgc(copy: Path, out: Path, iterations: int) -> dict:
+    """Wall seconds of one `cgc train` process; the run's own figures from run.json."""
+    command = [sys.executable, "-m", "cgc_core.app.cli", "train", str(copy), "--out", str(out),
+               "--iterations", str(iterations), "--device", "cpu", "--quiet"]
+    start = time.perf_counter()
+    subprocess.run(command, cwd=ROOT, env=ENV, check=True, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    info = json.loads((out / "run.json").read_text())
+    return {"wall_s": wall, "train_s": info.get("train_seconds"),
+            "train_resolution": info.get("train_resolution"), "model": out / "model.ply"}
+
+
+def run_opensplat(binary: Path, copy: Path, out: Path, iterations: int) -> dict:
+    """Wall seconds of one OpenSplat process."""
+    out.mkdir(parents=True, exist_ok=True)
+    command = [str(binary), str(copy), "--cpu", "-n", str(iterations), "--num-downscales", "0",
+               "--keep-crs", "-o", str(out / "splat.ply")]
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=out, env=ENV, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    (out / "log.txt").write_text(done.stdout + done.stderr)
+    if done.returncode != 0:
+        raise RuntimeError(f"OpenSplat failed ({done.returncode}): {done.stderr[-2000:]}")
+    return {"wall_s": wall, "model": out / "splat.ply"}
+
+
+def score(model: Path, scene: Scene, resolution: int, background: tuple | None) -> dict:
+    """Held-out PSNR / SSIM (cgc's `colour_quality`) and the PSNR of a few training views."""
+    splats = load_ply(model)
+    bg = None if background is None else torch.tensor(background)
+    held_out = colour_quality(splats, scene, RenderConfig(), resolution, bg)
+    step = max(1, len(scene.train_names) // CHECK_TRAIN_VIEWS)
+    on_train = dataclasses.replace(scene, test_names=scene.train_names[::step])
+    trained = colour_quality(splats, on_train, RenderConfig(), resolution, bg)
+    return {"psnr": held_out["psnr"], "ssim": held_out["ssim"], "train_psnr": trained["psnr"],
+            "gaussians": int(splats["means"].shape[0])}
+
+
+def psnr_at(wall: float, points: list[tuple[float, float]]) -> float | None:
+    """PSNR at `wall` seconds interpolated linearly in log time between measured (wall, PSNR)
+    points; None outside their range (no extrapolation)."""
+    points = sorted(points)
+    if not points or wall < points[0][0] or wall > points[-1][0]:
+        return None
+    return float(np.interp(np.log(wall), [np.log(w) for w, _ in points],
+                           [p for _, p in points]))
+
+
+def load_text() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def markdown(meta: dict, rows: list[dict]) -> str:
+    lines = ["# Held-out PSNR per wall-clock second on the fox: cgc against OpenSplat's CPU build",
+             "", f"- command: `{meta['command']}` (cgc {meta['revision']})",
+             f"- date: {meta['date']}", f"- machine: {meta['machine']}",
+             f"- capture: {meta['capture']}", f"- OpenSplat: {meta['opensplat']}", "",
+             "| iterations | cgc wall s (training) | cgc PSNR / SSIM | cgc Gaussians | OpenSplat wall s | "
+             "OpenSplat PSNR / SSIM (its background) | OpenSplat PSNR (black) | OpenSplat "
+             "Gaussians | wall OpenSplat / cgc | PSNR cgc - OpenSplat (dB) | train-view PSNR "
+             "cgc / OpenSplat | load averages (cgc; OpenSplat) |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        c, o = r["cgc"], r["opensplat"]
+        lines.append(
+            f"| {r['iterations']} | {c['wall_s']:.0f} ({c['train_s']:.0f}) | {c['psnr']:.2f} / {c['ssim']:.3f} | "
+            f"{c['gaussians']} | {o['wall_s']:.0f} | {o['psnr']:.2f} / {o['ssim']:.3f} | "
+            f"{o['psnr_black']:.2f} | {o['gaussians']} | {o['wall_s'] / c['wall_s']:.2f} | "
+            f"{c['psnr'] - o['psnr']:+.2f} | {c['train_psnr']:.1f} / {o['train_psnr']:.1f} | "
+            f"{c['load']}; {o['load']} |")
+    opensplat_points = [(r["opensplat"]["wall_s"], r["opensplat"]["psnr"]) for r in rows]
+    lines += ["", "At the same wall-clock time (OpenSplat's PSNR interpolated in log time between "
+              "its measured runs; none outside them):", "",
+              "| cgc run | wall s | cgc PSNR | OpenSplat PSNR at that time | cgc - OpenSplat (dB) |",
+              "|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        c = r["cgc"]
+        other = psnr_at(c["wall_s"], opensplat_points)
+        if other is None:
+            first = min(opensplat_points)
+            where = (f"none: OpenSplat's shortest run took {first[0]:.0f} s ({first[1]:.2f} dB)"
+                     if c["wall_s"] < first[0] else "none: past OpenSplat's longest run")
+            lines.append(f"| {r['iterations']} it | {c['wall_s']:.0f} | {c['psnr']:.2f} | {where} "
+                         "| |")
+        else:
+            lines.append(f"| {r['iterations']} it | {c['wall_s']:.0f} | {c['psnr']:.2f} | "
+                         f"{other:.2f} | {c['psnr'] - other:+.2f} |")
+    lines += ["", "Wall s: the whole process (start-up, loading and segmenting included; cgc's "
+              "training loop alone in brackets, from its run.json), the two "
+              "trainers alternating on a machine shared with other jobs (load averages: 1, 5 and "
+              "15 minutes before each run). PSNR / SSIM: mean over the "
+              f"{meta['held_out_views']} held-out views ({', '.join(meta['held_out'])}) at "
+              f"{meta['size'][0]}x{meta['size'][1]}, rendered by cgc's renderer at neutral "
+              "exposure; train-view PSNR: the same on "
+              f"{CHECK_TRAIN_VIEWS} training views, the check that OpenSplat's PLY is read right. "
+              "One seed each."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scene", type=Path, required=True, help="the fox capture's folder")
+    parser.add_argument("--opensplat", type=Path, default=Path("/work/opensplat/build/opensplat"))
+    parser.add_argument("--iterations", default="250,500,1000,2000")
+    parser.add_argument("--resolution", type=int, default=160,
+                        help="training resolution of both, longer side")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/fox_opensplat"),
+                        help="the prepared copies and the runs (outside the repository)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" /
+                        "fox_opensplat.md")
+    args = parser.parse_args()
+    if not args.opensplat.is_file():
+        sys.exit(f"OpenSplat binary not found: {args.opensplat} (build it as bench/README.md says)")
+    cgc_copy, opensplat_copy, facts = prepare(args.scene, args.work, args.resolution)
+    scene = load_scene(cgc_copy)
+    revision = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True).stdout.strip()
+    meta = {"command": "python bench/bench_fox_opensplat.py " + " ".join(sys.argv[1:]),
+            "revision": revision,
+            "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
+            "machine": f"{cpu_name()}, {os.cpu_count()} cores shared with other jobs, no GPU",
+            "capture": f"instant-ngp's fox, {facts['train_views']} training and "
+                       f"{facts['held_out_views']} held-out photos, undistorted and scaled to "
+                       f"{facts['size'][0]}x{facts['size'][1]} (fx fy cx cy "
+                       f"{facts['intrinsics']}), {facts['initial_points']} random initial points "
+                       "for both", "opensplat": str(args.opensplat), **facts}
+    rows = []
+    for index, iterations in enumerate(int(n) for n in args.iterations.split(",")):
+        row = {"iterations": iterations}
+        order = ("cgc", "opensplat") if index % 2 == 0 else ("opensplat", "cgc")
+        for name in order:
+            out = args.work / f"{name}_{iterations}"
+            if out.exists():
+                shutil.rmtree(out)
+            load = load_text()
+            if name == "cgc":
+                run = run_cgc(cgc_copy, out, iterations)
+                row["cgc"] = {**run, **score(run["model"], scene, args.resolution, None),
+                              "load": load}
+            else:
+                run = run_opensplat(args.opensplat, opensplat_copy, out, iterations)
+                black = score(run["model"], scene, args.resolution, None)
+                row["opensplat"] = {**run, **score(run["model"], scene, args.resolution,
+                                                   OPENSPLAT_BACKGROUND),
+                                    "psnr_black": black["psnr"], "load": load}
+        for name in ("cgc", "opensplat"):
+            row[name]["model"] = str(row[name]["model"])
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        text = markdown(meta, rows)
+        args.out.write_text(text)
+        args.out.with_suffix(".json").write_text(json.dumps({**meta, "rows": rows}, indent=1))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
