@@ -62,19 +62,20 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_train import cpu_name  # noqa: E402
 
-from cgc_core.app.evaluate import colour_quality  # noqa: E402
-from cgc_core.app.run_folder import load_run  # noqa: E402
+from cgc_core.app.evaluate import colour_quality, render_colour  # noqa: E402
 from cgc_core.cameras import Camera  # noqa: E402
 from cgc_core.config import CGCConfig, RenderConfig  # noqa: E402
 from cgc_core.data import Scene, load_scene  # noqa: E402
 from cgc_core.data.nerfstudio import write_nerfstudio_scene, write_point_ply  # noqa: E402
 from cgc_core.lens import undistort  # noqa: E402
+from cgc_core.metrics import image_quality  # noqa: E402
 from cgc_core.model.gaussians import load_ply  # noqa: E402
 from cgc_core.train.from_scene import initial_points  # noqa: E402
 from cgc_core.train.views import scene_extent, training_scale  # noqa: E402
 
 OPENSPLAT_BACKGROUND = (0.6130, 0.0101, 0.3984)  # model.hpp: nerfstudio's default
-CHECK_TRAIN_VIEWS = 6  # training views rendered to check that a model is read right
+CHECK_TRAIN_VIEWS = 6  # training views scored beside the held-out ones
+CHECK_STEPS = 30  # the OpenSplat run whose PLY checks the reading (`check_reading`)
 ENV = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(ROOT)}
 
 
@@ -146,11 +147,12 @@ def run_cgc(copy: Path, out: Path, iterations: int) -> dict:
             "train_resolution": info.get("train_resolution"), "model": out / "model.ply"}
 
 
-def run_opensplat(binary: Path, copy: Path, out: Path, iterations: int) -> dict:
+def run_opensplat(binary: Path, copy: Path, out: Path, iterations: int,
+                  extra: tuple[str, ...] = ()) -> dict:
     """Wall seconds of one OpenSplat process."""
     out.mkdir(parents=True, exist_ok=True)
     command = [str(binary), str(copy), "--cpu", "-n", str(iterations), "--num-downscales", "0",
-               "--keep-crs", "-o", str(out / "splat.ply")]
+               "--keep-crs", "-o", str(out / "splat.ply"), *extra]
     start = time.perf_counter()
     done = subprocess.run(command, cwd=out, env=ENV, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -158,6 +160,26 @@ def run_opensplat(binary: Path, copy: Path, out: Path, iterations: int) -> dict:
     if done.returncode != 0:
         raise RuntimeError(f"OpenSplat failed ({done.returncode}): {done.stderr[-2000:]}")
     return {"wall_s": wall, "model": out / "splat.ply"}
+
+
+def check_reading(binary: Path, copy: Path, scene: Scene, out: Path) -> dict:
+    """cgc's render of an OpenSplat PLY against OpenSplat's own render of the same camera.
+
+    A 30-step OpenSplat run with the SH degree raised every 10 steps (so that degree 3, and with
+    it the layout of f_rest, is in play) renders a withheld training view itself (`--val-render`,
+    after the last step, over its background); cgc loads the PLY and renders that camera over the
+    same background. Wrong axes, SH layout, activations or quaternion order show as a low PSNR
+    between the two renders."""
+    name = scene.train_names[0]
+    run_opensplat(binary, copy, out, CHECK_STEPS,
+                  ("--sh-degree-interval", "10", "--val-image", f"{name}.png", "--val-render",
+                   str(out / "val")))
+    theirs = np.asarray(Image.open(out / "val" / f"{CHECK_STEPS}.png").convert("RGB"))
+    ours = render_colour(load_ply(out / "splat.ply"), scene.camera(name), RenderConfig(),
+                         torch.tensor(OPENSPLAT_BACKGROUND))
+    agreement = image_quality(ours, theirs.astype(np.float64) / 255.0)
+    return {"view": name, "steps": CHECK_STEPS, "psnr": agreement["psnr"],
+            "ssim": agreement["ssim"]}
 
 
 def score(model: Path, scene: Scene, resolution: int, background: tuple | None) -> dict:
@@ -182,62 +204,102 @@ def psnr_at(wall: float, points: list[tuple[float, float]]) -> float | None:
                            [p for _, p in points]))
 
 
+def alternating(cgc: list[int], opensplat: list[int]) -> list[tuple[str, int]]:
+    """The runs in the order they are made: the two trainers strictly alternating, so that both
+    see the machine's load of the same minutes; leftovers of the longer list at the end."""
+    order = []
+    for index in range(max(len(cgc), len(opensplat))):
+        order += [("cgc", n) for n in cgc[index:index + 1]]
+        order += [("OpenSplat", n) for n in opensplat[index:index + 1]]
+    return order
+
+
 def load_text() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def markdown(meta: dict, rows: list[dict]) -> str:
+NAMES = ("cgc", "OpenSplat")
+
+
+def markdown(meta: dict, runs: list[dict]) -> str:
+    """The results: every run, then the two side by side at the same iterations and at the
+    same wall-clock time."""
+    by = {(r["trainer"], r["iterations"]): r for r in runs}
+    check = meta.get("check")
     lines = ["# Held-out PSNR per wall-clock second on the fox: cgc against OpenSplat's CPU build",
              "", f"- command: `{meta['command']}` (cgc {meta['revision']})",
              f"- date: {meta['date']}", f"- machine: {meta['machine']}",
-             f"- capture: {meta['capture']}", f"- OpenSplat: {meta['opensplat']}", "",
-             "| iterations | cgc wall s (training) | cgc PSNR / SSIM | cgc Gaussians | OpenSplat wall s | "
-             "OpenSplat PSNR / SSIM (its background) | OpenSplat PSNR (black) | OpenSplat "
-             "Gaussians | wall OpenSplat / cgc | PSNR cgc - OpenSplat (dB) | train-view PSNR "
-             "cgc / OpenSplat | load averages (cgc; OpenSplat) |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for r in rows:
-        c, o = r["cgc"], r["opensplat"]
-        lines.append(
-            f"| {r['iterations']} | {c['wall_s']:.0f} ({c['train_s']:.0f}) | {c['psnr']:.2f} / {c['ssim']:.3f} | "
-            f"{c['gaussians']} | {o['wall_s']:.0f} | {o['psnr']:.2f} / {o['ssim']:.3f} | "
-            f"{o['psnr_black']:.2f} | {o['gaussians']} | {o['wall_s'] / c['wall_s']:.2f} | "
-            f"{c['psnr'] - o['psnr']:+.2f} | {c['train_psnr']:.1f} / {o['train_psnr']:.1f} | "
-            f"{c['load']}; {o['load']} |")
-    opensplat_points = [(r["opensplat"]["wall_s"], r["opensplat"]["psnr"]) for r in rows]
-    lines += ["", "At the same wall-clock time (OpenSplat's PSNR interpolated in log time between "
-              "its measured runs; none outside them):", "",
-              "| cgc run | wall s | cgc PSNR | OpenSplat PSNR at that time | cgc - OpenSplat (dB) |",
-              "|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        c = r["cgc"]
-        other = psnr_at(c["wall_s"], opensplat_points)
+             f"- capture: {meta['capture']}", f"- OpenSplat: {meta['opensplat']}"]
+    if check:
+        lines.append(f"- reading OpenSplat's PLY: cgc's render of a {check['steps']}-step "
+                     f"OpenSplat model (SH degree 3 active) at view {check['view']} against "
+                     f"OpenSplat's own render of it: PSNR {check['psnr']:.1f} dB, SSIM "
+                     f"{check['ssim']:.3f}")
+    lines += ["", "Every run, in the order made:", "",
+              "| trainer | iterations | wall s | training s | held-out PSNR (dB) | SSIM | "
+              "PSNR on black | train-view PSNR | Gaussians | load average before (1, 5, 15 min) |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in runs:
+        train_s = f"{r['train_s']:.0f}" if r.get("train_s") is not None else "-"
+        lines.append(f"| {r['trainer']} | {r['iterations']} | {r['wall_s']:.0f} | {train_s} | "
+                     f"{r['psnr']:.2f} | {r['ssim']:.3f} | {r['psnr_black']:.2f} | "
+                     f"{r['train_psnr']:.2f} | {r['gaussians']} | {r['load']} |")
+    shared = sorted({n for t, n in by if t == "cgc"} & {n for t, n in by if t == "OpenSplat"})
+    if shared:
+        lines += ["", "Same iterations:", "",
+                  "| iterations | cgc wall s | OpenSplat wall s | wall OpenSplat / cgc | cgc PSNR "
+                  "| OpenSplat PSNR | cgc - OpenSplat (dB) |",
+                  "|---:|---:|---:|---:|---:|---:|---:|"]
+        for n in shared:
+            c, o = by[("cgc", n)], by[("OpenSplat", n)]
+            lines.append(f"| {n} | {c['wall_s']:.0f} | {o['wall_s']:.0f} | "
+                         f"{o['wall_s'] / c['wall_s']:.2f} | {c['psnr']:.2f} | {o['psnr']:.2f} | "
+                         f"{c['psnr'] - o['psnr']:+.2f} |")
+    lines += ["", "Same wall-clock time (the other trainer's PSNR interpolated in log time between "
+              "its own runs; none outside them, no extrapolation):", "",
+              "| run | wall s | its PSNR | the other's PSNR at that time | cgc - OpenSplat (dB) |",
+              "|---|---:|---:|---:|---:|"]
+    for r in sorted(runs, key=lambda r: r["wall_s"]):
+        other_name = NAMES[1 - NAMES.index(r["trainer"])]
+        points = [(o["wall_s"], o["psnr"]) for o in runs if o["trainer"] == other_name]
+        other = psnr_at(r["wall_s"], points)
+        label = f"{r['trainer']} {r['iterations']} it"
         if other is None:
-            first = min(opensplat_points)
-            where = (f"none: OpenSplat's shortest run took {first[0]:.0f} s ({first[1]:.2f} dB)"
-                     if c["wall_s"] < first[0] else "none: past OpenSplat's longest run")
-            lines.append(f"| {r['iterations']} it | {c['wall_s']:.0f} | {c['psnr']:.2f} | {where} "
+            lines.append(f"| {label} | {r['wall_s']:.0f} | {r['psnr']:.2f} | none "
+                         f"({other_name}'s runs took {min(points)[0]:.0f}-{max(points)[0]:.0f} s) "
                          "| |")
-        else:
-            lines.append(f"| {r['iterations']} it | {c['wall_s']:.0f} | {c['psnr']:.2f} | "
-                         f"{other:.2f} | {c['psnr'] - other:+.2f} |")
-    lines += ["", "Wall s: the whole process (start-up, loading and segmenting included; cgc's "
-              "training loop alone in brackets, from its run.json), the two "
-              "trainers alternating on a machine shared with other jobs (load averages: 1, 5 and "
-              "15 minutes before each run). PSNR / SSIM: mean over the "
+            continue
+        diff = r["psnr"] - other if r["trainer"] == "cgc" else other - r["psnr"]
+        lines.append(f"| {label} | {r['wall_s']:.0f} | {r['psnr']:.2f} | {other:.2f} "
+                     f"({other_name}) | {diff:+.2f} |")
+    lines += ["", "Wall s: the whole process (start-up, loading and, for cgc, segmenting "
+              "included); training s: cgc's training loop alone (its run.json). The trainers "
+              "alternate on a machine shared with other jobs. Held-out PSNR / SSIM: mean over the "
               f"{meta['held_out_views']} held-out views ({', '.join(meta['held_out'])}) at "
-              f"{meta['size'][0]}x{meta['size'][1]}, rendered by cgc's renderer at neutral "
-              "exposure; train-view PSNR: the same on "
-              f"{CHECK_TRAIN_VIEWS} training views, the check that OpenSplat's PLY is read right. "
-              "One seed each."]
+              f"{meta['size'][0]}x{meta['size'][1]} by cgc's renderer at neutral exposure, "
+              "OpenSplat's models over their training background, cgc's over black (its "
+              "training background); PSNR on black: OpenSplat's too over black. Train-view "
+              f"PSNR: the same on {CHECK_TRAIN_VIEWS} training views. One seed each."]
     return "\n".join(lines) + "\n"
+
+
+def score_run(trainer: str, model: Path, scene: Scene, resolution: int) -> dict:
+    """`score` over the trainer's own background, and the held-out PSNR over black."""
+    background = OPENSPLAT_BACKGROUND if trainer == "OpenSplat" else None
+    scored = score(model, scene, resolution, background)
+    black = scored["psnr"] if background is None else score(model, scene, resolution,
+                                                             None)["psnr"]
+    return {**scored, "psnr_black": black}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scene", type=Path, required=True, help="the fox capture's folder")
     parser.add_argument("--opensplat", type=Path, default=Path("/work/opensplat/build/opensplat"))
-    parser.add_argument("--iterations", default="250,500,1000,2000")
+    parser.add_argument("--iterations", default="250,500,1000,2000",
+                        help="cgc's runs (iteration counts)")
+    parser.add_argument("--opensplat-iterations", default="100,250,500",
+                        help="OpenSplat's runs (iteration counts)")
     parser.add_argument("--resolution", type=int, default=160,
                         help="training resolution of both, longer side")
     parser.add_argument("--work", type=Path, default=Path("/tmp/fox_opensplat"),
@@ -260,32 +322,27 @@ def main() -> None:
                        f"{facts['size'][0]}x{facts['size'][1]} (fx fy cx cy "
                        f"{facts['intrinsics']}), {facts['initial_points']} random initial points "
                        "for both", "opensplat": str(args.opensplat), **facts}
-    rows = []
-    for index, iterations in enumerate(int(n) for n in args.iterations.split(",")):
-        row = {"iterations": iterations}
-        order = ("cgc", "opensplat") if index % 2 == 0 else ("opensplat", "cgc")
-        for name in order:
-            out = args.work / f"{name}_{iterations}"
-            if out.exists():
-                shutil.rmtree(out)
-            load = load_text()
-            if name == "cgc":
-                run = run_cgc(cgc_copy, out, iterations)
-                row["cgc"] = {**run, **score(run["model"], scene, args.resolution, None),
-                              "load": load}
-            else:
-                run = run_opensplat(args.opensplat, opensplat_copy, out, iterations)
-                black = score(run["model"], scene, args.resolution, None)
-                row["opensplat"] = {**run, **score(run["model"], scene, args.resolution,
-                                                   OPENSPLAT_BACKGROUND),
-                                    "psnr_black": black["psnr"], "load": load}
-        for name in ("cgc", "opensplat"):
-            row[name]["model"] = str(row[name]["model"])
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-        text = markdown(meta, rows)
+    meta["check"] = check_reading(args.opensplat, opensplat_copy, scene, args.work / "check")
+    print(json.dumps(meta["check"]), flush=True)
+    runs = []
+    for trainer, iterations in alternating([int(n) for n in args.iterations.split(",")],
+                                           [int(n) for n in
+                                            args.opensplat_iterations.split(",")]):
+        out = args.work / f"{trainer}_{iterations}"
+        if out.exists():
+            shutil.rmtree(out)
+        load = load_text()
+        if trainer == "cgc":
+            run = run_cgc(cgc_copy, out, iterations)
+        else:
+            run = run_opensplat(args.opensplat, opensplat_copy, out, iterations)
+        runs.append({"trainer": trainer, "iterations": iterations, **run, "load": load,
+                     **score_run(trainer, run["model"], scene, args.resolution),
+                     "model": str(run["model"])})
+        print(json.dumps(runs[-1]), flush=True)
+        text = markdown(meta, runs)
         args.out.write_text(text)
-        args.out.with_suffix(".json").write_text(json.dumps({**meta, "rows": rows}, indent=1))
+        args.out.with_suffix(".json").write_text(json.dumps({**meta, "runs": runs}, indent=1))
     print(text)
 
 
