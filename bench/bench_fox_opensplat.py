@@ -33,7 +33,7 @@ the training resolution, neutral exposure); OpenSplat's model on its own trainin
 training views checks that OpenSplat's PLY is read right (axes, SH layout, activations).
 
     .venv/bin/python bench/bench_fox_opensplat.py --scene /path/to/fox
-        [--opensplat /work/opensplat/build/opensplat] [--iterations 250,500,1000,2000]
+        [--opensplat /work/opensplat/build/opensplat] [--iterations 250,500,1000,2000,4000] [--opensplat-iterations 50,100,250,500]
         [--resolution 160] [--work /tmp/fox_opensplat]
 
 Prints and writes bench/results/fox_opensplat.md and .json (rewritten after every pair of runs).
@@ -264,6 +264,8 @@ def markdown(meta: dict, runs: list[dict]) -> str:
         points = [(o["wall_s"], o["psnr"]) for o in runs if o["trainer"] == other_name]
         other = psnr_at(r["wall_s"], points)
         label = f"{r['trainer']} {r['iterations']} it"
+        if not points:
+            continue
         if other is None:
             lines.append(f"| {label} | {r['wall_s']:.0f} | {r['psnr']:.2f} | none "
                          f"({other_name}'s runs took {min(points)[0]:.0f}-{max(points)[0]:.0f} s) "
@@ -296,9 +298,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scene", type=Path, required=True, help="the fox capture's folder")
     parser.add_argument("--opensplat", type=Path, default=Path("/work/opensplat/build/opensplat"))
-    parser.add_argument("--iterations", default="250,500,1000,2000",
+    parser.add_argument("--iterations", default="250,500,1000,2000,4000",
                         help="cgc's runs (iteration counts)")
-    parser.add_argument("--opensplat-iterations", default="100,250,500",
+    parser.add_argument("--opensplat-iterations", default="50,100,250,500",
                         help="OpenSplat's runs (iteration counts)")
     parser.add_argument("--resolution", type=int, default=160,
                         help="training resolution of both, longer side")
