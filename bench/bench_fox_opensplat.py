@@ -16,8 +16,10 @@ its folder). Both trainers read one prepared copy of it, written outside the rep
 - one initial point cloud for both (`ply_file_path`): the 20000 random points cgc draws for a
   capture without points or depth (`initial_points`, seed `train.seed`), grey.
 
-Runs, alternating the two trainers (the one that goes first alternates too), for each iteration
-count, each as a whole process timed by the wall clock (start-up and image loading included):
+Runs at each trainer's own iteration counts (`--iterations`, `--opensplat-iterations`: OpenSplat's
+CPU build is the slower per iteration, so its counts are smaller to reach into cgc's wall times),
+the two trainers strictly alternating so that both see the shared machine's load of the same
+minutes, each a whole process timed by the wall clock (start-up and image loading included):
 
 - cgc: `cgc train COPY --out RUN --iterations N --device cpu --quiet` with the default config (the
   mask source segments the 90x160 photos, and the contrastive features train too: cgc's whole job,
@@ -29,14 +31,17 @@ count, each as a whole process timed by the wall clock (start-up and image loadi
 
 Both models are then scored by cgc's renderer the same way (`colour_quality`: held-out views at
 the training resolution, neutral exposure); OpenSplat's model on its own training background
-(nerfstudio's (0.613, 0.010, 0.398)) and on black, cgc's on black as it trains. The PSNR of a few
-training views checks that OpenSplat's PLY is read right (axes, SH layout, activations).
+(nerfstudio's (0.613, 0.010, 0.398)) and on black, cgc's on black as it trains. First, a short
+OpenSplat run checks that cgc reads its PLY right (`check_reading`: cgc's render of it against
+OpenSplat's own). The results give every run, the two side by side at the same iterations, and
+each run against the other trainer's PSNR at the same wall-clock time.
 
     .venv/bin/python bench/bench_fox_opensplat.py --scene /path/to/fox
-        [--opensplat /work/opensplat/build/opensplat] [--iterations 250,500,1000,2000,4000] [--opensplat-iterations 50,100,250,500]
+        [--opensplat /work/opensplat/build/opensplat] [--iterations 250,500,1000,2000,4000]
+        [--opensplat-iterations 50,100,250,500]
         [--resolution 160] [--work /tmp/fox_opensplat]
 
-Prints and writes bench/results/fox_opensplat.md and .json (rewritten after every pair of runs).
+Prints and writes bench/results/fox_opensplat.md and .json (rewritten after every run).
 """
 
 from __future__ import annotations
