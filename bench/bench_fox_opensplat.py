@@ -38,7 +38,7 @@ each run against the other trainer's PSNR at the same wall-clock time.
 
     .venv/bin/python bench/bench_fox_opensplat.py --scene /path/to/fox
         [--opensplat /work/opensplat/build/opensplat] [--iterations 250,500,1000,2000,4000]
-        [--opensplat-iterations 50,100,250,500]
+        [--opensplat-iterations 50,100,250,500,1000,2000]
         [--resolution 160] [--work /tmp/fox_opensplat]
 
 Prints and writes bench/results/fox_opensplat.md and .json (rewritten after every run).
@@ -305,7 +305,7 @@ def main() -> None:
     parser.add_argument("--opensplat", type=Path, default=Path("/work/opensplat/build/opensplat"))
     parser.add_argument("--iterations", default="250,500,1000,2000,4000",
                         help="cgc's runs (iteration counts)")
-    parser.add_argument("--opensplat-iterations", default="50,100,250,500",
+    parser.add_argument("--opensplat-iterations", default="50,100,250,500,1000,2000",
                         help="OpenSplat's runs (iteration counts)")
     parser.add_argument("--resolution", type=int, default=160,
                         help="training resolution of both, longer side")
