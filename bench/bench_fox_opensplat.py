@@ -167,6 +167,18 @@ def run_opensplat(binary: Path, copy: Path, out: Path, iterations: int,
     return {"wall_s": wall, "model": out / "splat.ply"}
 
 
+def scaled_schedule(iterations: int) -> tuple[str, ...]:
+    """OpenSplat's step-based settings scaled by iterations / 30000, as cgc scales its own
+    (`train.scale_schedule`): densification from step 500 f (`--warmup-length`), SH degree every
+    1000 f steps, screen-size splits until 4000 f. Refinement stays every 100 steps and opacity
+    resets every 30 refinements: OpenSplat densifies only where step % (reset interval) exceeds
+    the camera count + 100, so a shorter reset interval would stop densification altogether."""
+    f = iterations / 30_000
+    return ("--warmup-length", str(max(1, round(500 * f))),
+            "--sh-degree-interval", str(max(1, round(1000 * f))),
+            "--stop-screen-size-at", str(max(1, round(4000 * f))))
+
+
 def check_reading(binary: Path, copy: Path, scene: Scene, out: Path) -> dict:
     """cgc's render of an OpenSplat PLY against OpenSplat's own render of the same camera.
 
@@ -307,6 +319,9 @@ def main() -> None:
                         help="cgc's runs (iteration counts)")
     parser.add_argument("--opensplat-iterations", default="50,100,250,500,1000,2000",
                         help="OpenSplat's runs (iteration counts)")
+    parser.add_argument("--opensplat-schedule", choices=("default", "scaled"), default="default",
+                        help="OpenSplat's step-based schedule: its defaults, or scaled to each "
+                             "run's iterations as cgc scales its own")
     parser.add_argument("--resolution", type=int, default=160,
                         help="training resolution of both, longer side")
     parser.add_argument("--work", type=Path, default=Path("/tmp/fox_opensplat"),
@@ -328,7 +343,14 @@ def main() -> None:
                        f"{facts['held_out_views']} held-out photos, undistorted and scaled to "
                        f"{facts['size'][0]}x{facts['size'][1]} (fx fy cx cy "
                        f"{facts['intrinsics']}), {facts['initial_points']} random initial points "
-                       "for both", "opensplat": str(args.opensplat), **facts}
+                       "for both",
+            "opensplat": f"{args.opensplat}, "
+                         + ("its step-based schedule scaled to each run's iterations as cgc's is "
+                            "(`scaled_schedule`: --warmup-length, --sh-degree-interval, "
+                            "--stop-screen-size-at x iterations / 30000)"
+                            if args.opensplat_schedule == "scaled" else
+                            "its default schedule (for 30000 steps: densification from step 500, "
+                            "SH degree up every 1000)"), **facts}
     meta["check"] = check_reading(args.opensplat, opensplat_copy, scene, args.work / "check")
     print(json.dumps(meta["check"]), flush=True)
     runs = []
@@ -342,7 +364,8 @@ def main() -> None:
         if trainer == "cgc":
             run = run_cgc(cgc_copy, out, iterations)
         else:
-            run = run_opensplat(args.opensplat, opensplat_copy, out, iterations)
+            extra = scaled_schedule(iterations) if args.opensplat_schedule == "scaled" else ()
+            run = run_opensplat(args.opensplat, opensplat_copy, out, iterations, extra)
         runs.append({"trainer": trainer, "iterations": iterations, **run, "load": load,
                      **score_run(trainer, run["model"], scene, args.resolution),
                      "model": str(run["model"])})
