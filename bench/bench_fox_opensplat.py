@@ -74,13 +74,16 @@ from cgc_core.data import Scene, load_scene  # noqa: E402
 from cgc_core.data.nerfstudio import write_nerfstudio_scene, write_point_ply  # noqa: E402
 from cgc_core.lens import undistort  # noqa: E402
 from cgc_core.metrics import image_quality  # noqa: E402
-from cgc_core.model.gaussians import load_ply  # noqa: E402
+from cgc_core.model.gaussians import load_ply, sh_degree_of  # noqa: E402
+from cgc_core.model.sh import eval_sh  # noqa: E402
+from cgc_core.query import camera_tensors  # noqa: E402
+from cgc_core.render.project import project_gaussians  # noqa: E402
 from cgc_core.train.from_scene import initial_points  # noqa: E402
 from cgc_core.train.views import scene_extent, training_scale  # noqa: E402
 
 OPENSPLAT_BACKGROUND = (0.6130, 0.0101, 0.3984)  # model.hpp: nerfstudio's default
 CHECK_TRAIN_VIEWS = 6  # training views scored beside the held-out ones
-CHECK_STEPS = 30  # the OpenSplat run whose PLY checks the reading (`check_reading`)
+CHECK_STEPS = 300  # the OpenSplat run whose PLY checks the reading (`check_reading`)
 ENV = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(ROOT)}
 
 
@@ -180,23 +183,91 @@ def scaled_schedule(iterations: int) -> tuple[str, ...]:
 
 
 def check_reading(binary: Path, copy: Path, scene: Scene, out: Path) -> dict:
-    """cgc's render of an OpenSplat PLY against OpenSplat's own render of the same camera.
+    """OpenSplat's own render of a trained model against cgc's renders of its PLY.
 
-    A 30-step OpenSplat run with the SH degree raised every 10 steps (so that degree 3, and with
-    it the layout of f_rest, is in play) renders a withheld training view itself (`--val-render`,
-    after the last step, over its background); cgc loads the PLY and renders that camera over the
-    same background. Wrong axes, SH layout, activations or quaternion order show as a low PSNR
-    between the two renders."""
+    A CHECK_STEPS-step OpenSplat run with the SH degree raised every 50 steps (so that degree 3,
+    and with it the layout of f_rest, is in play) renders a withheld training view itself
+    (`--val-render`, after the last step, over its background); cgc loads the PLY and renders
+    that camera over the same background, by depth (its renderer) and in OpenSplat's blend order
+    (`render_in_opensplat_order`). Wrong axes, SH layout, activations or quaternion order would
+    show in both; the blend order in the first only."""
     name = scene.train_names[0]
     run_opensplat(binary, copy, out, CHECK_STEPS,
-                  ("--sh-degree-interval", "10", "--val-image", f"{name}.png", "--val-render",
+                  ("--sh-degree-interval", "50", "--val-image", f"{name}.png", "--val-render",
                    str(out / "val")))
     theirs = np.asarray(Image.open(out / "val" / f"{CHECK_STEPS}.png").convert("RGB"))
-    ours = render_colour(load_ply(out / "splat.ply"), scene.camera(name), RenderConfig(),
-                         torch.tensor(OPENSPLAT_BACKGROUND))
-    agreement = image_quality(ours, theirs.astype(np.float64) / 255.0)
-    return {"view": name, "steps": CHECK_STEPS, "psnr": agreement["psnr"],
-            "ssim": agreement["ssim"]}
+    theirs = theirs.astype(np.float64) / 255.0
+    splats = load_ply(out / "splat.ply")
+    camera = scene.camera(name)
+    by_depth = render_colour(splats, camera, RenderConfig(), torch.tensor(OPENSPLAT_BACKGROUND))
+    own_order = render_in_opensplat_order(splats, camera, OPENSPLAT_BACKGROUND)
+    photo = scene.load_image(name).astype(np.float64) / 255.0
+    return {"view": name, "steps": CHECK_STEPS,
+            "by_depth_psnr": image_quality(by_depth, theirs)["psnr"],
+            "own_order_psnr": image_quality(own_order, theirs)["psnr"],
+            "opensplat_vs_photo_psnr": image_quality(theirs, photo)["psnr"],
+            "by_depth_vs_photo_psnr": image_quality(by_depth, photo)["psnr"]}
+
+
+@torch.no_grad()
+def render_in_opensplat_order(splats: torch.nn.ParameterDict, camera: Camera,
+                              background: tuple) -> np.ndarray:
+    """[H, W, 3] in [0, 1]: the model blended as OpenSplat's CPU rasterizer blends it.
+
+    At commit 15b7e80, `rasterize_forward_tensor_cpu` sorts the Gaussians by
+    `camDepths.data_ptr()`, but `camDepths` is `pProj.index({"...", 2})`, a view of stride 3
+    into the [N, 3] projected points: Gaussian a is sorted by the float at flat position 2 + a
+    of pProj (a mix of the NDC x, y, z of Gaussians a / 3), not by its own depth. The blend order
+    is therefore not front to back, in training and in its own renders alike, and its models are
+    fitted to that order; a renderer that sorts by depth (cgc's, any 3DGS viewer's) shows them
+    otherwise. The rest is the standard EWA splatting both share (projection as cgc's, which
+    OpenSplat's CPU projection equals for a centred principal point), blended densely here."""
+    viewmat, K = camera_tensors(camera, "cpu")
+    quats = splats["quats"] / splats["quats"].norm(dim=1, keepdim=True)
+    proj = project_gaussians(splats["means"], quats, splats["log_scales"].exp(), viewmat, K,
+                             camera.width, camera.height)
+    # OpenSplat's NDC: its OpenGL frustum (near 0.001, far 1000) over the field of view.
+    near, far = 0.001, 1000.0
+    cam = splats["means"] @ viewmat[:3, :3].T + viewmat[:3, 3]
+    w = torch.clamp(cam[:, 2], min=1e-6)
+    ndc = torch.stack([cam[:, 0] * 2 * K[0, 0] / camera.width / w,
+                       cam[:, 1] * 2 * K[1, 1] / camera.height / w,
+                       ((far + near) * cam[:, 2] - far * near) / (far - near) / w], 1)
+    sort_key = ndc.reshape(-1)[2:2 + len(ndc)]
+    keep = torch.nonzero(proj.radii > 0).reshape(-1)
+    order = keep[torch.argsort(sort_key[keep], stable=True)]
+    centre = torch.linalg.inv(viewmat)[:3, 3]
+    colours = eval_sh(sh_degree_of(splats), splats["sh0"], splats["shN"],
+                      splats["means"] - centre)
+    opacity = torch.sigmoid(splats["opacities"]).reshape(-1)
+    cols, rows = torch.meshgrid(torch.arange(camera.width) + 0.5,
+                                torch.arange(camera.height) + 0.5, indexing="xy")
+    pixels = torch.stack([cols.reshape(-1), rows.reshape(-1)], 1)  # [P, 2]
+    transmittance = torch.ones(len(pixels))
+    image = torch.zeros(len(pixels), 3)
+    for start in range(0, len(order), 512):
+        ids = order[start:start + 512]
+        d = pixels[None] - proj.means2d[ids][:, None]  # [G, P, 2]
+        a, b, c = (proj.conics[ids, k:k + 1] for k in range(3))
+        sigma = 0.5 * (a * d[..., 0] ** 2 + c * d[..., 1] ** 2) + b * d[..., 0] * d[..., 1]
+        alpha = torch.clamp(opacity[ids][:, None] * torch.exp(-sigma), max=0.999)
+        alpha = torch.where((sigma >= 0) & (alpha >= 1 / 255), alpha, torch.zeros_like(alpha))
+        through = torch.cumprod(torch.cat([transmittance[None], 1 - alpha]), 0)  # [G + 1, P]
+        image += ((through[:-1] * alpha)[..., None] * colours[ids][:, None]).sum(0)
+        transmittance = through[-1]
+    image += transmittance[:, None] * torch.tensor(background)
+    return image.reshape(camera.height, camera.width, 3).clamp(0, 1).numpy()
+
+
+def quality_in_opensplat_order(splats: torch.nn.ParameterDict, scene: Scene,
+                               names: list[str]) -> dict:
+    """Mean PSNR / SSIM of `render_in_opensplat_order` against the photos of `names` (the copy
+    is at the training resolution already)."""
+    values = [image_quality(render_in_opensplat_order(splats, scene.camera(n),
+                                                      OPENSPLAT_BACKGROUND),
+                            scene.load_image(n).astype(np.float64) / 255.0) for n in names]
+    return {"psnr": float(np.mean([v["psnr"] for v in values])),
+            "ssim": float(np.mean([v["ssim"] for v in values]))}
 
 
 def score(model: Path, scene: Scene, resolution: int, background: tuple | None) -> dict:
@@ -238,6 +309,16 @@ def load_text() -> str:
 NAMES = ("cgc", "OpenSplat")
 
 
+def _at(wall: float, runs: list[dict], trainer: str, key: str) -> str:
+    """The trainer's `key` at `wall` seconds: measured (its own run) or interpolated (marked
+    ~), or "-" outside its runs."""
+    own = [r for r in runs if r["trainer"] == trainer and r["wall_s"] == wall]
+    if own:
+        return f"{own[0][key]:.2f}"
+    value = psnr_at(wall, [(r["wall_s"], r[key]) for r in runs if r["trainer"] == trainer])
+    return "-" if value is None else f"~{value:.2f}"
+
+
 def markdown(meta: dict, runs: list[dict]) -> str:
     """The results: every run, then the two side by side at the same iterations and at the
     same wall-clock time."""
@@ -247,73 +328,108 @@ def markdown(meta: dict, runs: list[dict]) -> str:
              "", f"- command: `{meta['command']}` (cgc {meta['revision']})",
              f"- date: {meta['date']}", f"- machine: {meta['machine']}",
              f"- capture: {meta['capture']}", f"- OpenSplat: {meta['opensplat']}"]
-    if check:
-        lines.append(f"- reading OpenSplat's PLY: cgc's render of a {check['steps']}-step "
-                     f"OpenSplat model (SH degree 3 active) at view {check['view']} against "
-                     f"OpenSplat's own render of it: PSNR {check['psnr']:.1f} dB, SSIM "
-                     f"{check['ssim']:.3f}")
+    if check and "own_order_psnr" in check:
+        lines.append(
+            f"- reading OpenSplat's PLY: a {check['steps']}-step OpenSplat model (SH degree 3 "
+            f"active), its own render of view {check['view']} against cgc's renders of the PLY: "
+            f"in OpenSplat's blend order {check['own_order_psnr']:.1f} dB (the PLY is read "
+            f"right), by depth {check['by_depth_psnr']:.1f} dB (the blend order differs); "
+            f"OpenSplat's render against the photo {check['opensplat_vs_photo_psnr']:.1f} dB, "
+            f"the by-depth render {check['by_depth_vs_photo_psnr']:.1f} dB")
     lines += ["", "Every run, in the order made:", "",
-              "| trainer | iterations | wall s | training s | held-out PSNR (dB) | SSIM | "
-              "PSNR on black | train-view PSNR | Gaussians | load average before (1, 5, 15 min) |",
+              "| trainer | iterations | wall s | training s | held-out PSNR / SSIM, by depth | "
+              "the same in OpenSplat's blend order | by depth on black | train-view PSNR | "
+              "Gaussians | load average before (1, 5, 15 min) |",
               "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in runs:
         train_s = f"{r['train_s']:.0f}" if r.get("train_s") is not None else "-"
+        own = (f"{r['psnr_own_order']:.2f} / {r['ssim_own_order']:.3f}"
+               if "psnr_own_order" in r else "-")
         lines.append(f"| {r['trainer']} | {r['iterations']} | {r['wall_s']:.0f} | {train_s} | "
-                     f"{r['psnr']:.2f} | {r['ssim']:.3f} | {r['psnr_black']:.2f} | "
+                     f"{r['psnr']:.2f} / {r['ssim']:.3f} | {own} | {r['psnr_black']:.2f} | "
                      f"{r['train_psnr']:.2f} | {r['gaussians']} | {r['load']} |")
     shared = sorted({n for t, n in by if t == "cgc"} & {n for t, n in by if t == "OpenSplat"})
     if shared:
         lines += ["", "Same iterations:", "",
                   "| iterations | cgc wall s | OpenSplat wall s | wall OpenSplat / cgc | cgc PSNR "
-                  "| OpenSplat PSNR | cgc - OpenSplat (dB) |",
+                  "| OpenSplat PSNR, own order / by depth | cgc - OpenSplat, own order (dB) |",
                   "|---:|---:|---:|---:|---:|---:|---:|"]
         for n in shared:
             c, o = by[("cgc", n)], by[("OpenSplat", n)]
+            own = o.get("psnr_own_order", o["psnr"])
             lines.append(f"| {n} | {c['wall_s']:.0f} | {o['wall_s']:.0f} | "
-                         f"{o['wall_s'] / c['wall_s']:.2f} | {c['psnr']:.2f} | {o['psnr']:.2f} | "
-                         f"{c['psnr'] - o['psnr']:+.2f} |")
-    lines += ["", "Same wall-clock time (the other trainer's PSNR interpolated in log time between "
-              "its own runs; none outside them, no extrapolation):", "",
-              "| run | wall s | its PSNR | the other's PSNR at that time | cgc - OpenSplat (dB) |",
-              "|---|---:|---:|---:|---:|"]
+                         f"{o['wall_s'] / c['wall_s']:.2f} | {c['psnr']:.2f} | {own:.2f} / "
+                         f"{o['psnr']:.2f} | {c['psnr'] - own:+.2f} |")
+    own_key = "psnr_own_order" if all("psnr_own_order" in r for r in runs
+                                      if r["trainer"] == "OpenSplat") else "psnr"
+    lines += ["", "Same wall-clock time: at each run's wall time, each trainer's PSNR, measured "
+              "(its own run) or interpolated in log time between its runs (~); - outside its "
+              "runs (no extrapolation):", "",
+              "| run | wall s | cgc PSNR | OpenSplat PSNR, own order | OpenSplat PSNR, by depth |"
+              " cgc - OpenSplat, own order (dB) |", "|---|---:|---:|---:|---:|---:|"]
     for r in sorted(runs, key=lambda r: r["wall_s"]):
-        other_name = NAMES[1 - NAMES.index(r["trainer"])]
-        points = [(o["wall_s"], o["psnr"]) for o in runs if o["trainer"] == other_name]
-        other = psnr_at(r["wall_s"], points)
-        label = f"{r['trainer']} {r['iterations']} it"
-        if not points:
-            continue
-        if other is None:
-            lines.append(f"| {label} | {r['wall_s']:.0f} | {r['psnr']:.2f} | none "
-                         f"({other_name}'s runs took {min(points)[0]:.0f}-{max(points)[0]:.0f} s) "
-                         "| |")
-            continue
-        diff = r["psnr"] - other if r["trainer"] == "cgc" else other - r["psnr"]
-        lines.append(f"| {label} | {r['wall_s']:.0f} | {r['psnr']:.2f} | {other:.2f} "
-                     f"({other_name}) | {diff:+.2f} |")
+        wall = r["wall_s"]
+        cgc = _at(wall, runs, "cgc", "psnr")
+        own = _at(wall, runs, "OpenSplat", own_key)
+        diff = ("" if "-" in (cgc, own) else
+                f"{float(cgc.lstrip('~')) - float(own.lstrip('~')):+.2f}")
+        lines.append(f"| {r['trainer']} {r['iterations']} it | {wall:.0f} | {cgc} | {own} | "
+                     f"{_at(wall, runs, 'OpenSplat', 'psnr')} | {diff} |")
     lines += ["", "Wall s: the whole process (start-up, loading and, for cgc, segmenting "
               "included); training s: cgc's training loop alone (its run.json). The trainers "
               "alternate on a machine shared with other jobs. Held-out PSNR / SSIM: mean over the "
               f"{meta['held_out_views']} held-out views ({', '.join(meta['held_out'])}) at "
-              f"{meta['size'][0]}x{meta['size'][1]} by cgc's renderer at neutral exposure, "
-              "OpenSplat's models over their training background, cgc's over black (its "
-              "training background); PSNR on black: OpenSplat's too over black. Train-view "
-              f"PSNR: the same on {CHECK_TRAIN_VIEWS} training views. One seed each."]
+              f"{meta['size'][0]}x{meta['size'][1]} at neutral exposure, by cgc's renderer "
+              "(Gaussians blended front to back by depth, as any 3DGS viewer does), OpenSplat's "
+              "models over their training background, cgc's over black (its training "
+              "background); in OpenSplat's blend order: OpenSplat's models blended as its CPU "
+              "rasterizer blends them in training and in its own renders "
+              "(`render_in_opensplat_order`: not by depth, see the check above). By depth on "
+              f"black: OpenSplat's too over black. Train-view PSNR: by depth on "
+              f"{CHECK_TRAIN_VIEWS} training views. One seed each."]
     return "\n".join(lines) + "\n"
 
 
 def score_run(trainer: str, model: Path, scene: Scene, resolution: int) -> dict:
-    """`score` over the trainer's own background, and the held-out PSNR over black."""
-    background = OPENSPLAT_BACKGROUND if trainer == "OpenSplat" else None
-    scored = score(model, scene, resolution, background)
-    black = scored["psnr"] if background is None else score(model, scene, resolution,
-                                                             None)["psnr"]
-    return {**scored, "psnr_black": black}
+    """`score` over the trainer's own background, the held-out PSNR over black, and for
+    OpenSplat the held-out PSNR / SSIM in its own blend order (`render_in_opensplat_order`)."""
+    if trainer != "OpenSplat":
+        scored = score(model, scene, resolution, None)
+        return {**scored, "psnr_black": scored["psnr"]}
+    scored = score(model, scene, resolution, OPENSPLAT_BACKGROUND)
+    own = quality_in_opensplat_order(load_ply(model), scene, scene.test_names)
+    return {**scored, "psnr_black": score(model, scene, resolution, None)["psnr"],
+            "psnr_own_order": own["psnr"], "ssim_own_order": own["ssim"]}
+
+
+def rescore(args: argparse.Namespace) -> None:
+    """Score the runs of an earlier results .json again from their models on disk (in --work,
+    with the copies `prepare` wrote there): the check and every score are redone, the wall
+    times and loads are the ones measured then."""
+    earlier = json.loads(args.rescore.read_text())
+    scene = load_scene(args.work / "cgc")
+    meta = {key: value for key, value in earlier.items() if key != "runs"}
+    meta["command"] += (" (scored again by `python bench/bench_fox_opensplat.py "
+                        + " ".join(sys.argv[1:]) + "`)")
+    meta["check"] = check_reading(args.opensplat, args.work / "opensplat", scene,
+                                  args.work / "check")
+    print(json.dumps(meta["check"]), flush=True)
+    runs = []
+    for run in earlier["runs"]:
+        kept = {k: run[k] for k in ("trainer", "iterations", "wall_s", "train_s",
+                                    "train_resolution", "load", "model") if k in run}
+        runs.append({**kept, **score_run(run["trainer"], Path(run["model"]), scene,
+                                         args.resolution)})
+        print(json.dumps(runs[-1]), flush=True)
+    text = markdown(meta, runs)
+    args.out.write_text(text)
+    args.out.with_suffix(".json").write_text(json.dumps({**meta, "runs": runs}, indent=1))
+    print(text)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scene", type=Path, required=True, help="the fox capture's folder")
+    parser.add_argument("--scene", type=Path, help="the fox capture's folder")
     parser.add_argument("--opensplat", type=Path, default=Path("/work/opensplat/build/opensplat"))
     parser.add_argument("--iterations", default="250,500,1000,2000,4000",
                         help="cgc's runs (iteration counts)")
@@ -328,9 +444,16 @@ def main() -> None:
                         help="the prepared copies and the runs (outside the repository)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" /
                         "fox_opensplat.md")
+    parser.add_argument("--rescore", type=Path, default=None,
+                        help="an earlier results .json: score its runs again, no training")
     args = parser.parse_args()
+    if args.scene is None and args.rescore is None:
+        parser.error("--scene is required (unless --rescore)")
     if not args.opensplat.is_file():
         sys.exit(f"OpenSplat binary not found: {args.opensplat} (build it as bench/README.md says)")
+    if args.rescore:
+        rescore(args)
+        return
     cgc_copy, opensplat_copy, facts = prepare(args.scene, args.work, args.resolution)
     scene = load_scene(cgc_copy)
     revision = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
