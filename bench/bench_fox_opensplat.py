@@ -402,6 +402,21 @@ def score_run(trainer: str, model: Path, scene: Scene, resolution: int) -> dict:
             "psnr_own_order": own["psnr"], "ssim_own_order": own["ssim"]}
 
 
+def opensplat_text(args: argparse.Namespace) -> str:
+    """The OpenSplat line of the results: binary and schedule."""
+    return f"{args.opensplat} (commit 15b7e80), " + (
+        "its step-based schedule scaled to each run's iterations as cgc's is (`scaled_schedule`: "
+        "--warmup-length, --sh-degree-interval, --stop-screen-size-at x iterations / 30000)"
+        if args.opensplat_schedule == "scaled" else
+        "its default schedule (made for 30000 steps: densification from step 500, SH degree up "
+        "every 1000 steps)")
+
+
+def revision() -> str:
+    return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True).stdout.strip()
+
+
 def rescore(args: argparse.Namespace) -> None:
     """Score the runs of an earlier results .json again from their models on disk (in --work,
     with the copies `prepare` wrote there): the check and every score are redone, the wall
@@ -409,8 +424,10 @@ def rescore(args: argparse.Namespace) -> None:
     earlier = json.loads(args.rescore.read_text())
     scene = load_scene(args.work / "cgc")
     meta = {key: value for key, value in earlier.items() if key != "runs"}
-    meta["command"] += (" (scored again by `python bench/bench_fox_opensplat.py "
-                        + " ".join(sys.argv[1:]) + "`)")
+    meta["command"] += ("`, runs made at cgc " + meta["revision"] + ", scored again by "
+                        "`python bench/bench_fox_opensplat.py " + " ".join(sys.argv[1:]))
+    meta["revision"] = revision()
+    meta["opensplat"] = opensplat_text(args)
     meta["check"] = check_reading(args.opensplat, args.work / "opensplat", scene,
                                   args.work / "check")
     print(json.dumps(meta["check"]), flush=True)
@@ -456,10 +473,8 @@ def main() -> None:
         return
     cgc_copy, opensplat_copy, facts = prepare(args.scene, args.work, args.resolution)
     scene = load_scene(cgc_copy)
-    revision = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True).stdout.strip()
     meta = {"command": "python bench/bench_fox_opensplat.py " + " ".join(sys.argv[1:]),
-            "revision": revision,
+            "revision": revision(),
             "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
             "machine": f"{cpu_name()}, {os.cpu_count()} cores shared with other jobs, no GPU",
             "capture": f"instant-ngp's fox, {facts['train_views']} training and "
@@ -467,13 +482,7 @@ def main() -> None:
                        f"{facts['size'][0]}x{facts['size'][1]} (fx fy cx cy "
                        f"{facts['intrinsics']}), {facts['initial_points']} random initial points "
                        "for both",
-            "opensplat": f"{args.opensplat}, "
-                         + ("its step-based schedule scaled to each run's iterations as cgc's is "
-                            "(`scaled_schedule`: --warmup-length, --sh-degree-interval, "
-                            "--stop-screen-size-at x iterations / 30000)"
-                            if args.opensplat_schedule == "scaled" else
-                            "its default schedule (for 30000 steps: densification from step 500, "
-                            "SH degree up every 1000)"), **facts}
+            "opensplat": opensplat_text(args), **facts}
     meta["check"] = check_reading(args.opensplat, opensplat_copy, scene, args.work / "check")
     print(json.dumps(meta["check"]), flush=True)
     runs = []
