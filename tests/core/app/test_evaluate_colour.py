@@ -1,4 +1,5 @@
-"""`colour_quality` with a background: a model trained over a colour (OpenSplat's) is scored over it."""
+"""`colour_quality` with a background: a model trained over a colour (OpenSplat's) is scored
+over it."""
 
 import numpy as np
 import torch
