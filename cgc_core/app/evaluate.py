@@ -59,21 +59,24 @@ def score_prompted(prompted: dict[str, PromptedObject], gt: dict, features: Feat
 
 
 @torch.no_grad()
-def render_colour(splats: torch.nn.ParameterDict, camera, render: RenderConfig) -> np.ndarray:
+def render_colour(splats: torch.nn.ParameterDict, camera, render: RenderConfig,
+                  background: torch.Tensor | None = None) -> np.ndarray:
     """[H, W, 3] float in [0, 1]: the model's colour at `camera` (a pinhole view), at the
-    neutral exposure (no view's learned correction) on a black background."""
+    neutral exposure (no view's learned correction) on a black background, or on `background`
+    ([3] RGB in [0, 1]: a model trained over another colour, e.g. OpenSplat's)."""
     viewmat, K = camera_tensors(camera, splats["means"].device)
     out = render_view(splats, viewmat, K, camera.width, camera.height,
-                      sh_degree=sh_degree_of(splats), render=render, with_rgb=True)
+                      sh_degree=sh_degree_of(splats), render=render, with_rgb=True,
+                      background=background)
     return out.rgb.clamp(0.0, 1.0).cpu().numpy()
 
 
 def colour_quality(splats: torch.nn.ParameterDict, scene: Scene, render: RenderConfig,
-                   max_resolution: int) -> dict:
+                   max_resolution: int, background: torch.Tensor | None = None) -> dict:
     """PSNR / SSIM of the rendered colour against each held-out photo, at the training
     resolution (`max_resolution` on the longer side, 0 = native; photos scaled down by area, as
     training does), on the pinhole view (photos of a camera with a lens undistorted, as cgc
-    trains on them).
+    trains on them); `background` as `render_colour`'s.
 
     Returns:
         {"psnr": mean dB, "ssim": mean, "views": count, "resolution": [W, H] of the first,
@@ -89,7 +92,7 @@ def colour_quality(splats: torch.nn.ParameterDict, scene: Scene, render: RenderC
         if scale != 1.0:
             photo = np.asarray(Image.fromarray(photo).resize((view.width, view.height),
                                                              Image.BOX))
-        per_view[camera.name] = image_quality(render_colour(splats, view, render),
+        per_view[camera.name] = image_quality(render_colour(splats, view, render, background),
                                               photo.astype(np.float64) / 255.0)
         resolution = resolution or [view.width, view.height]
     values = list(per_view.values())
