@@ -81,7 +81,7 @@ class ObjectTracker:
     """Carries object identity from one clustering of a changing map to the next (module
     docstring)."""
 
-    def __init__(self, hold: int = 3, hold_removed: int = 1, late_moves: int = 6,
+    def __init__(self, hold: int = 2, hold_removed: int = 1, late_moves: int = 6,
                  min_similarity: float = 0.6, min_cover: float = 0.3, margin: float = 0.02,
                  reidentify_reach: float = 0.05, max_move: float = 1.0):
         """
