@@ -71,22 +71,19 @@ def contact_pairs(points: np.ndarray, parts: np.ndarray, truth: np.ndarray,
     for i, a in enumerate(objects):
         for b in objects[i + 1:]:
             pa, pb = points[members[a]], points[members[b]]
-            near_a = cluster.near_count(cKDTree(pb), pa, reach)
-            near_b = cluster.near_count(cKDTree(pa), pb, reach)
-            share_a, share_b = near_a / len(pa), near_b / len(pb)
-            if not (min(near_a, near_b) >= config.merge_min_contact
-                    and max(share_a, share_b) >= config.merge_min_contact_share
-                    and min(share_a, share_b) >= config.merge_min_mutual_share):
+            tree_a, tree_b = cKDTree(pa), cKDTree(pb)
+            shares = cluster.face_contact(pa, pb, tree_a, tree_b, config)
+            if shares is None:
                 continue
             (name_a, purity_a), (name_b, purity_b) = owner(members[a]), owner(members[b])
             joint = cluster.hull_volume(np.vstack([pa, pb]))
             rows.append({
                 "a": name_a, "a_purity": purity_a, "a_gaussians": len(pa),
                 "b": name_b, "b_purity": purity_b, "b_gaussians": len(pb),
-                "same_object": name_a == name_b, "contact_shares": [share_a, share_b],
+                "same_object": name_a == name_b, "contact_shares": list(shares),
                 "hull_ratio": joint / max(cluster.hull_volume(pa) + cluster.hull_volume(pb),
                                           1e-12),
-                "opposed_share": cluster.opposed_share(pa, pb, reach)})
+                "opposed_share": cluster.opposed_share(pa, pb, reach, tree_a, tree_b)})
     return rows
 
 

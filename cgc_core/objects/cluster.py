@@ -437,7 +437,23 @@ def surface_normals(points: np.ndarray, neighbours: int = 16) -> np.ndarray:
     return np.asarray(cloud.normals)
 
 
-def opposed_share(pa: np.ndarray, pb: np.ndarray, reach: float) -> float:
+def face_contact(pa: np.ndarray, pb: np.ndarray, tree_a: cKDTree, tree_b: cKDTree,
+                 config: ObjectsConfig) -> tuple[float, float] | None:
+    """(share of a's, share of b's) points within `merge_contact` of the other part, when two
+    parts ([P, 3], [Q, 3] points with their trees) meet over a face on both sides
+    (`merge_min_contact`, `merge_min_contact_share`, `merge_min_mutual_share`); else None."""
+    reach = config.merge_contact
+    near_a, near_b = near_count(tree_b, pa, reach), near_count(tree_a, pb, reach)
+    share_a, share_b = near_a / len(pa), near_b / len(pb)
+    if (min(near_a, near_b) >= config.merge_min_contact
+            and max(share_a, share_b) >= config.merge_min_contact_share
+            and min(share_a, share_b) >= config.merge_min_mutual_share):
+        return share_a, share_b
+    return None
+
+
+def opposed_share(pa: np.ndarray, pb: np.ndarray, reach: float,
+                  tree_a: cKDTree | None = None, tree_b: cKDTree | None = None) -> float:
     """Share of the contact between two parts ([P, 3] and [Q, 3] points) where their surfaces
     face each other: each point within `reach` of the other part, paired with its nearest point
     there, their `surface_normals` oriented away from their own part's centre more than 90
@@ -446,9 +462,11 @@ def opposed_share(pa: np.ndarray, pb: np.ndarray, reach: float) -> float:
     na, nb = surface_normals(pa), surface_normals(pb)
     na = na * np.sign(((pa - pa.mean(0)) * na).sum(1, keepdims=True) + 1e-12)
     nb = nb * np.sign(((pb - pb.mean(0)) * nb).sum(1, keepdims=True) + 1e-12)
+    tree_a = cKDTree(pa) if tree_a is None else tree_a
+    tree_b = cKDTree(pb) if tree_b is None else tree_b
     opposed = total = 0
-    for p, n, q, m in ((pa, na, pb, nb), (pb, nb, pa, na)):
-        distance, nearest = cKDTree(q).query(p, distance_upper_bound=reach)
+    for p, n, tree, m in ((pa, na, tree_b, nb), (pb, nb, tree_a, na)):
+        distance, nearest = tree.query(p, distance_upper_bound=reach)
         touching = np.isfinite(distance)
         opposed += int(((n[touching] * m[nearest[touching]]).sum(1) < 0).sum())
         total += int(touching.sum())
@@ -495,15 +513,11 @@ def merge_convex_parts(points: np.ndarray, parts: np.ndarray,
             pa, pb = points[members[a]], points[members[b]]
             if ((pa.min(0) - reach > pb.max(0)) | (pb.min(0) - reach > pa.max(0))).any():
                 continue
-            near_a, near_b = near_count(trees[b], pa, reach), near_count(trees[a], pb, reach)
-            share_a, share_b = near_a / len(pa), near_b / len(pb)
-            if (min(near_a, near_b) >= config.merge_min_contact
-                    and max(share_a, share_b) >= config.merge_min_contact_share
-                    and min(share_a, share_b) >= config.merge_min_mutual_share):
-                if opposed_share(pa, pb, reach) > config.merge_max_opposed_share:
-                    continue
-                joint = hull_volume(np.vstack([pa, pb]))
-                candidates.append((joint / max(volume[a] + volume[b], 1e-12), a, b))
+            if face_contact(pa, pb, trees[a], trees[b], config) is None or opposed_share(
+                    pa, pb, reach, trees[a], trees[b]) > config.merge_max_opposed_share:
+                continue
+            joint = hull_volume(np.vstack([pa, pb]))
+            candidates.append((joint / max(volume[a] + volume[b], 1e-12), a, b))
     group = {label: label for label in objects}
 
     def root(label: int) -> int:

@@ -12,8 +12,6 @@ from cgc_core.model import sh
 from cgc_core.model.view import render_view
 from cgc_core.render import cpu, rasterize
 
-pytestmark = pytest.mark.skipif(not cpu.is_available(), reason="C++ extension not built")
-
 
 def sh_inputs(n: int, dtype: torch.dtype, seed: int, coeffs: int = 15):
     """Random coefficients (a third of the colours come out negative, so the clamp acts) and
