@@ -312,7 +312,9 @@ def _renamed(table: ObjectTable, object_id: int, old: ObjectInfo) -> ObjectTable
     objects = []
     for obj in table.objects:
         if obj.id == object_id:
-            obj = dataclasses.replace(obj, id=old.id, label=old.label, color=old.color)
+            # a label given since (to the id the clustering handed out) wins over the old one
+            obj = dataclasses.replace(obj, id=old.id, label=obj.label or old.label,
+                                      color=old.color)
         objects.append(obj)
     objects.sort(key=lambda o: o.id)
     owner = table.gaussian_object

@@ -319,8 +319,6 @@ class MapService:
         if result is None or result[0] != self._generation:
             return
         _, snapshot, table = result
-        if self.table is not None:
-            self.carry_labels(self.table, table)
         self._use(snapshot, table)
 
     def carry_labels(self, current: ObjectTable, table: ObjectTable) -> None:
@@ -351,6 +349,10 @@ class MapService:
                                                 timeline[-1]["stamp"] if timeline else 0.0)
             self.events.extend(events)
             self.counts["object_events"] += len(events)
+        # After the tracker: it gives a renamed object its known id back, and a label given to
+        # that object (under either id) must follow it.
+        if self.table is not None and table is not self.table:
+            self.carry_labels(self.table, table)
         self.table = table
         self._clustered_version = snapshot.version
         self.clustered_splats = snapshot.splats
