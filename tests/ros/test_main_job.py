@@ -2,8 +2,10 @@
 the real node and the player in separate processes, then report.html opened in real headless
 Chromium (Debian's package, driven by Playwright), and a rosbag2 folder played the same way.
 
-Small on purpose (160x120, 8 frames, 200 iterations) so that the file runs in about two minutes
-on 2 cores; the full-size figures are measured by bench/bench_main_job.py.
+Small on purpose (160x120, 8 frames, 400 iterations) so that the file runs in about two minutes
+on 2 cores; the full-size figures are measured by bench/bench_main_job.py. 400, not fewer: at 200
+the tiny model sat on a cliff (final held-out mIoU 22.7 to 49.2 over 4 runs, small objects merged
+into the table), at 400 it scored 72.2 to 79.3 over 4 runs (2026-12-07).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
+ITERATIONS = 400
 TINY = ["--width", "160", "--height", "120", "--frames", "8", "--test-frames", "2",
         "--rate", "2", "--eval-every", "8"]
 
@@ -34,7 +37,7 @@ def main_job(ros_python, ros_env, out: Path, *args: str, timeout: float = 300) -
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, ros_python, ros_env) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("main_job") / "run"
-    return out, main_job(ros_python, ros_env, out, *TINY, "--iterations", "200")
+    return out, main_job(ros_python, ros_env, out, *TINY, "--iterations", str(ITERATIONS))
 
 
 def test_one_folder_with_map_objects_log_and_quality(tiny_run):
@@ -52,13 +55,13 @@ def test_one_folder_with_map_objects_log_and_quality(tiny_run):
     assert status["frames_taken"] + status["frames_dropped"] == 8 + 8
     assert status.get("frames_rejected", 0) == 0, status
     assert status["session"]["keyframes"] >= 3
-    assert player["status_trained"]["session"]["step"] >= 200
+    assert player["status_trained"]["session"]["step"] >= ITERATIONS
     # The keyframes' learned pose corrections are summarised for the user.
     corrections = player["status_trained"]["session"]["pose_corrections"]
     assert corrections["views"] >= 3 and 0 <= corrections["median_rotation_deg"] < 5
     # Held-out quality through the node while it learned, and at the end.
     assert len(player["quality"]) >= 1
-    assert player["final"]["pairs"] > 0 and player["final"]["mIoU"] >= 25, player["final"]
+    assert player["final"]["pairs"] > 0 and player["final"]["mIoU"] >= 50, player["final"]
 
     # Every prompted object by pixel, then by the label it was given: the same object.
     prompts = json.loads((out / "scene" / "prompts.json").read_text())
