@@ -421,6 +421,20 @@ class LiveConfig:
     default_depth: float = 1.0
     """Depth (metres) of new Gaussians along the pixel rays when the frame has no depth, no prior
     point cloud covers the pixels and nothing is rendered yet."""
+    depth_from_axes: bool = True
+    """Without depth or a prior point cloud, put new Gaussians in empty space at the depth where
+    the keyframes' optical axes meet (`growth.axes_meeting_point`: a capture taken around an
+    object looks at it from every side) instead of `default_depth`; and, the first time the
+    axes tell a depth that `default_depth` was far from (outside 1/1.5 to 1.5 times it), make
+    the young map again from its keyframes at that depth. A phone capture's units are
+    arbitrary (instant-ngp's fox stands 4.8 units from its cameras), so a guess in metres
+    would put every first Gaussian at the wrong depth, where no two views agree."""
+    axes_min_angle_deg: float = 15.0
+    """The keyframes' axes tell a depth once they spread like two axes this many degrees apart
+    (see `depth_from_axes`)."""
+    axes_max_keyframes: int = 10
+    """... and only while the map has at most this many keyframes: later, a trained map's own
+    rendered depth is the better guess and is not thrown away."""
     extent: float = 0.0
     """Scene extent (metres) that scales the position learning rate and densification; 0:
     estimated from the keyframes (camera spread, at least the median depth) and only growing."""

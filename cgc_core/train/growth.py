@@ -2,8 +2,9 @@
 
 Where: pixels whose rendered alpha is low, and pixels whose measured depth lies well in front of
 the rendered surface. How deep: the measured depth; else the prior point cloud's points that
-land on those pixels; else the pixel rays at the frame's median rendered depth (or a configured
-depth when nothing is rendered yet).
+land on those pixels; else the pixel rays at the frame's median rendered depth; else, when
+nothing is rendered there yet, the depth at which the keyframes' optical axes meet (a capture
+around an object looks at it from every side: `axes_meeting_point`), or a configured depth.
 """
 
 from __future__ import annotations
@@ -101,6 +102,47 @@ def gaussian_rows(means: Tensor, rgb: Tensor, scale: Tensor, config: LiveConfig,
         "shN": torch.zeros(n, sh_bases - 1, 3),
         "features": torch.randn(n, feature_dim, generator=generator) * config.grow_feature_std,
     }
+
+
+def axes_meeting_point(cam_to_worlds: list[np.ndarray], min_angle_deg: float,
+                       min_depth: float) -> np.ndarray | None:
+    """The point nearest, in least squares, to every camera's optical axis; None when the axes
+    do not tell one.
+
+    A capture taken around an object (a phone circling it, a robot's arm inspecting a table)
+    points every camera at it, so where the axes meet is how far away the scene is when no
+    depth says so. It is the scene centre that instant-ngp and nerfstudio's processing recentre
+    on. The axes tell nothing when they are nearly parallel (a robot driving forward) or meet
+    behind or at a camera (a camera panning in place).
+
+    Args:
+        cam_to_worlds: [4, 4] camera-to-world poses, OpenCV axes (the axis is +z).
+        min_angle_deg: the axes must spread at least like two axes this far apart: the smallest
+            eigenvalue of mean(I - d dᵀ) at least (1 - cos(angle)) / 2.
+        min_depth: the point must lie at least this far in front of every camera (metres).
+
+    Returns:
+        [3] world point, or None.
+    """
+    if len(cam_to_worlds) < 2:
+        return None
+    poses = np.asarray(cam_to_worlds, dtype=float)
+    origins, axes = poses[:, :3, 3], poses[:, :3, 2]
+    axes = axes / np.linalg.norm(axes, axis=1, keepdims=True)
+    # Σ (I - d dᵀ) p = Σ (I - d dᵀ) o: the normal equations of the distances to the lines.
+    projectors = np.eye(3)[None] - axes[:, :, None] * axes[:, None, :]
+    normal = projectors.mean(axis=0)
+    if np.linalg.eigvalsh(normal)[0] < (1.0 - math.cos(math.radians(min_angle_deg))) / 2.0:
+        return None
+    point = np.linalg.solve(normal, np.einsum("nij,nj->i", projectors, origins) / len(poses))
+    depths = ((point[None] - origins) * axes).sum(axis=1)
+    return point if bool((depths >= min_depth).all()) else None
+
+
+def depth_in_view(point: np.ndarray, camera: Camera) -> float:
+    """z of a world point [3] in `camera`'s frame (metres; <= 0: behind it)."""
+    w2c = camera.world_to_cam
+    return float(w2c[2, :3] @ point + w2c[2, 3])
 
 
 def prior_points_in_view(points: np.ndarray, camera: Camera, fill: np.ndarray

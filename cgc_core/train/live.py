@@ -44,6 +44,8 @@ from cgc_core.train.changes import ChangeVotes, FreedSpace, depth_evidence, saw_
 from cgc_core.train.densify import append_gaussians, remove_gaussians
 from cgc_core.train.frames import FrameRejected, check_frame
 from cgc_core.train.growth import (
+    axes_meeting_point,
+    depth_in_view,
     gaussian_rows,
     new_gaussians,
     pixels_to_fill,
@@ -172,6 +174,7 @@ class LiveSession:
         self._held: Snapshot | None = None  # served instead while the model recovers
         self._held_until = 0
         self._settled = False  # `settle_by` fixed the end of densification
+        self._settled_by = 0     # ... at this iteration
         self._step_times: collections.deque[float] = collections.deque(maxlen=50)
         self._started = time.monotonic()
         self._thread: threading.Thread | None = None
@@ -180,6 +183,8 @@ class LiveSession:
         self._segment_ready = threading.Condition(threading.Lock())
         self._segment_thread: threading.Thread | None = None
         self._generator = torch.Generator().manual_seed(config.train.seed + 1)
+        self._axes_point: np.ndarray | None = None  # where the keyframes' axes meet
+        self._may_regrow = True  # a loaded, trained map is never grown again from its axes
         self._votes = ChangeVotes(self.config.live)
         self._freed = FreedSpace(self.config.live)
         self.changes: list[dict] = []
@@ -267,6 +272,7 @@ class LiveSession:
             densifier.until = min(densifier.until, max(last - quiet, self.trainer.step_count))
             self.trainer.plan_end(last)
             self._settled = True
+            self._settled_by = last
 
     def train(self, until: int, **kwargs) -> StepStats | None:
         """Iterate in this thread until `until` iterations in all (`Trainer.train`'s options)."""
@@ -451,6 +457,7 @@ class LiveSession:
         if len(self.timeline) > self.config.live.timeline_length:
             del self.timeline[:len(self.timeline) - self.config.live.timeline_length]
         self.trainer.add_view(view)
+        self._meet_axes()
         self._update_extent()
         if self.iterations is None and not self._settled:
             # Open-ended: densification and resets go on for a planned run's length after the
@@ -528,14 +535,52 @@ class LiveSession:
 
     # ------------------------------------------------------------------ growth
 
-    def _fallback_depth(self, render) -> float:
+    def _fallback_depth(self, render, camera: Camera) -> float:
+        """Depth for new Gaussians on pixels without a measured one: the median rendered depth,
+        else the depth of where the keyframes' axes meet, else `live.default_depth`."""
         if render is not None:
             surface = render.depths / render.alphas.clamp_min(1e-6)
             rendered = median_depth(torch.where(render.alphas > 0.5, surface,
                                                 torch.zeros_like(surface)))
             if rendered > 0:
                 return rendered
+        if self._axes_point is not None:
+            depth = depth_in_view(self._axes_point, camera)
+            if depth > self.config.render.near:
+                return depth
         return self.config.live.default_depth
+
+    def _without_depth(self) -> bool:
+        return self.prior_points is None and all(k.depth is None for k in self.keyframes)
+
+    def _meet_axes(self) -> None:
+        """Without depth, find where the young map's keyframes look (`live.depth_from_axes`);
+        the first time it is found far from where the map was guessed, grow the map again
+        from its keyframes at that depth."""
+        live = self.config.live
+        if not live.depth_from_axes or self._axes_point is not None \
+                or len(self.keyframes) > live.axes_max_keyframes or not self._without_depth():
+            return
+        point = axes_meeting_point([k.camera.cam_to_world for k in self.keyframes],
+                                   live.axes_min_angle_deg, self.config.render.near)
+        if point is None:
+            return
+        self._axes_point = point
+        depths = [depth_in_view(point, k.camera) for k in self.keyframes]
+        ratio = float(np.median(depths)) / live.default_depth
+        if 1 / 1.5 <= ratio <= 1.5 or not self._may_regrow:
+            return
+        views = [k.view for k in self.keyframes]
+        self._create_trainer_from_frame(views[0], None)
+        for view in views[1:]:
+            self._grow(view, None, self._render(view))
+        for view in views:
+            view.correction = None  # learned against the discarded map
+            self.trainer.add_view(view)
+        self._held = None
+        if self._settled:
+            self.settle_by(self._settled_by)
+        self._counts["regrown_from_axes"] += 1
 
     def _growth_rows(self, view: TrainingView, depth, render) -> dict | None:
         live, model = self.config.live, self.config.model
@@ -549,7 +594,7 @@ class LiveSession:
                 return rows
         return new_gaussians(view.camera, view.image.cpu(), fill.cpu(),
                              None if depth is None else depth.cpu(),
-                             self._fallback_depth(render), live.grow_points, live,
+                             self._fallback_depth(render, view.camera), live.grow_points, live,
                              model.feature_dim, num_sh_bases(model.sh_degree), self._generator)
 
     def _prior_rows(self, view: TrainingView, fill) -> dict | None:
@@ -584,7 +629,8 @@ class LiveSession:
 
     def _create_trainer_from_frame(self, view: TrainingView, depth) -> None:
         rows = self._growth_rows(view, depth, None)
-        extent = self._fixed_extent or max(median_depth(depth), self.config.live.default_depth)
+        extent = self._fixed_extent or max(median_depth(depth),
+                                           self._fallback_depth(None, view.camera))
         self._create_trainer(splats=rows, extent=extent)
 
     def _create_trainer(self, *, extent: float, points=None, colors=None, splats=None) -> None:
@@ -694,6 +740,11 @@ class LiveSession:
             self.changes = list(state.get("changes", []))  # absent before issue 28
             self._votes.load_state_dict(state.get("change_votes", {}))
             self._freed.load_state_dict(state.get("freed_space", {}))
+            self._may_regrow = False
+            if self._without_depth():  # new Gaussians in empty space go where the axes meet
+                self._axes_point = axes_meeting_point(
+                    [k.camera.cam_to_world for k in keyframes],
+                    self.config.live.axes_min_angle_deg, self.config.render.near)
             self._version += 1
             self._snapshot = self._held = None
             held = state.get("held")  # absent in files from before it was saved
@@ -736,6 +787,8 @@ class LiveSession:
             self._snapshot = self._held = None
             self._settled = False
             self.changes = []
+            self._axes_point = None
+            self._may_regrow = True
             self._votes = ChangeVotes(self.config.live)
             self._freed = FreedSpace(self.config.live)
             self._version += 1

@@ -312,3 +312,23 @@ def test_a_session_told_its_end_makes_no_opacity_reset_it_cannot_recover_from(ti
     ceiling = 2 * config.train.prune_opacity  # where a reset clamps opacities
     assert float(torch.sigmoid(session.trainer.splats["opacities"].detach()).median()) > \
         5 * ceiling
+
+
+def test_without_depth_the_young_map_moves_to_where_the_cameras_look(tiny_scene):
+    # A capture without depth, in units no default guesses: `default_depth` 0.25 where the
+    # table is about a metre away. Once the keyframes' axes meet, the map is grown again there.
+    depth_error = {}
+    for axes in (True, False):
+        session = LiveSession(live_config(default_depth=0.25, depth_from_axes=axes),
+                              device="cpu")
+        for cam, image, _, segments in list(frames(tiny_scene))[:4]:
+            session.add_frame(cam, image, None, segments, keyframe=True)
+        session.process_frames()
+        assert len(session.keyframes) == 4
+        cam, _, depth, _ = next(frames(tiny_scene))
+        u, v, z = project(cam, session.snapshot().splats["means"].double().numpy())
+        inside = (z > 0) & (u >= 0) & (u < cam.width) & (v >= 0) & (v < cam.height)
+        measured = depth[v[inside].astype(int), u[inside].astype(int)]
+        depth_error[axes] = float(np.median(np.abs(z[inside] - measured) / measured))
+    assert depth_error[False] > 0.5  # every Gaussian on rays at the wrong guess
+    assert depth_error[True] < 0.5 * depth_error[False], depth_error
