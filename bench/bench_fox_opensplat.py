@@ -143,10 +143,12 @@ def prepare(scene_dir: Path, work: Path, resolution: int) -> tuple[Path, Path, d
         "initial_points": len(points)}
 
 
-def run_cgc(copy: Path, out: Path, iterations: int) -> dict:
+def run_cgc(copy: Path, out: Path, iterations: int, config: Path | None = None) -> dict:
     """Wall seconds of one `cgc train` process; the run's own figures from run.json."""
     command = [sys.executable, "-m", "cgc_core.app.cli", "train", str(copy), "--out", str(out),
                "--iterations", str(iterations), "--device", "cpu", "--quiet"]
+    if config is not None:
+        command += ["--config", str(config)]
     start = time.perf_counter()
     subprocess.run(command, cwd=ROOT, env=ENV, check=True, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -328,6 +330,8 @@ def markdown(meta: dict, runs: list[dict]) -> str:
              "", f"- command: `{meta['command']}` (cgc {meta['revision']})",
              f"- date: {meta['date']}", f"- machine: {meta['machine']}",
              f"- capture: {meta['capture']}", f"- OpenSplat: {meta['opensplat']}"]
+    if meta.get("cgc_config"):
+        lines.append(f"- cgc's config overrides: `{' '.join(meta['cgc_config'].split())}`")
     if check and "own_order_psnr" in check:
         lines.append(
             f"- reading OpenSplat's PLY: a {check['steps']}-step OpenSplat model (SH degree 3 "
@@ -455,6 +459,9 @@ def main() -> None:
     parser.add_argument("--opensplat-schedule", choices=("default", "scaled"), default="default",
                         help="OpenSplat's step-based schedule: its defaults, or scaled to each "
                              "run's iterations as cgc scales its own")
+    parser.add_argument("--cgc-config", type=Path, default=None,
+                        help="a YAML of config overrides for cgc's runs (`cgc train --config`); "
+                             "default: the default config")
     parser.add_argument("--resolution", type=int, default=160,
                         help="training resolution of both, longer side")
     parser.add_argument("--work", type=Path, default=Path("/tmp/fox_opensplat"),
@@ -483,6 +490,8 @@ def main() -> None:
                        f"{facts['intrinsics']}), {facts['initial_points']} random initial points "
                        "for both",
             "opensplat": opensplat_text(args), **facts}
+    if args.cgc_config is not None:
+        meta["cgc_config"] = args.cgc_config.read_text().strip()
     meta["check"] = check_reading(args.opensplat, opensplat_copy, scene, args.work / "check")
     print(json.dumps(meta["check"]), flush=True)
     runs = []
@@ -494,7 +503,7 @@ def main() -> None:
             shutil.rmtree(out)
         load = load_text()
         if trainer == "cgc":
-            run = run_cgc(cgc_copy, out, iterations)
+            run = run_cgc(cgc_copy, out, iterations, args.cgc_config)
         else:
             extra = scaled_schedule(iterations) if args.opensplat_schedule == "scaled" else ()
             run = run_opensplat(args.opensplat, opensplat_copy, out, iterations, extra)

@@ -429,6 +429,11 @@ class LiveConfig:
     the young map again from its keyframes at that depth. A phone capture's units are
     arbitrary (instant-ngp's fox stands 4.8 units from its cameras), so a guess in metres
     would put every first Gaussian at the wrong depth, where no two views agree."""
+    rays_depth_spread: float = 2.0
+    """In a frame without depth, pixels without a prior point get Gaussians at the fallback
+    depth times a log-uniform factor between 1 / this and this (1: all at the fallback depth),
+    and the views that follow keep the ones they agree on, as random initial points in
+    offline training. (A depth frame's holes stay at the fallback depth.)"""
     axes_min_angle_deg: float = 15.0
     """The keyframes' axes tell a depth once they spread like two axes this many degrees apart
     (see `depth_from_axes`)."""

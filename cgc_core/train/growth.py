@@ -56,7 +56,8 @@ def new_gaussians(camera: Camera, image: Tensor, fill: Tensor, depth: Tensor | N
         image: [H, W, 3] float in [0, 1].
         fill: [H, W] bool, pixels to fill (`pixels_to_fill`).
         depth: [H, W] metres where known (0 / non-finite: unknown), or None.
-        fallback_depth: depth (metres) for pixels without one.
+        fallback_depth: depth (metres) for pixels without one (spread by
+            `config.rays_depth_spread` when the frame has no depth at all).
         budget: most Gaussians to add.
         sh_bases: SH coefficients per colour channel of the model ((degree + 1)^2).
 
@@ -70,6 +71,11 @@ def new_gaussians(camera: Camera, image: Tensor, fill: Tensor, depth: Tensor | N
     pixels_per_gaussian = rows.numel() / pick.numel()
     rows, cols = rows[pick], cols[pick]
     z = torch.full((rows.numel(),), float(fallback_depth))
+    if depth is None and config.rays_depth_spread > 1.0:
+        # A guessed depth is only a guess: spread the guesses log-uniformly around it, and let
+        # the views that follow keep the Gaussians they agree on (as random initial points do).
+        spread = math.log(config.rays_depth_spread)
+        z = z * torch.exp((torch.rand(z.shape, generator=generator) * 2 - 1) * spread)
     if depth is not None:
         known = depth[rows, cols]
         usable = torch.isfinite(known) & (known > 0)

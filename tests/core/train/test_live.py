@@ -85,12 +85,20 @@ def test_without_depth_gaussians_go_on_the_prior_point_cloud(tiny_scene):
 
 
 def test_without_depth_or_prior_gaussians_go_on_rays_at_the_configured_depth(tiny_scene):
-    session = LiveSession(live_config(default_depth=2.5), device="cpu")
+    session = LiveSession(live_config(default_depth=2.5, rays_depth_spread=1.0), device="cpu")
     cam, image, _, segments = next(frames(tiny_scene))
     session.add_frame(cam, image, None, segments)
     session.process_frames()
     _, _, z = project(cam, session.snapshot().splats["means"].double().numpy())
     assert np.allclose(z, 2.5, rtol=1e-4)
+    # By default the guess is spread log-uniformly over [2.5 / 2, 2.5 * 2].
+    session = LiveSession(live_config(default_depth=2.5), device="cpu")
+    session.add_frame(cam, image, None, segments)
+    session.process_frames()
+    _, _, z = project(cam, session.snapshot().splats["means"].double().numpy())
+    assert z.min() >= 1.25 - 1e-4 and z.max() <= 5.0 + 1e-4
+    assert z.min() < 1.5 and z.max() > 4.0  # spread over the range, not at one depth
+    assert abs(np.median(np.log(z)) - np.log(2.5)) < 0.15
 
 
 def test_stream_trains_and_never_exceeds_the_gaussian_cap(tiny_scene):
@@ -319,7 +327,8 @@ def test_without_depth_the_young_map_moves_to_where_the_cameras_look(tiny_scene)
     # table is about a metre away. Once the keyframes' axes meet, the map is grown again there.
     depth_error = {}
     for axes in (True, False):
-        session = LiveSession(live_config(default_depth=0.25, depth_from_axes=axes),
+        session = LiveSession(live_config(default_depth=0.25, depth_from_axes=axes,
+                                          rays_depth_spread=1.0),
                               device="cpu")
         for cam, image, _, segments in list(frames(tiny_scene))[:4]:
             session.add_frame(cam, image, None, segments, keyframe=True)
