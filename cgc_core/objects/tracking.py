@@ -5,7 +5,9 @@ Re-clustering keeps an object's id while its voxels overlap the previous table's
 
 - an object taken away must leave the table, but only on evidence that it is gone: a removal
   the live session decided from depth (`LiveSession.changes`), never a clustering that merely
-  missed it once (no object of a static scene is ever reported removed);
+  missed it once (no object of a static scene is ever reported removed); once the removals
+  have seen through half of what the object was, it is gone, whatever the clustering still
+  finds there while pruning catches up;
 - an object moved elsewhere shares no voxel with its old self: it is matched by what it looks
   like instead (colour, shape and feature), and keeps its id and label;
 - anything else new gets a new id.
