@@ -184,7 +184,9 @@ class LiveSession:
         self._segment_thread: threading.Thread | None = None
         self._generator = torch.Generator().manual_seed(config.train.seed + 1)
         self._axes_point: np.ndarray | None = None  # where the keyframes' axes meet
-        self._may_regrow = True  # a loaded, trained map is never grown again from its axes
+        # A map seeded before any frame (offline: from the scene's points or depth) or loaded
+        # trained is never grown again from the axes.
+        self._may_regrow = seed_points is None
         self._votes = ChangeVotes(self.config.live)
         self._freed = FreedSpace(self.config.live)
         self.changes: list[dict] = []

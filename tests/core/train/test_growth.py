@@ -1,6 +1,7 @@
 """Where new Gaussians go when a frame has no depth: where the cameras' optical axes meet."""
 
 import numpy as np
+import torch
 
 from cgc_core.cameras import Camera
 from cgc_core.train.growth import axes_meeting_point, depth_in_view
@@ -43,3 +44,39 @@ def test_axes_that_tell_no_depth_give_none():
     wide = [look_at(np.array([x, 0.0, 0.0]), np.array([0.0, 2.0, 0.0])) for x in (-1, 1)]
     assert axes_meeting_point(wide, 15, 0.01) is not None
     assert axes_meeting_point(wide[:1], 15, 0.01) is None  # one camera tells nothing
+
+
+def test_offline_seeds_from_rays_at_the_axes_without_depth_or_points(tiny_scene, tmp_path):
+    import json
+    import shutil
+
+    from cgc_core.config import CGCConfig, apply_overrides
+    from cgc_core.data import load_scene
+    from cgc_core.train.from_scene import initial_points, session_from_scene
+    from cgc_core.train.views import scene_extent
+
+    scene = load_scene(tiny_scene)
+    # A capture without depth or points: the tiny scene's views and poses alone.
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_scene, bare, ignore=shutil.ignore_patterns("depth", "*.ply", "sparse"))
+    transforms = json.loads((bare / "transforms.json").read_text())
+    transforms.pop("ply_file_path", None)
+    for frame in transforms["frames"]:
+        frame.pop("depth_file_path", None)
+    (bare / "transforms.json").write_text(json.dumps(transforms))
+    bare_scene = load_scene(bare)
+    cameras = [bare_scene.camera(n) for n in bare_scene.train_names]
+    points, colors = initial_points(bare_scene, cameras, scene_extent(cameras), 800,
+                                    np.random.default_rng(0))
+    assert colors is not None and len(points) == len(colors) == 800
+    meeting = axes_meeting_point([c.cam_to_world for c in cameras], 15, 1e-3)
+    first = points[:100]  # the first view's share, on its rays around the meeting depth
+    z = first @ cameras[0].world_to_cam[:3, :3].T + cameras[0].world_to_cam[:3, 3]
+    guess = depth_in_view(meeting, cameras[0])
+    assert np.all(z[:, 2] >= guess / 2 - 1e-6) and np.all(z[:, 2] <= guess * 2 + 1e-6)
+    # Offline, a map seeded before its frames keeps its seed: the axes never grow it again,
+    # even where `live.default_depth` was far off (before, its first keyframes replaced it).
+    config = apply_overrides(CGCConfig(), {"train": {"iterations": 10, "max_resolution": 0},
+                                           "live": {"default_depth": 0.1}})
+    session = session_from_scene(scene, None, config, torch.device("cpu"))
+    assert session.trainer.splats["means"].shape[0] == len(scene.points)
