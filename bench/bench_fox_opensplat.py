@@ -119,12 +119,16 @@ def prepare(scene_dir: Path, work: Path, resolution: int) -> tuple[Path, Path, d
     cameras = [small_view(scene, camera, resolution, cgc_dir) for camera in scene.cameras]
     config = CGCConfig()
     train = [c for c in cameras if c.name in set(scene.train_names)]
-    points, _ = initial_points(Scene(cgc_dir, cameras, scene.train_names, scene.test_names),
-                               train, scene_extent(train), config.model.init_points,
-                               np.random.default_rng(config.train.seed))
-    grey = np.full((len(points), 3), 128, np.uint8)
+    # cgc's own seed for a scene without depth or points (pixel rays at the depth where the
+    # cameras' axes meet, coloured by the photos), given to both trainers as their points.
+    points, colors = initial_points(Scene(cgc_dir, cameras, scene.train_names,
+                                          scene.test_names),
+                                    train, scene_extent(train), config.model.init_points,
+                                    np.random.default_rng(config.train.seed), config.live)
+    if colors is None:
+        colors = np.full((len(points), 3), 128, np.uint8)
     for folder in (cgc_dir, opensplat_dir):
-        write_point_ply(folder / "points.ply", points, grey)
+        write_point_ply(folder / "points.ply", points, colors)
     write_nerfstudio_scene(cgc_dir, cameras, scene.train_names, scene.test_names,
                            ply_file="points.ply")
     (opensplat_dir / "images").mkdir()
@@ -487,8 +491,9 @@ def main() -> None:
             "capture": f"instant-ngp's fox, {facts['train_views']} training and "
                        f"{facts['held_out_views']} held-out photos, undistorted and scaled to "
                        f"{facts['size'][0]}x{facts['size'][1]} (fx fy cx cy "
-                       f"{facts['intrinsics']}), {facts['initial_points']} random initial points "
-                       "for both",
+                       f"{facts['intrinsics']}), the same {facts['initial_points']} initial "
+                       "points for both (cgc's seed without depth or points: pixel rays at the "
+                       "depth where the cameras' axes meet)",
             "opensplat": opensplat_text(args), **facts}
     if args.cgc_config is not None:
         meta["cgc_config"] = args.cgc_config.read_text().strip()
