@@ -40,7 +40,6 @@ void backward_impl(const Splat<T>* splats,    // [N]
   const int64_t row = kGColor + channels;
 #pragma omp parallel num_threads(num_threads())
   {
-    const FlushSubnormals flush;
     // Per-pixel state (k = row * kTile + lane). behind[k] = g . S for pixel k, with g = dL/dC of
     // the pixel and S the colour blended behind the current Gaussian: S only ever enters
     // dL/dalpha through that dot product, so one scalar per pixel replaces a C-vector.
@@ -112,9 +111,12 @@ void backward_impl(const Splat<T>* splats,    // [N]
           // computing them in one loop lets the CPU overlap their exp polynomials (one row at a
           // time it waited on the polynomial's latency).
           const int32_t j32 = int32_t(j);
-          splat_alphas<L>(s, v_lo, v_hi, v0, u0 + start,
-                          [&](int64_t r) { return j32 < row_last[r]; }, vis_rows, alpha_rows,
-                          pass_rows);
+          for (int64_t v = v_lo; v <= v_hi; ++v) {
+            const int64_t r = v - v0;
+            if (j32 < row_last[r])
+              pair_alphas<L>(s, T(v) + T(0.5), u0 + start, vis_rows + r * kTile,
+                             alpha_rows + r * kTile, pass_rows + r * kTile);
+          }
           int32_t touched = 0;
           for (int64_t v = v_lo; v <= v_hi; ++v) {
             const int64_t r = v - v0;

@@ -22,7 +22,6 @@ void forward_impl(const Splat<T>* splats,  // [N]
   const int64_t num_tiles = tiles_x * tiles_y;
 #pragma omp parallel num_threads(num_threads())
   {
-    const FlushSubnormals flush;
     // Per-thread pixel state of one tile (index k = row * kTile + lane), reused across tiles.
     // The accumulator is channel-major (acc[ch * kPix + k]) so that blending one Gaussian into a
     // row is, per channel, one 16-lane multiply-add.
@@ -60,9 +59,12 @@ void forward_impl(const Splat<T>* splats,  // [N]
           // Every live row's alphas first, then the blending: rows are independent (a row's
           // liveness only changes by blending that row), and computing them in one loop lets
           // the CPU overlap their exp polynomials.
-          splat_alphas<L>(s, v_lo, v_hi, v0, u0 + start,
-                          [&](int64_t r) { return row_live[r] != 0; }, vis_rows, alpha_rows,
-                          pass_rows);
+          for (int64_t v = v_lo; v <= v_hi; ++v) {
+            const int64_t r = v - v0;
+            if (row_live[r] != 0)
+              pair_alphas<L>(s, T(v) + T(0.5), u0 + start, vis_rows + r * kTile,
+                             alpha_rows + r * kTile, pass_rows + r * kTile);
+          }
           for (int64_t v = v_lo; v <= v_hi; ++v) {
             const int64_t r = v - v0;
             if (row_live[r] == 0) continue;  // every pixel of the row has stopped

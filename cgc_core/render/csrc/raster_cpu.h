@@ -40,7 +40,7 @@
 // gradients are deterministic run to run.
 //
 // Forward and backward decide "does Gaussian j touch pixel k" with the same code on the same
-// inputs (Splat::rows, then splat_alphas, both defined here), so they agree bit for bit on every
+// inputs (Splat::rows, then pair_alphas, both defined here), so they agree bit for bit on every
 // skip and stop. The build turns off floating-point contraction (setup.py) so that no FMA can
 // round the copy inlined into forward_cpu.cpp differently from the one in backward_cpu.cpp.
 
@@ -49,16 +49,12 @@
 #include <torch/extension.h>
 
 #include <omp.h>
-#if defined(__SSE__)
-#include <xmmintrin.h>
-#endif
 
 #include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
 #include <optional>
-#include <type_traits>
 #include <vector>
 
 namespace cgc::render {
@@ -119,41 +115,6 @@ inline float splat_exp(float x, float lo) {
 // float64 (used by the tests' tight parity checks) keeps libm's exp.
 inline double splat_exp(double x, double lo) { return std::exp(std::max(x, lo)); }
 
-// exp(x) for x of either sign (a row-to-row ratio of splatting weights, below), clamped to
-// [-87, 87] so that the result stays a normal float: splat_exp's polynomial, without its upper
-// clamp at 0 (2^n for n up to 126 still fits the exponent field).
-inline float ratio_exp(float x) {
-  x = std::min(std::max(x, kExpMin<float>), -kExpMin<float>);
-  constexpr float kShift = 12582912.0f;
-  const float t = x * 1.44269504088896341f + kShift;
-  const float n = t - kShift;
-  const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
-  float p = 1.98412698e-4f;
-  p = p * r + 1.38888889e-3f;
-  p = p * r + 8.33333333e-3f;
-  p = p * r + 4.16666667e-2f;
-  p = p * r + 1.66666667e-1f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  const int32_t n_bits = std::bit_cast<int32_t>(t) - 0x4B400000;
-  return std::bit_cast<float>(std::bit_cast<int32_t>(p) + n_bits * (1 << 23));
-}
-inline double ratio_exp(double x) { return std::exp(x); }
-
-// Subnormal floats are flushed to zero (FTZ) and read as zero (DAZ) while a rasterizer pass runs,
-// restored after. The row recurrence below carries the weights of far-off lanes down through the
-// subnormal range, where every operation costs a microcode assist; no lane that passes the pair
-// rule holds a subnormal (alpha >= 1/255), so only arbitrary failing lanes and gradient terms
-// below 1e-38 change. One guard per thread of a parallel region (MXCSR is per thread).
-struct FlushSubnormals {
-#if defined(__SSE__)
-  unsigned saved = _mm_getcsr();
-  FlushSubnormals() { _mm_setcsr(saved | 0x8040u); }
-  ~FlushSubnormals() { _mm_setcsr(saved); }
-#endif
-};
-
 // What one Gaussian needs to be splatted, computed once per call (make_splats).
 template <typename T>
 struct Splat {
@@ -167,11 +128,6 @@ struct Splat {
   double row_half;
   // The same for the horizontal extent (sqrt(2 s (Q^-1)_xx), (Q^-1)_xx = c / det Q).
   double col_half;
-  // Row recurrence (splat_alphas): exp(-c), the factor by which the row-to-row ratio of a lane's
-  // weight changes from one row to the next, and how many rows may follow one computed with a
-  // true exp (1: every row gets a true exp, as for float64 and degenerate conics).
-  T row_step;
-  int32_t block_rows;
 
   // Rows [lo, hi] of [v0, v1) whose centre can hold a pair with sigma <= skip_sigma: for
   // sigma = 0.5 d^T Q d that extent is sqrt(2 s (Q^-1)_yy), (Q^-1)_yy = a / det Q. Rows outside
@@ -211,7 +167,7 @@ bool Splat<T>::narrow(int64_t u0, int64_t u1, int& start) const {
 // for the maths), in the same float64 operations in the same order, so that both backends bin
 // alike. Narrows rect (x0, y0, x1, y1) in place to the tiles that can hold a pixel whose alpha
 // reaches ALPHA_MIN in the kernel's arithmetic; an empty result becomes (0, 0, 0, 0). Pixels
-// outside fail splat_alphas' rule, so dropping those (tile, Gaussian) pairs changes no result.
+// outside fail pair_alphas' rule, so dropping those (tile, Gaussian) pairs changes no result.
 constexpr double kAlphaBoxSlack = 1e-3;              // project.ALPHA_BOX_SLACK
 constexpr double kSigmaRounding = 16.0 / (1 << 23);  // project.SIGMA_ROUNDING
 
@@ -252,19 +208,6 @@ inline void alpha_tile_rect(double mx, double my, double a, double b, double c, 
   for (int k = 0; k < 4; ++k) rect[k] = empty ? 0 : r[k];
 }
 
-// How many rows one true exp may start (see splat_alphas), for a positive definite conic with
-// y-curvature c and skip_sigma sk. Along a lane, sigma = S + 0.5 c e^2 with S >= 0 and e moving
-// by one per row. A start row is exact where sigma <= 87 (exp's floor); where it is not, the
-// recurrence is wrong there, but no row k < sqrt(2 (87 - sk) / c) - sqrt(2 sk / c) rows later can
-// reach sigma <= sk (e cannot shrink that fast), so those rows fail the pair rule on the
-// directly computed sigma whatever their weight. Capped at 8 so that the rounding of the
-// products (~k^2 / 2 ulp) stays near 1e-6 relative.
-constexpr int32_t kMaxBlockRows = 8;
-inline int32_t recurrence_rows(double sk, double c) {
-  const double reach = (std::sqrt(2.0 * (87.0 - sk)) - std::sqrt(2.0 * sk)) / std::sqrt(c);
-  return int32_t(std::min(std::max(std::floor(0.98 * reach), 1.0), double(kMaxBlockRows)));
-}
-
 inline int num_threads() { return std::max(1, at::get_num_threads()); }
 
 template <typename T>
@@ -284,14 +227,11 @@ std::vector<Splat<T>> make_splats(const T* means2d,  // [N, 2]
     s.op = opac[g];
     s.skip_sigma = s.op > T(0) ? std::log(T(255) * s.op) + kSkipSlack<T> : T(-1);
     const double sk = s.skip_sigma, a = s.a, b = s.b, c = s.c, det = a * c - b * b;
-    s.row_step = T(std::exp(-c));
-    s.block_rows = 1;
     if (!(sk >= 0)) {
       s.row_half = s.col_half = -1.0;
     } else if (det > 0 && a > 0 && c > 0) {
       s.row_half = std::sqrt(2.0 * sk * a / det) * 1.001 + 1e-3;
       s.col_half = std::sqrt(2.0 * sk * c / det) * 1.001 + 1e-3;
-      if constexpr (std::is_same_v<T, float>) s.block_rows = recurrence_rows(sk, c);
     } else {
       s.row_half = s.col_half = INFINITY;
     }
@@ -312,110 +252,38 @@ inline void prefetch_gaussian(const Splat<T>* splats,  // [N]
   __builtin_prefetch(colors + (gid + 1) * channels - 1);
 }
 
-// The per-(pixel, Gaussian) rule, for L lanes of rows [v_lo, v_hi] at once (16 lanes, or a
-// narrow window of 8 starting at column u0): pixel (u0 + i, v) passes when
-// 0 <= sigma <= skip_sigma and the clamped alpha is at least 1/255; vis = exp(-sigma). Only rows
-// r = v - v0 with need(r) are written (vis_rows etc. at r * kTile); lanes that fail get arbitrary
-// (finite) vis and alpha. sigma is computed directly, in reference.py's operation order, on
-// every written row.
-//
-// The weights come from a recurrence down the rows rather than an exp per pixel (the exp's
-// polynomial was most of this function): along a lane, sigma is quadratic in the row, so
-//   exp(-sigma(v + 1)) = exp(-sigma(v)) * ratio(v),  ratio(v + 1) = ratio(v) * exp(-c),
-// ratio(v) = exp(-(sigma(v + 1) - sigma(v))) = exp(-(0.5 c (1 - 2 dy) - b dx)): two multiplies
-// per pixel. A true exp restarts it every block_rows rows (recurrence_rows: why a wrong start
-// can never reach a passing pixel; at most 8 rows, so the products' rounding stays ~1e-6
-// relative). Not bit-identical to an exp per pixel, but forward and backward share this code,
-// so they still agree bit for bit on every skip and stop. float64 keeps an exp per pixel
-// (block_rows = 1).
-template <int L, typename T, typename Need>
-inline void splat_alphas(const Splat<T>& s, int64_t v_lo, int64_t v_hi, int64_t v0, int64_t u0,
-                         const Need& need,              // row r -> whether to write it
-                         T* __restrict vis_rows,        // [kPix] out: exp(-sigma)
-                         T* __restrict alpha_rows,      // [kPix] out: min(ALPHA_MAX, opacity vis)
-                         int32_t* __restrict pass_rows  // [kPix] out: 1 where the pair counts
-) {
-  while (v_lo <= v_hi && !need(v_lo - v0)) ++v_lo;
-  while (v_hi >= v_lo && !need(v_hi - v0)) --v_hi;
+// The per-(pixel, Gaussian) rule, for L lanes of a row at once (16, or a narrow window of 8
+// starting at column u0): pixel (u0 + i, py - 0.5)
+// passes when 0 <= sigma <= skip_sigma and the clamped alpha is at least 1/255; vis = exp(-sigma).
+// The operation order matches reference.py so float32 rounding agrees. Lanes that fail get
+// arbitrary (finite) vis and alpha.
+template <int L, typename T>
+inline void pair_alphas(const Splat<T>& s, T py, int64_t u0,
+                        T* __restrict vis,           // [L] out: exp(-sigma)
+                        T* __restrict alpha,         // [L] out: min(ALPHA_MAX, opacity vis)
+                        int32_t* __restrict pass) {  // [L] out: 1 where the pair counts
   // Local copies: the compiler cannot prove that the stores below leave s alone, and a load
   // from memory inside the loop blocks vectorisation.
-  const T mx = s.mx, my = s.my, a = s.a, b = s.b, c = s.c, op = s.op, skip_sigma = s.skip_sigma;
-  const T row_step = s.row_step;
-  const int32_t block = s.block_rows;
-  // Without the recurrence, exp's argument is kept >= -(skip_sigma + 1): lanes beyond fail
-  // anyway. (With a constant floor GCC hoisted opacity * exp(-87), a subnormal product.) A
-  // recurrence's start must be exact as far as the float range goes: floor -87, with subnormal
-  // products flushed (FlushSubnormals).
-  const T exp_floor = block > 1 ? kExpMin<T> : std::max(-skip_sigma - T(1), kExpMin<T>);
+  const T mx = s.mx, a = s.a, b = s.b, c = s.c, op = s.op, skip_sigma = s.skip_sigma;
+  // exp's argument is kept >= -(skip_sigma + 1), a value known only at run time: lanes beyond
+  // skip_sigma fail anyway, and passing lanes are unchanged. With a constant floor (-87) GCC
+  // hoisted opacity * exp(-87), a subnormal product whose microcode assist cost ~25% of the
+  // forward; far-off lanes no longer make subnormal alphas either.
+  const T exp_floor = std::max(-skip_sigma - T(1), kExpMin<T>);
+  const T dy = s.my - py;
   // A 32-bit column: 64-bit integer to float conversions do not vectorise on x86.
   const int32_t col0 = int32_t(u0);
-  alignas(64) T run[L], ratio[L];
-  int32_t since_start = block;  // rows since the last true exp
-  for (int64_t v = v_lo; v <= v_hi; ++v) {
-    const int64_t r = v - v0;
-    const T dy = my - (T(v) + T(0.5));
-    const bool restart = since_start == block;
-    since_start = restart ? 1 : since_start + 1;
-    const bool write = need(r);
-    T* __restrict vis = vis_rows + r * kTile;
-    T* __restrict alpha = alpha_rows + r * kTile;
-    int32_t* __restrict pass = pass_rows + r * kTile;
-    // One lane loop per case, each computing, storing and advancing in one pass.
-    if (!write) {  // a row in between rows to write: only the recurrence moves on
-      if (restart) {
 #pragma omp simd
-        for (int32_t i = 0; i < L; ++i) {
-          const T dx = mx - (T(col0 + i) + T(0.5));
-          const T sigma = T(0.5) * (a * dx * dx + c * dy * dy) + b * dx * dy;
-          run[i] = splat_exp(-sigma, exp_floor);
-          ratio[i] = ratio_exp(b * dx - T(0.5) * c * (T(1) - T(2) * dy));
-        }
-      } else {
-#pragma omp simd
-        for (int32_t i = 0; i < L; ++i) {
-          run[i] = std::min(run[i] * ratio[i], T(1));
-          ratio[i] = ratio[i] * row_step;
-        }
-      }
-      continue;
-    }
-    const bool more = block > 1 && v < v_hi && since_start < block;
-    if (restart) {
-#pragma omp simd
-      for (int32_t i = 0; i < L; ++i) {
-        const T dx = mx - (T(col0 + i) + T(0.5));
-        const T sigma = T(0.5) * (a * dx * dx + c * dy * dy) + b * dx * dy;
-        const T e = splat_exp(-sigma, exp_floor);
-        run[i] = e;
-        const T raw = op * e;
-        vis[i] = e;
-        alpha[i] = std::min(kAlphaMax<T>, raw);
-        // Tested on the unclamped alpha (the same, as ALPHA_MAX > ALPHA_MIN): GCC does not
-        // vectorise a compare of the clamped value.
-        pass[i] = int32_t(sigma >= T(0)) & int32_t(sigma <= skip_sigma) & int32_t(raw >= kAlphaMin<T>);
-      }
-      if (more) {
-#pragma omp simd
-        for (int32_t i = 0; i < L; ++i) {
-          const T dx = mx - (T(col0 + i) + T(0.5));
-          ratio[i] = ratio_exp(b * dx - T(0.5) * c * (T(1) - T(2) * dy));
-        }
-      }
-    } else {
-#pragma omp simd
-      for (int32_t i = 0; i < L; ++i) {
-        const T dx = mx - (T(col0 + i) + T(0.5));
-        const T sigma = T(0.5) * (a * dx * dx + c * dy * dy) + b * dx * dy;
-        // Clamped at 1 (sigma >= 0): keeps a lane whose start was wrong finite.
-        const T e = std::min(run[i] * ratio[i], T(1));
-        run[i] = e;
-        ratio[i] = ratio[i] * row_step;
-        const T raw = op * e;
-        vis[i] = e;
-        alpha[i] = std::min(kAlphaMax<T>, raw);
-        pass[i] = int32_t(sigma >= T(0)) & int32_t(sigma <= skip_sigma) & int32_t(raw >= kAlphaMin<T>);
-      }
-    }
+  for (int32_t i = 0; i < L; ++i) {
+    const T dx = mx - (T(col0 + i) + T(0.5));
+    const T sigma = T(0.5) * (a * dx * dx + c * dy * dy) + b * dx * dy;
+    const T v = splat_exp(-sigma, exp_floor);
+    const T raw = op * v;
+    vis[i] = v;
+    alpha[i] = std::min(kAlphaMax<T>, raw);
+    // Tested on the unclamped alpha (the same, as ALPHA_MAX > ALPHA_MIN): GCC does not
+    // vectorise a compare of the clamped value.
+    pass[i] = int32_t(sigma >= T(0)) & int32_t(sigma <= skip_sigma) & int32_t(raw >= kAlphaMin<T>);
   }
 }
 
