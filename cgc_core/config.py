@@ -482,6 +482,13 @@ class LiveConfig:
     """See `change_region_points` (keyframes)."""
     change_region_reach: float = 0.03
     """See `change_region_points` (m)."""
+    change_min_thickness: float = 0.02
+    """A removal region thinner than this (m, along its thinnest principal axis) is a sheet of
+    floaters over a surface that depth sees through, not an object taken away: its Gaussians
+    are pruned, but no removal is recorded and no keyframe retires. Measured: the removals of
+    the changes family's taken objects are 2.2 cm thick and more (box sides), while a static
+    robot scene's one false removal, 1.7 cm thick at table height, retired 19 keyframes and
+    cost 20 mIoU (bench/results/changes_static_tracking_1002.md)."""
     change_stale_share: float = 0.2
     """A keyframe that saw at least this share of a removed region in place retires: it would
     pull it back."""

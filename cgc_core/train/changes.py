@@ -152,6 +152,16 @@ def saw_in_place(points: Tensor, viewmat: Tensor, K: Tensor, depth: Tensor,
     return int(seen.sum())
 
 
+def thickness(points: np.ndarray) -> float:
+    """Extent (m) of [P, 3] points along their thinnest principal axis."""
+    if len(points) < 3:
+        return 0.0
+    centred = points - points.mean(axis=0)
+    thinnest = np.linalg.eigh(centred.T @ centred)[1][:, 0]
+    along = centred @ thinnest
+    return float(along.max() - along.min())
+
+
 class FreedSpace:
     """Forgotten Gaussians pooled over the last keyframes until they add up to an object-sized
     removal: a removed object goes in bites (a few keyframes, a few voxels each), while the

@@ -40,7 +40,13 @@ from cgc_core.model.sh import num_sh_bases
 from cgc_core.model.view import render_view
 from cgc_core.render.project import project_gaussians
 from cgc_core.segment.base import MaskSource
-from cgc_core.train.changes import ChangeVotes, FreedSpace, depth_evidence, saw_in_place
+from cgc_core.train.changes import (
+    ChangeVotes,
+    FreedSpace,
+    depth_evidence,
+    saw_in_place,
+    thickness,
+)
 from cgc_core.train.densify import append_gaussians, remove_gaussians
 from cgc_core.train.frames import FrameRejected, check_frame
 from cgc_core.train.growth import (
@@ -493,6 +499,9 @@ class LiveSession:
         self._votes.forget_voxels(gone)
         self._version += 1
         for region in self._freed.add(gone, record["id"]):
+            if thickness(region) < live.change_min_thickness:
+                self._counts["floaters_cleared"] += len(region)  # a sheet, not an object
+                continue
             retired = self._retire_stale(torch.from_numpy(region).float().to(self.device))
             self.changes.append({
                 "kind": "removed", "keyframe": record["id"], "stamp": record["stamp"],

@@ -12,6 +12,7 @@ from cgc_core.train.changes import (
     depth_evidence,
     depth_margin,
     saw_in_place,
+    thickness,
 )
 
 W, H, F = 80, 60, 70.0
@@ -136,3 +137,17 @@ def test_an_object_forgotten_in_bites_makes_one_removal_and_scattered_floaters_n
     late = FreedSpace(config)
     for keyframe, bite in zip((0, 10, 20), np.split(ball, 3)):
         assert late.add(bite, keyframe) == []
+
+
+def test_a_sheet_of_floaters_is_thin_and_an_object_is_not_whichever_way_they_lie():
+    # The static robot scene's false removal: 37 Gaussians in a 14 x 10 cm patch 1.7 cm thick
+    # over the table; a removed object's bites are 2.2 cm thick and more.
+    rng = np.random.default_rng(0)
+    sheet = rng.uniform([-0.07, -0.05, -0.0085], [0.07, 0.05, 0.0085], (37, 3))
+    ball = rng.standard_normal((36, 3))
+    ball = 0.03 * ball / np.linalg.norm(ball, axis=1, keepdims=True)
+    tilt = np.array([[1, 0, 0], [0, np.cos(0.7), -np.sin(0.7)], [0, np.sin(0.7), np.cos(0.7)]])
+    config = LiveConfig()
+    for rotation in (np.eye(3), tilt):
+        assert thickness(sheet @ rotation.T) < config.change_min_thickness
+        assert thickness(ball @ rotation.T) > 2 * config.change_min_thickness
