@@ -95,7 +95,7 @@ class ObjectTracker:
     def __init__(self, hold: int = 2, hold_removed: int = 1, late_moves: int = 6,
                  min_similarity: float = 0.6, min_cover: float = 0.3, margin: float = 0.02,
                  reidentify_reach: float = 0.05, max_move: float = 1.0,
-                 cleared_share: float = 0.5, move_similarity: float = 0.7):
+                 cleared_share: float | None = None, move_similarity: float = 0.7):
         """
         Args:
             hold: updates a new object waits for a removal it may be the moved half of, and
@@ -118,6 +118,11 @@ class ObjectTracker:
                 depth that sees through half an object is the evidence; waiting until the
                 clustering no longer finds it there takes keyframes while pruning and the
                 training catch up, and an object put down beside it may carry its id meanwhile.
+                None (the default): off, objects are measured as last clustered and a suspect
+                still found in place stands. On, it decided 1102's removal a keyframe sooner,
+                but on a static robot scene (seed 1002) it reported two standing young objects
+                removed after one removal of floaters near them
+                (bench/results/changes_static_thin_1002.md).
             move_similarity: `appearance_similarity` a new object elsewhere needs to be a removed
                 one moved. Higher than `min_similarity`: what stands beside a removed object,
                 clustered with its remnant, shares its colours and size (0.64 for a duck put
@@ -208,11 +213,14 @@ class ObjectTracker:
         """The known object as it looked at its fullest: a removal starts before the first
         clustering that shows it, and an object half taken (or half trained) is a poor measure
         of what was there."""
+        if self.cleared_share is None:
+            return self.known[object_id]
         return self.reference.get(object_id, self.known[object_id])
 
     def _cleared_enough(self, object_id: int, reference: ObjectInfo) -> bool:
         cleared = self.cleared.get(object_id)
-        return cleared is not None and len(reference.voxels) > 0 and \
+        return self.cleared_share is not None and cleared is not None and \
+            len(reference.voxels) > 0 and \
             len(cleared) >= self.cleared_share * len(reference.voxels)
 
     def _suspect(self, removals: list[dict], voxel_size: float) -> None:
