@@ -9,7 +9,7 @@ import torch
 
 from cgc_core.config import ObjectsConfig
 from cgc_core.objects.cluster import cluster_objects
-from cgc_core.objects.tracking import ObjectTracker, appearance_similarity
+from cgc_core.objects.tracking import ObjectTracker, appearance_similarity, removal_cover
 
 RED, BLUE, GREY = (0.9, 0.1, 0.1), (0.1, 0.2, 0.9), (0.5, 0.5, 0.5)
 
@@ -327,3 +327,26 @@ def test_an_object_only_partly_like_a_removed_one_is_not_it_moved():
     mixed, events = track(tracker, mixed, [removal_of(BOX_AT, rng)], 4)
     assert sorted((e.kind, e.id == box.id) for e in events) == [("appeared", False),
                                                                 ("removed", True)]
+
+
+def test_a_removal_in_an_objects_box_but_not_in_its_voxels_is_no_evidence_it_is_gone():
+    # A young map's objects flicker between clusterings. A removal nearby, with a third of its
+    # points in the box's grown box but all of those in one corner voxel, makes the box no
+    # suspect: when the next clustering misses the box, nothing is reported removed.
+    rng, tracker, table = tracked(19)
+    box = objects_near(table, BOX_AT)[0]
+    corner = BOX_AT + np.array([0.04, 0.03, 0.05])  # the box's top corner
+    inside = corner + rng.uniform(-0.004, 0.004, (10, 3))
+    outside = BOX_AT + np.array([0.0, 0.2, 0.0]) + rng.uniform(-0.02, 0.02, (20, 3))
+    points = np.concatenate([inside, outside])
+    assert removal_cover(box, points, ObjectTracker().margin) >= ObjectTracker().min_cover
+    missing = cluster_objects(scene(rng, box=False), CONFIG, previous=table)
+    _, events = track(tracker, missing, [{"centre": corner.tolist(),
+                                          "points": points.tolist()}], 3)
+    assert ("removed", box.id) not in [(e.kind, e.id) for e in events]
+    # The same removal over the box's own surface is the evidence.
+    rng, tracker, table = tracked(19)
+    box = objects_near(table, BOX_AT)[0]
+    missing = cluster_objects(scene(rng, box=False), CONFIG, previous=table)
+    _, events = track(tracker, missing, [removal_of(BOX_AT, rng)], 3)
+    assert ("removed", box.id) in [(e.kind, e.id) for e in events]
