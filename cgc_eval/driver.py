@@ -97,10 +97,13 @@ class NodeDriver:
                 tick()
         return predicate()
 
-    def wait_for_inputs(self, timeout: float = 20.0, services: bool = False) -> bool:
+    def wait_for_inputs(self, timeout: float = 20.0, services: bool = False,
+                        topics: set[str] | None = None) -> bool:
         """Until every input of the node is matched (a frame sent before may be lost), and with
-        `services` until its services answer."""
-        ok = self.wait_for(lambda: all(p.get_subscription_count() > 0 for p in self.pub.values())
+        `services` until its services answer. `topics`: only these inputs (the node subscribes
+        to `segments` only with `external_segments`); None: all."""
+        inputs = [p for name, p in self.pub.items() if topics is None or name in topics]
+        ok = self.wait_for(lambda: all(p.get_subscription_count() > 0 for p in inputs)
                            and (not services or all(c.service_is_ready()
                                                     for c in self.clients.values())), timeout)
         self.spin(0.5)

@@ -113,8 +113,10 @@ class Player(NodeDriver):
         self.live.append({"stamp": key * 1e-9, "frame": self.sent[key],
                           "file": f"live/{name}", "phase": self.phase})
 
-    def wait_for_node(self, timeout: float = 60.0) -> None:
-        if not self.wait_for_inputs(timeout, services=True):
+    def wait_for_node(self, topics: set[str], timeout: float = 60.0) -> None:
+        """Until the node subscribes to `topics` (the inputs this player will send) and its
+        services answer."""
+        if not self.wait_for_inputs(timeout, services=True, topics=topics):
             raise RuntimeError(f"the cgc node did not appear within {timeout:.0f} s")
 
     def label(self, object_id: int, name: str) -> None:
@@ -363,7 +365,12 @@ def play(args) -> dict:
     progress = Progress(player, len(frames), args.iterations)
     timings = {}
     t0 = time.monotonic()
-    player.wait_for_node()
+    # A capture without depth or segment maps sends neither (the node then segments itself
+    # and subscribes to no `segments` topic).
+    sent = {"image", "camera_info", "pose"}
+    sent |= {"depth"} if any(frame[3] is not None for frame in frames) else set()
+    sent |= {"segments"} if any(frame[4] is not None for frame in frames) else set()
+    player.wait_for_node(sent)
     timings["node_ready"] = round(time.monotonic() - t0, 2)
     quality = QualityThread(player, heldout, args.eval_every, progress, t0)
     if heldout and args.eval_every > 0:

@@ -147,3 +147,27 @@ def test_a_rosbag_plays_through_the_node(tiny_run, tmp_path, ros_python, ros_env
     assert status.get("frames_rejected", 0) == 0  # depth and segments matched every image
     assert player["final"] is None  # a bag has no ground truth
     assert (out / "report.html").is_file() and (out / "map" / "checkpoint.pt").is_file()
+
+
+def test_a_capture_without_depth_or_segments_plays_through_the_node(tiny_run, tmp_path,
+                                                                    ros_python, ros_env):
+    # A user's first capture: photos and poses only. The player sends no depth and no segment
+    # maps; the node segments the keyframes itself (external_segments false) and grows the map
+    # where the cameras look. Before, the player waited for a `segments` subscriber forever.
+    capture = tmp_path / "capture"
+    shutil.copytree(tiny_run[0] / "scene", capture,
+                    ignore=shutil.ignore_patterns("depth", "*.ply", "sparse",
+                                                  "masks_inconsistent"))
+    transforms = json.loads((capture / "transforms.json").read_text())
+    transforms.pop("ply_file_path", None)
+    for frame in transforms["frames"]:
+        frame.pop("depth_file_path", None)
+    (capture / "transforms.json").write_text(json.dumps(transforms))
+    out = tmp_path / "run"
+    player = main_job(ros_python, ros_env, out, "--scene", str(capture), "--iterations", "80",
+                      "--rate", "2")
+    status = player["status"]
+    assert len(player["frames"]) == 8 and status["session"]["keyframes"] >= 2
+    assert status.get("frames_rejected", 0) == 0
+    assert status["session"]["num_gaussians"] > 0 and status["session"]["step"] >= 80
+    assert (out / "report.html").is_file() and (out / "map" / "checkpoint.pt").is_file()
