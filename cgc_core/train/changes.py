@@ -139,6 +139,13 @@ def saw_in_place(points: Tensor, viewmat: Tensor, K: Tensor, depth: Tensor,
                  config: LiveConfig) -> int:
     """How many of [P, 3] world `points` the keyframe (viewmat [4, 4], K [3, 3], depth [H, W])
     saw where they are: inside its image, with its measured depth there equal to theirs."""
+    return depth_agreement(points, viewmat, K, depth, config)[0]
+
+
+def depth_agreement(points: Tensor, viewmat: Tensor, K: Tensor, depth: Tensor,
+                    config: LiveConfig) -> tuple[int, int]:
+    """(in place, seen through): how many of [P, 3] world `points` the keyframe measured at
+    their depth, and how many it measured well behind them (free space where they are)."""
     height, width = depth.shape
     cam = points @ viewmat[:3, :3].T + viewmat[:3, 3]
     z = cam[:, 2]
@@ -147,9 +154,11 @@ def saw_in_place(points: Tensor, viewmat: Tensor, K: Tensor, depth: Tensor,
     inside = (z > 1e-3) & (u >= 0) & (v >= 0) & (u < width) & (v < height)
     index = torch.where(inside, v * width + u, torch.zeros_like(u)).long()
     measured = depth.reshape(-1)[index]
-    seen = inside & torch.isfinite(measured) & (measured > 0) & \
-        ((measured - z).abs() < depth_margin(z, config))
-    return int(seen.sum())
+    valid = inside & torch.isfinite(measured) & (measured > 0)
+    margin = depth_margin(z, config)
+    seen = valid & ((measured - z).abs() < margin)
+    through = valid & (measured - z > margin)
+    return int(seen.sum()), int(through.sum())
 
 
 def thickness(points: np.ndarray) -> float:

@@ -43,6 +43,7 @@ from cgc_core.segment.base import MaskSource
 from cgc_core.train.changes import (
     ChangeVotes,
     FreedSpace,
+    depth_agreement,
     depth_evidence,
     saw_in_place,
     thickness,
@@ -189,6 +190,7 @@ class LiveSession:
         self._segment_ready = threading.Condition(threading.Lock())
         self._segment_thread: threading.Thread | None = None
         self._generator = torch.Generator().manual_seed(config.train.seed + 1)
+        self._pending_removals: list[tuple[np.ndarray, dict]] = []  # (region, keyframe record)
         self._axes_point: np.ndarray | None = None  # where the keyframes' axes meet
         # A map seeded before any frame (offline: from the scene's points or depth) or loaded
         # trained is never grown again from the axes.
@@ -455,6 +457,8 @@ class LiveSession:
         if self.trainer is None:
             self._create_trainer_from_frame(view, depth)
         else:
+            if self.config.live.forget_changes and depth is not None and self._pending_removals:
+                self._confirm_removals(keyframe.record, view, depth)
             if self.config.live.forget_changes and depth is not None and render is not None \
                     and self._forget_changes(keyframe.record, view, depth, render):
                 render = self._render(view)  # growth fills what the removal uncovered
@@ -502,17 +506,43 @@ class LiveSession:
             if thickness(region) < live.change_min_thickness:
                 self._counts["floaters_cleared"] += len(region)  # a sheet, not an object
                 continue
-            retired = self._retire_stale(torch.from_numpy(region).float().to(self.device))
-            self.changes.append({
-                "kind": "removed", "keyframe": record["id"], "stamp": record["stamp"],
-                "time": record["keyframe"], "gaussians": int(len(region)),
-                "centre": region.mean(0).round(4).tolist(),
-                "box": [region.min(0).round(4).tolist(), region.max(0).round(4).tolist()],
-                "retired_keyframes": retired,
-                # what the object tracker tests objects against (`cgc_core.objects.tracking`)
-                "points": region[::max(1, len(region) // 200)].round(4).tolist()})
-        del self.changes[:-live.timeline_length]
+            self._pending_removals.append((region, dict(record)))
         return True
+
+    def _confirm_removals(self, record: dict, view: TrainingView, depth) -> None:
+        """A removal waits for a later keyframe's word before it is recorded and retires
+        keyframes: one that measures free space where its Gaussians were confirms it, one that
+        measures a surface there refutes it (what depth saw through was noise or pose error,
+        often on a surface seen at a grazing angle: its Gaussians are pruned, growth puts them
+        back, and no keyframe retires). Keyframes that see neither leave it waiting, for
+        `change_region_window` keyframes at most. Retiring on the first word alone took 33 of a
+        static robot scene's 58 keyframes once (docs/results.md, issue 28)."""
+        live, waiting = self.config.live, []
+        for region, decided in self._pending_removals:
+            points = torch.from_numpy(region).float().to(self.device)
+            in_place, through = depth_agreement(points, view.viewmat, view.K, depth, live)
+            need = max(1, int(np.ceil(live.change_stale_share * len(region))))
+            if through >= need and through > in_place:
+                self._record_removal(region, decided, confirmed_by=record["id"])
+            elif in_place >= need:
+                self._counts["removals_refuted"] += 1
+            elif record["id"] - decided["id"] < live.change_region_window:
+                waiting.append((region, decided))
+            else:
+                self._counts["removals_unconfirmed"] += 1
+        self._pending_removals = waiting
+
+    def _record_removal(self, region: np.ndarray, record: dict, confirmed_by: int) -> None:
+        retired = self._retire_stale(torch.from_numpy(region).float().to(self.device))
+        self.changes.append({
+            "kind": "removed", "keyframe": record["id"], "stamp": record["stamp"],
+            "time": record["keyframe"], "confirmed_by": confirmed_by,
+            "gaussians": int(len(region)), "centre": region.mean(0).round(4).tolist(),
+            "box": [region.min(0).round(4).tolist(), region.max(0).round(4).tolist()],
+            "retired_keyframes": retired,
+            # what the object tracker tests objects against (`cgc_core.objects.tracking`)
+            "points": region[::max(1, len(region) // 200)].round(4).tolist()})
+        del self.changes[:-self.config.live.timeline_length]
 
     def _retire_stale(self, region: torch.Tensor) -> list[int]:
         """Retire the keyframes that saw at least `change_stale_share` of [P, 3] `region` in
@@ -799,6 +829,7 @@ class LiveSession:
             self._settled = False
             self.changes = []
             self._axes_point = None
+            self._pending_removals = []
             self._may_regrow = True
             self._votes = ChangeVotes(self.config.live)
             self._freed = FreedSpace(self.config.live)

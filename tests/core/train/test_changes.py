@@ -9,6 +9,7 @@ from cgc_core.config import LiveConfig
 from cgc_core.train.changes import (
     ChangeVotes,
     FreedSpace,
+    depth_agreement,
     depth_evidence,
     depth_margin,
     saw_in_place,
@@ -115,6 +116,12 @@ def test_a_keyframe_that_saw_the_box_in_place_is_found_and_one_that_did_not_is_n
     after = torch.full((H, W), WALL_Z)
     assert saw_in_place(BOX_FACE, VIEWMAT, K, in_place, config) == len(BOX_FACE)
     assert saw_in_place(BOX_FACE, VIEWMAT, K, after, config) == 0
+    # What confirms a removal, and what refutes it: free space where the box was, or the box.
+    assert depth_agreement(BOX_FACE, VIEWMAT, K, after, config) == (0, len(BOX_FACE))
+    assert depth_agreement(BOX_FACE, VIEWMAT, K, in_place, config) == (len(BOX_FACE), 0)
+    nearer = torch.full((H, W), WALL_Z)
+    nearer[BOX] = BOX_Z - 0.2  # something in front of it: neither
+    assert depth_agreement(BOX_FACE, VIEWMAT, K, nearer, config) == (0, 0)
 
 
 def test_an_object_forgotten_in_bites_makes_one_removal_and_scattered_floaters_none():
