@@ -151,6 +151,7 @@ def stream_scene(scene_path: Path, out: Path, *, config: CGCConfig,
         "iterations_per_frame": iterations_per_frame,
         "keyframes_retired": stats.keyframes_retired,
         "removals": [{k: v for k, v in c.items() if k != "points"} for c in session.changes],
+        "removals_refuted": stats.removals_refuted,
         "object_events": len(tracker.events),
         "total_seconds": round(seconds, 2), "keyframes": session.timeline,
         "quality": quality.samples})

@@ -545,6 +545,7 @@ class MapService:
                         "iterations_per_second": round(stats.iterations_per_second, 2),
                         "pose_corrections": stats.pose_corrections,
                         "removals": stats.removals,
+                        "removals_refuted": stats.removals_refuted,
                         "keyframes_retired": stats.keyframes_retired},
             "objects": 0 if self.table is None else len(self.table.objects),
             "latency_ms": {name.removesuffix("_ms"): {

@@ -127,6 +127,9 @@ class LiveStats:
     """Keyframes retired because they saw something that has since been taken away."""
     removals: int = 0
     """Removals decided (`LiveSession.changes`)."""
+    removals_refuted: int = 0
+    """Candidate removals that a later keyframe refuted (it measured a surface where depth had
+    seen through: noise or pose error): pruned, nothing recorded, no keyframe retired."""
     pose_corrections: dict = field(default_factory=dict)
     """The keyframes' learned pose corrections: count, median and max rotation (degrees) and
     translation (mm); empty before any keyframe trained (`corrections_summary`)."""
@@ -380,6 +383,7 @@ class LiveSession:
             num_gaussians=0 if trainer is None else int(trainer.splats["means"].shape[0]),
             step=0 if trainer is None else trainer.step_count, iterations_per_second=rate,
             keyframes_retired=counts.get("retired", 0), removals=len(self.changes),
+            removals_refuted=counts.get("removals_refuted", 0),
             pose_corrections={} if trainer is None else corrections_summary(
                 trainer.view_corrections()))
 
