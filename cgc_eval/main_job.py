@@ -63,8 +63,10 @@ def start_node(out: Path, params: list[str], env: dict[str, str], params_file: P
                        f"{(out / NODE_LOG).read_text(errors='replace')[-2000:]}")
 
 
-def stop(process: subprocess.Popen, grace: float = 20.0) -> int | None:
-    """SIGINT (Ctrl-C: rclpy shuts down cleanly), SIGKILL after `grace` seconds."""
+def stop(process: subprocess.Popen, grace: float = 90.0) -> int | None:
+    """SIGINT (Ctrl-C: rclpy shuts down cleanly), SIGKILL after `grace` seconds. The node's
+    shutdown waits for its busy threads, each for at most 10 s (a clustering of a larger map on
+    2 loaded cores runs that long): 20 s was once too short in CI, and the node was killed."""
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGINT)
         try:
