@@ -97,6 +97,12 @@ def main() -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass  # asked to stop: the normal way out
+    except RuntimeError:
+        # rclpy's SIGINT handler shuts the context down at once; a SIGINT that lands as spinning
+        # starts then fails with RCLError (a RuntimeError) before Python raises
+        # KeyboardInterrupt. That is still Ctrl-C (the node's main does the same).
+        if rclpy.ok():
+            raise
     except SystemExit as stop:
         return int(stop.code)
     finally:
