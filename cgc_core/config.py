@@ -492,6 +492,29 @@ class LiveConfig:
     change_stale_share: float = 0.2
     """A keyframe that saw at least this share of a removed region in place retires: it would
     pull it back."""
+    change_free_margin: float = 0.01
+    """A keyframe that saw a removed region "in place" only within the see-through margin
+    (`change_min_margin`) while measuring a surface more than this (m) behind most of it saw
+    free space just in front of a surface: the region was floaters hugging it, and that
+    keyframe does not retire; when only such keyframes saw it, no removal is recorded. On the
+    false removals of a static robot stream every such keyframe measured free space 1 cm
+    behind the region, on the changes family's true removals almost none did
+    (docs/results.md, issue 28)."""
+    change_arrivals: bool = True
+    """Something put down while the map is made: where a keyframe measures a surface well in
+    front of the map's (at least `change_region_points` pixels, eroded like the see-through
+    ones) and a later keyframe, within `change_region_window`, measures it there too, the older
+    keyframes that measured free space there (at least `change_stale_share` of it) stop
+    training it (`change_keyframes`): their depth and colour would train the new object away.
+    A later keyframe that sees through it instead refutes it (a hand passing by). Needs
+    `forget_changes`."""
+    change_keyframes: Literal["mask", "retire"] = "mask"
+    """What becomes of an older keyframe that saw a changed region as it was: "mask" leaves the
+    pixels where it saw it out of its colour, depth and contrastive losses (grown by
+    `change_mask_px`) and it trains the rest of the scene on; "retire" drops the keyframe."""
+    change_mask_px: int = 3
+    """Pixels (training resolution) a changed region's footprint in an older keyframe is grown
+    by: the region's points are a sample of its surface."""
 
 
 @dataclass

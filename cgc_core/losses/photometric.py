@@ -26,7 +26,7 @@ def _gaussian_kernel_1d(size: int, sigma: float, like: Tensor) -> Tensor:
     return g / g.sum()
 
 
-def ssim(img1: Tensor, img2: Tensor) -> Tensor:
+def ssim(img1: Tensor, img2: Tensor, reduce: bool = True) -> Tensor:
     """Structural similarity, computed exactly as the 3DGS training code does.
 
     11 x 11 Gaussian window with sigma 1.5, C1 = 0.01^2, C2 = 0.03^2 (images in [0, 1]), a 'same'
@@ -36,6 +36,7 @@ def ssim(img1: Tensor, img2: Tensor) -> Tensor:
     Args:
         img1: [H, W, C] image.
         img2: [H, W, C] image.
+        reduce: False returns the SSIM map [H, W, C] instead of its mean.
     Returns:
         [] scalar; 1 when the images are equal.
     """
@@ -64,7 +65,7 @@ def ssim(img1: Tensor, img2: Tensor) -> Tensor:
     sigma12 = blur(a * b) - mu12
     ssim_map = ((2.0 * mu12 + c1) * (2.0 * sigma12 + c2)) / (
         (mu1_sq + mu2_sq + c1) * (sigma1_sq + sigma2_sq + c2))
-    return ssim_map.mean()
+    return ssim_map.mean() if reduce else ssim_map[0].permute(1, 2, 0)
 
 
 def depth_loss(rendered_depth: Tensor, alphas: Tensor, measured: Tensor) -> Tensor:
@@ -86,15 +87,23 @@ def depth_loss(rendered_depth: Tensor, alphas: Tensor, measured: Tensor) -> Tens
     return (rendered_depth[valid] - alphas[valid] * target).abs().mean() / target.median()
 
 
-def rendering_loss(rendered: Tensor, target: Tensor, ssim_lambda: float) -> Tensor:
+def rendering_loss(rendered: Tensor, target: Tensor, ssim_lambda: float,
+                   weight: Tensor | None = None) -> Tensor:
     """The 3DGS photometric loss: (1 - ssim_lambda) * L1 + ssim_lambda * (1 - SSIM).
 
     Args:
         rendered: [H, W, 3] rendered colour.
         target: [H, W, 3] ground-truth colour.
         ssim_lambda: weight of the D-SSIM term (`LossConfig.ssim_lambda`, 3DGS: 0.2).
+        weight: optional [H, W] per-pixel weight (0 leaves a pixel out: a changed region of an
+            old keyframe); both terms are then means of weighted per-pixel terms over all
+            pixels, so a weight of ones gives the unweighted loss.
     Returns:
         [] scalar.
     """
-    return (1.0 - ssim_lambda) * l1_loss(rendered, target) + ssim_lambda * (
-        1.0 - ssim(rendered, target))
+    if weight is None:
+        return (1.0 - ssim_lambda) * l1_loss(rendered, target) + ssim_lambda * (
+            1.0 - ssim(rendered, target))
+    weight = weight[..., None].to(rendered.dtype)
+    return (1.0 - ssim_lambda) * ((rendered - target).abs() * weight).mean() + ssim_lambda * (
+        (1.0 - ssim(rendered, target, reduce=False)) * weight).mean()

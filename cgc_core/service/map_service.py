@@ -546,7 +546,9 @@ class MapService:
                         "pose_corrections": stats.pose_corrections,
                         "removals": stats.removals,
                         "removals_refuted": stats.removals_refuted,
-                        "keyframes_retired": stats.keyframes_retired},
+                        "arrivals": stats.arrivals,
+                        "keyframes_retired": stats.keyframes_retired,
+                        "keyframes_masked": stats.keyframes_masked},
             "objects": 0 if self.table is None else len(self.table.objects),
             "latency_ms": {name.removesuffix("_ms"): {
                 "last": round(values[-1], 1), "max": round(max(values), 1),

@@ -11,9 +11,13 @@ occluded (something stands before it), and one behind the rendered surface is on
 of an object; neither is evidence of anything. Invalid depth (REP 118: 0, NaN, ±inf) is no
 evidence either.
 
-Keyframes that saw the removed surface in place would keep pulling it back; `stale_keyframes`
-finds them so that the session can retire them (their segments leave the contrastive loss with
-them).
+Keyframes that saw the removed surface in place would keep pulling it back; the session
+retires them (their segments leave the contrastive loss with them).
+
+The other way round, a keyframe that measures a surface well in front of the map's
+(`arrived_points`) shows something put down since: keyframes that saw free space where it now
+stands would train it away (their depth and colour say "table"), so once a later keyframe also
+measures it there, they retire too.
 """
 
 from __future__ import annotations
@@ -42,11 +46,13 @@ class DepthEvidence:
     """[N] bool: the measured depth at its pixel agrees with the Gaussian's depth."""
 
 
-def depth_margin(z: Tensor, config: LiveConfig) -> Tensor:
+def depth_margin(z: Tensor, config: LiveConfig, min_margin: float | None = None) -> Tensor:
     """[...] metres: how far apart two depths at z [...] must lie to differ beyond the sensor's
-    noise (`change_sigmas` σ of a z² noise model, at least `change_min_margin`)."""
+    noise (`change_sigmas` σ of a z² noise model, at least `min_margin`, by default
+    `change_min_margin`)."""
     sigma = config.change_noise_at_1m * z.square()
-    return torch.clamp(config.change_sigmas * sigma, min=config.change_min_margin)
+    floor = config.change_min_margin if min_margin is None else min_margin
+    return torch.clamp(config.change_sigmas * sigma, min=floor)
 
 
 def depth_evidence(means: Tensor, viewmat: Tensor, K: Tensor, measured: Tensor, alphas: Tensor,
@@ -142,10 +148,25 @@ def saw_in_place(points: Tensor, viewmat: Tensor, K: Tensor, depth: Tensor,
     return depth_agreement(points, viewmat, K, depth, config)[0]
 
 
-def depth_agreement(points: Tensor, viewmat: Tensor, K: Tensor, depth: Tensor,
-                    config: LiveConfig) -> tuple[int, int]:
-    """(in place, seen through): how many of [P, 3] world `points` the keyframe measured at
-    their depth, and how many it measured well behind them (free space where they are)."""
+def saw_region(points: Tensor, viewmat: Tensor, K: Tensor, depth: Tensor, config: LiveConfig,
+               need: int) -> str | None:
+    """How a keyframe saw a region that depth has since seen through: "in place" (it measured
+    at least `need` of [P, 3] world `points` where they are, so it would train them back),
+    "free" (it did, but only within the see-through margin, `change_min_margin`, and measured
+    a surface more than `change_free_margin` behind at least `need` of them: floaters hugging
+    that surface), or None."""
+    if saw_in_place(points, viewmat, K, depth, config) < need:
+        return None
+    free = depth_agreement(points, viewmat, K, depth, config,
+                           min_margin=config.change_free_margin)[1]
+    return "free" if free >= need else "in place"
+
+
+def _depth_relation(points: Tensor, viewmat: Tensor, K: Tensor, depth: Tensor,
+                    config: LiveConfig, min_margin: float | None = None
+                    ) -> tuple[Tensor, Tensor, Tensor]:
+    """([P] pixel index into the flattened depth, [P] bool measured in place, [P] bool measured
+    well behind) for [P, 3] world `points` (see `depth_agreement`)."""
     height, width = depth.shape
     cam = points @ viewmat[:3, :3].T + viewmat[:3, 3]
     z = cam[:, 2]
@@ -155,10 +176,61 @@ def depth_agreement(points: Tensor, viewmat: Tensor, K: Tensor, depth: Tensor,
     index = torch.where(inside, v * width + u, torch.zeros_like(u)).long()
     measured = depth.reshape(-1)[index]
     valid = inside & torch.isfinite(measured) & (measured > 0)
-    margin = depth_margin(z, config)
-    seen = valid & ((measured - z).abs() < margin)
-    through = valid & (measured - z > margin)
+    margin = depth_margin(z, config, min_margin)
+    return index, valid & ((measured - z).abs() < margin), valid & (measured - z > margin)
+
+
+def depth_agreement(points: Tensor, viewmat: Tensor, K: Tensor, depth: Tensor,
+                    config: LiveConfig, min_margin: float | None = None) -> tuple[int, int]:
+    """(in place, seen through): how many of [P, 3] world `points` the keyframe measured at
+    their depth, and how many it measured well behind them (free space where they are); "well"
+    is `depth_margin` with its floor at `min_margin` (default `change_min_margin`)."""
+    _, seen, through = _depth_relation(points, viewmat, K, depth, config, min_margin)
     return int(seen.sum()), int(through.sum())
+
+
+def footprint(points: Tensor, viewmat: Tensor, K: Tensor, depth: Tensor, config: LiveConfig,
+              how: str, radius: int) -> Tensor:
+    """[H, W] bool: the pixels where a keyframe measured [P, 3] world `points` `how` ("in place"
+    or "through", as `depth_agreement` counts them), grown by `radius` pixels: what the
+    keyframe says of a region that has changed since, to be left out of its loss."""
+    index, seen, through = _depth_relation(points, viewmat, K, depth, config)
+    pixels = torch.zeros(depth.numel(), dtype=torch.bool, device=depth.device)
+    pixels[index[seen if how == "in place" else through]] = True
+    pixels = pixels.reshape(depth.shape)
+    if radius > 0:
+        pixels = F.max_pool2d(pixels[None, None].float(), 2 * radius + 1, stride=1,
+                              padding=radius)[0, 0] > 0.5
+    return pixels
+
+
+def arrived_points(measured: Tensor, alphas: Tensor, rendered_depth: Tensor, viewmat: Tensor,
+                   K: Tensor, config: LiveConfig) -> Tensor:
+    """[P, 3] world points where a keyframe measures a surface well in front of the map's opaque
+    surface (beyond the sensor's noise there): something put down since the map saw the place,
+    or passing through (a later keyframe tells). The pixels are eroded by `change_erode_px`
+    first, as the see-through ones are, so that silhouette bands from pose error do not count.
+
+    Args:
+        measured: [H, W] metres (0 or non-finite: invalid).
+        alphas: [H, W] rendered alpha; rendered_depth: [H, W] alpha-blended z (sum w_i z_i).
+        viewmat: [4, 4] world-to-camera (OpenCV axes); K: [3, 3] at the depth's resolution.
+    """
+    valid = torch.isfinite(measured) & (measured > 0)
+    measured = torch.where(valid, measured, torch.zeros_like(measured))
+    opaque = alphas > 0.5
+    surface = torch.where(opaque, rendered_depth / alphas.clamp_min(1e-6),
+                          torch.zeros_like(rendered_depth))
+    front = valid & opaque & (measured < surface - depth_margin(surface, config))
+    radius = config.change_erode_px
+    if radius > 0:
+        front = -F.max_pool2d(-front[None, None].float(), 2 * radius + 1, stride=1,
+                              padding=radius)[0, 0] > 0.5
+    v, u = torch.nonzero(front, as_tuple=True)
+    z = measured[v, u]
+    cam = torch.stack([(u + 0.5 - K[0, 2]) / K[0, 0] * z, (v + 0.5 - K[1, 2]) / K[1, 1] * z, z],
+                      dim=-1)
+    return (cam - viewmat[:3, 3]) @ viewmat[:3, :3]
 
 
 def thickness(points: np.ndarray) -> float:

@@ -239,7 +239,9 @@ class Trainer:
             rgb = out.rgb
             if correction is not None and correction.exposure_enabled:
                 rgb = correction.expose(rgb)
-            rendering = rendering_loss(rgb, view.image, loss_cfg.ssim_lambda)
+            # a changed region of an old keyframe (`TrainingView.ignore`) weighs nothing
+            rendering = rendering_loss(rgb, view.image, loss_cfg.ssim_lambda,
+                                       None if view.ignore is None else ~view.ignore)
             loss = rendering
             if with_depth:
                 loss = loss + loss_cfg.depth_weight * depth_loss(out.depths, out.alphas,

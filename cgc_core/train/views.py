@@ -26,6 +26,9 @@ class TrainingView:
     depth: Tensor | None = None  # [H, W] measured metres (0 = invalid) at training resolution
     correction: ViewCorrection | None = None
     """Pose and exposure learned for this view (`train/corrections.py`); made by the trainer."""
+    ignore: Tensor | None = None
+    """[H, W] bool: pixels left out of the colour loss (the live session's changed regions,
+    `LiveSession._set_aside`); their depth and segments are invalid too."""
 
     @property
     def width(self) -> int:

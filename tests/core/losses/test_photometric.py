@@ -76,3 +76,19 @@ def test_depth_loss_by_hand_on_measured_pixels_only():
     # mean |error| over the three measured pixels, over their median depth (2)
     assert float(depth_loss(rendered, alphas, measured)) == pytest.approx((0.3 + 0.6) / 3 / 2.0)
     assert float(depth_loss(rendered, alphas, torch.zeros(2, 2))) == 0.0
+
+
+def test_a_weight_of_ones_is_the_plain_loss_and_zeros_leave_pixels_out():
+    generator = torch.Generator().manual_seed(0)
+    rendered = torch.rand(24, 32, 3, generator=generator, requires_grad=True)
+    target = torch.rand(24, 32, 3, generator=generator)
+    plain = rendering_loss(rendered, target, 0.2)
+    ones = rendering_loss(rendered, target, 0.2, torch.ones(24, 32, dtype=torch.bool))
+    assert torch.allclose(plain, ones, atol=1e-6)
+    keep = torch.ones(24, 32, dtype=torch.bool)
+    keep[:, :16] = False  # the left half left out
+    rendering_loss(rendered, target, 0.2, keep).backward()
+    # No gradient reaches a left-out pixel farther than the SSIM window's reach (5 pixels)
+    # from a kept one.
+    assert rendered.grad[:, :11].abs().max() == 0
+    assert rendered.grad[:, 16:].abs().min() > 0

@@ -9,10 +9,12 @@ from cgc_core.config import LiveConfig
 from cgc_core.train.changes import (
     ChangeVotes,
     FreedSpace,
+    arrived_points,
     depth_agreement,
     depth_evidence,
     depth_margin,
     saw_in_place,
+    saw_region,
     thickness,
 )
 
@@ -158,3 +160,60 @@ def test_a_sheet_of_floaters_is_thin_and_an_object_is_not_whichever_way_they_lie
     for rotation in (np.eye(3), tilt):
         assert thickness(sheet @ rotation.T) < config.change_min_thickness
         assert thickness(ball @ rotation.T) > 2 * config.change_min_thickness
+
+
+def wall_only_map() -> tuple[torch.Tensor, torch.Tensor]:
+    """(alphas, alpha-blended depth) of a map made before the box was put down."""
+    return torch.ones(H, W), torch.full((H, W), WALL_Z)
+
+
+def test_a_box_put_down_in_front_of_the_mapped_wall_arrives_where_it_stands():
+    measured = torch.full((H, W), WALL_Z)
+    measured[BOX] = BOX_Z
+    points = arrived_points(measured, *wall_only_map(), VIEWMAT, K, LiveConfig())
+    inner = grid_points(slice(22, 38), slice(32, 48), BOX_Z)  # the box's face but a 2-pixel rim
+    assert len(points) == len(inner)
+    assert torch.allclose(points, inner, atol=1e-5)
+    # The keyframe that measured the wall there saw free space where the box now stands; one
+    # that measures the box sees it in place.
+    wall = torch.full((H, W), WALL_Z)
+    assert depth_agreement(points, VIEWMAT, K, wall, LiveConfig()) == (0, len(points))
+    assert depth_agreement(points, VIEWMAT, K, measured, LiveConfig()) == (len(points), 0)
+
+
+def test_nothing_arrives_from_the_sensors_noise_and_holes_a_pose_error_or_an_empty_map():
+    config = LiveConfig()
+    rng = np.random.default_rng(1)
+    truth = torch.full((H, W), WALL_Z)
+    truth[BOX] = BOX_Z
+    sigma = config.change_noise_at_1m * truth.square()
+    noisy = truth + sigma * torch.from_numpy(rng.standard_normal((H, W))).float()
+    noisy[torch.from_numpy(rng.random((H, W)) < 0.02)] = 0.0
+    noisy[0, 0] = float("nan")
+    assert len(arrived_points(noisy, *rendered_map(), VIEWMAT, K, config)) == 0
+    shifted = torch.full((H, W), WALL_Z)
+    shifted[20:40, 32:52] = BOX_Z  # the box seen 2 pixels to the right
+    assert len(arrived_points(shifted, *rendered_map(), VIEWMAT, K, config)) == 0
+    # where the map has nothing yet (alpha 0), a measured surface is growth's, not an arrival
+    empty = (torch.zeros(H, W), torch.zeros(H, W))
+    assert len(arrived_points(truth, *empty, VIEWMAT, K, config)) == 0
+
+
+def test_a_keyframe_that_saw_the_box_retires_one_that_saw_floaters_over_the_wall_does_not():
+    config = LiveConfig()
+    in_place = torch.full((H, W), WALL_Z)
+    in_place[BOX] = BOX_Z
+    need = len(BOX_FACE) // 5
+    # Gaussians on the box's face: the keyframe that measured the box would train them back.
+    assert saw_region(BOX_FACE, VIEWMAT, K, in_place, config, need) == "in place"
+    # ... and Gaussians 1 cm inside it (a Gaussian's centre lies within what it draws).
+    inside = BOX_FACE * (BOX_Z + 0.01) / BOX_Z
+    assert saw_region(inside, VIEWMAT, K, in_place, config, need) == "in place"
+    # A sheet of floaters 2 cm in front of the wall: within the 3 cm see-through margin of a
+    # keyframe that measured only the wall, yet free space lies just behind them.
+    floaters = grid_points(*BOX, WALL_Z - 0.02)
+    wall = torch.full((H, W), WALL_Z)
+    assert saw_in_place(floaters, VIEWMAT, K, wall, config) == len(floaters)
+    assert saw_region(floaters, VIEWMAT, K, wall, config, need) == "free"
+    # A keyframe that measured the wall behind the box's place far off saw neither.
+    assert saw_region(BOX_FACE, VIEWMAT, K, wall, config, need) is None

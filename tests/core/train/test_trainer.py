@@ -168,3 +168,22 @@ def test_an_open_ended_run_that_learns_its_end_decays_its_rates_toward_it(tiny_s
     assert (restored.schedule_start, restored.iterations) == (10, 30)
     trainer.plan_end(100)  # a planned run keeps its schedule
     assert (trainer.schedule_start, trainer.iterations) == (10, 30)
+
+
+def test_pixels_a_view_ignores_teach_the_model_nothing(tiny_scene):
+    """A changed region left out of an old keyframe's loss (`TrainingView.ignore`): with every
+    pixel ignored, and no depth or segments there, a step moves no Gaussian; with none
+    ignored, it does."""
+    config = small_config(clustering_every=0, regularization_every=0)
+    apply_overrides(config, {"train": {"densify_from": 1000, "pose_refine": False,
+                                       "exposure_compensation": False}})
+    for ignore_all in (True, False):
+        trainer = make_trainer(tiny_scene, config)
+        for view in trainer.views:
+            view.depth = view.segments = None
+            if ignore_all:
+                view.ignore = torch.ones(view.height, view.width, dtype=torch.bool)
+        before = trainer.splats["means"].detach().clone()
+        trainer.step()
+        moved = (trainer.splats["means"].detach() - before).abs().max().item()
+        assert (moved == 0.0) == ignore_all, moved
