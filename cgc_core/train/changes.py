@@ -164,9 +164,9 @@ def saw_region(points: Tensor, viewmat: Tensor, K: Tensor, depth: Tensor, config
 
 def _depth_relation(points: Tensor, viewmat: Tensor, K: Tensor, depth: Tensor,
                     config: LiveConfig, min_margin: float | None = None
-                    ) -> tuple[Tensor, Tensor, Tensor]:
+                    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """([P] pixel index into the flattened depth, [P] bool measured in place, [P] bool measured
-    well behind) for [P, 3] world `points` (see `depth_agreement`)."""
+    well behind, [P] bool measured at all) for [P, 3] world `points` (see `depth_agreement`)."""
     height, width = depth.shape
     cam = points @ viewmat[:3, :3].T + viewmat[:3, 3]
     z = cam[:, 2]
@@ -177,7 +177,8 @@ def _depth_relation(points: Tensor, viewmat: Tensor, K: Tensor, depth: Tensor,
     measured = depth.reshape(-1)[index]
     valid = inside & torch.isfinite(measured) & (measured > 0)
     margin = depth_margin(z, config, min_margin)
-    return index, valid & ((measured - z).abs() < margin), valid & (measured - z > margin)
+    return (index, valid & ((measured - z).abs() < margin), valid & (measured - z > margin),
+            valid)
 
 
 def depth_agreement(points: Tensor, viewmat: Tensor, K: Tensor, depth: Tensor,
@@ -185,8 +186,21 @@ def depth_agreement(points: Tensor, viewmat: Tensor, K: Tensor, depth: Tensor,
     """(in place, seen through): how many of [P, 3] world `points` the keyframe measured at
     their depth, and how many it measured well behind them (free space where they are); "well"
     is `depth_margin` with its floor at `min_margin` (default `change_min_margin`)."""
-    _, seen, through = _depth_relation(points, viewmat, K, depth, config, min_margin)
+    _, seen, through, _ = _depth_relation(points, viewmat, K, depth, config, min_margin)
     return int(seen.sum()), int(through.sum())
+
+
+def saw_free_space(points: Tensor, viewmat: Tensor, K: Tensor, depth: Tensor,
+                   config: LiveConfig, need: int) -> bool:
+    """Whether a keyframe measured free space at [P, 3] world `points` that a later one found
+    a surface at (an arrival): well behind at least `need` of them, and at most of those it
+    measured at all. A new object on a spot the keyframe saw empty is free space there from
+    end to end; the side of an object that only the later keyframe sees is hidden behind the
+    object's other side from the earlier one, but for a rim that pose error and pixel size push
+    past its silhouette."""
+    _, _, through, valid = _depth_relation(points, viewmat, K, depth, config)
+    free = int(through.sum())
+    return free >= need and free > 0.5 * int(valid.sum())
 
 
 def footprint(points: Tensor, viewmat: Tensor, K: Tensor, depth: Tensor, config: LiveConfig,
@@ -194,7 +208,7 @@ def footprint(points: Tensor, viewmat: Tensor, K: Tensor, depth: Tensor, config:
     """[H, W] bool: the pixels where a keyframe measured [P, 3] world `points` `how` ("in place"
     or "through", as `depth_agreement` counts them), grown by `radius` pixels: what the
     keyframe says of a region that has changed since, to be left out of its loss."""
-    index, seen, through = _depth_relation(points, viewmat, K, depth, config)
+    index, seen, through, _ = _depth_relation(points, viewmat, K, depth, config)
     pixels = torch.zeros(depth.numel(), dtype=torch.bool, device=depth.device)
     pixels[index[seen if how == "in place" else through]] = True
     pixels = pixels.reshape(depth.shape)

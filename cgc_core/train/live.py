@@ -47,6 +47,7 @@ from cgc_core.train.changes import (
     depth_agreement,
     depth_evidence,
     footprint,
+    saw_free_space,
     saw_region,
     thickness,
 )
@@ -579,7 +580,8 @@ class LiveSession:
             if in_place >= need and in_place > through:
                 stale = [i for i, kf in enumerate(self.keyframes)
                          if kf.id < noted["id"] and kf.depth is not None
-                         and _saw_free_space(points, kf, need, live)]
+                         and saw_free_space(points, kf.view.viewmat, kf.view.K, kf.depth,
+                                            live, need)]
                 if stale:
                     self.arrivals.append({
                         "keyframe": noted["id"], "confirmed_by": record["id"],
@@ -972,15 +974,6 @@ def _mask_keyframe(keyframe: Keyframe, pixels: torch.Tensor) -> None:
         view.depth = keyframe.depth
     if view.segments is not None:
         view.segments = torch.where(pixels, torch.zeros_like(view.segments), view.segments)
-
-
-def _saw_free_space(points: torch.Tensor, keyframe: Keyframe, need: int,
-                    config) -> bool:
-    """Whether `keyframe` measured free space at `need` or more of [P, 3] `points`, and at
-    more of them than it measured in place."""
-    in_place, through = depth_agreement(points, keyframe.view.viewmat, keyframe.view.K,
-                                        keyframe.depth, config)
-    return through >= need and through > in_place
 
 
 def _get(state, key):

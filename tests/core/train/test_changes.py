@@ -13,6 +13,7 @@ from cgc_core.train.changes import (
     depth_agreement,
     depth_evidence,
     depth_margin,
+    saw_free_space,
     saw_in_place,
     saw_region,
     thickness,
@@ -217,3 +218,17 @@ def test_a_keyframe_that_saw_the_box_retires_one_that_saw_floaters_over_the_wall
     assert saw_region(floaters, VIEWMAT, K, wall, config, need) == "free"
     # A keyframe that measured the wall behind the box's place far off saw neither.
     assert saw_region(BOX_FACE, VIEWMAT, K, wall, config, need) is None
+
+
+def test_free_space_where_a_box_now_stands_but_not_behind_a_side_seen_only_now():
+    config = LiveConfig()
+    wall = torch.full((H, W), WALL_Z)
+    # The keyframe saw the wall where the box now stands: free space at its face.
+    assert saw_free_space(BOX_FACE, VIEWMAT, K, wall, config, need=len(BOX_FACE) // 5)
+    # The box's back, 5 cm behind its face, found by a later keyframe from behind: this one
+    # measured the face in front of it (hidden), but for a rim of columns past the silhouette
+    # (a pose error), where it measured the wall behind.
+    back = grid_points(*BOX, BOX_Z + 0.05)
+    box = torch.full((H, W), WALL_Z)
+    box[20:40, 36:50] = BOX_Z  # the face seen 6 pixels narrower: 30 % of the back "seen through"
+    assert not saw_free_space(back, VIEWMAT, K, box, config, need=len(back) // 5)

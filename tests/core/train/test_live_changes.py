@@ -23,13 +23,13 @@ def changing_scene(tmp_path_factory):
     return out
 
 
-def config(forget: bool):
+def config(forget: bool, **live):
     # At 128x96 an object holds a fraction of the Gaussians it has at 320x240: a removal is an
     # object's worth of them at this size.
     return apply_overrides(CGCConfig(), {"model": {"sh_degree": 1},
                                          "train": {"max_resolution": 0},
                                          "live": {"forget_changes": forget,
-                                                  "change_region_points": 15}})
+                                                  "change_region_points": 15, **live}})
 
 
 def play(session, scene_dir, names):
@@ -51,13 +51,16 @@ def gaussians_at(session, position, reach=0.04):
 
 
 @pytest.mark.slow
-def test_what_changed_is_forgotten_or_kept_and_old_keyframes_stop_training_it(changing_scene,
-                                                                              tmp_path):
+@pytest.mark.parametrize("keyframes", ["retire", "mask"])
+def test_what_changed_is_forgotten_and_old_keyframes_stop_training_it(changing_scene, tmp_path,
+                                                                      keyframes):
     names = load_scene(changing_scene).train_names
     first = [n for n in names if n.startswith("p1_")]
     second = [n for n in names if n.startswith("p2_")]
     changes = json.loads((changing_scene / "synth.json").read_text())["changes"]
-    session = LiveSession(config(True), device="cpu")
+    # "mask" with arrivals on: what was put down is kept too (both off by default)
+    options = {"change_keyframes": keyframes, "change_arrivals": keyframes == "mask"}
+    session = LiveSession(config(True, **options), device="cpu")
     play(session, changing_scene, first)
     assert session.changes == []  # nothing changed during the first pass
     session.save(tmp_path / "first.pt")
@@ -72,25 +75,33 @@ def test_what_changed_is_forgotten_or_kept_and_old_keyframes_stop_training_it(ch
         assert min(np.linalg.norm(np.subtract(removal["centre"][:2], s[:2])) for s in spots) \
             < 0.08, (removal["centre"], spots)
     first_ids = {r["id"] for r in session.timeline if r["name"].startswith("p1_")}
-    # The first pass's keyframes saw it in place: the region leaves their losses (masked);
-    # the second pass's are untouched, and no keyframe retires.
-    masked = {i for c in session.changes for i in c["masked_keyframes"]}
-    assert masked and masked <= first_ids, session.changes
-    assert session.stats().keyframes_retired == 0
-    # What was put down (the added object, the moved one's new place) stands where first-pass
-    # keyframes measured free space: it leaves their losses too, once a later keyframe saw it.
-    for spot in (changes["added"]["position"], changes["moved"]["after"]):
-        near = [a for a in session.arrivals
-                if np.linalg.norm(np.subtract(a["centre"][:2], spot[:2])) < 0.08]
-        assert any(set(a["masked_keyframes"]) & first_ids for a in near), \
-            (spot, session.arrivals)
-        assert all(a["confirmed_by"] > a["keyframe"] and a["retired_keyframes"] == []
-                   for a in near)
-    masked_views = [kf for kf in session.keyframes if kf.view.ignore is not None]
-    assert masked_views and all((kf.view.depth[kf.view.ignore] == 0).all() for kf in masked_views)
-    assert session.stats().keyframes_masked == \
-        sum(len(r["masked_keyframes"]) for r in session.changes + session.arrivals)
-    assert session.stats().arrivals == len(session.arrivals)
+    # The first pass's keyframes saw it in place: they retire, or the region leaves their
+    # losses (masked); the second pass's are untouched.
+    stats = session.stats()
+    key = "masked_keyframes" if keyframes == "mask" else "retired_keyframes"
+    set_aside = {i for c in session.changes for i in c[key]}
+    assert set_aside and set_aside <= first_ids, session.changes
+    if keyframes == "retire":
+        assert stats.keyframes_retired == len(set_aside) and stats.keyframes_masked == 0
+        assert session.arrivals == []
+    else:
+        assert stats.keyframes_retired == 0
+        # What was put down (the added object, the moved one's new place) stands where
+        # first-pass keyframes measured free space: it leaves their losses too, once a later
+        # keyframe saw it there.
+        for spot in (changes["added"]["position"], changes["moved"]["after"]):
+            near = [a for a in session.arrivals
+                    if np.linalg.norm(np.subtract(a["centre"][:2], spot[:2])) < 0.08]
+            assert any(set(a["masked_keyframes"]) & first_ids for a in near), \
+                (spot, session.arrivals)
+            assert all(a["confirmed_by"] > a["keyframe"] and a["retired_keyframes"] == []
+                       for a in near)
+        masked_views = [kf for kf in session.keyframes if kf.view.ignore is not None]
+        assert masked_views and all((kf.view.depth[kf.view.ignore] == 0).all()
+                                    for kf in masked_views)
+        assert stats.keyframes_masked == \
+            sum(len(r["masked_keyframes"]) for r in session.changes + session.arrivals)
+        assert stats.arrivals == len(session.arrivals)
     # Less is left where things were than when nothing is forgotten.
     left = sum(gaussians_at(session, s) for s in spots)
     left_kept = sum(gaussians_at(kept, s) for s in spots)
