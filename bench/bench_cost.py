@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_train import cpu_name  # noqa: E402
+from bench_train import cpu_name, publish  # noqa: E402
 
 
 def timed(argv: list[str], cwd: Path, env: dict[str, str], log: Path) -> float:
@@ -130,12 +130,8 @@ def main() -> int:
     lines += ["", "Train tasks: `cgc train` wall time, set-up and segment loading included; "
               "mIoU from `cgc eval`. Main job: `python -m cgc_eval.main_job OUT` from start to "
               "report; mIoU through the node's services.", ""]
-    text = "\n".join(lines)
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    args.out.with_suffix(".json").write_text(json.dumps(
-        {"platform": platform.platform(), "summary": summary, "runs": results}, indent=2) + "\n")
+    publish(args.out, "\n".join(lines),
+            {"platform": platform.platform(), "summary": summary, "runs": results})
     return 0
 
 

@@ -38,6 +38,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_train import publish  # noqa: E402
 
 CGC_CHILD = r"""
 import json, sys, time
@@ -165,12 +168,8 @@ def main() -> None:
         *[f"| {name} | {value:.1f} |" for name, value in ms.items()], "",
         f"**cgc is {ms['OpenSplat'] / ms['cgc']:.1f}x faster per iteration** "
         "(OpenSplat / cgc).", ""]
-    text = "\n".join(lines)
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    args.out.with_suffix(".json").write_text(json.dumps(
-        {"command": command, "ms_per_iteration": ms, "runs": runs}, indent=2) + "\n")
+    publish(args.out, "\n".join(lines),
+            {"command": command, "ms_per_iteration": ms, "runs": runs})
 
 
 if __name__ == "__main__":

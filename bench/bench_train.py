@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import platform
 import sys
 import time
@@ -58,6 +59,14 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+def publish(out: Path, text: str, data: dict) -> None:
+    """Print a bench's results table and write it to OUT.md with its data as OUT.json."""
+    print(text)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    out.with_suffix(".json").write_text(json.dumps(data, indent=2) + "\n")
 
 
 def per_view_baseline(scene_dir: Path, masks: dict[str, np.ndarray] | None = None) -> dict:
