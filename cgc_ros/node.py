@@ -10,6 +10,7 @@ the topics.
 
 from __future__ import annotations
 
+import faulthandler
 import sys
 import time
 
@@ -166,9 +167,13 @@ class CgcNode(Node):
         super().destroy_node()
 
 
+SHUTDOWN_REPORT_AFTER = 45.0
+"""Seconds after Ctrl-C past which a node still stopping logs every thread's stack."""
+
+
 def main(args=None) -> int:
     rclpy.init(args=args if args is not None else sys.argv)
-    node = None
+    node = executor = None
     try:
         node = CgcNode()
         # One thread per request that may wait for the worker, one per input topic and one
@@ -190,6 +195,13 @@ def main(args=None) -> int:
         if rclpy.ok():
             raise
     finally:
+        # Stopping should take seconds. Once it did not end within 90 s (the main job's
+        # grace), and the cause was not found: if it hangs again, here or in the interpreter's
+        # exit, every thread's stack goes to the log (the timer dies with the process).
+        faulthandler.dump_traceback_later(SHUTDOWN_REPORT_AFTER, exit=False)
+        if executor is not None:
+            # callbacks under way end before their node goes, for 10 s at most
+            executor.shutdown(timeout_sec=10.0, wait_for_threads=False)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()

@@ -337,7 +337,9 @@ class LiveSession:
             self._segment_ready.notify_all()
         for thread in (self._thread, self._segment_thread):
             if thread is not None:
-                thread.join()
+                # bounded, as every other join of a face's shutdown: a stuck step must not keep
+                # the process from exiting (the threads are daemons)
+                thread.join(timeout=30)
         self._thread = self._segment_thread = None
 
     def _run(self) -> None:
