@@ -33,6 +33,17 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # 2. The virtual environment.
+# A fresh environment takes about 9 GB (torch with its CUDA libraries, open3d, the ROS 2 wheels):
+# say so up front rather than let pip fail half-way with "No space left on device".
+if [ ! -f "$VENV/.stamp-deps" ]; then
+  mkdir -p "$(dirname "$VENV")"
+  free_gb=$(df -Pk "$(dirname "$VENV")" | awk 'NR == 2 { printf "%d", $4 / 1048576 }')
+  if [ "${free_gb:-0}" -lt 10 ]; then
+    printf '\033[1;33m[setup] warning:\033[0m only %s GB free for %s; a fresh environment needs about 9 GB\n' \
+      "$free_gb" "$VENV" >&2
+  fi
+fi
+
 if [ ! -x "$VENV/bin/python" ]; then
   step "creating virtual environment in $VENV"
   "$PYTHON_BIN" -m venv "$VENV"
