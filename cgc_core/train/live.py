@@ -139,7 +139,8 @@ class LiveStats:
     seen through: noise or pose error): pruned, nothing recorded, no keyframe retired."""
     arrivals: int = 0
     """Surfaces put down where older keyframes had measured free space, confirmed by a later
-    keyframe (`live.change_arrivals`); the older keyframes retired."""
+    keyframe (`live.change_arrivals`); those keyframes stopped training them
+    (`live.change_keyframes`)."""
     pose_corrections: dict = field(default_factory=dict)
     """The keyframes' learned pose corrections: count, median and max rotation (degrees) and
     translation (mm); empty before any keyframe trained (`corrections_summary`)."""
@@ -213,10 +214,12 @@ class LiveSession:
         self._freed = FreedSpace(self.config.live)
         self.changes: list[dict] = []
         """One record per removal decided (`_forget_changes`): keyframe, stamp, Gaussians
-        forgotten, their centre and box, keyframes retired; the last `timeline_length`."""
+        forgotten, their centre and box, keyframes retired or masked; the last
+        `timeline_length`."""
         self.arrivals: list[dict] = []
         """One record per surface put down and confirmed (`_confirm_arrivals`): keyframe,
-        confirming keyframe, stamp, centre, keyframes retired; the last `timeline_length`."""
+        confirming keyframe, stamp, centre, keyframes retired or masked; the last
+        `timeline_length`."""
         if seed_points is not None:
             self._create_trainer(points=seed_points[0], colors=seed_points[1],
                                  extent=self._fixed_extent or 1.0)
@@ -572,7 +575,8 @@ class LiveSession:
 
     def _confirm_arrivals(self, record: dict, view: TrainingView, depth) -> None:
         """A surface put down (`_note_arrival`) that this later keyframe measures in place too
-        retires the older keyframes that measured free space there: they would train it away.
+        stops the older keyframes that measured free space there from training it
+        (`_set_aside`): they would train it away.
         One this keyframe sees through was passing by. Keyframes that see neither leave it
         waiting, for `change_region_window` keyframes at most."""
         live, waiting = self.config.live, []
