@@ -199,6 +199,10 @@ def stream(driver: Driver, args) -> dict:
     escape = driver.call("save_map", SaveMap.Request(name="../outside"))
     saved = driver.call("save_map", SaveMap.Request(name=args.map))
     after = driver.call("list_objects", ListObjects.Request(recluster=False))
+    # Object events come as clusterings decide them (an object is announced once two in a row
+    # found it, one every `cluster_period`): a client that wants them waits for them. On busy
+    # cores the calls above were once over before the second clustering, with no event yet.
+    driver.wait_for(lambda: sum(e["kind"] == "appeared" for e in driver.events) >= 3, 30.0)
     return {
         "streamed": streamed, "probe_iou": probe_iou, "status": trained,
         "final_status": driver.status,
