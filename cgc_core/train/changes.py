@@ -17,7 +17,7 @@ retires them (their segments leave the contrastive loss with them).
 The other way round, a keyframe that measures a surface well in front of the map's
 (`arrived_points`) shows something put down since: keyframes that saw free space where it now
 stands would train it away (their depth and colour say "table"), so once a later keyframe also
-measures it there, they retire too.
+measures it there, they stop training it (`live.change_arrivals`, off by default).
 """
 
 from __future__ import annotations
@@ -55,6 +55,40 @@ def depth_margin(z: Tensor, config: LiveConfig, min_margin: float | None = None)
     return torch.clamp(config.change_sigmas * sigma, min=floor)
 
 
+def _project(points: Tensor, viewmat: Tensor, K: Tensor, shape: tuple[int, int]
+             ) -> tuple[Tensor, Tensor, Tensor]:
+    """([P] pixel index into a flattened [H, W] image, [P] bool inside it and in front of the
+    camera, [P] camera z) of [P, 3] world points."""
+    height, width = shape
+    cam = points @ viewmat[:3, :3].T + viewmat[:3, 3]
+    z = cam[:, 2]
+    u = (K[0, 0] * cam[:, 0] / z.clamp_min(1e-3) + K[0, 2]).floor()
+    v = (K[1, 1] * cam[:, 1] / z.clamp_min(1e-3) + K[1, 2]).floor()
+    inside = (z > 1e-3) & (u >= 0) & (v >= 0) & (u < width) & (v < height)
+    return torch.where(inside, v * width + u, torch.zeros_like(u)).long(), inside, z
+
+
+def _depths(measured: Tensor, alphas: Tensor, rendered_depth: Tensor
+            ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """([H, W] measured depth with 0 where invalid, its validity, the map's opaque surface depth
+    with 0 elsewhere, its opacity) of one keyframe's measurement and render."""
+    valid = torch.isfinite(measured) & (measured > 0)
+    opaque = alphas > 0.5
+    return (torch.where(valid, measured, torch.zeros_like(measured)), valid,
+            torch.where(opaque, rendered_depth / alphas.clamp_min(1e-6),
+                        torch.zeros_like(rendered_depth)), opaque)
+
+
+def _morph(mask: Tensor, radius: int, grow: bool) -> Tensor:
+    """[H, W] bool `mask` grown (dilated) or shrunk (eroded) by a square of `radius` pixels."""
+    if radius <= 0:
+        return mask
+    sign = 1.0 if grow else -1.0
+    pooled = F.max_pool2d(sign * mask[None, None].float(), 2 * radius + 1, stride=1,
+                          padding=radius)[0, 0]
+    return sign * pooled > 0.5
+
+
 def depth_evidence(means: Tensor, viewmat: Tensor, K: Tensor, measured: Tensor, alphas: Tensor,
                    rendered_depth: Tensor, config: LiveConfig) -> DepthEvidence:
     """Compare the map with one keyframe's depth.
@@ -65,26 +99,12 @@ def depth_evidence(means: Tensor, viewmat: Tensor, K: Tensor, measured: Tensor, 
         measured: [H, W] metres (0 or non-finite: invalid).
         alphas: [H, W] rendered alpha; rendered_depth: [H, W] alpha-blended z (sum w_i z_i).
     """
-    height, width = measured.shape
-    valid = torch.isfinite(measured) & (measured > 0)
-    measured = torch.where(valid, measured, torch.zeros_like(measured))
-    opaque = alphas > 0.5
-    surface = torch.where(opaque, rendered_depth / alphas.clamp_min(1e-6),
-                          torch.zeros_like(rendered_depth))
+    measured, valid, surface, opaque = _depths(measured, alphas, rendered_depth)
     behind = valid & opaque & (measured > surface + depth_margin(surface, config))
     # Thin bands along silhouettes are what a small pose or calibration error gives; a region
     # that was taken away is wider than twice the erosion.
-    radius = config.change_erode_px
-    if radius > 0:
-        behind = -F.max_pool2d(-behind[None, None].float(), 2 * radius + 1, stride=1,
-                               padding=radius)[0, 0] > 0.5
-    cam = means @ viewmat[:3, :3].T + viewmat[:3, 3]
-    z = cam[:, 2]
-    in_front = z > 1e-3
-    u = (K[0, 0] * cam[:, 0] / z.clamp_min(1e-3) + K[0, 2]).floor()
-    v = (K[1, 1] * cam[:, 1] / z.clamp_min(1e-3) + K[1, 2]).floor()
-    inside = in_front & (u >= 0) & (v >= 0) & (u < width) & (v < height)
-    index = torch.where(inside, v * width + u, torch.zeros_like(u)).long()
+    behind = _morph(behind, config.change_erode_px, grow=False)
+    index, inside, z = _project(means, viewmat, K, measured.shape)
     at_surface = surface.reshape(-1)[index]
     at_measured = measured.reshape(-1)[index]
     margin = depth_margin(z, config)
@@ -167,13 +187,7 @@ def _depth_relation(points: Tensor, viewmat: Tensor, K: Tensor, depth: Tensor,
                     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """([P] pixel index into the flattened depth, [P] bool measured in place, [P] bool measured
     well behind, [P] bool measured at all) for [P, 3] world `points` (see `depth_agreement`)."""
-    height, width = depth.shape
-    cam = points @ viewmat[:3, :3].T + viewmat[:3, 3]
-    z = cam[:, 2]
-    u = (K[0, 0] * cam[:, 0] / z.clamp_min(1e-3) + K[0, 2]).floor()
-    v = (K[1, 1] * cam[:, 1] / z.clamp_min(1e-3) + K[1, 2]).floor()
-    inside = (z > 1e-3) & (u >= 0) & (v >= 0) & (u < width) & (v < height)
-    index = torch.where(inside, v * width + u, torch.zeros_like(u)).long()
+    index, inside, z = _project(points, viewmat, K, depth.shape)
     measured = depth.reshape(-1)[index]
     valid = inside & torch.isfinite(measured) & (measured > 0)
     margin = depth_margin(z, config, min_margin)
@@ -188,6 +202,21 @@ def depth_agreement(points: Tensor, viewmat: Tensor, K: Tensor, depth: Tensor,
     is `depth_margin` with its floor at `min_margin` (default `change_min_margin`)."""
     _, seen, through, _ = _depth_relation(points, viewmat, K, depth, config, min_margin)
     return int(seen.sum()), int(through.sum())
+
+
+def later_word(points: Tensor, viewmat: Tensor, K: Tensor, depth: Tensor,
+               config: LiveConfig) -> str | None:
+    """What a later keyframe says of a pending change at [P, 3] world `points`: "through" (free
+    space at at least `change_stale_share` of them, and at more than it measured them in place),
+    "in place" (the other way round), "both" (as many of each, enough of both) or None (too
+    few of either: it did not see the place)."""
+    in_place, through = depth_agreement(points, viewmat, K, depth, config)
+    need = max(1, int(np.ceil(config.change_stale_share * len(points))))
+    if through >= need and through > in_place:
+        return "through"
+    if in_place >= need and in_place > through:
+        return "in place"
+    return "both" if min(in_place, through) >= need else None
 
 
 def saw_free_space(points: Tensor, viewmat: Tensor, K: Tensor, depth: Tensor,
@@ -211,11 +240,7 @@ def footprint(points: Tensor, viewmat: Tensor, K: Tensor, depth: Tensor, config:
     index, seen, through, _ = _depth_relation(points, viewmat, K, depth, config)
     pixels = torch.zeros(depth.numel(), dtype=torch.bool, device=depth.device)
     pixels[index[seen if how == "in place" else through]] = True
-    pixels = pixels.reshape(depth.shape)
-    if radius > 0:
-        pixels = F.max_pool2d(pixels[None, None].float(), 2 * radius + 1, stride=1,
-                              padding=radius)[0, 0] > 0.5
-    return pixels
+    return _morph(pixels.reshape(depth.shape), radius, grow=True)
 
 
 def arrived_points(measured: Tensor, alphas: Tensor, rendered_depth: Tensor, viewmat: Tensor,
@@ -230,16 +255,9 @@ def arrived_points(measured: Tensor, alphas: Tensor, rendered_depth: Tensor, vie
         alphas: [H, W] rendered alpha; rendered_depth: [H, W] alpha-blended z (sum w_i z_i).
         viewmat: [4, 4] world-to-camera (OpenCV axes); K: [3, 3] at the depth's resolution.
     """
-    valid = torch.isfinite(measured) & (measured > 0)
-    measured = torch.where(valid, measured, torch.zeros_like(measured))
-    opaque = alphas > 0.5
-    surface = torch.where(opaque, rendered_depth / alphas.clamp_min(1e-6),
-                          torch.zeros_like(rendered_depth))
+    measured, valid, surface, opaque = _depths(measured, alphas, rendered_depth)
     front = valid & opaque & (measured < surface - depth_margin(surface, config))
-    radius = config.change_erode_px
-    if radius > 0:
-        front = -F.max_pool2d(-front[None, None].float(), 2 * radius + 1, stride=1,
-                              padding=radius)[0, 0] > 0.5
+    front = _morph(front, config.change_erode_px, grow=False)
     v, u = torch.nonzero(front, as_tuple=True)
     z = measured[v, u]
     cam = torch.stack([(u + 0.5 - K[0, 2]) / K[0, 0] * z, (v + 0.5 - K[1, 2]) / K[1, 1] * z, z],

@@ -44,9 +44,9 @@ from cgc_core.train.changes import (
     ChangeVotes,
     FreedSpace,
     arrived_points,
-    depth_agreement,
     depth_evidence,
     footprint,
+    later_word,
     saw_free_space,
     saw_region,
     thickness,
@@ -543,23 +543,11 @@ class LiveSession:
         keyframes: one that measures free space where its Gaussians were confirms it, one that
         measures a surface there refutes it (what depth saw through was noise or pose error,
         often on a surface seen at a grazing angle: its Gaussians are pruned, growth puts them
-        back, and no keyframe retires). Keyframes that see neither leave it waiting, for
-        `change_region_window` keyframes at most. Retiring on the first word alone took 33 of a
-        static robot scene's 58 keyframes once (docs/results.md, issue 28)."""
-        live, waiting = self.config.live, []
-        for region, decided in self._pending_removals:
-            points = torch.from_numpy(region).float().to(self.device)
-            in_place, through = depth_agreement(points, view.viewmat, view.K, depth, live)
-            need = max(1, int(np.ceil(live.change_stale_share * len(region))))
-            if through >= need and through > in_place:
-                self._record_removal(region, decided, confirmed_by=record["id"])
-            elif in_place >= need:
-                self._counts["removals_refuted"] += 1
-            elif record["id"] - decided["id"] < live.change_region_window:
-                waiting.append((region, decided))
-            else:
-                self._counts["removals_unconfirmed"] += 1
-        self._pending_removals = waiting
+        back, and no keyframe retires). Retiring on the first word alone took 33 of a static
+        robot scene's 58 keyframes once (docs/results.md, issue 28)."""
+        self._pending_removals = self._settle(
+            self._pending_removals, record, view, depth, "through", "removals",
+            lambda region, noted: self._record_removal(region, noted, record["id"]))
 
     def _note_arrival(self, record: dict, view: TrainingView, depth, render) -> None:
         """Keep what this keyframe measures well in front of the map for a later keyframe to
@@ -576,30 +564,46 @@ class LiveSession:
     def _confirm_arrivals(self, record: dict, view: TrainingView, depth) -> None:
         """A surface put down (`_note_arrival`) that this later keyframe measures in place too
         stops the older keyframes that measured free space there from training it
-        (`_set_aside`): they would train it away.
-        One this keyframe sees through was passing by. Keyframes that see neither leave it
-        waiting, for `change_region_window` keyframes at most."""
+        (`_set_aside`): they would train it away. One this keyframe sees through was passing
+        by."""
+        self._pending_arrivals = self._settle(
+            self._pending_arrivals, record, view, depth, "in place", "arrivals",
+            lambda points, noted: self._record_arrival(points, noted, record["id"]))
+
+    def _settle(self, pending: list, record: dict, view: TrainingView, depth, expect: str,
+                kind: str, confirm) -> list:
+        """Hear this later keyframe (`record`, `view`, `depth`) on each pending change
+        ([(points [P, 3], the noting keyframe's record)]): `confirm(points, noted)` when it
+        measured them `expect` ("through" or "in place", `later_word`), count `kind`_refuted when
+        it said otherwise; keyframes that see neither leave a change waiting, for
+        `change_region_window` keyframes at most. Returns the changes still waiting."""
         live, waiting = self.config.live, []
-        for points, noted in self._pending_arrivals:
-            in_place, through = depth_agreement(points, view.viewmat, view.K, depth, live)
-            need = max(1, int(np.ceil(live.change_stale_share * len(points))))
-            if in_place >= need and in_place > through:
-                stale = [i for i, kf in enumerate(self.keyframes)
-                         if kf.id < noted["id"] and kf.depth is not None
-                         and saw_free_space(points, kf.view.viewmat, kf.view.K, kf.depth,
-                                            live, need)]
-                if stale:
-                    self.arrivals.append({
-                        "keyframe": noted["id"], "confirmed_by": record["id"],
-                        "stamp": noted["stamp"],
-                        "centre": points.mean(0).cpu().numpy().round(4).tolist(),
-                        **self._set_aside(stale, points, "through")})
-                    del self.arrivals[:-live.timeline_length]
-            elif through >= need:
-                self._counts["arrivals_refuted"] += 1
+        for points, noted in pending:
+            word = later_word(torch.as_tensor(points, dtype=torch.float32, device=self.device),
+                              view.viewmat, view.K, depth, live)
+            if word == expect:
+                confirm(points, noted)
+            elif word is not None:
+                self._counts[f"{kind}_refuted"] += 1
             elif record["id"] - noted["id"] < live.change_region_window:
                 waiting.append((points, noted))
-        self._pending_arrivals = waiting
+            else:
+                self._counts[f"{kind}_unconfirmed"] += 1
+        return waiting
+
+    def _record_arrival(self, points: torch.Tensor, noted: dict, confirmed_by: int) -> None:
+        live = self.config.live
+        need = max(1, int(np.ceil(live.change_stale_share * len(points))))
+        stale = [i for i, kf in enumerate(self.keyframes)
+                 if kf.id < noted["id"] and kf.depth is not None
+                 and saw_free_space(points, kf.view.viewmat, kf.view.K, kf.depth, live, need)]
+        if not stale:
+            return
+        self.arrivals.append({
+            "keyframe": noted["id"], "confirmed_by": confirmed_by, "stamp": noted["stamp"],
+            "centre": points.mean(0).cpu().numpy().round(4).tolist(),
+            **self._set_aside(stale, points, "through")})
+        del self.arrivals[:-live.timeline_length]
 
     def _record_removal(self, region: np.ndarray, record: dict, confirmed_by: int) -> None:
         points = torch.from_numpy(region).float().to(self.device)

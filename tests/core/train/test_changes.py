@@ -13,6 +13,7 @@ from cgc_core.train.changes import (
     depth_agreement,
     depth_evidence,
     depth_margin,
+    later_word,
     saw_free_space,
     saw_in_place,
     saw_region,
@@ -232,3 +233,17 @@ def test_free_space_where_a_box_now_stands_but_not_behind_a_side_seen_only_now()
     box = torch.full((H, W), WALL_Z)
     box[20:40, 36:50] = BOX_Z  # the face seen 6 pixels narrower: 30 % of the back "seen through"
     assert not saw_free_space(back, VIEWMAT, K, box, config, need=len(back) // 5)
+
+
+def test_a_later_keyframe_says_through_in_place_both_or_nothing():
+    config = LiveConfig()
+    wall = torch.full((H, W), WALL_Z)
+    box = torch.full((H, W), WALL_Z)
+    box[BOX] = BOX_Z
+    assert later_word(BOX_FACE, VIEWMAT, K, wall, config) == "through"
+    assert later_word(BOX_FACE, VIEWMAT, K, box, config) == "in place"
+    half = wall.clone()
+    half[20:40, 30:40] = BOX_Z  # the box's left half still there, its right half gone
+    assert later_word(BOX_FACE, VIEWMAT, K, half, config) == "both"
+    nothing = torch.zeros(H, W)  # no valid depth: it did not see the place
+    assert later_word(BOX_FACE, VIEWMAT, K, nothing, config) is None
