@@ -6,9 +6,11 @@ with the ground-truth object each part is mostly on (bench/objects_truth.py, fro
 depth and instance renders), the hull ratio the convexity test reads, and the share of the
 contact where the two surfaces face each other (`cgc_core.objects.cluster.opposed_share`). Two
 parts of one object should merge, two objects never. Then held-out mIoU / mBIoU of each run with
-the guard (the default) and without it (`merge_max_opposed_share: 1.0`), side by side.
+the guard at each of --limits (default: the config's and 1.0, no guard) and without part
+merging at query time (`query.whole_objects: false`), side by side.
 
     .venv/bin/python bench/bench_merge_opposed.py RUN [RUN ...] [--label merge_opposed]
+        [--limits 0.2,0.4,1]
 
 Each RUN is a `cgc train` or `cgc stream` folder of a built-in scene. Prints and writes
 bench/results/<label>.md and .json.
@@ -87,7 +89,9 @@ def contact_pairs(points: np.ndarray, parts: np.ndarray, truth: np.ndarray,
     return rows
 
 
-def bench_run(run_dir: Path) -> dict:
+def bench_run(run_dir: Path, limits: list[float]) -> dict:
+    """The run's contact pairs, and its held-out scores with the guard at each of `limits`
+    (1.0: no guard) and with `query.whole_objects` off (no part merging at query time)."""
     run = load_run(run_dir)
     config = run.config.objects
     points, parts = clustered_parts(run.splats, config)
@@ -95,17 +99,20 @@ def bench_run(run_dir: Path) -> dict:
     truth = gaussian_instances(points, scene, scene.train_names)
     pairs = contact_pairs(points, parts, truth, object_names(scene.root), config)
     scores = {}
-    for variant, objects in (("guard", config),
-                             ("no guard", dataclasses.replace(config,
-                                                              merge_max_opposed_share=1.0))):
+    variants = [(f"guard {limit:g}", run.config.query,
+                 dataclasses.replace(config, merge_max_opposed_share=limit)) for limit in limits]
+    variants.append(("whole objects off",
+                     dataclasses.replace(run.config.query, whole_objects=False), config))
+    for variant, query, objects in variants:
         result = evaluate_run(run.splats, scene, run.config.render, run.config.query.threshold,
-                              run.config.query, objects)
+                              query, objects)
         scores[variant] = [result["mIoU"], result["mBIoU"]]
         print(run_dir.name, variant, scores[variant], flush=True)
     return {"run": str(run_dir), "scene": str(scene.root), "pairs": pairs, "scores": scores}
 
 
 def write_results(rows: list[dict], label: str, limit: float) -> None:
+    """`limit`: the guard the pair table marks (the first of --limits)."""
     out = ROOT / "bench" / "results" / f"{label}.md"
     lines = [
         "# Part merging's facing-surfaces guard (`objects.merge_max_opposed_share`)", "",
@@ -126,13 +133,14 @@ def write_results(rows: list[dict], label: str, limit: float) -> None:
                 f"| {'yes' if p['same_object'] else 'no'} | {p['contact_shares'][0]:.2f} / "
                 f"{p['contact_shares'][1]:.2f} | {p['hull_ratio']:.2f} | "
                 f"{p['opposed_share']:.2f} | {'yes' if p['opposed_share'] > limit else 'no'} |")
-    lines += ["", "Held-out mIoU / mBIoU with the guard (default) and without it "
-              "(`merge_max_opposed_share: 1.0`), the same map:", "",
-              "| run | guard | no guard | difference |", "|---|---|---|---|"]
+    variants = list(rows[0]["scores"])
+    lines += ["", "Held-out mIoU / mBIoU of the same map with the guard at each limit "
+              "(`merge_max_opposed_share`; 1: no guard) and with no part merging at query time "
+              "(`query.whole_objects: false`):", "",
+              "| run | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants)]
     for row in rows:
-        g, n = row["scores"]["guard"], row["scores"]["no guard"]
-        lines.append(f"| {Path(row['run']).name} | {g[0]:.2f} / {g[1]:.2f} | {n[0]:.2f} / "
-                     f"{n[1]:.2f} | {g[0] - n[0]:+.2f} |")
+        lines.append(f"| {Path(row['run']).parent.name}/{Path(row['run']).name} | " + " | ".join(
+            f"{row['scores'][v][0]:.2f} / {row['scores'][v][1]:.2f}" for v in variants) + " |")
     text = "\n".join(lines) + "\n"
     out.write_text(text)
     out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
@@ -143,10 +151,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+")
     parser.add_argument("--label", default="merge_opposed")
+    parser.add_argument("--limits", default=None,
+                        help="comma-separated guards to score each map at (default: the "
+                             "config's, then 1 = no guard); the first marks the pair table")
     args = parser.parse_args()
-    rows = [bench_run(Path(run)) for run in args.runs]
-    limit = load_run(Path(args.runs[0])).config.objects.merge_max_opposed_share
-    write_results(rows, args.label, limit)
+    limits = ([float(v) for v in args.limits.split(",")] if args.limits else
+              [load_run(Path(args.runs[0])).config.objects.merge_max_opposed_share, 1.0])
+    rows = [bench_run(Path(run), limits) for run in args.runs]
+    write_results(rows, args.label, limits[0])
 
 
 if __name__ == "__main__":

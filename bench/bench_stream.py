@@ -9,6 +9,10 @@ pixel prompt per ground-truth object (the most interior pixel of its instance ma
 instance mask (IoU, cosine threshold `query.threshold`).
 
     .venv/bin/python bench/bench_stream.py [--seeds 0,3,100] [--rate 1] [--work DIR]
+        [--set train.live_pose_settle_steps=0 ...]
+
+`--set` changes the stream's config only (the offline runs stay the cached defaults); the
+streams then go to WORK/stream_<label>_S, so that variants share the offline runs.
 
 Prints and writes bench/results/stream.md and stream.json.
 """
@@ -31,12 +35,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from bench_scenes import parse_overrides  # noqa: E402
 from bench_train import cpu_name  # noqa: E402
 
 from cgc_core.app.config_file import load_config  # noqa: E402
 from cgc_core.app.evaluate import evaluate_run  # noqa: E402
 from cgc_core.app.run_folder import load_run, train_scene  # noqa: E402
 from cgc_core.app.stream import stream_scene  # noqa: E402
+from cgc_core.config import apply_overrides  # noqa: E402
 from cgc_core.data import load_scene  # noqa: E402
 from cgc_core.data.synth import make_synthetic_scene, scene_family  # noqa: E402
 from cgc_core.io import read_label_png  # noqa: E402
@@ -104,7 +110,12 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=20.0, help="latency probe delay (s)")
     parser.add_argument("--work", default=str(ROOT / "bench" / "out" / "stream"))
     parser.add_argument("--label", default="stream")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY.SUB=VALUE",
+                        help="config override of the streams only, a YAML scalar (repeatable)")
     args = parser.parse_args()
+    overrides = parse_overrides(args.overrides)
+    apply_overrides(load_config(), overrides)  # refuse a bad key before any training
     torch.set_num_threads(max(1, torch.get_num_threads()))
     work = Path(args.work)
     rows = []
@@ -121,9 +132,10 @@ def main() -> None:
         offline_eval = evaluate_run(offline.splats, offline.scene, offline.config.render,
                                     offline.config.query.threshold, offline.config.query)
         probe = LatencyProbe(scene_dir, args.delay)
-        stream_dir = work / f"stream_{seed}"
+        stream_dir = work / (f"stream_{args.label}_{seed}" if overrides else f"stream_{seed}")
         start = time.monotonic()
-        run = stream_scene(scene_dir, stream_dir, config=load_config(), masks_dir=masks,
+        run = stream_scene(scene_dir, stream_dir, config=apply_overrides(load_config(), overrides),
+                           masks_dir=masks,
                            rate=args.rate, iterations=offline.info["iterations"],
                            eval_every=0, progress=False, on_start=probe.attach)
         probe.stop.set()
@@ -147,7 +159,7 @@ def write(rows: list[dict], args) -> None:
         f"# Live stream vs offline training ({datetime.date.today()})",
         "",
         f"Command: `.venv/bin/python bench/bench_stream.py --seeds {args.seeds} --rate "
-        f"{args.rate:g}`  ",
+        f"{args.rate:g}{''.join(' --set ' + o for o in args.overrides)}`  ",
         f"Machine: {cpu_name()}, {torch.get_num_threads()} threads, CPU. Both on the scene's "
         "inconsistent masks, the same total iterations; stream at "
         f"{args.rate:g} frame/s, then trained on.",

@@ -587,12 +587,14 @@ class ObjectsConfig:
     """... and merge when the convex hull of their union holds at most this times the sum of
     their own hulls' volumes (an object on a table, or a mug on a book, fills far less of the
     joint hull). Measured on the split family's parts: bench/results/quality_experiments.md."""
-    merge_max_opposed_share: float = 0.4
+    merge_max_opposed_share: float = 0.2
     """... and stay apart when more than this share of their contact has surfaces facing each
     other (outward normals over 90 degrees apart): two balls pressed together, or a ball leaning
     on a tower, passed the tests above in live maps and merged, while the parts of a tin or a
-    two-tone block meet with their walls running on (measured shares:
-    bench/results/merge_opposed.md)."""
+    two-tone block meet with their walls running on. Measured: 0.00-0.17 between true parts
+    (split, merges and clutter families), 0.22-0.44 between touching objects that the former
+    limit of 0.4 let merge in robot-family maps, where their features bleed across the contact
+    (bench/results/merge_opposed_dev.md, merge_opposed.md)."""
     merge_max_background_share: float = 0.4
     """A part with at least this share of its Gaussians within `merge_contact` of a background
     object's is a patch of table (or floor) that the background's cluster left out, and merges

@@ -302,6 +302,8 @@ def test_a_patch_of_table_left_out_of_the_table_merges_with_nothing():
     cube, patch, top = (owners_of(table, owner, box) for box in range(3))
     assert len(cube) == len(patch) == 1 and cube[0] != patch[0]
     assert table.get(int(top[0])).background and not table.get(int(patch[0])).background
-    # Without the background test, the convexity test alone joins them.
-    joined = cluster_objects(model, ObjectsConfig(merge_max_background_share=1.01))
+    # Without the background test (and the facing-surfaces guard: the cube's base faces the
+    # patch), the convexity test alone joins them.
+    joined = cluster_objects(model, ObjectsConfig(merge_max_background_share=1.01,
+                                                  merge_max_opposed_share=1.0))
     assert owners_of(joined, owner, 0)[0] == owners_of(joined, owner, 1)[0]
