@@ -592,7 +592,7 @@ class ObjectsConfig:
     other (outward normals over 90 degrees apart): two balls pressed together, or a ball leaning
     on a tower, passed the tests above in live maps and merged, while the parts of a tin or a
     two-tone block meet with their walls running on. Measured: 0.00-0.17 between true parts
-    (split, merges and clutter families), 0.22-0.44 between touching objects that the former
+    (split, merges and clutter families), 0.22-0.40 between touching objects that the former
     limit of 0.4 let merge in robot-family maps, where their features bleed across the contact
     (bench/results/merge_opposed_dev.md, merge_opposed.md)."""
     merge_max_background_share: float = 0.4
