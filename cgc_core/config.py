@@ -595,6 +595,16 @@ class ObjectsConfig:
     (split, merges and clutter families), 0.22-0.40 between touching objects that the former
     limit of 0.4 let merge in robot-family maps, where their features bleed across the contact
     (bench/results/merge_opposed_dev.md, merge_opposed.md)."""
+    merge_mixed_min_inside: float = 0.2
+    """... and stay apart when at least this share of each part's Gaussians lies inside the
+    other's convex hull while their mean features have a cosine below `merge_mixed_max_cosine`:
+    two objects blurred into each other at a contact (pose error), whose clusters interpenetrate
+    and whose surfaces face each other over little of it (robot 1005's soccer ball and cube:
+    0.25-0.38 inside, cosine -0.15 to -0.04, facing share 0.07-0.40). Measured on development
+    maps: fragments of one object interpenetrate with cosines of 0.57-0.81, the parts of a tin
+    or a two-tone block lie at most 0.15 inside on one side (bench/results/merge_mixed.md)."""
+    merge_mixed_max_cosine: float = 0.5
+    """See `merge_mixed_min_inside`."""
     merge_max_background_share: float = 0.4
     """A part with at least this share of its Gaussians within `merge_contact` of a background
     object's is a patch of table (or floor) that the background's cluster left out, and merges

@@ -27,7 +27,7 @@ import numpy as np
 import open3d as o3d
 import torch
 from scipy.optimize import linear_sum_assignment
-from scipy.spatial import ConvexHull, QhullError, cKDTree
+from scipy.spatial import ConvexHull, Delaunay, QhullError, cKDTree
 
 from cgc_core.config import ObjectsConfig
 from cgc_core.objects.colors import base_rgb, colour_shares, display_colour, opacity_weights
@@ -473,8 +473,32 @@ def opposed_share(pa: np.ndarray, pb: np.ndarray, reach: float,
     return opposed / max(total, 1)
 
 
+def inside_share(points: np.ndarray, other: np.ndarray) -> float:
+    """Share of [P, 3] `points` inside the convex hull of [Q, 3] `other` (0 when it is flat)."""
+    if len(other) < 4:
+        return 0.0
+    try:
+        return float((Delaunay(other).find_simplex(points) >= 0).mean())
+    except QhullError:
+        return 0.0
+
+
+def blurred_together(pa: np.ndarray, pb: np.ndarray, fa: np.ndarray, fb: np.ndarray,
+                     config: ObjectsConfig) -> bool:
+    """Whether two parts ([P, 3], [Q, 3] points; [D] unit mean features) are two objects blurred
+    into each other: each lies partly inside the other's hull (`merge_mixed_min_inside`), yet
+    their features are unalike (`merge_mixed_max_cosine`). Fragments of one object that the
+    clustering cut interpenetrate with alike features, and the parts of a tin or a two-tone
+    block, unalike, meet at a seam without lying inside each other."""
+    if float(np.dot(fa, fb)) >= config.merge_mixed_max_cosine:
+        return False
+    least = config.merge_mixed_min_inside
+    return inside_share(pa, pb) >= least and inside_share(pb, pa) >= least
+
+
 def merge_convex_parts(points: np.ndarray, parts: np.ndarray,
-                       config: ObjectsConfig) -> np.ndarray:
+                       config: ObjectsConfig, features: torch.Tensor | None = None
+                       ) -> np.ndarray:
     """[N] object label of each Gaussian: `parts` [N] (-1: none) with the touching parts that form
     one convex whole joined, most convex pair first.
 
@@ -488,8 +512,9 @@ def merge_convex_parts(points: np.ndarray, parts: np.ndarray,
     convex as a tin's) stay apart. A part that lies mostly against
     the background
     (`merge_max_background_share`: a patch of table that the table's cluster left out, common on
-    a map recovering from an opacity reset) merges with nothing. A label is the smallest part
-    label of its group.
+    a map recovering from an opacity reset) merges with nothing. With the Gaussians' [N, D] unit
+    `features`, two parts that lie inside each other's hulls with unalike features stay apart
+    (`blurred_together`). A label is the smallest part label of its group.
     """
     labels = np.unique(parts[parts >= 0])
     members = {int(label): np.flatnonzero(parts == label) for label in labels}
@@ -506,6 +531,9 @@ def merge_convex_parts(points: np.ndarray, parts: np.ndarray,
     if len(objects) < 2:
         return parts.copy()
     volume = {label: hull_volume(points[members[label]]) for label in objects}
+    mean_feature = {} if features is None else {
+        label: _unit(features[members[label]].mean(0, keepdim=True))[0].numpy()
+        for label in objects}
     trees = {label: cKDTree(points[members[label]]) for label in objects}
     candidates = []
     for i, a in enumerate(objects):
@@ -515,6 +543,9 @@ def merge_convex_parts(points: np.ndarray, parts: np.ndarray,
                 continue
             if face_contact(pa, pb, trees[a], trees[b], config) is None or opposed_share(
                     pa, pb, reach, trees[a], trees[b]) > config.merge_max_opposed_share:
+                continue
+            if features is not None and blurred_together(pa, pb, mean_feature[a],
+                                                         mean_feature[b], config):
                 continue
             joint = hull_volume(np.vstack([pa, pb]))
             candidates.append((joint / max(volume[a] + volume[b], 1e-12), a, b))
@@ -595,7 +626,7 @@ def cluster_objects(splats, config: ObjectsConfig, previous: ObjectTable | None 
         floater = (counts < config.min_gaussians) | sparse
         parts[assigned[floater[parts[assigned]]]] = -1
 
-    whole = merge_convex_parts(points, parts, config) if config.merge_parts else parts
+    whole = merge_convex_parts(points, parts, config, features) if config.merge_parts else parts
     rgb = base_rgb(splats).cpu().numpy()
     order = np.argsort(whole, kind="stable")
     bounds = np.flatnonzero(np.diff(whole[order])) + 1

@@ -170,6 +170,7 @@ class LiveSession:
         reference = iterations if iterations is not None else planned_iterations(config,
                                                                                   self.device)
         self.config = scaled_schedule(config, reference)
+        self._planned = reference  # the schedule's length (`settle_by`'s quiet tail)
         self.resolution = planned_resolution(config, self.device)
         self.iterations = iterations
         self.mask_source = mask_source
@@ -289,15 +290,20 @@ class LiveSession:
 
     def settle_by(self, last: int) -> None:
         """The session will stop at iteration `last`: densification and opacity resets end
-        `opacity_reset_every / 2` iterations before it at the latest, so that the final model has
-        recovered from its last reset (a reset clamps every opacity to 0.01; `cgc stream
-        --iterations 300` used to write such a model). New keyframes after this call do not
-        extend them again. The learning rates of the centres and the pose corrections decay
-        toward `last` from here (`Trainer.plan_end`), as a planned run's do."""
+        as long before it as a planned run's do before its end (`iterations - densify_until`:
+        the second half of the CPU schedule), and at least `opacity_reset_every / 2`, so that
+        the final model has recovered from its last reset (a reset clamps every opacity to 0.01;
+        `cgc stream --iterations 300` used to write such a model) and its newest Gaussians are
+        trained as long as a planned run's (the streams of robot 1002-1005 densified until 100
+        iterations before the end: 91.3 mIoU on average without part merging, 92.2 with this
+        tail; docs/results.md). New keyframes after this call do not extend them
+        again. The learning rates of the centres and the pose corrections decay toward `last`
+        from here (`Trainer.plan_end`), as a planned run's do."""
         with self.lock:
             if self.trainer is None:
                 return
-            quiet = self.config.train.opacity_reset_every // 2
+            t = self.config.train
+            quiet = max(t.opacity_reset_every // 2, self._planned - t.densify_until)
             densifier = self.trainer.densifier
             densifier.until = min(densifier.until, max(last - quiet, self.trainer.step_count))
             self.trainer.plan_end(last)

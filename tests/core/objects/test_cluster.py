@@ -7,6 +7,7 @@ from box_scenes import Box, boxes_model, gaussians, unit_feature
 
 from cgc_core.config import ObjectsConfig
 from cgc_core.objects import UNASSIGNED, ObjectInfo, ObjectTable, cluster_objects, label_object
+from cgc_core.objects.cluster import blurred_together, inside_share
 
 RED, BLUE, GREEN, WHITE = (0.8, 0.1, 0.1), (0.1, 0.2, 0.8), (0.1, 0.6, 0.15), (0.92, 0.92, 0.9)
 
@@ -286,6 +287,30 @@ def test_two_balls_pressed_together_stay_apart_though_their_union_is_convex_enou
     assert len(np.unique(merged.gaussian_object[ball_of >= 0])) == 1
 
 
+def test_objects_blurred_into_each_other_stay_apart_and_fragments_of_one_still_join():
+    # Pose error blurs two touching objects into each other: here two boxes that interpenetrate
+    # by 3 cm, each with a quarter or more of its Gaussians inside the other's hull. Their union
+    # is as convex as a tin's parts and (with the facing-surfaces guard lifted, as blur makes it
+    # in live maps) passes every other test; their unalike features keep them apart.
+    boxes = [Box((0.0, 0.0, 0.05), (0.1, 0.1, 0.1), unit_feature(0), RED),
+             Box((0.07, 0.0, 0.05), (0.1, 0.1, 0.1), unit_feature(5), BLUE),
+             table_top()]
+    model, owner = boxes_model(boxes)
+    means = model["means"].numpy().astype(float)
+    a, b = means[owner == 0], means[owner == 1]
+    assert min(inside_share(a, b), inside_share(b, a)) >= 0.2
+    blurred = dict(merge_parts=True, merge_max_opposed_share=1.0)
+    table = cluster_objects(model, ObjectsConfig(**blurred))
+    assert owners_of(table, owner, 0)[0] != owners_of(table, owner, 1)[0]
+    merged = cluster_objects(model, ObjectsConfig(**blurred, merge_mixed_min_inside=1.01))
+    assert owners_of(merged, owner, 0)[0] == owners_of(merged, owner, 1)[0]
+    # The same parts with alike features (a fragment the clustering cut off its object) join.
+    cut = np.array([1.0, 0.6] + [0.0] * 14)
+    assert blurred_together(a, b, unit_feature(0), unit_feature(5), ObjectsConfig())
+    assert not blurred_together(a, b, unit_feature(0), cut / np.linalg.norm(cut),
+                                ObjectsConfig())
+
+
 def test_a_patch_of_table_left_out_of_the_table_merges_with_nothing():
     # On a map recovering from an opacity reset the table breaks up: here a 6 cm patch of it
     # under a cube has a feature of its own, and the table's cluster leaves it out. Cube and
@@ -302,8 +327,9 @@ def test_a_patch_of_table_left_out_of_the_table_merges_with_nothing():
     cube, patch, top = (owners_of(table, owner, box) for box in range(3))
     assert len(cube) == len(patch) == 1 and cube[0] != patch[0]
     assert table.get(int(top[0])).background and not table.get(int(patch[0])).background
-    # Without the background test (and the facing-surfaces guard: the cube's base faces the
-    # patch), the convexity test alone joins them.
+    # Without the background test (and the facing-surfaces and blur guards: the cube's base
+    # faces the patch, and lies on its hull), the convexity test alone joins them.
     joined = cluster_objects(model, ObjectsConfig(merge_max_background_share=1.01,
-                                                  merge_max_opposed_share=1.0))
+                                                  merge_max_opposed_share=1.0,
+                                                  merge_mixed_min_inside=1.01))
     assert owners_of(joined, owner, 0)[0] == owners_of(joined, owner, 1)[0]

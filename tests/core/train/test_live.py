@@ -341,3 +341,27 @@ def test_without_depth_the_young_map_moves_to_where_the_cameras_look(tiny_scene)
         depth_error[axes] = float(np.median(np.abs(z[inside] - measured) / measured))
     assert depth_error[False] > 0.5  # every Gaussian on rays at the wrong guess
     assert depth_error[True] < 0.5 * depth_error[False], depth_error
+
+
+def test_a_stream_told_its_end_stops_densifying_as_long_before_it_as_a_planned_run(tiny_scene):
+    """`cgc stream` after its last frame: densification ends where a planned run's would leave
+    the same quiet tail (iterations - densify_until: 100 of a 200-iteration schedule), not a
+    few iterations before the end, so that the newest Gaussians are trained too."""
+    config = apply_overrides(live_config(), {"train": {"scale_schedule": True,
+                                                       "opacity_reset_every": 3000}})
+    session = LiveSession(config, device="cpu")
+    assert (session.config.train.densify_until, session.config.train.opacity_reset_every) == \
+        (100, 20)  # scaled from 15000 and 3000 of 30000 to the 200 planned here
+    scene_frames = frames(tiny_scene)
+    session.add_frame(*next(scene_frames))
+    session.process_frames()
+    session.train(20, progress=False)
+    session.add_frame(*next(scene_frames))
+    session.process_frames()
+    assert session.stats().keyframes == 2
+    densifier = session.trainer.densifier
+    assert densifier.until == 120  # open-ended: a planned run's length after the keyframe
+    session.settle_by(170)
+    assert densifier.until == 70  # 100 before the end (half a reset interval: 160)
+    session.settle_by(80)
+    assert densifier.until == 20  # never before now
