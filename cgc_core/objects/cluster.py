@@ -369,6 +369,16 @@ def spatial_parts(points: np.ndarray, group: np.ndarray, voxel_size: float) -> n
         parts[grouped] = connected_parts_per_group(points[grouped], group[grouped], voxel_size)
     return parts
 
+def part_mean_features(features: torch.Tensor, parts: np.ndarray) -> torch.Tensor:
+    """[P, D] unit mean of `features` [N, D] over each part label 0..P-1 of `parts` [N] (-1:
+    none; P = the largest label + 1)."""
+    index = np.flatnonzero(parts >= 0)
+    count = int(parts[index].max()) + 1 if len(index) else 0
+    total = torch.zeros(count, features.shape[1]).index_add_(
+        0, torch.from_numpy(parts[index]), features[index])
+    return _unit(total)
+
+
 def absorb_fragments(points: np.ndarray, features: torch.Tensor, parts: np.ndarray,
                      config: ObjectsConfig) -> np.ndarray:
     """Merge each small part into the larger part it touches most (neighbouring voxels), when
@@ -378,9 +388,7 @@ def absorb_fragments(points: np.ndarray, features: torch.Tensor, parts: np.ndarr
     if len(index) == 0:
         return parts
     count = np.bincount(parts[index])
-    mean = torch.zeros(len(count), features.shape[1]).index_add_(
-        0, torch.from_numpy(parts[index]), features[index])
-    mean = _unit(mean)
+    mean = part_mean_features(features, parts)
     pairs = unique_pairs(voxel_keys(points[index], config.voxel_size), parts[index])
     edges = []
     for offset in neighbour_offsets():
@@ -531,9 +539,7 @@ def merge_convex_parts(points: np.ndarray, parts: np.ndarray,
     if len(objects) < 2:
         return parts.copy()
     volume = {label: hull_volume(points[members[label]]) for label in objects}
-    mean_feature = {} if features is None else {
-        label: _unit(features[members[label]].mean(0, keepdim=True))[0].numpy()
-        for label in objects}
+    mean_feature = None if features is None else part_mean_features(features, parts).numpy()
     trees = {label: cKDTree(points[members[label]]) for label in objects}
     candidates = []
     for i, a in enumerate(objects):
