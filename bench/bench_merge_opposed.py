@@ -45,9 +45,9 @@ def clustered_parts(splats, config) -> tuple[np.ndarray, np.ndarray]:
     seen = {}
     original = cluster.merge_convex_parts
 
-    def keep(points, parts, objects_config):
+    def keep(points, parts, objects_config, *features):
         seen["points"], seen["parts"] = points, parts.copy()
-        return original(points, parts, objects_config)
+        return original(points, parts, objects_config, *features)
 
     cluster.merge_convex_parts = keep
     try:
