@@ -588,13 +588,20 @@ class ObjectsConfig:
     their own hulls' volumes (an object on a table, or a mug on a book, fills far less of the
     joint hull). Measured on the split family's parts: bench/results/quality_experiments.md."""
     merge_max_opposed_share: float = 0.2
-    """... and stay apart when more than this share of their contact has surfaces facing each
-    other (outward normals over 90 degrees apart): two balls pressed together, or a ball leaning
-    on a tower, passed the tests above in live maps and merged, while the parts of a tin or a
-    two-tone block meet with their walls running on. Measured: 0.00-0.17 between true parts
-    (split, merges and clutter families), 0.22-0.40 between touching objects that the former
-    limit of 0.4 let merge in robot-family maps, where their features bleed across the contact
-    (bench/results/merge_opposed_dev.md, merge_opposed.md)."""
+    """... and stay apart when their surfaces are turned against each other over the contact
+    (`cluster.pressed_together`): more than this share of the contact has outward normals over
+    90 degrees apart, and more than `merge_max_facing_share` has such normals that also point
+    toward the other part. Two balls pressed together, or a ball leaning on a box, passed the
+    tests above in live maps and merged, while the parts of a tin, a crate and its lid or a
+    two-tone block meet with their walls running on (bench/results/merge_facing.md)."""
+    merge_max_facing_share: float = 0.1
+    """See `merge_max_opposed_share`. Measured on trained maps: touching objects that no other
+    test keeps apart 0.22-0.67 opposed and 0.11-0.46 facing; true parts 0.00-0.17 opposed, or
+    0.00-0.15 facing (a crate's lid, whose seam normals are near perpendicular, 0.25-0.30
+    opposed but 0.04-0.07 facing; a tin's lid 0.15 by both) (merge_facing.md)."""
+    merge_facing_min_cosine: float = 0.3
+    """A contact point's outward normal points toward the other part when its cosine with the
+    line from its own part's centre to the other's is above this (`merge_max_facing_share`)."""
     merge_mixed_min_inside: float = 0.2
     """... and stay apart when at least this share of each part's Gaussians lies inside the
     other's convex hull while their mean features have a cosine below `merge_mixed_max_cosine`:

@@ -460,25 +460,48 @@ def face_contact(pa: np.ndarray, pb: np.ndarray, tree_a: cKDTree, tree_b: cKDTre
     return None
 
 
-def opposed_share(pa: np.ndarray, pb: np.ndarray, reach: float,
-                  tree_a: cKDTree | None = None, tree_b: cKDTree | None = None) -> float:
-    """Share of the contact between two parts ([P, 3] and [Q, 3] points) where their surfaces
-    face each other: each point within `reach` of the other part, paired with its nearest point
-    there, their `surface_normals` oriented away from their own part's centre more than 90
-    degrees apart. Where a lid sits on its tin the walls run on (normals alike); where two
-    objects press together their surfaces face each other."""
+def facing_shares(pa: np.ndarray, pb: np.ndarray, reach: float,
+                  tree_a: cKDTree | None = None, tree_b: cKDTree | None = None,
+                  min_toward: float = 0.3) -> tuple[float, float]:
+    """(opposed, facing): shares of the contact between two parts ([P, 3] and [Q, 3] points)
+    where their surfaces are turned against each other. Each point within `reach` of the other
+    part is paired with its nearest point there. Opposed: their `surface_normals`, oriented
+    away from their own part's centre, are more than 90 degrees apart. Facing: opposed, and the
+    point's own normal also points toward the other part (cosine above `min_toward` with the
+    line from its part's centre to the other's).
+
+    Where a lid sits on its tin the walls run on (normals alike); where two objects press
+    together their surfaces face each other across the line that joins them. At a seam where
+    walls meet a lid's rim the normals are near perpendicular, opposed or not by noise alone:
+    the first share counts those, the second hardly."""
     na, nb = surface_normals(pa), surface_normals(pb)
     na = na * np.sign(((pa - pa.mean(0)) * na).sum(1, keepdims=True) + 1e-12)
     nb = nb * np.sign(((pb - pb.mean(0)) * nb).sum(1, keepdims=True) + 1e-12)
     tree_a = cKDTree(pa) if tree_a is None else tree_a
     tree_b = cKDTree(pb) if tree_b is None else tree_b
-    opposed = total = 0
-    for p, n, tree, m in ((pa, na, tree_b, nb), (pb, nb, tree_a, na)):
+    axis = pb.mean(0) - pa.mean(0)
+    axis = axis / max(float(np.linalg.norm(axis)), 1e-12)
+    opposed = facing = total = 0
+    for p, n, tree, m, toward in ((pa, na, tree_b, nb, axis), (pb, nb, tree_a, na, -axis)):
         distance, nearest = tree.query(p, distance_upper_bound=reach)
         touching = np.isfinite(distance)
-        opposed += int(((n[touching] * m[nearest[touching]]).sum(1) < 0).sum())
+        turned = (n[touching] * m[nearest[touching]]).sum(1) < 0
+        opposed += int(turned.sum())
+        facing += int((turned & (n[touching] @ toward > min_toward)).sum())
         total += int(touching.sum())
-    return opposed / max(total, 1)
+    return opposed / max(total, 1), facing / max(total, 1)
+
+
+def pressed_together(pa: np.ndarray, pb: np.ndarray, tree_a: cKDTree, tree_b: cKDTree,
+                     config: ObjectsConfig) -> bool:
+    """Whether two touching parts ([P, 3], [Q, 3] points with their trees) are two objects
+    pressed together: their surfaces are turned against each other over the contact by both
+    counts of `facing_shares` (`merge_max_opposed_share`, `merge_max_facing_share`). Either
+    count alone errs on one side: the first took a crate's lid for another object, the second
+    a tin's lid."""
+    opposed, facing = facing_shares(pa, pb, config.merge_contact, tree_a, tree_b,
+                                    config.merge_facing_min_cosine)
+    return opposed > config.merge_max_opposed_share and facing > config.merge_max_facing_share
 
 
 def inside_share(points: np.ndarray, other: np.ndarray) -> float:
@@ -516,8 +539,8 @@ def merge_convex_parts(points: np.ndarray, parts: np.ndarray,
     their union holds at most `merge_max_hull_ratio` times the sum of their own hulls: a lid on
     its tin fills the joint hull, while an object on a tray or two objects leaning together
     leave it mostly empty. Parts whose surfaces face each other over the contact
-    (`merge_max_opposed_share`: two balls, or a ball leaning on a box, whose union can be as
-    convex as a tin's) stay apart. A part that lies mostly against
+    (`pressed_together`: two balls, or a ball leaning on a box, whose union can be as convex as
+    a tin's) stay apart. A part that lies mostly against
     the background
     (`merge_max_background_share`: a patch of table that the table's cluster left out, common on
     a map recovering from an opacity reset) merges with nothing. With the Gaussians' [N, D] unit
@@ -547,8 +570,8 @@ def merge_convex_parts(points: np.ndarray, parts: np.ndarray,
             pa, pb = points[members[a]], points[members[b]]
             if ((pa.min(0) - reach > pb.max(0)) | (pb.min(0) - reach > pa.max(0))).any():
                 continue
-            if face_contact(pa, pb, trees[a], trees[b], config) is None or opposed_share(
-                    pa, pb, reach, trees[a], trees[b]) > config.merge_max_opposed_share:
+            if face_contact(pa, pb, trees[a], trees[b], config) is None or pressed_together(
+                    pa, pb, trees[a], trees[b], config):
                 continue
             if features is not None and blurred_together(pa, pb, mean_feature[a],
                                                          mean_feature[b], config):

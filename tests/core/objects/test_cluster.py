@@ -7,7 +7,7 @@ from box_scenes import Box, boxes_model, gaussians, unit_feature
 
 from cgc_core.config import ObjectsConfig
 from cgc_core.objects import UNASSIGNED, ObjectInfo, ObjectTable, cluster_objects, label_object
-from cgc_core.objects.cluster import blurred_together, inside_share
+from cgc_core.objects.cluster import blurred_together, facing_shares, inside_share
 
 RED, BLUE, GREEN, WHITE = (0.8, 0.1, 0.1), (0.1, 0.2, 0.8), (0.1, 0.6, 0.15), (0.92, 0.92, 0.9)
 
@@ -284,6 +284,12 @@ def test_two_balls_pressed_together_stay_apart_though_their_union_is_convex_enou
     first, second = (np.unique(table.gaussian_object[ball_of == i]) for i in (0, 1))
     assert len(first) == 1 and len(second) == 1 and first[0] != second[0]
     merged = cluster_objects(model, ObjectsConfig(merge_parts=True, merge_max_opposed_share=1.0))
+    assert len(np.unique(merged.gaussian_object[ball_of >= 0])) == 1
+    # Both counts must say so (`pressed_together`): either one lifted, they merge.
+    opposed, facing = facing_shares(*(model["means"][ball_of == i].numpy() for i in (0, 1)),
+                                    ObjectsConfig().merge_contact)
+    assert facing <= opposed and facing > ObjectsConfig().merge_max_facing_share
+    merged = cluster_objects(model, ObjectsConfig(merge_parts=True, merge_max_facing_share=1.0))
     assert len(np.unique(merged.gaussian_object[ball_of >= 0])) == 1
 
 
