@@ -180,12 +180,10 @@ def test_what_is_left_where_an_object_was_removed_is_neither_listed_nor_a_move()
 YELLOW = (0.9, 0.85, 0.1)
 
 
-def test_an_object_put_down_where_one_was_taken_away_gets_a_new_id():
-    rng, tracker, table = tracked(7)
-    box_id = objects_near(table, BOX_AT)[0].id
-    # A yellow ball is put down 9 cm from where the box stood, while a removal takes the box
-    # in bites: the ball's new Gaussians take the features around them, so the clustering
-    # joins it to the box's remnant, and then hands the ball alone the box's id by overlap.
+def yellow_ball_beside_the_box(rng):
+    """(where, splats of the scene without the box but with a yellow ball 9 cm from where it
+    stood, plus the first `remnant` of the box's Gaussians): the ball's new Gaussians take the
+    features around them (the box's)."""
     ball_at = BOX_AT + np.array([0.09, 0.0, -0.01])
     table_only = scene(rng, box=False)
 
@@ -196,6 +194,17 @@ def test_an_object_put_down_where_one_was_taken_away_gets_a_new_id():
             parts.append((box, RED, BOX_F))
         extra = splats(parts, rng)
         return {k: torch.cat([table_only[k], extra[k]]) for k in table_only}
+
+    return ball_at, with_ball
+
+
+def test_an_object_put_down_where_one_was_taken_away_gets_a_new_id():
+    rng, tracker, table = tracked(7)
+    box_id = objects_near(table, BOX_AT)[0].id
+    # A yellow ball is put down 9 cm from where the box stood, while a removal takes the box
+    # in bites: the ball's new Gaussians take the features around them, so the clustering
+    # joins it to the box's remnant, and then hands the ball alone the box's id by overlap.
+    ball_at, with_ball = yellow_ball_beside_the_box(rng)
 
     mixed = cluster_objects(with_ball(300), CONFIG, previous=table)
     assert [o.id for o in objects_near(mixed, (BOX_AT + ball_at) / 2, 0.1)] == [box_id]
@@ -389,16 +398,7 @@ def test_an_object_whose_id_another_carries_is_removed_without_depth_evidence():
     box_id = objects_near(table, BOX_AT)[0].id
     # The box is taken away and a yellow ball put down beside it; no depth ever sees through
     # the box's place. Joined to the box's remnant first, the ball then carries its id alone.
-    ball_at = BOX_AT + np.array([0.09, 0.0, -0.01])
-    table_only = scene(rng, box=False)
-
-    def with_ball(remnant: int):
-        box = box_surface(BOX_AT, np.array([0.08, 0.06, 0.1]), 500, rng)[:remnant]
-        parts = [(ball_surface(ball_at, 0.045, 400, rng), YELLOW, BOX_F)]
-        if remnant:
-            parts.append((box, RED, BOX_F))
-        extra = splats(parts, rng)
-        return {k: torch.cat([table_only[k], extra[k]]) for k in table_only}
+    ball_at, with_ball = yellow_ball_beside_the_box(rng)
 
     # (the remnant is small: the box at its fullest stays the measure of what it was)
     mixed, events = tracker.update(cluster_objects(with_ball(80), CONFIG, previous=table), [],
