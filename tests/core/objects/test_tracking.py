@@ -417,3 +417,30 @@ def test_an_object_whose_id_another_carries_is_removed_without_depth_evidence():
     [newcomer] = objects_near(once, ball_at)
     assert newcomer.id != box_id
     assert [(e.kind, e.id) for e in events] == [("removed", box_id), ("appeared", newcomer.id)]
+
+
+def test_a_look_alike_put_down_by_a_removed_objects_remnant_is_not_it_moved():
+    rng, tracker, table = tracked(23)
+    ball = objects_near(table, BALL_AT)[0]
+    # The ball is taken away (depth saw through it) and a look-alike put down 8.5 cm off; what
+    # is left of the ball on that side is clustered with the newcomer, which so shares a few
+    # voxels with the ball's old place.
+    new_at = BALL_AT + np.array([0.0, 0.085, 0.0])
+    base = scene(rng, ball_at=BALL_AT + 5.0)  # (the scene's own ball far off the table)
+    remnant = ball_surface(BALL_AT, 0.04, 400, rng)
+    remnant = remnant[remnant[:, 1] > BALL_AT[1] + 0.02]
+    extra = splats([(ball_surface(new_at, 0.045, 400, rng), BLUE, BALL_F),
+                    (remnant, BLUE, BALL_F)], rng)
+    both = cluster_objects({k: torch.cat([base[k], extra[k]]) for k in base}, CONFIG,
+                           previous=table)
+    [newcomer] = objects_near(both, new_at, 0.08)
+    shared = np.intersect1d(newcomer.voxels, ball.voxels).size / len(newcomer.voxels)
+    assert appearance_similarity(newcomer, ball) >= tracker.move_similarity
+    assert 0 < shared < tracker.min_slid_share
+    both, events = track(tracker, both, [removal_of(BALL_AT, rng)],
+                         tracker.hold_removed + tracker.late_moves + 2)
+    [newcomer] = objects_near(both, new_at, 0.08)
+    assert newcomer.id != ball.id
+    kinds = [(e.kind, e.id) for e in events]
+    assert ("removed", ball.id) in kinds and ("appeared", newcomer.id) in kinds
+    assert "moved" not in [kind for kind, _ in kinds]
