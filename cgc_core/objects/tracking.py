@@ -15,7 +15,9 @@ Re-clustering keeps an object's id while its voxels overlap the previous table's
 - an object moved elsewhere shares no voxel with its old self: it is matched by what it looks
   like instead (colour, shape and feature), and keeps its id and label. Its first clusterings
   at the new place often take in some table, so a newcomer already partly like a removed
-  object waits for its likeness to grow while that object can still be found;
+  object waits for its likeness to grow while that object can still be found. A newcomer that
+  shares a few voxels with the removed object's place is clustered with its remnant, and is
+  not it;
 - anything else new gets a new id.
 
 Each decision is an `ObjectEvent` (appeared / moved / removed, with positions before and after
