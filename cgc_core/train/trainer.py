@@ -116,6 +116,7 @@ class Trainer:
 
     def add_view(self, view: TrainingView) -> None:
         with self.lock:
+            view.added_at = self.step_count
             self.views.append(view)
             self.view_uses.append(0)
 
@@ -229,7 +230,7 @@ class Trainer:
             correction = self._correction(view)
             transform = None
             if correction is not None and correction.pose_enabled \
-                    and step >= self.config.train.pose_refine_from:
+                    and step - view.added_at >= self.config.train.pose_refine_from:
                 transform = correction.world_transform(view.viewmat)
             out = render_view(self.splats, view.viewmat, view.K, view.width, view.height,
                               sh_degree=self.sh_degree, render=self.config.render,

@@ -26,6 +26,9 @@ class TrainingView:
     depth: Tensor | None = None  # [H, W] measured metres (0 = invalid) at training resolution
     correction: ViewCorrection | None = None
     """Pose and exposure learned for this view (`train/corrections.py`); made by the trainer."""
+    added_at: int = 0
+    """Trainer iteration at which the view joined training (0 for a planned run's views): its
+    pose starts moving `train.pose_refine_from` iterations later."""
     ignore: Tensor | None = None
     """[H, W] bool: pixels left out of the colour loss (the live session's changed regions,
     `LiveSession._set_aside`); their depth and segments are invalid too."""

@@ -202,3 +202,24 @@ def test_exposure_correction_learns_a_views_gain():
                     iterations=None)
     again.load_state_dict(state)
     assert again.view_corrections()[0]["gain"] == gain
+
+
+def test_a_view_added_later_keeps_its_pose_until_the_map_has_trained_on_it():
+    """A keyframe that arrives while the map trains waits `pose_refine_from` iterations from its
+    own arrival before its pose moves, as a planned run's views wait from the start: at once,
+    its correction explains what the map has not learned yet (a robot stream of seed 1003 with
+    exact poses: 90.9 mIoU with immediate corrections, 95.0 with the wait)."""
+    trainer, _ = frozen_map_and_perturbed_views(pose_zero_mean=False, pose_refine_from=8)
+    late = trainer.views.pop()
+    trainer.view_uses.pop()
+    for _ in range(12):
+        trainer.step()
+    trainer.add_view(late)
+    assert late.added_at == 12
+    early_moved = [float(v.correction.pose.detach().norm()) for v in trainer.views[:3]]
+    assert min(early_moved) > 0  # the views there from the start are corrected
+    while late.correction is None or late.correction.steps < 4:
+        trainer.step()  # rendered, but not yet past its wait
+        if trainer.step_count - late.added_at < 8:
+            assert late.correction is None or float(late.correction.pose.detach().norm()) == 0
+    assert float(late.correction.pose.detach().norm()) > 0
