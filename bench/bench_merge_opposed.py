@@ -90,7 +90,7 @@ def contact_pairs(points: np.ndarray, parts: np.ndarray, truth: np.ndarray,
                 "hull_ratio": joint / max(cluster.hull_volume(pa) + cluster.hull_volume(pb),
                                           1e-12),
                 "opposed_share": opposed, "facing_share": facing,
-                "kept_apart": cluster.pressed_together(pa, pb, tree_a, tree_b, config)})
+                "kept_apart": cluster.pressed_together(opposed, facing, config)})
     return rows
 
 

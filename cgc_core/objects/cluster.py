@@ -492,15 +492,11 @@ def facing_shares(pa: np.ndarray, pb: np.ndarray, reach: float,
     return opposed / max(total, 1), facing / max(total, 1)
 
 
-def pressed_together(pa: np.ndarray, pb: np.ndarray, tree_a: cKDTree, tree_b: cKDTree,
-                     config: ObjectsConfig) -> bool:
-    """Whether two touching parts ([P, 3], [Q, 3] points with their trees) are two objects
-    pressed together: their surfaces are turned against each other over the contact by both
-    counts of `facing_shares` (`merge_max_opposed_share`, `merge_max_facing_share`). Either
-    count alone errs on one side: the first took a crate's lid for another object, the second
-    a tin's lid."""
-    opposed, facing = facing_shares(pa, pb, config.merge_contact, tree_a, tree_b,
-                                    config.merge_facing_min_cosine)
+def pressed_together(opposed: float, facing: float, config: ObjectsConfig) -> bool:
+    """Whether two touching parts with these `facing_shares` are two objects pressed together:
+    their surfaces are turned against each other over the contact by both counts
+    (`merge_max_opposed_share`, `merge_max_facing_share`). Either count alone errs on one side:
+    the first took a crate's lid for another object, the second a tin's lid."""
     return opposed > config.merge_max_opposed_share and facing > config.merge_max_facing_share
 
 
@@ -571,7 +567,8 @@ def merge_convex_parts(points: np.ndarray, parts: np.ndarray,
             if ((pa.min(0) - reach > pb.max(0)) | (pb.min(0) - reach > pa.max(0))).any():
                 continue
             if face_contact(pa, pb, trees[a], trees[b], config) is None or pressed_together(
-                    pa, pb, trees[a], trees[b], config):
+                    *facing_shares(pa, pb, reach, trees[a], trees[b],
+                                   config.merge_facing_min_cosine), config):
                 continue
             if features is not None and blurred_together(pa, pb, mean_feature[a],
                                                          mean_feature[b], config):

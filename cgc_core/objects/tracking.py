@@ -80,6 +80,11 @@ def appearance_similarity(a: ObjectInfo, b: ObjectInfo) -> float:
     return 0.45 * colour + 0.4 * shape + 0.15 * feature
 
 
+def place_share(obj: ObjectInfo, old: ObjectInfo) -> float:
+    """Share of `obj`'s voxels on the place where `old` stood (its voxels)."""
+    return np.intersect1d(obj.voxels, old.voxels).size / max(len(obj.voxels), 1)
+
+
 def cleared_voxels(obj: ObjectInfo, points: np.ndarray, voxel_size: float) -> np.ndarray:
     """[V'] the voxel keys of `obj` that hold some of [P, 3] removed points (Gaussians the camera
     saw through, forgotten from the same map the object was clustered from)."""
@@ -405,10 +410,12 @@ class ObjectTracker:
         and already somewhat like it. What stands partly on the old place is its remnant
         clustered with a newcomer (seed 1101: a teddy put down 10 cm from a removed red
         sphere, with the sphere's remnant, grew to 0.76 alike while it waited)."""
-        return any(np.linalg.norm(obj.centroid - old.centroid) <= self.max_move and
-                   not np.intersect1d(obj.voxels, old.voxels).size and
+        return any(self._within_move(obj, old) and place_share(obj, old) == 0 and
                    appearance_similarity(obj, old) >= self.maybe_moved_similarity
                    for old, _, _ in self.gone.values())
+
+    def _within_move(self, obj: ObjectInfo, old: ObjectInfo) -> bool:
+        return np.linalg.norm(obj.centroid - old.centroid) <= self.max_move
 
     def _could_be(self, obj: ObjectInfo, old: ObjectInfo) -> bool:
         """Whether a new object stands where a removed one could have been moved to: within
@@ -417,9 +424,9 @@ class ObjectTracker:
         that shares a few of its voxels with the old place is a newcomer clustered with the
         removed object's remnant (seed 1101: a teddy put down 10 cm from a removed red sphere,
         alike 0.73, was taken for the sphere moved)."""
-        if np.linalg.norm(obj.centroid - old.centroid) > self.max_move:
+        if not self._within_move(obj, old):
             return False
-        shared = np.intersect1d(obj.voxels, old.voxels).size / max(len(obj.voxels), 1)
+        shared = place_share(obj, old)
         return shared == 0 or shared >= self.min_slid_share
 
     def _announce(self, objects: dict[int, ObjectInfo], stamp: float) -> list[ObjectEvent]:
