@@ -405,13 +405,20 @@ class MapService:
                 if config.query.spatial_filter else None
             obj = pixel_object(snapshot.splats, camera, query.u, query.v, render=config.render,
                                query=config.query, table=self.table,
-                               feature_map=features(camera.name), spatial=spatial)
+                               feature_map=features(camera.name), spatial=spatial,
+                               with_seed=True)  # the cloud is the object under the pixel
         else:
             obj = text_object(self.table, query.text, config.objects,
                               view=snapshot.keyframes[-1],  # position words: latest keyframe
                               model_scorers=self._model_scorers(snapshot))
         mask = object_mask(obj, camera.name, features, config.query, threshold)
-        selection = select_object(snapshot.splats, obj, selection_threshold)
+        members = None
+        if obj.object_id is not None and snapshot.version == self._clustered_version \
+                and self.table.gaussian_object is not None:
+            # A text query's object, as clustered on this very model (its Gaussians' rows).
+            members = self.table.members(obj.object_id)
+        selection = select_object(snapshot.splats, obj, selection_threshold, config.objects,
+                                  members)
         return Answer(camera, mask, selection, self._nearest_object(obj),
                       threshold, selection_threshold)
 

@@ -11,7 +11,8 @@ the report and the benches, so that a prompt means the same object everywhere.
     text_object(table, text, ...)             the object a text names (labels, colour, size and
                                               position words, DINO / CLIP)
     object_mask(obj, frame, features, ...)    [H, W] its mask in a view (Eq. 6, edges steered)
-    select_object(splats, obj, threshold)     its Gaussians, their points, box and score
+    select_object(splats, obj, threshold)     its Gaussians cut as `cgc extract` cuts them,
+                                              their points, box and score
 
 "Renders nothing" is a feature of norm 0 under the pixel (the command's rule; the node used to
 refuse norm < 0.5 of a unit map, which only differs for features under 1e-8).
@@ -29,7 +30,7 @@ from cgc_core.config import ObjectsConfig, QueryConfig, RenderConfig
 from cgc_core.data import Prompt, Scene
 from cgc_core.lens import cover_camera, raw_size, raw_to_cover, render_on_raw, to_raw
 from cgc_core.objects.cluster import ObjectTable, cluster_objects
-from cgc_core.objects.extract import pixel_prompt
+from cgc_core.objects.extract import extract_object, pixel_prompt
 from cgc_core.objects.grounding import ground_text
 from cgc_core.query import (
     connected_part,
@@ -37,7 +38,6 @@ from cgc_core.query import (
     feature_at,
     prompt_mask,
     render_feature_and_colour,
-    select_gaussians,
     selection_shares,
     selection_summary,
     surface_point,
@@ -140,7 +140,8 @@ class SpatialFilter:
 def pixel_object(splats, camera: Camera, u: float, v: float, *, render: RenderConfig,
                  query: QueryConfig, table: ObjectTable | None = None,
                  feature_map: torch.Tensor | None = None, spatial: SpatialFilter | None = None,
-                 selection_threshold: float | None = None, prompt_id: str = "") -> PromptedObject:
+                 selection_threshold: float | None = None, prompt_id: str = "",
+                 with_seed: bool = False) -> PromptedObject:
     """The object under pixel (u = column, v = row) of `camera` (of its raw image when it has a
     lens: `feature_map` is then on the raw grid too, as `FeatureCache` gives it).
 
@@ -152,6 +153,8 @@ def pixel_object(splats, camera: Camera, u: float, v: float, *, render: RenderCo
         spatial: the model's `SpatialFilter` when `query.spatial_filter`.
         selection_threshold: the cosine that makes a part the prompt's object (None:
             `query.selection_threshold`; `cgc extract --threshold` gives its own).
+        with_seed: find the surface point under the pixel even when neither `whole_objects`
+            nor `spatial` needs it (`select_object` cuts the object that holds it).
 
     Raises QueryError for a pixel outside the view or where the model renders nothing.
     """
@@ -172,7 +175,7 @@ def pixel_object(splats, camera: Camera, u: float, v: float, *, render: RenderCo
         if float(feature.norm()) == 0.0:
             raise QueryError(f"the model renders nothing at pixel ({u}, {v}) of this view")
         seed = (surface_point(splats, view, view_u, view_v, render)
-                if whole or spatial is not None else None)
+                if whole or spatial is not None or with_seed else None)
     if whole:
         feature = table.whole_object_features(
             feature, query.selection_threshold if selection_threshold is None
@@ -263,10 +266,25 @@ class Selection:
 
 
 @torch.no_grad()
-def select_object(splats, obj: PromptedObject, threshold: float) -> Selection:
-    """The Gaussians within cosine `threshold` of the object's feature(s), with their summary."""
-    selected = select_gaussians(splats, obj.feature, threshold).cpu().numpy()
+def select_object(splats, obj: PromptedObject, threshold: float,
+                  objects: ObjectsConfig | None = None,
+                  members: np.ndarray | None = None) -> Selection:
+    """The object's Gaussians as `cgc extract` cuts them (`extract_object` without views): those
+    within cosine `threshold` of its feature(s), of them the connected part that holds the
+    prompt's surface point (`obj.seed`) or most of `members` [N] bool (a table object's
+    Gaussians), whatever lies inside that part's hull, less statistical outliers. Look-alikes
+    elsewhere and stray Gaussians stay out of the cloud a robot grasps from. Empty (count 0)
+    when no opaque Gaussian reaches the threshold."""
+    objects = objects or ObjectsConfig()
     means = splats["means"].detach().cpu().numpy()
     features = splats["features"].detach().cpu().numpy()
-    summary = selection_summary(means, features, selected, obj.feature.cpu().numpy())
-    return Selection(selected, means[selected], summary)
+    try:
+        cut = extract_object(splats, obj.feature, threshold, objects, seed=obj.seed,
+                             members=members)
+        selected = cut.mask
+    except ValueError:  # nothing reaches the threshold
+        selected = np.zeros(len(means), dtype=bool)
+    # The cloud is its opaque Gaussians' centres (`extract_object`'s points without views).
+    opaque = torch.sigmoid(splats["opacities"].detach()).cpu().numpy() >= objects.min_opacity
+    summary = selection_summary(means, features, selected & opaque, obj.feature.cpu().numpy())
+    return Selection(selected, means[selected & opaque], summary)

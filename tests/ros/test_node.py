@@ -112,7 +112,7 @@ def test_stream_segment_label_save_and_load(cgc_nodes, run_script, scene, tmp_pa
         assert prompt["iou"] >= 0.7, prompt
         # Most of each object's points inside its true box (+2 cm); a thin object of a
         # 300-iteration model keeps some of the table under it (jenga measured 0.63 once).
-        assert prompt["inside_box"] >= 0.5, prompt
+        assert prompt["inside_box"] >= 0.5, (prompt, status["session"])
         assert prompt["id"] > 0
     assert np.mean([p["iou"] for p in prompts]) >= 0.8
     assert np.mean([p["inside_box"] for p in prompts]) >= 0.8, prompts
