@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import Delaunay, QhullError, cKDTree
@@ -215,6 +216,51 @@ def selection_shares(splats, selections: Tensor, camera: Camera, render: RenderC
                     camera.height, render_depth=False, near=render.near, far=render.far,
                     eps2d=render.eps2d, backend=render.backend)
     return out.colors / out.alphas[..., None].clamp_min(1e-6)
+
+
+@torch.no_grad()
+def surface_of(splats, weights: Tensor, camera: Camera, render: RenderConfig) -> Tensor:
+    """[H, W, 4] per pixel the world point of the surface that the Gaussians in `weights` [N]
+    (0 or 1: a prompt's similar ones) render there (x, y, z: the pixel's ray at their blended
+    depth), and their share of the pixel (0-1: occlusion by every Gaussian counts); x, y, z = 0
+    where they render nothing. Their own depth, not the pixel's: a floater in front of an object
+    (common in views held out of training) would pull the blended depth off it."""
+    viewmat, K = camera_tensors(camera, splats["means"].device)
+    means = splats["means"]
+    z = means @ viewmat[2, :3] + viewmat[2, 3]
+    w = weights.to(means.dtype)
+    out = rasterize(means, splats["quats"], splats["log_scales"].exp(),
+                    torch.sigmoid(splats["opacities"]), torch.stack([w, w * z], dim=1), viewmat,
+                    K, camera.width, camera.height, render_depth=False, near=render.near,
+                    far=render.far, eps2d=render.eps2d, backend=render.backend)
+    share = out.colors[..., 0]
+    depth = out.colors[..., 1] / share.clamp_min(1e-6)
+    rows, cols = torch.meshgrid(torch.arange(camera.height, device=depth.device),
+                                torch.arange(camera.width, device=depth.device), indexing="ij")
+    x = (cols + 0.5 - camera.cx) / camera.fx * depth
+    y = (rows + 0.5 - camera.cy) / camera.fy * depth
+    to_world = torch.linalg.inv(viewmat)
+    points = torch.stack([x, y, depth], dim=-1) @ to_world[:3, :3].T + to_world[:3, 3]
+    points[share < 1e-6] = 0.0
+    return torch.cat([points, share[..., None]], dim=-1)
+
+
+def pieces_within_reach(mask: np.ndarray, surface: np.ndarray, anchor: np.ndarray,
+                        reach: float, min_share: float = 0.05) -> np.ndarray:
+    """[H, W] bool, the 8-connected pieces of `mask` [H, W] of which at least half the pixels
+    show the prompted object (`QueryConfig.mask_reach`): `surface` [H, W, 4] (`surface_of` its
+    similar Gaussians) gives them a share of at least `min_share`, at a point within `reach`
+    metres of the surface of the nearest of `anchor` [M, 4] (the object's own Gaussians: centre,
+    and how far from it their surface lies)."""
+    if not mask.any() or len(anchor) == 0:
+        return mask
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    points = surface[mask]
+    distance, nearest = cKDTree(anchor[:, :3]).query(points[:, :3])
+    shows = (distance <= reach + anchor[nearest, 3]) & (points[:, 3] >= min_share)
+    share = ndimage.mean(shows.astype(np.float64), labels[mask], index=np.arange(1, count + 1))
+    near = np.concatenate([[False], np.asarray(share) >= 0.5])
+    return near[labels]
 
 
 @torch.no_grad()

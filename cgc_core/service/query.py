@@ -36,15 +36,22 @@ from cgc_core.query import (
     connected_part,
     cosine_to,
     feature_at,
+    pieces_within_reach,
     prompt_mask,
     render_feature_and_colour,
     selection_shares,
     selection_summary,
+    surface_of,
     surface_point,
 )
 
 MAX_TEXT = 256
 """Longest text query or label accepted (characters)."""
+
+MIN_ANCHOR = 20
+"""Fewest Gaussians of a prompted object's own (`PromptedObject.anchor`) that `QueryConfig.
+mask_reach` relies on: a map trained for a minute may hold two near the prompt's surface point,
+which say nothing of where the object ends."""
 
 
 class QueryError(ValueError):
@@ -109,6 +116,9 @@ class PromptedObject:
     """[3] the world point of the surface under the prompt pixel, when it was rendered."""
     object_id: int | None = None
     """The table's object a text query found."""
+    anchor: np.ndarray | None = None
+    """[M, 4] the prompted object's own Gaussians (`SpatialFilter.part_at`: centre, reach)
+    with `QueryConfig.mask_reach`: its mask keeps the pieces near them."""
 
 
 class SpatialFilter:
@@ -121,8 +131,17 @@ class SpatialFilter:
         self.unit = torch.nn.functional.normalize(splats["features"], dim=-1, eps=1e-8)
         self.opaque = torch.sigmoid(splats["opacities"]) >= query.selection_min_opacity
         self.means = splats["means"].detach().cpu().numpy()
-        self.extents = (query.connect_radius_scale
-                        * splats["log_scales"].detach().exp().amax(dim=-1).cpu().numpy())
+        self.stds = splats["log_scales"].detach().exp().amax(dim=-1).cpu().numpy()
+        self.extents = query.connect_radius_scale * self.stds
+
+    def part_at(self, feature: torch.Tensor, seed: np.ndarray) -> np.ndarray:
+        """[M, 4] the connected part of the selection by `feature` that holds `seed` (the
+        prompted object's own Gaussians): centre x, y, z and reach (two standard deviations
+        along the largest axis: a surface lies up to there from a centre)."""
+        selected = ((cosine_to(self.unit, feature) >= self.query.selection_threshold)
+                    & self.opaque).cpu().numpy()
+        part, _ = connected_part(self.means, self.extents, selected, seed)
+        return np.column_stack([self.means[part], 2.0 * self.stds[part]])
 
     def split(self, feature: torch.Tensor, seed: np.ndarray | None):
         """([N] bool part, [N] bool rest) of the selection by `feature` [D] or [P, D], or
@@ -175,13 +194,20 @@ def pixel_object(splats, camera: Camera, u: float, v: float, *, render: RenderCo
         if float(feature.norm()) == 0.0:
             raise QueryError(f"the model renders nothing at pixel ({u}, {v}) of this view")
         seed = (surface_point(splats, view, view_u, view_v, render)
-                if whole or spatial is not None or with_seed else None)
+                if whole or spatial is not None or with_seed or query.mask_reach > 0
+                else None)
     if whole:
         feature = table.whole_object_features(
             feature, query.selection_threshold if selection_threshold is None
             else selection_threshold, seed)
-    part, rest = spatial.split(feature, seed) if spatial is not None else (None, None)
-    return PromptedObject(prompt_id, feature, part, rest, seed)
+    part, rest = (spatial.split(feature, seed) if spatial is not None and query.spatial_filter
+                  else (None, None))
+    anchor = None
+    if query.mask_reach > 0 and seed is not None:
+        anchor = (spatial or SpatialFilter(splats, query)).part_at(feature, seed)
+        if len(anchor) < MIN_ANCHOR:  # too few to say where the object is (an early map)
+            anchor = None
+    return PromptedObject(prompt_id, feature, part, rest, seed, anchor=anchor)
 
 
 def text_object(table: ObjectTable | None, text: str, objects: ObjectsConfig, *,
@@ -216,7 +242,8 @@ def prompted_objects(prompts: list[Prompt], features: FeatureCache, query: Query
     splats, scene, render = features.splats, features.scene, features.render
     table = (cluster_objects(splats, objects or ObjectsConfig())
              if query.whole_objects and prompts else None)
-    spatial = SpatialFilter(splats, query) if query.spatial_filter else None  # per model
+    spatial = SpatialFilter(splats, query) \
+        if query.spatial_filter or query.mask_reach > 0 else None  # per model
     found = []
     for p in prompts:
         feature_map = features(p.frame)
@@ -235,7 +262,8 @@ def object_mask(obj: PromptedObject, frame: str, features: FeatureCache, query: 
     """[H, W] bool mask of `obj` in `frame`: Eq. 6 (on the similarity map steered to colour
     edges, `QueryConfig.edge_radius`), less (spatial filter) the pixels that
     selected Gaussians of other objects apart explain mostly (at least half of the colour, and
-    more than the prompted object)."""
+    more than the prompted object), less (`QueryConfig.mask_reach`) the pieces whose rendered
+    surface lies far from the object's own Gaussians."""
     mask = prompt_mask(features(frame), features.colour(frame), obj.feature, threshold, query)
     if obj.part is not None:
         selections = torch.stack([obj.part, obj.rest], dim=1)
@@ -243,7 +271,15 @@ def object_mask(obj: PromptedObject, frame: str, features: FeatureCache, query: 
             features.splats, selections, view, features.render))
         other = (shares[..., 1] >= 0.5) & (shares[..., 1] > shares[..., 0])
         mask &= ~other
-    return mask.cpu().numpy()
+    mask = mask.cpu().numpy()
+    if obj.anchor is not None and query.mask_reach > 0 and mask.any():
+        splats = features.splats
+        similar = cosine_to(torch.nn.functional.normalize(splats["features"], dim=-1, eps=1e-8),
+                            obj.feature) >= threshold
+        surface = render_on_raw(features.scene.camera(frame), lambda view: surface_of(
+            splats, similar, view, features.render)).cpu().numpy()
+        mask = pieces_within_reach(mask, surface, obj.anchor, query.mask_reach)
+    return mask
 
 
 def segment_prompts(splats: torch.nn.ParameterDict, scene: Scene, prompts: list[Prompt],

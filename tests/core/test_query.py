@@ -73,10 +73,10 @@ def test_spatial_filter_separates_look_alike_objects_apart():
     render = RenderConfig(backend="reference")
     prompt = [Prompt("left", "view", (25.3, 24.0))]
     cache = FeatureCache(splats, scene, render)
-    plain = object_mask(prompted_objects(prompt, cache, QueryConfig())[0], "view", cache,
-                        QueryConfig(), 0.7)
+    eq6 = QueryConfig(mask_reach=0.0)
+    plain = object_mask(prompted_objects(prompt, cache, eq6)[0], "view", cache, eq6, 0.7)
     assert plain[24, 25] and plain[24, 38]  # both blobs: they share the feature
-    spatial = QueryConfig(spatial_filter=True, selection_threshold=0.7)
+    spatial = QueryConfig(spatial_filter=True, selection_threshold=0.7, mask_reach=0.0)
     (obj,) = prompted_objects(prompt, cache, spatial)
     assert obj.part[:200].sum() > 180 and not obj.part[200:].any()
     assert obj.rest[200:].sum() > 180 and not obj.rest[:200].any()
@@ -84,6 +84,11 @@ def test_spatial_filter_separates_look_alike_objects_apart():
     assert filtered[24, 25] and not filtered[24, 38]
     assert np.nonzero(filtered)[1].max() < 32
     assert filtered.sum() > 0.8 * plain[:, :32].sum()  # the prompted blob is kept whole
+    # The default `query.mask_reach` keeps the prompted blob's piece too, the other's not.
+    near = object_mask(prompted_objects(prompt, cache, QueryConfig())[0], "view", cache,
+                       QueryConfig(), 0.7)
+    assert near[24, 25] and not near[:, 32:].any()
+    assert near.sum() > 0.8 * plain[:, :32].sum()
 
 
 def test_connected_part_links_overlapping_gaussians_only():

@@ -139,3 +139,22 @@ def project_pixel(camera, point) -> tuple[float, float]:
     local = np.linalg.inv(camera.cam_to_world) @ np.append(np.asarray(point, float), 1.0)
     return (camera.fx * local[0] / local[2] + camera.cx,
             camera.fy * local[1] / local[2] + camera.cy)
+
+
+def model_with_hidden_plate_and_outlier():
+    """Box 0 and its look-alike box 1 (same feature) 0.5 m apart; inside box 0 a plate with
+    another feature (hidden from every view, as the supplementary's occluded plate); one stray
+    Gaussian with box 0's feature 3.5 cm off its side (in a neighbouring voxel)."""
+    rng = np.random.default_rng(0)
+    red, white = (0.8, 0.1, 0.1), (0.9, 0.9, 0.9)
+    boxes = [Box((0.0, 0.0, 0.05), (0.1, 0.1, 0.1), unit_feature(0), red),
+             Box((0.5, 0.0, 0.05), (0.1, 0.1, 0.1), unit_feature(0), red)]
+    grid = np.stack(np.meshgrid(np.linspace(-0.03, 0.03, 6), np.linspace(-0.03, 0.03, 6)),
+                    -1).reshape(-1, 2)
+    plate = gaussians(np.column_stack([grid, np.full(len(grid), 0.05)]), unit_feature(1), white,
+                      opacity=0.9, std=0.005, rng=rng)
+    stray = gaussians(np.array([[0.085, 0.0, 0.05]]), unit_feature(0), red, opacity=0.9,
+                      std=0.005, rng=rng)
+    model, owner = boxes_model(boxes, extra=[plate, stray])
+    owner[len(owner) - 1] = -2  # the stray
+    return model, owner

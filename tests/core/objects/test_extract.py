@@ -4,7 +4,14 @@ outputs (point cloud file, Gaussian subset) are what they claim."""
 import numpy as np
 import pytest
 import torch
-from box_scenes import Box, boxes_model, camera_looking_at, gaussians, project_pixel, unit_feature
+from box_scenes import (
+    Box,
+    boxes_model,
+    camera_looking_at,
+    model_with_hidden_plate_and_outlier,
+    project_pixel,
+    unit_feature,
+)
 from plyfile import PlyData
 from scipy.spatial import cKDTree
 
@@ -21,24 +28,6 @@ from cgc_core.query import camera_tensors
 
 RED, WHITE = (0.8, 0.1, 0.1), (0.9, 0.9, 0.9)
 THRESHOLD = 0.75
-
-
-def model_with_hidden_plate_and_outlier():
-    """Box 0 and its look-alike box 1 (same feature) 0.5 m apart; inside box 0 a plate with
-    another feature (hidden from every view, as the supplementary's occluded plate); one stray
-    Gaussian with box 0's feature 3.5 cm off its side (in a neighbouring voxel)."""
-    rng = np.random.default_rng(0)
-    boxes = [Box((0.0, 0.0, 0.05), (0.1, 0.1, 0.1), unit_feature(0), RED),
-             Box((0.5, 0.0, 0.05), (0.1, 0.1, 0.1), unit_feature(0), RED)]
-    grid = np.stack(np.meshgrid(np.linspace(-0.03, 0.03, 6), np.linspace(-0.03, 0.03, 6)),
-                    -1).reshape(-1, 2)
-    plate = gaussians(np.column_stack([grid, np.full(len(grid), 0.05)]), unit_feature(1), WHITE,
-                      opacity=0.9, std=0.005, rng=rng)
-    stray = gaussians(np.array([[0.085, 0.0, 0.05]]), unit_feature(0), RED, opacity=0.9,
-                      std=0.005, rng=rng)
-    model, owner = boxes_model(boxes, extra=[plate, stray])
-    owner[len(owner) - 1] = -2  # the stray
-    return model, owner
 
 
 def test_extraction_keeps_the_hull_interior_and_drops_look_alikes_and_outliers():
@@ -195,34 +184,3 @@ def test_where_the_object_shows_its_points_come_from_the_measured_depth():
                                views=[view], render=render, depths=[sensor - 0.085])
     assert np.allclose(np.sort(camera_z(elsewhere.points)), np.sort(camera_z(plain.points)))
 
-
-def test_the_services_cloud_is_the_object_under_the_pixel_cut_as_cgc_extract_cuts_it():
-    # `~/segment_object` and `cgc extract` answer one prompt with one cloud: the look-alike box
-    # with the same feature and the stray Gaussian beside the prompted box stay out of it.
-    from cgc_core.config import QueryConfig
-    from cgc_core.service.query import FeatureCache, OneView, pixel_object, select_object
-
-    model, owner = model_with_hidden_plate_and_outlier()
-    camera = camera_looking_at((0.25, 0.0, 0.05), (0.25, -0.8, 0.5))
-    render, query = RenderConfig(backend="cpu"), QueryConfig()
-    features = FeatureCache(model, OneView(camera), render)
-    for box in (0, 1):
-        u, v = project_pixel(camera, (0.5 * box, -0.05, 0.05))  # the box's front face
-        obj = pixel_object(model, camera, u, v, render=render, query=query,
-                           feature_map=features(camera.name), with_seed=True)
-        selection = select_object(model, obj, THRESHOLD, ObjectsConfig())
-        assert selection.selected[owner == box].all(), box
-        assert not selection.selected[owner == 1 - box].any(), box
-        assert not selection.selected[owner == -2].any(), box
-        assert selection.summary["count"] == len(selection.points) == selection.selected.sum()
-        cut = extract_object(model, obj.feature, THRESHOLD, ObjectsConfig(), seed=obj.seed)
-        np.testing.assert_array_equal(selection.points, cut.points)
-    # A text query's object: the part with most of the table's Gaussians of it.
-    obj = pixel_object(model, camera, *project_pixel(camera, (0.0, -0.05, 0.05)), render=render,
-                       query=query, feature_map=features(camera.name))
-    assert obj.seed is None  # no `with_seed`, no merged objects, no spatial filter
-    selection = select_object(model, obj, THRESHOLD, ObjectsConfig(), members=owner == 1)
-    assert selection.selected[owner == 1].all() and not selection.selected[owner == 0].any()
-    # Nothing near the feature: an empty answer, not an error.
-    obj.feature = torch.from_numpy(unit_feature(9)).float()
-    assert select_object(model, obj, THRESHOLD).summary["count"] == 0
