@@ -136,12 +136,12 @@ class SpatialFilter:
 
     def part_at(self, feature: torch.Tensor, seed: np.ndarray) -> np.ndarray:
         """[M, 4] the connected part of the selection by `feature` that holds `seed` (the
-        prompted object's own Gaussians): centre x, y, z and reach (two standard deviations
-        along the largest axis: a surface lies up to there from a centre)."""
+        prompted object's own Gaussians): centre x, y, z and its largest standard deviation
+        (its surface may lie that far from its centre)."""
         selected = ((cosine_to(self.unit, feature) >= self.query.selection_threshold)
                     & self.opaque).cpu().numpy()
         part, _ = connected_part(self.means, self.extents, selected, seed)
-        return np.column_stack([self.means[part], 2.0 * self.stds[part]])
+        return np.column_stack([self.means[part], self.stds[part]])
 
     def split(self, feature: torch.Tensor, seed: np.ndarray | None):
         """([N] bool part, [N] bool rest) of the selection by `feature` [D] or [P, D], or
