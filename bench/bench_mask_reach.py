@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import json
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_train import cpu_name  # noqa: E402
+from bench_train import cpu_name, publish  # noqa: E402
 
 from cgc_core.app.evaluate import evaluate_run  # noqa: E402
 from cgc_core.app.run_folder import load_run  # noqa: E402
@@ -75,10 +74,7 @@ def write_results(rows: list[dict], reaches: list[float], label: str) -> None:
             if moved:
                 lines.append(f"- {Path(row['run']).name}, reach {reach:g}: " + ", ".join(
                     f"{name} {a:.1f} → {b:.1f}" for name, (a, b) in moved.items()))
-    text = "\n".join(lines) + "\n"
-    out.write_text(text)
-    out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
-    print(text)
+    publish(out, "\n".join(lines) + "\n", rows)
 
 
 def main() -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import json
 import sys
 from pathlib import Path
 
@@ -33,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_train import cpu_name  # noqa: E402
+from bench_train import cpu_name, publish  # noqa: E402
 from objects_truth import gaussian_instances, object_names  # noqa: E402
 
 import cgc_core.objects.cluster as cluster  # noqa: E402
@@ -169,10 +168,7 @@ def write_results(rows: list[dict], label: str) -> None:
     for row in rows:
         lines.append(f"| {Path(row['run']).parent.name}/{Path(row['run']).name} | " + " | ".join(
             f"{row['scores'][v][0]:.2f} / {row['scores'][v][1]:.2f}" for v in variants) + " |")
-    text = "\n".join(lines) + "\n"
-    out.write_text(text)
-    out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
-    print(text)
+    publish(out, "\n".join(lines) + "\n", rows)
 
 
 def main() -> None:
