@@ -117,8 +117,8 @@ class PromptedObject:
     object_id: int | None = None
     """The table's object a text query found."""
     anchor: np.ndarray | None = None
-    """[M, 4] the prompted object's own Gaussians (`SpatialFilter.part_at`: centre, reach)
-    with `QueryConfig.mask_reach`: its mask keeps the pieces near them."""
+    """[M, 4] the prompted object's own Gaussians (`SpatialFilter.part_at`: centre and largest
+    standard deviation) with `QueryConfig.mask_reach`: its mask keeps the pieces near them."""
 
 
 class SpatialFilter:
