@@ -370,11 +370,12 @@ class QueryConfig:
     merge_parts`: a lid on its tin) selects the whole object: its mask is Eq. 6 for the prompt's
     feature or any other part's. Off: Eq. 6 alone, the part under the pixel (the paper)."""
     mask_reach: float = 0.05
-    """Metres. A pixel prompt's mask in a view keeps only its pieces (8-connected regions) of
-    which at least half the pixels show the prompted object: the Gaussians similar to the
-    prompt (cosine >= the mask's threshold) render there, at a point within this distance of the
-    object's own Gaussians (the connected part of its selection that holds the prompt's surface
-    point), or within its largest standard deviation beyond that (a surface lies that far from a
+    """Metres. A prompt's mask in a view keeps only its pieces (8-connected regions) of which
+    at least half the pixels show the prompted object: the Gaussians similar to the prompt
+    (cosine >= the mask's threshold) render there, at a point within this distance of the
+    object's own Gaussians (a pixel prompt's: the connected part of its selection that holds
+    the prompt's surface point; a text query's in the node: the listed object's), or within its
+    largest standard deviation beyond that (a surface lies that far from a
     centre). A region elsewhere whose blended feature happens to point the same way (a weakly
     trained wall, a look-alike, a neighbour sharing a small object's feature) is not the object.
     Chosen among 0.05-0.2 on 72 maps; on 19 maps trained again for the rule as it is (the 15

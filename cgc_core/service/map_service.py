@@ -22,7 +22,7 @@ import collections
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -411,12 +411,16 @@ class MapService:
             obj = text_object(self.table, query.text, config.objects,
                               view=snapshot.keyframes[-1],  # position words: latest keyframe
                               model_scorers=self._model_scorers(snapshot))
-        mask = object_mask(obj, camera.name, features, config.query, threshold)
         members = None
         if obj.object_id is not None and snapshot.version == self._clustered_version \
                 and self.table.gaussian_object is not None:
-            # A text query's object, as clustered on this very model (its Gaussians' rows).
+            # A text query's object, as clustered on this very model (its Gaussians' rows):
+            # its mask keeps to where they lie, as a pixel prompt's to its connected part.
             members = self.table.members(obj.object_id)
+            if config.query.mask_reach > 0:
+                obj = replace(obj, anchor=SpatialFilter(
+                    snapshot.splats, config.query).anchor_of(members))
+        mask = object_mask(obj, camera.name, features, config.query, threshold)
         selection = select_object(snapshot.splats, obj, selection_threshold, config.objects,
                                   members)
         return Answer(camera, mask, selection, self._nearest_object(obj),

@@ -134,14 +134,22 @@ class SpatialFilter:
         self.stds = splats["log_scales"].detach().exp().amax(dim=-1).cpu().numpy()
         self.extents = query.connect_radius_scale * self.stds
 
-    def part_at(self, feature: torch.Tensor, seed: np.ndarray) -> np.ndarray:
-        """[M, 4] the connected part of the selection by `feature` that holds `seed` (the
-        prompted object's own Gaussians): centre x, y, z and its largest standard deviation
-        (its surface may lie that far from its centre)."""
+    def part_at(self, feature: torch.Tensor, seed: np.ndarray) -> np.ndarray | None:
+        """`anchor_of` the connected part of the selection by `feature` that holds `seed` (the
+        prompted object's own Gaussians)."""
         selected = ((cosine_to(self.unit, feature) >= self.query.selection_threshold)
                     & self.opaque).cpu().numpy()
         part, _ = connected_part(self.means, self.extents, selected, seed)
-        return np.column_stack([self.means[part], self.stds[part]])
+        return self.anchor_of(part)
+
+    def anchor_of(self, members: np.ndarray) -> np.ndarray | None:
+        """`PromptedObject.anchor` of an object's own Gaussians `members` [N] bool: [M, 4]
+        centre x, y, z and largest standard deviation (its surface may lie that far from its
+        centre); None for fewer than `MIN_ANCHOR`, too few to say where the object is (an
+        early map)."""
+        if int(members.sum()) < MIN_ANCHOR:
+            return None
+        return np.column_stack([self.means[members], self.stds[members]])
 
     def split(self, feature: torch.Tensor, seed: np.ndarray | None):
         """([N] bool part, [N] bool rest) of the selection by `feature` [D] or [P, D], or
@@ -205,8 +213,6 @@ def pixel_object(splats, camera: Camera, u: float, v: float, *, render: RenderCo
     anchor = None
     if query.mask_reach > 0 and seed is not None:
         anchor = (spatial or SpatialFilter(splats, query)).part_at(feature, seed)
-        if len(anchor) < MIN_ANCHOR:  # too few to say where the object is (an early map)
-            anchor = None
     return PromptedObject(prompt_id, feature, part, rest, seed, anchor=anchor)
 
 

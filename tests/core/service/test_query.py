@@ -19,9 +19,11 @@ from cgc_core.config import ObjectsConfig, QueryConfig, RenderConfig
 from cgc_core.objects import extract_object
 from cgc_core.query import pieces_within_reach, surface_of
 from cgc_core.service.query import (
+    MIN_ANCHOR,
     FeatureCache,
     OneView,
     PromptedObject,
+    SpatialFilter,
     object_mask,
     pixel_object,
     select_object,
@@ -127,3 +129,25 @@ def test_mask_reach_drops_a_look_alike_apart_from_a_prompts_mask_and_keeps_the_o
     assert (masks[0.0] & box1).sum() > 0.8 * box1.sum()   # Eq. 6 alone: the look-alike too
     assert (masks[0.05] & box0).sum() == (masks[0.0] & box0).sum()
     assert not (masks[0.05] & box1).any()
+
+
+def test_a_listed_objects_mask_keeps_to_its_own_gaussians_and_an_early_map_keeps_eq6():
+    # A text query names an object of the table: its mask is anchored on that object's
+    # Gaussians (`SpatialFilter.anchor_of`, as the map service does), not on a pixel's part.
+    model, owner = model_with_hidden_plate_and_outlier()
+    camera = camera_looking_at((0.25, 0.0, 0.05), (0.25, -0.8, 0.5))
+    render, query = RenderConfig(backend="cpu"), QueryConfig()
+    features = FeatureCache(model, OneView(camera), render)
+    feature = model["features"][np.flatnonzero(owner == 0)].mean(dim=0).detach()
+    spatial = SpatialFilter(model, query)
+    masks = {}
+    for anchored_on in (0, 1, None):
+        anchor = None if anchored_on is None else spatial.anchor_of(owner == anchored_on)
+        obj = PromptedObject("the box", feature, object_id=0, anchor=anchor)
+        masks[anchored_on] = object_mask(obj, camera.name, features, query, 0.6)
+    both = masks[None]  # no anchor: Eq. 6 alone masks the two boxes that share the feature
+    assert masks[0].any() and masks[1].any()
+    assert not (masks[0] & masks[1]).any() and ((masks[0] | masks[1]) == both).all()
+    few = np.zeros(len(owner), dtype=bool)
+    few[np.flatnonzero(owner == 0)[:MIN_ANCHOR - 1]] = True
+    assert spatial.anchor_of(few) is None  # too few to say where the object is: no rule
