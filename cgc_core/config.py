@@ -375,9 +375,9 @@ class QueryConfig:
     (cosine >= the mask's threshold) render there, at a point within this distance of the
     object's own Gaussians (a pixel prompt's: the connected part of its selection that holds
     the prompt's surface point; a text query's in the node: the listed object's), or within its
-    largest standard deviation beyond that (a surface lies that far from a
-    centre). A region elsewhere whose blended feature happens to point the same way (a weakly
-    trained wall, a look-alike, a neighbour sharing a small object's feature) is not the object.
+    largest standard deviation beyond that (a surface lies that far from a centre). A region
+    elsewhere whose blended feature happens to point the same way (a weakly trained wall, a
+    look-alike, a neighbour sharing a small object's feature) is not the object.
     Chosen among 0.05-0.2 on 72 maps; on 19 maps trained again for the rule as it is (the 15
     held-out clean scenes, robot 1003 and 1004 offline and streamed) none scored lower and 5
     higher, by up to 3.9 mIoU (bench/results/mask_reach_s10.md). 0: Eq. 6 alone (the paper)."""
