@@ -137,6 +137,11 @@ class LiveStats:
     removals_refuted: int = 0
     """Candidate removals that a later keyframe refuted (it measured a surface where depth had
     seen through: noise or pose error): pruned, nothing recorded, no keyframe retired."""
+    removal_candidates: dict = field(default_factory=dict)
+    """What became of each region that depth saw through (`live.forget_changes`), counted by
+    outcome: `regions` freed in all; `sheets` thinner than `change_min_thickness`; `recorded`
+    removals; `floaters` hugging a surface (`change_free_margin`); `refuted` and `unconfirmed`
+    by the later keyframes (none spoke within `change_region_window`); `waiting` for one."""
     arrivals: int = 0
     """Surfaces put down where older keyframes had measured free space, confirmed by a later
     keyframe (`live.change_arrivals`); those keyframes stopped training them
@@ -410,6 +415,14 @@ class LiveSession:
             keyframes_retired=counts.get("retired", 0), removals=len(self.changes),
             keyframes_masked=counts.get("masked", 0),
             removals_refuted=counts.get("removals_refuted", 0),
+            removal_candidates={
+                "regions": counts.get("removal_regions", 0),
+                "sheets": counts.get("removal_sheets", 0),
+                "recorded": counts.get("removals_recorded", 0),
+                "floaters": counts.get("removals_floaters", 0),
+                "refuted": counts.get("removals_refuted", 0),
+                "unconfirmed": counts.get("removals_unconfirmed", 0),
+                "waiting": len(self._pending_removals)},
             arrivals=len(self.arrivals),
             pose_corrections={} if trainer is None else corrections_summary(
                 trainer.view_corrections()))
@@ -538,8 +551,10 @@ class LiveSession:
         self._votes.forget_voxels(gone)
         self._version += 1
         for region in self._freed.add(gone, record["id"]):
+            self._counts["removal_regions"] += 1
             if thickness(region) < live.change_min_thickness:
                 self._counts["floaters_cleared"] += len(region)  # a sheet, not an object
+                self._counts["removal_sheets"] += 1
                 continue
             self._pending_removals.append((region, dict(record)))
         return True
@@ -618,7 +633,9 @@ class LiveSession:
             # Keyframes saw it only as near a surface as the see-through margin allows, and
             # free space just behind it: floaters hugging a surface, pruned; nothing was there.
             self._counts["floaters_cleared"] += len(region)
+            self._counts["removals_floaters"] += 1
             return
+        self._counts["removals_recorded"] += 1
         self.changes.append({
             "kind": "removed", "keyframe": record["id"], "stamp": record["stamp"],
             "time": record["keyframe"], "confirmed_by": confirmed_by,

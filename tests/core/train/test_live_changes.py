@@ -78,6 +78,10 @@ def test_what_changed_is_forgotten_and_old_keyframes_stop_training_it(changing_s
     # The first pass's keyframes saw it in place: they retire, or the region leaves their
     # losses (masked); the second pass's are untouched.
     stats = session.stats()
+    # Every region depth saw through is accounted for by one outcome (stream.json says which).
+    outcomes = dict(stats.removal_candidates)
+    assert outcomes["recorded"] == len(session.changes) == stats.removals, outcomes
+    assert outcomes.pop("regions") == sum(outcomes.values()) > 0, stats.removal_candidates
     key = "masked_keyframes" if keyframes == "mask" else "retired_keyframes"
     set_aside = {i for c in session.changes for i in c[key]}
     assert set_aside and set_aside <= first_ids, session.changes
