@@ -76,6 +76,7 @@ class FeatureCache:
     def __init__(self, splats: torch.nn.ParameterDict, scene: Scene, render: RenderConfig):
         self.splats, self.scene, self.render = splats, scene, render
         self._maps: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._unit: torch.Tensor | None = None
 
     def _render(self, frame: str) -> tuple[torch.Tensor, torch.Tensor]:
         if frame not in self._maps:
@@ -96,6 +97,13 @@ class FeatureCache:
     def colour(self, frame: str) -> torch.Tensor:
         """[H, W, 3] the frame's rendered colour (the guide of `QueryConfig.edge_radius`)."""
         return self._render(frame)[1]
+
+    def unit_features(self) -> torch.Tensor:
+        """[N, D] the Gaussians' own features, normalised once for every prompt and view."""
+        if self._unit is None:
+            self._unit = torch.nn.functional.normalize(self.splats["features"].detach(), dim=-1,
+                                                       eps=1e-8)
+        return self._unit
 
 
 @dataclass
@@ -134,12 +142,16 @@ class SpatialFilter:
         self.stds = splats["log_scales"].detach().exp().amax(dim=-1).cpu().numpy()
         self.extents = query.connect_radius_scale * self.stds
 
+    def selection(self, feature: torch.Tensor) -> np.ndarray:
+        """[N] bool, the opaque Gaussians within `selection_threshold` of `feature` [D] or
+        [P, D]."""
+        return ((cosine_to(self.unit, feature) >= self.query.selection_threshold)
+                & self.opaque).cpu().numpy()
+
     def part_at(self, feature: torch.Tensor, seed: np.ndarray) -> np.ndarray | None:
         """`anchor_of` the connected part of the selection by `feature` that holds `seed` (the
         prompted object's own Gaussians)."""
-        selected = ((cosine_to(self.unit, feature) >= self.query.selection_threshold)
-                    & self.opaque).cpu().numpy()
-        part, _ = connected_part(self.means, self.extents, selected, seed)
+        part, _ = connected_part(self.means, self.extents, self.selection(feature), seed)
         return self.anchor_of(part)
 
     def anchor_of(self, members: np.ndarray) -> np.ndarray | None:
@@ -156,12 +168,11 @@ class SpatialFilter:
         (None, None) without a seed or with nothing apart."""
         if seed is None:
             return None, None
-        selected = (cosine_to(self.unit, feature) >= self.query.selection_threshold) & self.opaque
-        part, rest = connected_part(self.means, self.extents, selected.cpu().numpy(), seed)
+        part, rest = connected_part(self.means, self.extents, self.selection(feature), seed)
         if not rest.any():
             return None, None
-        return (torch.from_numpy(part).to(selected.device),
-                torch.from_numpy(rest).to(selected.device))
+        device = self.opaque.device
+        return torch.from_numpy(part).to(device), torch.from_numpy(rest).to(device)
 
 
 def pixel_object(splats, camera: Camera, u: float, v: float, *, render: RenderConfig,
@@ -279,11 +290,9 @@ def object_mask(obj: PromptedObject, frame: str, features: FeatureCache, query: 
         mask &= ~other
     mask = mask.cpu().numpy()
     if obj.anchor is not None and query.mask_reach > 0 and mask.any():
-        splats = features.splats
-        similar = cosine_to(torch.nn.functional.normalize(splats["features"], dim=-1, eps=1e-8),
-                            obj.feature) >= threshold
+        similar = cosine_to(features.unit_features(), obj.feature) >= threshold
         surface = render_on_raw(features.scene.camera(frame), lambda view: surface_of(
-            splats, similar, view, features.render)).cpu().numpy()
+            features.splats, similar, view, features.render)).cpu().numpy()
         mask = pieces_within_reach(mask, surface, obj.anchor, query.mask_reach)
     return mask
 
